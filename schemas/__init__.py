@@ -1,0 +1,43 @@
+"""Event schemas: one pydantic model per topic record, with strict validation and orjson codecs."""
+
+from schemas.records import (
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+    Action,
+    ControlInstruction,
+    CreditClass,
+    CreditEvent,
+    CreditEventType,
+    DeadLetter,
+    Declaration,
+    DeviceType,
+    InspectionResult,
+    Qualification,
+    ScanResult,
+    ScanVerdict,
+    Scenario,
+    SelectionReason,
+    Stage,
+    TransportMode,
+)
+
+__all__ = [
+    "RECORD_TYPES",
+    "SCHEMA_VERSION",
+    "Action",
+    "ControlInstruction",
+    "CreditClass",
+    "CreditEvent",
+    "CreditEventType",
+    "DeadLetter",
+    "Declaration",
+    "DeviceType",
+    "InspectionResult",
+    "Qualification",
+    "ScanResult",
+    "ScanVerdict",
+    "Scenario",
+    "SelectionReason",
+    "Stage",
+    "TransportMode",
+]

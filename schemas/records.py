@@ -1,0 +1,258 @@
+"""Pydantic v2 models for every record on the pipeline's topics.
+
+Validation is strict: no silent coercion ("12" is not a number, 1 is not a string), no extra
+fields, no NaN or infinity, and every record carries ``schema_version`` so that a gateway on an
+older contract is rejected with a clear reason instead of being half-understood.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = 1
+
+# Event times outside this window are refused: older than the customs IT system, or more than
+# a day in the future (clock skew beyond that is a gateway fault, not a declaration).
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FUTURE_TOLERANCE_S = 86_400.0
+
+
+def _plausible_time(value: datetime) -> datetime:
+    if value < EARLIEST_EVENT_TIME:
+        raise ValueError(f"event time {value.isoformat()} is before {EARLIEST_EVENT_TIME.date()}")
+    if (value - datetime.now(timezone.utc)).total_seconds() > FUTURE_TOLERANCE_S:
+        raise ValueError(f"event time {value.isoformat()} is more than a day in the future")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+HsCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{2}){0,2}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+
+
+class Scenario(str, enum.Enum):
+    """Supervision scenario; each has its own risk model."""
+
+    GENERAL_TRADE = "general-trade"
+    ZERO_TARIFF = "zero-tariff"
+    PROCESSING_VALUE_ADDED = "processing-value-added"
+    DUTY_FREE_SHOPPING = "duty-free-shopping"
+
+
+class TransportMode(str, enum.Enum):
+    SEA = "sea"
+    AIR = "air"
+    RAIL = "rail"
+    ROAD = "road"
+    POST = "post"
+    OTHER = "other"
+
+
+class CreditClass(str, enum.Enum):
+    AEO = "aeo"
+    WHITE_LIST = "white-list"
+    GENERAL = "general"
+    FOCUS_LIST = "focus-list"
+    JOINT_PENALTY = "joint-penalty"
+
+
+class Qualification(str, enum.Enum):
+    """Statuses an enterprise must hold to declare under the matching scenario."""
+
+    ZERO_TARIFF = "zero-tariff"
+    PROCESSING_VALUE_ADDED = "processing-value-added"
+
+
+class Action(str, enum.Enum):
+    RELEASE = "release"
+    MACHINE_CHECK = "machine-check"
+    INSPECT = "inspect"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class Declaration(_Record):
+    """One goods declaration from a port gateway. Key: ``declaration_id``."""
+
+    declaration_id: Identifier
+    revision: int = Field(default=1, ge=1, le=1000)
+    port: Identifier
+    enterprise_id: Identifier
+    declarant_id: Identifier
+    seller_id: Identifier | None = None
+    scenario: Scenario
+    hs_code: HsCode
+    origin_country: CountryCode
+    departure_country: CountryCode
+    transport_mode: TransportMode
+    declared_value: float = Field(gt=0, le=1e13)
+    currency: CurrencyCode
+    quantity: float | None = Field(default=None, gt=0, le=1e12)
+    net_mass_kg: float = Field(gt=0, le=1e9)
+    tax_rate: float = Field(ge=0, le=100, description="Applicable duty rate in percent.")
+    event_time: EventTime
+    # Optional coded attributes of the declaration form (procedure, payment, tax type, ...).
+    procedure_code: Code | None = None
+    import_type: Code | None = None
+    import_use: Code | None = None
+    payment_type: Code | None = None
+    tax_type: Code | None = None
+    origin_indicator: Code | None = None
+    courier_id: Identifier | None = None
+
+
+class ScanVerdict(str, enum.Enum):
+    CLEAN = "clean"
+    SUSPICIOUS = "suspicious"
+
+
+class DeviceType(str, enum.Enum):
+    XRAY = "x-ray"
+    CT = "ct"
+
+
+class ScanResult(_Record):
+    """Result of a non-intrusive (X-ray / CT) check. Key: ``declaration_id``."""
+
+    scan_id: Identifier
+    declaration_id: Identifier
+    revision: int = Field(default=1, ge=1, le=1000)
+    port: Identifier
+    device_id: Identifier
+    device_type: DeviceType
+    anomaly_score: float = Field(ge=0, le=1)
+    verdict: ScanVerdict
+    suspected_categories: tuple[ShortText, ...] = Field(default=(), max_length=32)
+    # Opaque reference into the equipment's image store: shown to officers, never opened as a path.
+    image_ref: ShortText | None = None
+    event_time: EventTime
+
+
+class CreditEventType(str, enum.Enum):
+    CREDIT_CLASS_CHANGED = "credit-class-changed"
+    QUALIFICATION_REGISTERED = "qualification-registered"
+    QUALIFICATION_SUSPENDED = "qualification-suspended"
+    QUALIFICATION_REVOKED = "qualification-revoked"
+    JOINT_PENALTY_IMPOSED = "joint-penalty-imposed"
+    JOINT_PENALTY_LIFTED = "joint-penalty-lifted"
+
+
+class CreditEvent(_Record):
+    """An enterprise credit or lifecycle event from customs or another agency. Key: ``enterprise_id``."""
+
+    event_id: Identifier
+    enterprise_id: Identifier
+    event_type: CreditEventType
+    credit_class: CreditClass | None = None
+    qualification: Qualification | None = None
+    source_agency: ShortText
+    reason: ShortText | None = None
+    event_time: EventTime
+
+    def model_post_init(self, _context: object) -> None:
+        needs_class = self.event_type is CreditEventType.CREDIT_CLASS_CHANGED
+        needs_qual = self.event_type in (
+            CreditEventType.QUALIFICATION_REGISTERED,
+            CreditEventType.QUALIFICATION_SUSPENDED,
+            CreditEventType.QUALIFICATION_REVOKED,
+        )
+        if needs_class and self.credit_class is None:
+            raise ValueError("credit-class-changed needs credit_class")
+        if needs_qual and self.qualification is None:
+            raise ValueError(f"{self.event_type.value} needs qualification")
+        if self.credit_class is CreditClass.JOINT_PENALTY:
+            raise ValueError("joint penalty is set by joint-penalty-imposed, not as a credit class")
+
+
+class Stage(str, enum.Enum):
+    """Which decision point produced an instruction."""
+
+    DECLARATION = "declaration"  # pre-determined instruction at declaration time
+    SCAN = "scan"  # final instruction after the machine-check scan result
+    TIMEOUT = "timeout"  # final instruction because no scan arrived in time
+
+
+class SelectionReason(str, enum.Enum):
+    NONE = "none"
+    RULE = "rule"
+    RISK_LIST = "risk-list"
+    MODEL_THRESHOLD = "model-threshold"
+    RANDOM = "random"
+    SCAN = "scan"
+    TIMEOUT = "timeout"
+
+
+class ControlInstruction(_Record):
+    """What the port must do with a declaration. Key: ``declaration_id``.
+
+    ``instruction_id`` is ``{declaration_id}:{revision}:{stage}``, so a consumer can deduplicate
+    redelivered instructions. ``final`` is false only for the machine-check that awaits a scan.
+    """
+
+    instruction_id: ShortText
+    declaration_id: Identifier
+    revision: int
+    port: Identifier
+    enterprise_id: Identifier
+    scenario: Scenario
+    stage: Stage
+    action: Action
+    final: bool
+    selection_reason: SelectionReason
+    credit_class: CreditClass
+    score: float | None = None
+    model_version: str | None = None
+    policy_version: str
+    reasons: tuple[str, ...] = ()
+    suspected_categories: tuple[str, ...] = ()
+    scan_id: str | None = None
+    event_time: AwareDatetime
+    decided_at: AwareDatetime
+
+
+class InspectionResult(_Record):
+    """What an inspection station found. Key: ``declaration_id``."""
+
+    instruction_id: ShortText
+    declaration_id: Identifier
+    revision: int = Field(ge=1, le=1000)
+    port: Identifier
+    station_id: Identifier
+    found: bool
+    category: ShortText | None = None
+    duty_recovered: float = Field(default=0.0, ge=0, le=1e13)
+    inspected_at: EventTime
+
+
+class DeadLetter(_Record):
+    """A record the pipeline could not accept, with the reason and the original bytes (base64)."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    value_b64: str | None
+    reason: str
+    error: str
+    received_at: AwareDatetime
+
+
+RECORD_TYPES: dict[str, type[_Record]] = {
+    "declaration": Declaration,
+    "scan-result": ScanResult,
+    "credit-event": CreditEvent,
+    "control-instruction": ControlInstruction,
+    "inspection-result": InspectionResult,
+    "dead-letter": DeadLetter,
+}

@@ -1,0 +1,59 @@
+"""Dead-letter records: the original bytes, where they came from, and a reason an operator can act on."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+
+
+def reject_reason(exc: BaseException) -> tuple[str, str]:
+    """A short, stable reason code (a metric label) and a readable detail for one rejection."""
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0] if errors else {"type": "invalid", "loc": ()}
+        if first["type"] in ("json_invalid", "json_type"):
+            return "invalid-json", str(first.get("msg", ""))[:MAX_ERROR_CHARS]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in errors[:10])
+        return "schema-violation", detail[:MAX_ERROR_CHARS]
+    code = getattr(exc, "reason_code", None) or type(exc).__name__
+    return str(code), str(exc)[:MAX_ERROR_CHARS]
+
+
+def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, exc: BaseException) -> tuple[str, bytes]:
+    reason, detail = reject_reason(exc)
+    record: dict[str, Any] = {
+        "schema_version": 1,
+        "source_topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key_b64": base64.b64encode(key).decode() if key is not None else None,
+        "value_b64": base64.b64encode(value).decode() if value is not None else None,
+        "reason": reason,
+        "error": detail,
+        "received_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+    return reason, orjson.dumps(record)
+
+
+class DeadLetterSink:
+    """Sends rejected records to the dead-letter topic through the worker's Faust producer."""
+
+    def __init__(self, topic: Any) -> None:
+        self.topic = topic
+
+    def send(self, message: Any, exc: BaseException) -> None:
+        reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, message.value, exc)
+        log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
+        metrics.DEAD_LETTERS.labels(message.topic, reason).inc()
+        self.topic.send_soon(key=message.topic.encode(), value=payload)

@@ -1,0 +1,302 @@
+"""``riskctl demo``: the whole office on one machine.
+
+Embedded broker -> topics -> one worker process -> simulated gateways publish credit events and
+declarations -> the simulated scanners answer machine-check instructions -> a station view prints
+instructions and, at the end, a summary (and one JSON line with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import yaml
+from confluent_kafka import Consumer, Producer
+
+from policy.config import load_policy
+from streams import topics
+from streams.settings import Settings
+
+READY_TIMEOUT_S = 120.0
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=_positive, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
+    p.add_argument("--rate", type=_positive, default=50.0, help="declarations per second (default: 50)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
+    p.add_argument("--enterprises", type=int, default=70_000, help="simulated enterprise population (default: 70000)")
+    p.add_argument("--scan-timeout", type=_positive, default=8.0, help="seconds a machine-check waits for its scan (default: 8)")
+    p.add_argument("--scan-delay-scale", type=float, default=0.02, help="scale of the scanners' realistic delays (default: 0.02)")
+    p.add_argument("--drain-timeout", type=_positive, default=60.0, help="max seconds to wait for final instructions after publishing (default: 60)")
+    p.add_argument("--port", type=int, default=None, help="embedded broker port (default: from KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--external", action="store_true", help="use the broker at KAFKA_BOOTSTRAP_SERVERS instead of starting the embedded one")
+    p.add_argument("--quiet", action="store_true", help="do not print each instruction")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tally:
+    published: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
+    published_at: dict[str, float] = field(default_factory=dict)
+    final: dict[str, str] = field(default_factory=dict)  # declaration id -> final instruction id
+    seen_instructions: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    conflicting_finals: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    dead_letters: int = 0
+    inspections: int = 0
+
+    @property
+    def undecided(self) -> int:
+        return sum(1 for d in self.published_at if d not in self.final)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+        return {
+            "published": {"declaration": self.published["declaration"], "scan": self.published["scan"], "credit": self.published["credit"]},
+            "instructions": {a: self.actions[a] for a in ("release", "machine-check", "inspect")},
+            "dead_letters": self.dead_letters,
+            "undecided": self.undecided,
+            "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
+            "duplicate_instructions": self.duplicates,
+            "conflicting_final_outcomes": self.conflicting_finals,
+            "inspection_results": self.inspections,
+        }
+
+
+@contextlib.contextmanager
+def _worker_process(settings: Settings, policy_file: Path, log_path: Path) -> Iterator[subprocess.Popen]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "POLICY_FILE": str(policy_file),
+           "METRICS_PORT": str(settings.metrics_port), "APP_ID": settings.app_id, "TOPIC_PREFIX": settings.topic_prefix}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--no-create-topics"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def wait_worker_ready(metrics_url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = READY_TIMEOUT_S) -> float:
+    """Poll the worker's metrics endpoint until it reports ready; returns seconds waited."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with code {proc.returncode}; log tail:\n{_tail(log_path)}")
+        with contextlib.suppress(OSError):
+            body = urllib.request.urlopen(metrics_url, timeout=1).read().decode()
+            if "customs_worker_ready 1.0" in body and "customs_assigned_partitions 0.0" not in body:
+                return time.monotonic() - start
+        time.sleep(0.2)  # polling interval of the readiness probe, bounded by the deadline above
+    raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; log tail:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.brokers import EmbeddedBroker
+    from streams.topics import create_topics
+
+    workdir = Path(tempfile.mkdtemp(prefix="riskctl-demo-"))
+    with contextlib.ExitStack() as stack:
+        if not args.external:
+            port = args.port or int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+            broker = stack.enter_context(EmbeddedBroker(port=port))
+            settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+            _log(f"embedded broker on {broker.bootstrap_servers}")
+        create_topics(settings)
+        policy = load_policy(settings.policy_file)
+        policy_file = workdir / "policy.yaml"
+        demo_policy = policy.model_dump(mode="json")
+        demo_policy["version"] = f"{policy.version}+demo"
+        demo_policy["scan"]["timeout_s"] = args.scan_timeout
+        policy_file.write_text(yaml.safe_dump(demo_policy))
+        log_path = workdir / "worker.log"
+        proc = stack.enter_context(_worker_process(settings, policy_file, log_path))
+        metrics_url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        _log(f"worker pid {proc.pid}, log {log_path}; metrics at {metrics_url}")
+        waited = wait_worker_ready(metrics_url, proc, log_path)
+        _log(f"worker ready after {waited:.1f}s")
+        tally = run_traffic(settings, args, proc)
+    summary = tally.summary()
+    _print_summary(summary)
+    if args.json:
+        print(orjson.dumps(summary).decode())
+    return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 else 1
+
+
+def run_traffic(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen) -> Tally:
+    from portsim.traffic import PortOffice
+
+    office = PortOffice(seed=args.seed, enterprises=args.enterprises)
+    producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2, "enable.idempotence": True})
+    consumer = Consumer({**settings.confluent_config(), "group.id": f"demo-station-{os.getpid()}", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([settings.topic(topics.INSTRUCTIONS), settings.topic(topics.DEAD_LETTERS)])
+    tally = Tally()
+    truths: dict[str, Any] = {}
+    scans_due: list[tuple[float, bytes, bytes]] = []
+    t_decl, t_scan, t_credit, t_insp = (settings.topic(n) for n in (topics.DECLARATIONS, topics.SCANS, topics.CREDIT_EVENTS, topics.INSPECTION_RESULTS))
+
+    for event in office.credit_population():
+        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
+        tally.published["credit"] += 1
+        producer.poll(0)
+    producer.flush(30)
+    _log(f"published {tally.published['credit']} credit events (enterprise population)")
+
+    declarations = office.declaration_dicts(count=None)
+    start = time.monotonic()
+    stop_at = start + args.duration if args.duration else float("inf")
+    next_report = start + 2.0
+    interrupted = False
+    drain_until: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with code {worker.returncode}")
+            if now < stop_at:
+                due = int((now - start) * args.rate) - tally.published["declaration"]
+                for _ in range(max(0, due)):
+                    record, truth = next(declarations)
+                    record["event_time"] = _now_iso()
+                    did = record["declaration_id"]
+                    truths[did] = truth
+                    producer.produce(t_decl, key=did.encode(), value=orjson.dumps(record))
+                    tally.published_at[did] = time.time()
+                    tally.published["declaration"] += 1
+            elif drain_until is None:
+                drain_until = now + args.drain_timeout
+                _log(f"published {tally.published['declaration']} declarations; draining")
+            while scans_due and scans_due[0][0] <= now:
+                _, key, value = scans_due.pop(0)
+                producer.produce(t_scan, key=key, value=value)
+                tally.published["scan"] += 1
+            producer.poll(0)
+            for msg in consumer.consume(500, timeout=0.05):
+                if msg.error():
+                    continue
+                if msg.topic() == settings.topic(topics.DEAD_LETTERS):
+                    tally.dead_letters += 1
+                    continue
+                _on_instruction(orjson.loads(msg.value()), tally, truths, office, scans_due, producer, t_insp, args)
+            if now >= next_report:
+                next_report = now + 2.0
+                _progress(tally, now - start)
+            if drain_until is not None and (tally.undecided == 0 or now > drain_until):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        _log("interrupted: shutting down")
+    finally:
+        producer.flush(10)
+        consumer.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return tally
+
+
+def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any], office: Any, scans_due: list,
+                    producer: Producer, t_insp: str, args: argparse.Namespace) -> None:
+    iid = instr["instruction_id"]
+    if iid in tally.seen_instructions:
+        tally.duplicates += 1
+        return
+    tally.seen_instructions.add(iid)
+    did = instr["declaration_id"]
+    tally.actions[instr["action"]] += 1
+    if instr["stage"] == "declaration" and did in tally.published_at:
+        tally.latencies_ms.append((time.time() - tally.published_at[did]) * 1000)
+    if instr["final"]:
+        if did in tally.final and tally.final[did] != iid:
+            tally.conflicting_finals += 1
+        tally.final[did] = iid
+    if not args.quiet and (instr["action"] != "release" or instr["stage"] != "declaration"):
+        reasons = "; ".join(instr["reasons"][:3])
+        print(f"{instr['port']:9} {did:14} {instr['stage']:11} {instr['action']:13} {instr['credit_class']:13} {reasons}", flush=True)
+    truth = truths.get(did)
+    if truth is None:
+        return
+    if instr["stage"] == "declaration" and instr["action"] == "machine-check":
+        from schemas import ScanResult  # noqa: F401  (the simulator returns validated records)
+
+        scan, delay = office.scan_for(did, truth, instr["port"])
+        if scan is not None:
+            due = time.monotonic() + delay * args.scan_delay_scale
+            scans_due.append((due, did.encode(), orjson.dumps(scan.model_dump(mode="json"))))
+            scans_due.sort(key=lambda item: item[0])
+    elif instr["final"] and instr["action"] == "inspect":
+        from schemas import ControlInstruction
+
+        result = office.inspection_for(ControlInstruction.model_validate(instr, strict=False), truth, f"{instr['port']}-STATION")
+        producer.produce(t_insp, key=did.encode(), value=orjson.dumps(result.model_dump(mode="json")))
+        tally.inspections += 1
+
+
+def _progress(tally: Tally, elapsed: float) -> None:
+    lat = sorted(tally.latencies_ms[-2000:])
+    p50 = lat[len(lat) // 2] if lat else 0.0
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+    a = tally.actions
+    _log(f"[{elapsed:6.1f}s] declarations {tally.published['declaration']} ({tally.published['declaration'] / max(elapsed, 1e-9):.0f}/s)"
+         f" | release {a['release']} machine-check {a['machine-check']} inspect {a['inspect']}"
+         f" | scans {tally.published['scan']} | undecided {tally.undecided} | dead letters {tally.dead_letters}"
+         f" | latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print("\n=== demo summary ===")
+    print(f"published     declarations {s['published']['declaration']}, scans {s['published']['scan']}, credit events {s['published']['credit']}")
+    i = s["instructions"]
+    print(f"instructions  release {i['release']}, machine-check {i['machine-check']}, inspect {i['inspect']}")
+    print(f"dead letters  {s['dead_letters']}")
+    print(f"undecided     {s['undecided']}  (declarations published without a final instruction)")
+    print(f"latency       p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms  (declaration published -> first instruction consumed)")
+    print(f"duplicates    {s['duplicate_instructions']} redelivered instruction records, {s['conflicting_final_outcomes']} conflicting final outcomes")

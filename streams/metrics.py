@@ -1,0 +1,30 @@
+"""Prometheus metrics of a worker. Names are part of the operations contract (dashboards, alerts)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Decision latency spans milliseconds (normal) to seconds (backlog, scan waits).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
+
+EVENTS_IN = Counter("customs_events_in_total", "Records consumed, by event type and port.", ["type", "port"])
+INSTRUCTIONS = Counter(
+    "customs_instructions_total", "Control instructions sent.", ["action", "stage", "port", "credit_class"]
+)
+DEAD_LETTERS = Counter("customs_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["topic", "reason"])
+DUPLICATES = Counter("customs_redelivered_total", "Redelivered or duplicate input, by type and outcome.", ["type", "outcome"])
+DECISION_LATENCY = Histogram(
+    "customs_decision_latency_seconds", "Event time to instruction, by stage.", ["stage"], buckets=LATENCY_BUCKETS
+)
+SCORES = Histogram("customs_risk_score", "Model risk scores, by supervision scenario.", ["scenario"], buckets=SCORE_BUCKETS)
+PENDING_MACHINE_CHECKS = Gauge("customs_pending_machine_checks", "Machine-checks awaiting a scan result (this worker).")
+SCAN_TIMEOUTS = Counter("customs_scan_timeouts_total", "Machine-checks inspected because no scan arrived in time.", ["port"])
+BATCH_SIZE = Histogram(
+    "customs_batch_declarations", "Declarations per micro-batch.", buckets=(1, 4, 16, 64, 256, 1024, 4096)
+)
+ACTIVE_MODEL = Gauge("customs_active_model_info", "Active model version per scenario (value 1).", ["scenario", "version"])
+ACTIVE_POLICY = Gauge("customs_active_policy_info", "Active policy version (value 1).", ["version"])
+CREDIT_EVENTS_APPLIED = Counter("customs_credit_events_applied_total", "Credit events folded into the credit table.", ["event_type"])
+WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions assigned and its tables recovered.")
+ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")

@@ -1,0 +1,134 @@
+"""The one typed settings object. Read from the environment and an optional TOML file.
+
+Precedence (highest first): explicit keyword arguments, environment variables, the settings file
+(``--settings FILE`` or env ``RISKCTL_SETTINGS``), defaults. Environment variables are the field
+names upper-cased, e.g. ``KAFKA_BOOTSTRAP_SERVERS``, ``METRICS_PORT``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_EMBEDDED_PORT = 19092
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    # --- Kafka connection -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default=f"127.0.0.1:{DEFAULT_EMBEDDED_PORT}",
+        description="Comma-separated host:port list. Defaults to the embedded broker.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- Topics ---------------------------------------------------------------------------------
+    topic_prefix: str = Field(default="customs.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=8, ge=1, le=1024, description="Partitions of the keyed event topics.")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+
+    # --- Worker ---------------------------------------------------------------------------------
+    app_id: str = Field(default="customs-risk", pattern=r"^[A-Za-z0-9._-]+$")
+    data_dir: Path = Path("var/worker")
+    # Short group timeouts: a worker is ready in seconds on one machine. Raise them in production.
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
+    batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")
+    model_dir: Path | None = Field(default=None, description="Model registry directory; None uses the bundled starter model.")
+    policy_file: Path | None = Field(default=None, description="Policy YAML; None uses the shipped default policy.")
+
+    # --- Operations ----------------------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"bootstrap server {server!r} is not host:port")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("RISKCTL_SETTINGS")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka connection settings (security included) for confluent-kafka clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username or ""
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        return conf
+
+    def faust_credentials(self) -> Any:
+        """Faust/aiokafka credentials matching the confluent-kafka ones (TLS and/or SASL)."""
+        import ssl
+
+        from faust.auth import SASLCredentials, SSLCredentials
+
+        context = None
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+            if self.kafka_ssl_certfile:
+                context.load_cert_chain(str(self.kafka_ssl_certfile), str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None)
+        if self.kafka_sasl_mechanism:
+            password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+            return SASLCredentials(
+                username=self.kafka_sasl_username, password=password, ssl_context=context, mechanism=self.kafka_sasl_mechanism
+            )
+        if context is not None:
+            return SSLCredentials(context)
+        return None
+
+
+
+def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``settings_file`` (TOML) takes the place of env ``RISKCTL_SETTINGS``."""
+    if settings_file is not None:
+        path = Path(settings_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"settings file {path} does not exist")
+        os.environ["RISKCTL_SETTINGS"] = str(path)
+    return Settings(**overrides)
+

@@ -1,0 +1,104 @@
+"""Every topic the pipeline uses, declared in one place, and created idempotently.
+
+Faust must never create topics itself (``topic_allow_declare=False``): a worker that subscribes to a
+topic that does not exist yet is never assigned it on some brokers (see field notes), so
+``riskctl topics create`` makes all of them - including Faust's own changelog and assignor
+topics - before any worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+# Logical names, shared by producers, the topology and the tools. Full name = prefix + name.
+DECLARATIONS = "declarations"
+SCANS = "scans"
+CREDIT_EVENTS = "credit-events"
+RISK_LISTS = "risk-lists"
+INSTRUCTIONS = "instructions"
+INSPECTION_RESULTS = "inspection-results"
+DEAD_LETTERS = "dead-letters"
+MODEL_CONTROL = "model-control"
+
+# Faust tables (their changelogs are named "{app_id}-{table}-changelog").
+TABLE_DECLARATION_STATE = "declaration-state"
+TABLE_SCAN_DEADLINES = "scan-deadlines"
+TABLE_ENTERPRISE_CREDIT = "enterprise-credit"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    description: str
+    cleanup_policy: str = "delete"
+    retention_ms: int = 7 * DAY_MS
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        conf = {"cleanup.policy": self.cleanup_policy, **self.extra}
+        if "delete" in self.cleanup_policy:
+            conf["retention.ms"] = str(self.retention_ms)
+        return conf
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """All topics, with their full names. Keyed event topics share one partition count so that
+    declarations, scans, instructions and the declaration-state changelog are co-partitioned."""
+    p = settings.partitions
+    t = settings.topic
+    app = settings.app_id
+    return [
+        TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
+        TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
+        TopicSpec(
+            t(CREDIT_EVENTS), 1, "enterprise_id",
+            "Credit and lifecycle events from customs and other agencies (the audit trail; the "
+            "folded current state is the compacted enterprise-credit changelog).",
+            retention_ms=365 * DAY_MS,
+        ),
+        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and agency alerts.", cleanup_policy="compact"),
+        TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
+        TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
+        TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
+        TopicSpec(t(MODEL_CONTROL), 1, "scenario", "Model activation commands (hot swap).", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id", "Faust table: per-declaration decision state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id", "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id", "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
+    ]
+
+
+def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    admin = AdminClient(settings.confluent_config())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [s for s in topic_specs(settings) if s.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.replication_factor, config=s.config()) for s in wanted],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race
+                raise
+    log.info("created %d topics", len(created))
+    return created

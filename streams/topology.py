@@ -1,0 +1,265 @@
+"""The pipeline's Faust topology, readable in one place.
+
+    credit-events ──> fold_credit_events ──> enterprise-credit   (GlobalTable: every worker reads all)
+    declarations ──┐                          │ read
+                   ├─> decide_declarations ───┴─> declaration-state, scan-deadlines (Tables, changelog)
+    scans ─────────┴─> apply_scans                        │
+                                                          └─> instructions
+    (timer) expire_scan_deadlines ──> instructions (scan timeout)
+    anything unparseable ──> dead-letters
+
+Declarations, scans, instructions and the two per-declaration tables share the partition count
+and are keyed by declaration id, so a scan is always handled by the worker that holds its
+declaration's state (Faust's Stream.join is not implemented; this co-partitioned table *is* the
+join). Agents consume micro-batches (``take_events``) so that scoring runs once per batch.
+Outputs go through Faust's producer buffer (``send_soon``), which Faust flushes before it commits
+offsets: delivery is at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same
+instruction bytes instead of deciding again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any, Sequence
+
+import faust
+import orjson
+
+from streams import metrics, topics
+from streams.deadletter import DeadLetterSink, reject_reason
+from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
+from streams.services import Services
+from streams.settings import Settings
+from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
+from policy.decide import decide
+from schemas import Action, CreditEvent, Declaration, ScanResult
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings) -> faust.App:
+    servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{servers}",
+        broker_credentials=settings.faust_credentials(),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        web_enabled=False,
+        topic_allow_declare=False,  # `riskctl topics create` owns topic creation
+        topic_partitions=settings.partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_commit_interval=settings.commit_interval_s,
+        producer_linger_ms=1,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        table_standby_replicas=1,
+        logging_config=None,
+        loghandlers=[],
+    )
+
+
+class Topology:
+    """Wires agents, tables and the timer onto a Faust app. One instance per worker process."""
+
+    def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
+        self.settings = settings
+        self.services = services
+        self.app = app or faust_app(settings)
+        t = settings.topic
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.declarations = self.app.topic(t(topics.DECLARATIONS), **raw)
+        self.scans = self.app.topic(t(topics.SCANS), **raw)
+        self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
+        self.instructions = self.app.topic(t(topics.INSTRUCTIONS), **raw)
+        self.dead_letters = DeadLetterSink(self.app.topic(t(topics.DEAD_LETTERS), **raw))
+        # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
+        # of the key -- the same partition the gateways' records for that key use.
+        raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        table = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
+        self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions, **table)
+        self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions, **table)
+        # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
+        # several workers (larger values can loop in recovery).
+        self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
+        self._wire()
+
+    # ---- wiring -----------------------------------------------------------------------------
+    def _wire(self) -> None:
+        s = self.settings
+        app = self.app
+
+        @app.agent(self.credit_events, name="fold_credit_events")
+        async def fold_credit_events(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                self.handle_credit_events(events)
+
+        @app.agent(self.declarations, name="decide_declarations")
+        async def decide_declarations(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                self.handle_declarations(events)
+
+        @app.agent(self.scans, name="apply_scans")
+        async def apply_scans(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                self.handle_scans(events)
+
+        @app.timer(interval=1.0, name="expire_scan_deadlines")
+        async def expire_scan_deadlines() -> None:
+            self.expire_deadlines(time.time())
+
+        @app.timer(interval=5.0, name="refresh_models")
+        async def refresh_models() -> None:
+            # A watched registry: a newly activated, verified model is swapped in atomically;
+            # a broken one is refused and the old one keeps serving.
+            self.services.refresh_models()
+
+    # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
+    def handle_credit_events(self, events: Sequence[faust.EventT]) -> None:
+        for event in events:
+            msg = event.message
+            try:
+                credit_event = CreditEvent.model_validate_json(msg.value)
+                if msg.key is not None and msg.key != credit_event.enterprise_id.encode():
+                    raise KeyMismatch("key does not match enterprise_id")
+            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
+                self.dead_letters.send(msg, exc)
+                continue
+            key = credit_event.enterprise_id.encode()
+            raw = self.credit.get(key)
+            state = EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
+            new = apply_credit_event(state, credit_event)
+            if new is not state:
+                self.credit[key] = new.to_bytes()
+                metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
+
+    def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
+        raw = self.credit.get(enterprise_id.encode())
+        return EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
+
+    def handle_declarations(self, events: Sequence[faust.EventT]) -> None:
+        now = time.time()
+        parsed: list[tuple[faust.EventT, Declaration]] = []
+        for event in events:
+            msg = event.message
+            try:
+                decl = Declaration.model_validate_json(msg.value)
+                if msg.key != decl.declaration_id.encode():
+                    raise KeyMismatch("record key does not match declaration_id")
+            except Exception as exc:  # noqa: BLE001
+                self.dead_letters.send(msg, exc)
+                continue
+            metrics.EVENTS_IN.labels("declaration", decl.port).inc()
+            parsed.append((event, decl))
+        if not parsed:
+            return
+        metrics.BATCH_SIZE.observe(len(parsed))
+        # Score, in one batch, every declaration revision the state has not decided yet.
+        to_score = [d for _, d in parsed if classify_declaration(self._state(d.declaration_id), d.revision) == "new"]
+        scored = self.services.score(to_score)
+        policy = self.services.policy
+        for event, decl in parsed:
+            key = decl.declaration_id.encode()
+            state = self._state(decl.declaration_id)
+            result = scored.get((decl.declaration_id, decl.revision))
+            decision = score = None
+            versions = Versions(policy.version, None)
+            if result is None and classify_declaration(state, decl.revision) == "new":
+                # Only reachable when a superseded revision sat in the same batch: score it now.
+                result = self.services.score([decl])[(decl.declaration_id, decl.revision)]
+            if result is not None:
+                score = result.score
+                versions = Versions(policy.version, result.model_version)
+                decision = decide(policy, decl, self.credit_of(decl.enterprise_id), score)
+                if decision.action is not Action.RELEASE:
+                    decision = replace(decision, reasons=decision.reasons + result.explain())
+            step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
+            self._apply(key, step, "declaration", event.message.partition, now)
+
+    def handle_scans(self, events: Sequence[faust.EventT]) -> None:
+        now = time.time()
+        for event in events:
+            msg = event.message
+            try:
+                scan = ScanResult.model_validate_json(msg.value)
+                if msg.key != scan.declaration_id.encode():
+                    raise KeyMismatch("record key does not match declaration_id")
+            except Exception as exc:  # noqa: BLE001
+                self.dead_letters.send(msg, exc)
+                continue
+            metrics.EVENTS_IN.labels("scan", scan.port).inc()
+            step = on_scan(self._state(scan.declaration_id), scan, now)
+            self._apply(scan.declaration_id.encode(), step, "scan", msg.partition, now)
+
+    def expire_deadlines(self, now: float) -> int:
+        """Turn overdue machine-checks into inspect instructions. Runs on a timer, so it fires even
+        when no further traffic arrives; only partitions this worker actively owns are touched."""
+        ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
+        metrics.WORKER_READY.set(1 if ready else 0)
+        if not ready:
+            return 0
+        actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.declarations.get_topic_name()}
+        metrics.ASSIGNED_PARTITIONS.set(len(actives))
+        expired = 0
+        pending = 0
+        for key, raw in list(self.deadlines.items()):
+            entry = orjson.loads(raw)
+            if entry["partition"] not in actives:
+                continue
+            pending += 1
+            if entry["deadline"] > now:
+                continue
+            step = on_timeout(self._state(key.decode()), entry["revision"], now)
+            self._apply(key, step, "timeout", entry["partition"], now)
+            if step.outcome == "timeout":
+                metrics.SCAN_TIMEOUTS.labels(entry["port"]).inc()
+                expired += 1
+        metrics.PENDING_MACHINE_CHECKS.set(pending - expired)
+        return expired
+
+    # ---- effects -----------------------------------------------------------------------------
+    def _state(self, declaration_id: str) -> dict[str, Any] | None:
+        raw = self.state.get(declaration_id.encode())
+        return orjson.loads(raw) if raw else None
+
+    def _apply(self, key: bytes, step: Step, source: str, partition: int, now: float) -> None:
+        # Instructions are queued before the state that records them, so a crash between the two
+        # re-decides (and re-emits the same bytes) rather than recording an unsent instruction.
+        for instruction in step.instructions:
+            self.instructions.send_soon(key=key, value=orjson.dumps(instruction))
+            if step.outcome != "duplicate":
+                metrics.INSTRUCTIONS.labels(
+                    instruction["action"], instruction["stage"], instruction["port"], instruction["credit_class"]
+                ).inc()
+                metrics.DECISION_LATENCY.labels(instruction["stage"]).observe(max(0.0, now - _epoch(instruction["event_time"])))
+        if step.outcome not in ("decided", "timeout"):
+            metrics.DUPLICATES.labels(source, step.outcome).inc()
+        if step.state is not None:
+            self.state[key] = orjson.dumps(step.state)
+        if step.deadline is not None:
+            decl = step.state["decl"] if step.state else {}
+            self.deadlines[key] = orjson.dumps(
+                {"deadline": step.deadline, "revision": decl.get("revision"), "port": decl.get("port"), "partition": partition}
+            )
+        elif step.clear_deadline and key in self.deadlines:
+            del self.deadlines[key]
+
+
+class KeyMismatch(ValueError):
+    """A record whose Kafka key is not its own id would break co-partitioning."""
+
+    reason_code = "key-mismatch"
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+__all__ = ["Topology", "faust_app", "KeyMismatch", "reject_reason"]
