@@ -96,11 +96,11 @@ class Declaration(_Record):
     origin_country: CountryCode
     departure_country: CountryCode
     transport_mode: TransportMode
-    declared_value: float = Field(gt=0, le=1e13)
+    declared_value: float = Field(ge=0, le=1e13, description="0 for free-of-charge goods (samples, gifts).")
     currency: CurrencyCode
     quantity: float | None = Field(default=None, gt=0, le=1e12)
-    net_mass_kg: float = Field(gt=0, le=1e9)
-    tax_rate: float = Field(ge=0, le=100, description="Applicable duty rate in percent.")
+    net_mass_kg: float = Field(ge=0, le=1e9, description="0 where the goods weigh less than the declared precision.")
+    tax_rate: float = Field(ge=0, le=1000, description="Applicable duty rate in percent (ad valorem equivalents can exceed 100).")
     event_time: EventTime
     # Optional coded attributes of the declaration form (procedure, payment, tax type, ...).
     procedure_code: Code | None = None

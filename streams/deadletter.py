@@ -47,13 +47,13 @@ def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | Non
 
 
 class DeadLetterSink:
-    """Sends rejected records to the dead-letter topic through the worker's Faust producer."""
+    """Adds rejected records to a micro-batch's output, bound for the dead-letter topic."""
 
-    def __init__(self, topic: Any) -> None:
+    def __init__(self, topic: str) -> None:
         self.topic = topic
 
-    def send(self, message: Any, exc: BaseException) -> None:
+    def add(self, out: Any, message: Any, exc: BaseException) -> None:
         reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, message.value, exc)
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
         metrics.DEAD_LETTERS.labels(message.topic, reason).inc()
-        self.topic.send_soon(key=message.topic.encode(), value=payload)
+        out.add(self.topic, 0, message.topic.encode(), payload)

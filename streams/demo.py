@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,13 +21,13 @@ from typing import Any, Iterator
 
 import orjson
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from policy.config import load_policy
 from streams import topics
+from streams.launcher import WorkerProcess, worker_process
+from streams.readers import assigned_reader
 from streams.settings import Settings
-
-READY_TIMEOUT_S = 120.0
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,45 +97,6 @@ class Tally:
         }
 
 
-@contextlib.contextmanager
-def _worker_process(settings: Settings, policy_file: Path, log_path: Path) -> Iterator[subprocess.Popen]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "POLICY_FILE": str(policy_file),
-           "METRICS_PORT": str(settings.metrics_port), "APP_ID": settings.app_id, "TOPIC_PREFIX": settings.topic_prefix}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--no-create-topics"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def wait_worker_ready(metrics_url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float = READY_TIMEOUT_S) -> float:
-    """Poll the worker's metrics endpoint until it reports ready; returns seconds waited."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with code {proc.returncode}; log tail:\n{_tail(log_path)}")
-        with contextlib.suppress(OSError):
-            body = urllib.request.urlopen(metrics_url, timeout=1).read().decode()
-            if "customs_worker_ready 1.0" in body and "customs_assigned_partitions 0.0" not in body:
-                return time.monotonic() - start
-        time.sleep(0.2)  # polling interval of the readiness probe, bounded by the deadline above
-    raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; log tail:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.brokers import EmbeddedBroker
     from streams.topics import create_topics
@@ -157,13 +115,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         demo_policy["version"] = f"{policy.version}+demo"
         demo_policy["scan"]["timeout_s"] = args.scan_timeout
         policy_file.write_text(yaml.safe_dump(demo_policy))
-        log_path = workdir / "worker.log"
-        proc = stack.enter_context(_worker_process(settings, policy_file, log_path))
-        metrics_url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
-        _log(f"worker pid {proc.pid}, log {log_path}; metrics at {metrics_url}")
-        waited = wait_worker_ready(metrics_url, proc, log_path)
-        _log(f"worker ready after {waited:.1f}s")
-        tally = run_traffic(settings, args, proc)
+        settings = settings.model_copy(update={"policy_file": policy_file})
+        worker = stack.enter_context(worker_process(settings, workdir / "worker.log"))
+        _log(f"worker pid {worker.proc.pid}, log {worker.log_path}; metrics at {worker.metrics_url}")
+        _log(f"worker ready after {worker.wait_ready():.1f}s")
+        tally = run_traffic(settings, args, worker)
     summary = tally.summary()
     _print_summary(summary)
     if args.json:
@@ -171,14 +127,31 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 else 1
 
 
-def run_traffic(settings: Settings, args: argparse.Namespace, worker: subprocess.Popen) -> Tally:
+def _wait_credit_applied(worker: WorkerProcess, expected: int, timeout_s: float = 180.0) -> None:
+    """Declarations are decided against the enterprise credit table: let it fill first."""
+    start = time.monotonic()
+    last = -1.0
+    while True:
+        applied = worker.metric("customs_credit_events_applied_total")
+        if applied >= expected:
+            _log(f"credit table ready: {applied:.0f} events applied in {time.monotonic() - start:.1f}s")
+            return
+        if not worker.alive():
+            raise RuntimeError(f"worker exited with code {worker.proc.returncode}")
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"only {applied:.0f} of {expected} credit events applied after {timeout_s:.0f}s")
+        if applied != last:
+            _log(f"  credit events applied: {applied:.0f}/{expected}")
+            last = applied
+        time.sleep(0.5)  # probe interval, bounded by the deadline above
+
+
+def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess) -> Tally:
     from portsim.traffic import PortOffice
 
     office = PortOffice(seed=args.seed, enterprises=args.enterprises)
     producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2, "enable.idempotence": True})
-    consumer = Consumer({**settings.confluent_config(), "group.id": f"demo-station-{os.getpid()}", "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe([settings.topic(topics.INSTRUCTIONS), settings.topic(topics.DEAD_LETTERS)])
+    consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS])
     tally = Tally()
     truths: dict[str, Any] = {}
     scans_due: list[tuple[float, bytes, bytes]] = []
@@ -189,7 +162,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: subprocess
         tally.published["credit"] += 1
         producer.poll(0)
     producer.flush(30)
-    _log(f"published {tally.published['credit']} credit events (enterprise population)")
+    _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
+    _wait_credit_applied(worker, tally.published["credit"])
 
     declarations = office.declaration_dicts(count=None)
     start = time.monotonic()
@@ -200,8 +174,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: subprocess
     try:
         while True:
             now = time.monotonic()
-            if worker.poll() is not None:
-                raise RuntimeError(f"worker exited with code {worker.returncode}")
+            if not worker.alive():
+                raise RuntimeError(f"worker exited with code {worker.proc.returncode}; log tail:\n{worker.log_tail()}")
             if now < stop_at:
                 due = int((now - start) * args.rate) - tally.published["declaration"]
                 for _ in range(max(0, due)):

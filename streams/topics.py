@@ -24,11 +24,9 @@ DAY_MS = 86_400_000
 DECLARATIONS = "declarations"
 SCANS = "scans"
 CREDIT_EVENTS = "credit-events"
-RISK_LISTS = "risk-lists"
 INSTRUCTIONS = "instructions"
 INSPECTION_RESULTS = "inspection-results"
 DEAD_LETTERS = "dead-letters"
-MODEL_CONTROL = "model-control"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -68,11 +66,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "folded current state is the compacted enterprise-credit changelog).",
             retention_ms=365 * DAY_MS,
         ),
-        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and agency alerts.", cleanup_policy="compact"),
         TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
-        TopicSpec(t(MODEL_CONTROL), 1, "scenario", "Model activation commands (hot swap).", cleanup_policy="compact"),
         TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id", "Faust table: per-declaration decision state.", cleanup_policy="compact"),
         TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id", "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
         TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id", "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),

@@ -29,6 +29,8 @@ import orjson
 
 from streams import metrics, topics
 from streams.deadletter import DeadLetterSink, reject_reason
+from streams.faust_transport import with_fetch_wait
+from streams.outputs import OutputBatch
 from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
 from streams.services import Services
 from streams.settings import Settings
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 def faust_app(settings: Settings) -> faust.App:
     servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=f"kafka://{servers}",
         broker_credentials=settings.faust_credentials(),
@@ -57,11 +59,15 @@ def faust_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
         producer_linger_ms=1,
+        producer_max_batch_size=1_000_000,  # OutputBatch sends a micro-batch's records per partition at once
+        producer_max_request_size=4_000_000,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         table_standby_replicas=1,
         logging_config=None,
         loghandlers=[],
     )
+    app.transport.Consumer = with_fetch_wait(settings.fetch_max_wait_ms)
+    return app
 
 
 class Topology:
@@ -76,8 +82,8 @@ class Topology:
         self.declarations = self.app.topic(t(topics.DECLARATIONS), **raw)
         self.scans = self.app.topic(t(topics.SCANS), **raw)
         self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
-        self.instructions = self.app.topic(t(topics.INSTRUCTIONS), **raw)
-        self.dead_letters = DeadLetterSink(self.app.topic(t(topics.DEAD_LETTERS), **raw))
+        self.instructions_topic = t(topics.INSTRUCTIONS)
+        self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
         # of the key -- the same partition the gateways' records for that key use.
         raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -97,21 +103,23 @@ class Topology:
         @app.agent(self.credit_events, name="fold_credit_events")
         async def fold_credit_events(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                self.handle_credit_events(events)
+                await self.handle_credit_events(events).send(app)
 
         @app.agent(self.declarations, name="decide_declarations")
         async def decide_declarations(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                self.handle_declarations(events)
+                await self.handle_declarations(events).send(app)
 
         @app.agent(self.scans, name="apply_scans")
         async def apply_scans(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                self.handle_scans(events)
+                await self.handle_scans(events).send(app)
 
         @app.timer(interval=1.0, name="expire_scan_deadlines")
         async def expire_scan_deadlines() -> None:
-            self.expire_deadlines(time.time())
+            out = OutputBatch()
+            self.expire_deadlines(time.time(), out)
+            await out.send(app)
 
         @app.timer(interval=5.0, name="refresh_models")
         async def refresh_models() -> None:
@@ -120,7 +128,8 @@ class Topology:
             self.services.refresh_models()
 
     # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
-    def handle_credit_events(self, events: Sequence[faust.EventT]) -> None:
+    def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        out = OutputBatch()
         for event in events:
             msg = event.message
             try:
@@ -128,22 +137,24 @@ class Topology:
                 if msg.key is not None and msg.key != credit_event.enterprise_id.encode():
                     raise KeyMismatch("key does not match enterprise_id")
             except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
-                self.dead_letters.send(msg, exc)
+                self.dead_letters.add(out, msg, exc)
                 continue
             key = credit_event.enterprise_id.encode()
-            raw = self.credit.get(key)
+            raw = self.credit.data.get(key)
             state = EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
             new = apply_credit_event(state, credit_event)
             if new is not state:
-                self.credit[key] = new.to_bytes()
+                out.set_table(self.credit, 0, key, new.to_bytes())
                 metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
+        return out
 
     def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
-        raw = self.credit.get(enterprise_id.encode())
+        raw = self.credit.data.get(enterprise_id.encode())
         return EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
 
-    def handle_declarations(self, events: Sequence[faust.EventT]) -> None:
+    def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = time.time()
+        out = OutputBatch()
         parsed: list[tuple[faust.EventT, Declaration]] = []
         for event in events:
             msg = event.message
@@ -152,12 +163,12 @@ class Topology:
                 if msg.key != decl.declaration_id.encode():
                     raise KeyMismatch("record key does not match declaration_id")
             except Exception as exc:  # noqa: BLE001
-                self.dead_letters.send(msg, exc)
+                self.dead_letters.add(out, msg, exc)
                 continue
             metrics.EVENTS_IN.labels("declaration", decl.port).inc()
             parsed.append((event, decl))
         if not parsed:
-            return
+            return out
         metrics.BATCH_SIZE.observe(len(parsed))
         # Score, in one batch, every declaration revision the state has not decided yet.
         to_score = [d for _, d in parsed if classify_declaration(self._state(d.declaration_id), d.revision) == "new"]
@@ -179,10 +190,12 @@ class Topology:
                 if decision.action is not Action.RELEASE:
                     decision = replace(decision, reasons=decision.reasons + result.explain())
             step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
-            self._apply(key, step, "declaration", event.message.partition, now)
+            self._apply(out, key, step, "declaration", event.message.partition, now)
+        return out
 
-    def handle_scans(self, events: Sequence[faust.EventT]) -> None:
+    def handle_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = time.time()
+        out = OutputBatch()
         for event in events:
             msg = event.message
             try:
@@ -190,13 +203,14 @@ class Topology:
                 if msg.key != scan.declaration_id.encode():
                     raise KeyMismatch("record key does not match declaration_id")
             except Exception as exc:  # noqa: BLE001
-                self.dead_letters.send(msg, exc)
+                self.dead_letters.add(out, msg, exc)
                 continue
             metrics.EVENTS_IN.labels("scan", scan.port).inc()
             step = on_scan(self._state(scan.declaration_id), scan, now)
-            self._apply(scan.declaration_id.encode(), step, "scan", msg.partition, now)
+            self._apply(out, scan.declaration_id.encode(), step, "scan", msg.partition, now)
+        return out
 
-    def expire_deadlines(self, now: float) -> int:
+    def expire_deadlines(self, now: float, out: OutputBatch) -> int:
         """Turn overdue machine-checks into inspect instructions. Runs on a timer, so it fires even
         when no further traffic arrives; only partitions this worker actively owns are touched."""
         ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
@@ -207,7 +221,7 @@ class Topology:
         metrics.ASSIGNED_PARTITIONS.set(len(actives))
         expired = 0
         pending = 0
-        for key, raw in list(self.deadlines.items()):
+        for key, raw in list(self.deadlines.data.items()):
             entry = orjson.loads(raw)
             if entry["partition"] not in actives:
                 continue
@@ -215,7 +229,7 @@ class Topology:
             if entry["deadline"] > now:
                 continue
             step = on_timeout(self._state(key.decode()), entry["revision"], now)
-            self._apply(key, step, "timeout", entry["partition"], now)
+            self._apply(out, key, step, "timeout", entry["partition"], now)
             if step.outcome == "timeout":
                 metrics.SCAN_TIMEOUTS.labels(entry["port"]).inc()
                 expired += 1
@@ -224,14 +238,12 @@ class Topology:
 
     # ---- effects -----------------------------------------------------------------------------
     def _state(self, declaration_id: str) -> dict[str, Any] | None:
-        raw = self.state.get(declaration_id.encode())
+        raw = self.state.data.get(declaration_id.encode())
         return orjson.loads(raw) if raw else None
 
-    def _apply(self, key: bytes, step: Step, source: str, partition: int, now: float) -> None:
-        # Instructions are queued before the state that records them, so a crash between the two
-        # re-decides (and re-emits the same bytes) rather than recording an unsent instruction.
+    def _apply(self, out: OutputBatch, key: bytes, step: Step, source: str, partition: int, now: float) -> None:
         for instruction in step.instructions:
-            self.instructions.send_soon(key=key, value=orjson.dumps(instruction))
+            out.add(self.instructions_topic, partition, key, orjson.dumps(instruction))
             if step.outcome != "duplicate":
                 metrics.INSTRUCTIONS.labels(
                     instruction["action"], instruction["stage"], instruction["port"], instruction["credit_class"]
@@ -240,14 +252,13 @@ class Topology:
         if step.outcome not in ("decided", "timeout"):
             metrics.DUPLICATES.labels(source, step.outcome).inc()
         if step.state is not None:
-            self.state[key] = orjson.dumps(step.state)
+            out.set_table(self.state, partition, key, orjson.dumps(step.state))
         if step.deadline is not None:
             decl = step.state["decl"] if step.state else {}
-            self.deadlines[key] = orjson.dumps(
-                {"deadline": step.deadline, "revision": decl.get("revision"), "port": decl.get("port"), "partition": partition}
-            )
-        elif step.clear_deadline and key in self.deadlines:
-            del self.deadlines[key]
+            entry = {"deadline": step.deadline, "revision": decl.get("revision"), "port": decl.get("port"), "partition": partition}
+            out.set_table(self.deadlines, partition, key, orjson.dumps(entry))
+        elif step.clear_deadline and key in self.deadlines.data:
+            out.set_table(self.deadlines, partition, key, None)
 
 
 class KeyMismatch(ValueError):

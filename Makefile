@@ -1,0 +1,59 @@
+# Everything runs from a virtual environment in .venv/; a fresh clone needs Python 3.11+, Java 17 and Maven.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RISKCTL := $(VENV)/bin/riskctl
+KAFKA_LIB := deploy/kafka/target/lib
+ARGS ?=
+
+.PHONY: help venv kafka-fetch demo test test-unit test-integration bench broker kafka topics worker schemas clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv and install the project with its test dependencies
+
+$(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
+	mvn -B -q -f deploy/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+kafka-fetch: $(KAFKA_LIB)/.fetched  ## fetch Apache Kafka (KRaft) jars from Maven Central
+
+demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
+	$(RISKCTL) demo $(ARGS)
+
+test: venv kafka-fetch  ## run every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
+	$(PY) -m pytest tests $(ARGS)
+
+test-unit: venv  ## unit tests only (no broker)
+	$(PY) -m pytest tests/unit $(ARGS)
+
+test-integration: venv kafka-fetch  ## integration tests only (real brokers, real worker processes)
+	$(PY) -m pytest tests/integration $(ARGS)
+
+bench: venv  ## benchmark: raw-client ceiling vs naive Faust vs the pipeline (writes bench/results/latest.json)
+	$(PY) -m bench $(ARGS)
+
+broker: venv  ## run the embedded Tansu broker in the foreground
+	$(RISKCTL) broker $(ARGS)
+
+kafka: venv kafka-fetch  ## run Apache Kafka 4.x (KRaft) on loopback in the foreground
+	$(RISKCTL) kafka $(ARGS)
+
+topics: venv  ## create the pipeline's topics on KAFKA_BOOTSTRAP_SERVERS
+	$(RISKCTL) topics create
+
+worker: venv  ## run one worker against KAFKA_BOOTSTRAP_SERVERS
+	$(RISKCTL) worker $(ARGS)
+
+schemas: venv  ## export JSON Schema files to schemas/json
+	$(RISKCTL) schemas export
+
+clean:  ## remove the virtual environment, fetched jars and local state
+	rm -rf $(VENV) deploy/kafka/target var .pytest_cache

@@ -1,0 +1,360 @@
+"""The one feature definition, shared by training (polars frames) and serving (micro-batches).
+
+Both paths first reduce their input to the same ``Columns`` (lists of strings, float64 arrays)
+and then call :func:`build_matrix`, so a declaration gets bit-identical features offline and
+online. The only difference is where history (target-encoded) statistics come from:
+
+* training passes ``history`` computed by :func:`expanding_history`: for each row, counts of
+  labelled rows with the same key *strictly earlier in time* (no leakage from the future);
+* scoring passes nothing and the statistics learned from the whole training set (stored in the
+  artifact as :class:`FeatureState`) are looked up.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+# Bump whenever the meaning or order of features changes: artifacts record it and loading refuses
+# a model built for other definitions.
+FEATURE_VERSION = 1
+
+SEP = "\x1f"  # joins the parts of a crossed key; cannot occur in identifiers
+MIN_CATEGORY_COUNT = 3  # rarer values share code 0 with unseen ones
+MIN_HS_ROWS = 5  # fewer rows than this: HS statistics fall back to the heading, then the chapter
+SMOOTHING = 10.0  # Bayesian prior weight (in rows) of the smoothed fraud rates
+
+STRING_FIELDS = (
+    "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
+    "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use",
+    "payment_type", "tax_type", "origin_indicator", "courier_id",
+)
+FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate")
+_ENUM_FIELDS = frozenset({"scenario", "transport_mode"})
+
+CATEGORICAL = (
+    "port", "scenario", "transport_mode", "origin_country", "departure_country", "currency",
+    "procedure_code", "import_type", "import_use", "payment_type", "tax_type", "origin_indicator", "hs2",
+)
+# name -> key parts; each yields "<name>_fraud_rate" and "<name>_count".
+HISTORY_KEYS: dict[str, tuple[str, ...]] = {
+    "importer": ("enterprise_id",),
+    "declarant": ("declarant_id",),
+    "seller": ("seller_id",),
+    "courier": ("courier_id",),
+    "hs6": ("hs6",),
+    "hs4": ("hs4",),
+    "office": ("port",),
+    "origin": ("origin_country",),
+    "office_x_importer": ("port", "enterprise_id"),
+    "office_x_hs6": ("port", "hs6"),
+    "importer_x_hs6": ("enterprise_id", "hs6"),
+    "declarant_x_importer": ("declarant_id", "enterprise_id"),
+    "origin_x_hs6": ("origin_country", "hs6"),
+    "seller_x_importer": ("seller_id", "enterprise_id"),
+}
+NUMERIC = (
+    "tax_rate", "log_value", "log_mass", "log_quantity", "log_uv_kg", "log_uv_qty",
+    "uv_kg_dev", "uv_kg_z", "uv_qty_dev", "uv_qty_z", "value_dev", "mass_dev", "tax_dev",
+    "hs_ref_level", "hs6_num", "hs4_num", "origin_differs", "has_seller", "has_courier",
+)
+FEATURES: tuple[str, ...] = (
+    *CATEGORICAL,
+    *NUMERIC,
+    *(f"{name}_{kind}" for name in HISTORY_KEYS for kind in ("fraud_rate", "count")),
+)
+INDEX = {name: i for i, name in enumerate(FEATURES)}
+# Per-HS statistics, in this order, of the training rows: log unit values (per kg, per unit),
+# robust spread, typical value / mass / tax rate.
+HS_STATS = ("rows", "uv_kg_med", "uv_kg_iqr", "uv_qty_med", "uv_qty_iqr", "value_med", "mass_med", "tax_med")
+
+Columns = dict[str, Any]  # str field -> list[str | None]; float field -> np.ndarray[float64]
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs -> Columns
+# --------------------------------------------------------------------------------------------
+
+def columns_from_frame(df: pl.DataFrame) -> Columns:
+    cols: Columns = {f: df[f].cast(pl.String).to_list() for f in STRING_FIELDS}
+    for f in FLOAT_FIELDS:
+        cols[f] = df[f].cast(pl.Float64).to_numpy().astype(np.float64, copy=False)
+    return cols
+
+
+_GET_ALL = operator.attrgetter(*STRING_FIELDS, *FLOAT_FIELDS)
+
+
+def columns_from_records(records: Sequence[Any]) -> Columns:
+    """Declarations (read by attribute, no model_dump) or plain dicts with the same fields."""
+    n_str = len(STRING_FIELDS)
+    if records and isinstance(records[0], Mapping):
+        fields = (*STRING_FIELDS, *FLOAT_FIELDS)
+        rows = [tuple(r.get(f) for f in fields) for r in records]
+    else:
+        rows = [_GET_ALL(r) for r in records]
+    if not rows:
+        return {**{f: [] for f in STRING_FIELDS}, **{f: np.empty(0) for f in FLOAT_FIELDS}}
+    transposed = list(zip(*rows))
+    cols: Columns = {}
+    for i, f in enumerate(STRING_FIELDS):
+        values = transposed[i]
+        if f in _ENUM_FIELDS:
+            values = [getattr(v, "value", v) for v in values]
+        cols[f] = list(values)
+    for j, f in enumerate(FLOAT_FIELDS):
+        cols[f] = np.array(transposed[n_str + j], dtype=np.float64)  # None -> nan
+    return cols
+
+
+def derived(cols: Columns) -> Columns:
+    """Add HS chapter/heading/subheading (as strings) to a Columns dict."""
+    hs = cols["hs_code"]
+    cols["hs6"] = [h[:6] for h in hs]
+    cols["hs4"] = [h[:4] for h in hs]
+    cols["hs2"] = [h[:2] for h in hs]
+    return cols
+
+
+def key_values(cols: Columns, parts: tuple[str, ...]) -> list[str | None]:
+    if len(parts) == 1:
+        return cols[parts[0]]
+    a, b = cols[parts[0]], cols[parts[1]]
+    return [None if x is None or y is None else x + SEP + y for x, y in zip(a, b)]
+
+
+def key_expr(parts: tuple[str, ...]) -> pl.Expr:
+    """The polars twin of :func:`key_values` (null if any part is null)."""
+    exprs = [_derived_expr(p) for p in parts]
+    return exprs[0] if len(exprs) == 1 else pl.concat_str(exprs, separator=SEP)
+
+
+def _derived_expr(name: str) -> pl.Expr:
+    if name in ("hs6", "hs4", "hs2"):
+        return pl.col("hs_code").str.slice(0, int(name[2:]))
+    return pl.col(name).cast(pl.String)
+
+
+def smoothed_rate(n: np.ndarray, s: np.ndarray, prior: np.ndarray | float) -> np.ndarray:
+    """Fraud rate shrunk towards the prior: (frauds + m * prior) / (rows + m)."""
+    return (s + SMOOTHING * prior) / (n + SMOOTHING)
+
+
+def _safe_log(x: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.where(x > 0, x, np.nan))
+
+
+# --------------------------------------------------------------------------------------------
+# Learned state
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """Per-row history counts: rows ``n`` and frauds ``s`` of each key, and the global prior."""
+
+    counts: dict[str, tuple[np.ndarray, np.ndarray]]
+    prior: np.ndarray
+
+
+class FeatureState:
+    """Everything learned from training data that scoring needs; JSON-serialisable."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.prior: float = (data["prior"]["frauds"] + 1.0) / (data["prior"]["rows"] + 2.0)
+        self.vocab: dict[str, dict[str, int]] = {f: {v: i + 1 for i, v in enumerate(vals)}
+                                                 for f, vals in data["vocab"].items()}
+        # HS statistics: one matrix; dicts map an HS code at each level to its row.
+        hs = data["hs"]
+        rows = [hs["global"]]
+        self.hs_index: dict[str, dict[str, int]] = {}
+        for level in ("6", "4", "2"):
+            idx: dict[str, int] = {}
+            for code, stats in hs[level].items():
+                idx[code] = len(rows)
+                rows.append(stats)
+            self.hs_index[level] = idx
+        self.hs_matrix = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
+        self.hs_level = np.array([0] + [int(lv) for lv in ("6", "4", "2") for _ in hs[lv]], dtype=np.float64)
+        # History: rate/count tables with two extra slots: [-2] unseen key -> prior, [-1] no key -> nan.
+        self.history: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+        for name in HISTORY_KEYS:
+            t = data["history"][name]
+            n = np.asarray(t["n"], dtype=np.float64)
+            s = np.asarray(t["s"], dtype=np.float64)
+            rate = np.concatenate([smoothed_rate(n, s, self.prior), [self.prior, np.nan]])
+            count = np.concatenate([n, [0.0, np.nan]])
+            self.history[name] = ({k: i for i, k in enumerate(t["keys"])}, rate, count)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.data
+
+
+def _iqr(col: str) -> pl.Expr:
+    return pl.col(col).quantile(0.75, "linear") - pl.col(col).quantile(0.25, "linear")
+
+
+def _hs_frame(df: pl.DataFrame) -> pl.DataFrame:
+    def lg(name: str) -> pl.Expr:
+        c = pl.col(name)
+        return pl.when(c > 0).then(c.log()).otherwise(None)
+    return df.select(
+        pl.col("hs_code"),
+        (lg("declared_value") - lg("net_mass_kg")).alias("uv_kg"),
+        (lg("declared_value") - lg("quantity")).alias("uv_qty"),
+        lg("declared_value").alias("value"),
+        lg("net_mass_kg").alias("mass"),
+        pl.col("tax_rate").alias("tax"),
+    )
+
+
+def _hs_aggs() -> list[pl.Expr]:
+    return [
+        pl.col("uv_kg").count().alias("rows"),
+        pl.col("uv_kg").median().alias("uv_kg_med"), _iqr("uv_kg").alias("uv_kg_iqr"),
+        pl.col("uv_qty").median().alias("uv_qty_med"), _iqr("uv_qty").alias("uv_qty_iqr"),
+        pl.col("value").median().alias("value_med"), pl.col("mass").median().alias("mass_med"),
+        pl.col("tax").median().alias("tax_med"),
+    ]
+
+
+def _json_rows(frame: pl.DataFrame, key: str) -> dict[str, list[float | None]]:
+    out: dict[str, list[float | None]] = {}
+    for row in frame.sort(key).iter_rows():
+        vals = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else float(v) for v in row[1:]]
+        out[row[0]] = vals
+    return out
+
+
+def fit_state(df: pl.DataFrame) -> FeatureState:
+    """Learn vocabularies, HS value ranges and whole-period history statistics from a training frame."""
+    vocab: dict[str, list[str]] = {}
+    for field in CATEGORICAL:
+        counts = df.select(_derived_expr(field).alias("v")).drop_nulls().group_by("v").len()
+        vocab[field] = sorted(counts.filter(pl.col("len") >= MIN_CATEGORY_COUNT)["v"].to_list())
+
+    base = _hs_frame(df)
+    hs: dict[str, Any] = {"global": [None if v is None else float(v) for v in base.select(_hs_aggs()).row(0)]}
+    for level in ("6", "4", "2"):
+        agg = (base.with_columns(pl.col("hs_code").str.slice(0, int(level)).alias("k"))
+               .group_by("k").agg(_hs_aggs()).filter(pl.col("rows") >= MIN_HS_ROWS))
+        hs[level] = _json_rows(agg.select("k", *HS_STATS), "k")
+
+    history: dict[str, Any] = {}
+    labelled = df.filter(pl.col("fraud").is_not_null())
+    for name, parts in HISTORY_KEYS.items():
+        agg = (labelled.select(key_expr(parts).alias("k"), pl.col("fraud"))
+               .drop_nulls("k").group_by("k").agg(pl.len().alias("n"), pl.col("fraud").sum().alias("s"))
+               .sort("k"))
+        history[name] = {"keys": agg["k"].to_list(), "n": agg["n"].to_list(), "s": agg["s"].to_list()}
+    prior = {"rows": labelled.height, "frauds": int(labelled["fraud"].sum())}
+    return FeatureState({"feature_version": FEATURE_VERSION, "vocab": vocab, "hs": hs,
+                         "history": history, "prior": prior})
+
+
+def expanding_history(df: pl.DataFrame) -> History:
+    """Time-ordered target statistics: each row sees only labelled rows strictly earlier in time.
+
+    Rows at the same instant do not see each other (ties are grouped before the cumulative sum).
+    """
+    base = df.select(pl.int_range(pl.len()).alias("_row"), pl.col("event_time").alias("t"),
+                     pl.col("fraud").fill_null(0).alias("y"), pl.col("fraud").is_not_null().cast(pl.Int64).alias("l"))
+
+    def before(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+        g = (frame.group_by([*by, "t"]).agg(pl.col("l").sum().alias("n"), pl.col("y").sum().alias("s"))
+             .sort([*by, "t"]))
+        if by:
+            return g.with_columns((pl.col("n").cum_sum().over(by) - pl.col("n")).alias("nb"),
+                                  (pl.col("s").cum_sum().over(by) - pl.col("s")).alias("sb"))
+        return g.with_columns((pl.col("n").cum_sum() - pl.col("n")).alias("nb"),
+                              (pl.col("s").cum_sum() - pl.col("s")).alias("sb"))
+
+    g = before(base, [])
+    glob = base.join(g.select("t", "nb", "sb"), on="t", how="left").sort("_row")
+    prior = ((glob["sb"].to_numpy() + 1.0) / (glob["nb"].to_numpy() + 2.0)).astype(np.float64)
+
+    counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    keyed_src = df.select([key_expr(parts).alias(name) for name, parts in HISTORY_KEYS.items()])
+    for name in HISTORY_KEYS:
+        frame = base.with_columns(keyed_src[name].alias("k"))
+        g = before(frame.drop_nulls("k"), ["k"])
+        joined = frame.join(g.select("k", "t", "nb", "sb"), on=["k", "t"], how="left").sort("_row")
+        has_key = joined["k"].is_not_null().to_numpy()
+        n = np.where(has_key, joined["nb"].fill_null(0).to_numpy(), np.nan).astype(np.float64)
+        s = np.where(has_key, joined["sb"].fill_null(0).to_numpy(), np.nan).astype(np.float64)
+        counts[name] = (n, s)
+    return History(counts, prior)
+
+
+# --------------------------------------------------------------------------------------------
+# Columns -> feature matrix (the single definition)
+# --------------------------------------------------------------------------------------------
+
+def build_matrix(cols: Columns, state: FeatureState, history: History | None = None) -> np.ndarray:
+    """Feature matrix (rows x len(FEATURES), float64). ``history=None``: look up ``state``'s statistics."""
+    cols = derived(dict(cols))
+    n = len(cols["hs_code"])
+    X = np.empty((n, len(FEATURES)), dtype=np.float64)
+    nan = math.nan
+
+    for f in CATEGORICAL:
+        voc = state.vocab[f].get
+        X[:, INDEX[f]] = [nan if v is None else voc(v, 0) for v in cols[f]]
+
+    value, qty, mass, tax = (cols[f] for f in FLOAT_FIELDS)
+    lv, lq, lm = _safe_log(value), _safe_log(qty), _safe_log(mass)
+    uv_kg, uv_qty = lv - lm, lv - lq
+
+    # HS reference statistics with fallback subheading -> heading -> chapter -> all goods.
+    i6, i4, i2 = (state.hs_index[lv_].get for lv_ in ("6", "4", "2"))
+    ref = np.fromiter(
+        (i6(h6) or i4(h4) or i2(h2) or 0 for h6, h4, h2 in zip(cols["hs6"], cols["hs4"], cols["hs2"])),
+        dtype=np.intp, count=n,
+    )
+    st = state.hs_matrix[ref]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        numeric = {
+            "tax_rate": tax,
+            "log_value": lv,
+            "log_mass": lm,
+            "log_quantity": lq,
+            "log_uv_kg": uv_kg,
+            "log_uv_qty": uv_qty,
+            "uv_kg_dev": uv_kg - st[:, 1],
+            "uv_kg_z": (uv_kg - st[:, 1]) / np.maximum(st[:, 2], 0.1),
+            "uv_qty_dev": uv_qty - st[:, 3],
+            "uv_qty_z": (uv_qty - st[:, 3]) / np.maximum(st[:, 4], 0.1),
+            "value_dev": lv - st[:, 5],
+            "mass_dev": lm - st[:, 6],
+            "tax_dev": tax - st[:, 7],
+            "hs_ref_level": state.hs_level[ref],
+            "hs6_num": np.array([float(h) if h.isdigit() else nan for h in cols["hs6"]], dtype=np.float64),
+            "hs4_num": np.array([float(h) if h.isdigit() else nan for h in cols["hs4"]], dtype=np.float64),
+            "origin_differs": np.array([o != d for o, d in zip(cols["origin_country"], cols["departure_country"])],
+                                       dtype=np.float64),
+            "has_seller": np.array([v is not None for v in cols["seller_id"]], dtype=np.float64),
+            "has_courier": np.array([v is not None for v in cols["courier_id"]], dtype=np.float64),
+        }
+    for f in NUMERIC:
+        X[:, INDEX[f]] = numeric[f]
+
+    for name, parts in HISTORY_KEYS.items():
+        keys = key_values(cols, parts)
+        if history is not None:
+            cnt, frauds = history.counts[name]
+            rate = smoothed_rate(cnt, frauds, history.prior)
+            count = cnt
+        else:
+            index, rates, counts = state.history[name]
+            get = index.get
+            idx = np.fromiter((-1 if k is None else get(k, -2) for k in keys), dtype=np.intp, count=n)
+            rate, count = rates[idx], counts[idx]
+        X[:, INDEX[f"{name}_fraud_rate"]] = rate
+        X[:, INDEX[f"{name}_count"]] = count
+    return X

@@ -1,0 +1,103 @@
+"""End to end on both brokers: gateways' records in, one final instruction per declaration out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from streams import topics
+from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
+
+NOW = datetime.now(timezone.utc).isoformat()
+
+
+def declaration(did: str, enterprise: str, scenario: str = "general-trade", revision: int = 1) -> dict:
+    return dict(declaration_id=did, revision=revision, port="HAK-SEA", enterprise_id=enterprise, declarant_id="DC1",
+                scenario=scenario, hs_code="851712", origin_country="CN", departure_country="CN", transport_mode="sea",
+                declared_value=1000.0, currency="CNY", net_mass_kg=5.0, tax_rate=5.0, event_time=NOW)
+
+
+def scan(did: str, verdict: str) -> dict:
+    return dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
+                anomaly_score=0.9 if verdict == "suspicious" else 0.05, verdict=verdict,
+                suspected_categories=["narcotics"] if verdict == "suspicious" else [], event_time=NOW)
+
+
+def credit(eid: str, event_id: str, **kw) -> dict:
+    return dict(event_id=event_id, enterprise_id=eid, source_agency="customs", event_time=NOW, **kw)
+
+
+@pytest.fixture
+def harness(broker, unique_name, tmp_path):
+    # Policy chosen so that the action is known whatever the model scores: AEO enterprises are
+    # released, everyone else is machine-checked, no random selection, short scan deadline.
+    policy = write_policy(
+        tmp_path / "policy.yaml", version="it-1",
+        thresholds={"aeo": {"machine_check": 1.0, "inspect": 1.0}, "general": {"machine_check": 0.0, "inspect": 1.0}},
+        scenario_thresholds={}, random_selection={"share": 0.0, "action": "machine-check"}, scan={"timeout_s": 3.0, "port_timeout_s": {}},
+    )
+    h = Harness(pipeline_settings(broker.bootstrap_servers, unique_name, tmp_path, policy_file=policy), tmp_path)
+    yield h
+    h.close()
+
+
+def test_every_declaration_gets_exactly_one_right_final_instruction(harness: Harness) -> None:
+    worker = harness.start_worker()
+    worker.wait_ready()
+    harness.publish(topics.CREDIT_EVENTS, "AEO1", credit("AEO1", "C1", event_type="credit-class-changed", credit_class="aeo"))
+    harness.flush()
+    # The credit state must be folded before declarations depend on it.
+    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
+    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")
+
+    expected: dict[str, str] = {}
+    for i in range(40):
+        did = f"REL{i}"
+        harness.publish(topics.DECLARATIONS, did, declaration(did, "AEO1"))
+        expected[did] = "release"
+    for i in range(20):  # unqualified zero-tariff declaration: hard rule -> inspect
+        did = f"ZT{i}"
+        harness.publish(topics.DECLARATIONS, did, declaration(did, "GEN1", scenario="zero-tariff"))
+        expected[did] = "inspect"
+    for i in range(20):  # machine-check then a clean scan -> release
+        did = f"MCC{i}"
+        harness.publish(topics.DECLARATIONS, did, declaration(did, "GEN1"))
+        expected[did] = "release"
+    for i in range(20):  # scan arrives BEFORE its declaration, suspicious -> inspect
+        did = f"EARLY{i}"
+        harness.publish(topics.SCANS, did, scan(did, "suspicious"))
+        harness.publish(topics.DECLARATIONS, did, declaration(did, "GEN1"))
+        expected[did] = "inspect"
+    for i in range(10):  # no scan at all -> timeout -> inspect, with no further traffic
+        did = f"TO{i}"
+        harness.publish(topics.DECLARATIONS, did, declaration(did, "GEN1"))
+        expected[did] = "inspect"
+    # Garbage interleaved with good records: dead-lettered, the worker carries on.
+    harness.publish(topics.DECLARATIONS, "junk1", b"{not json")
+    harness.publish(topics.DECLARATIONS, "junk2", {"declaration_id": "junk2"})
+    harness.publish(topics.DECLARATIONS, "WRONGKEY", declaration("OTHER", "GEN1"))
+    harness.publish(topics.SCANS, "junk3", b"\xff\xfe")
+    harness.flush()
+
+    harness.read_until(lambda h: all(f"MCC{i}" in {x["declaration_id"] for x in h.instructions} for i in range(20)),
+                       60, "machine-check instructions")
+    for i in range(20):
+        harness.publish(topics.SCANS, f"MCC{i}", scan(f"MCC{i}", "clean"))
+    # A duplicate declaration (redelivery) must not produce a different outcome.
+    harness.publish(topics.DECLARATIONS, "REL0", declaration("REL0", "AEO1"))
+    harness.flush()
+
+    harness.read_until(lambda h: set(expected) <= set(h.finals()) and len(h.dead_letters) >= 4, 90,
+                       "a final instruction for every declaration and 4 dead letters")
+    finals = harness.finals()
+    assert {d: len(ids) for d, ids in finals.items() if len(ids) != 1} == {}
+    wrong = {d: (harness.final_action(d), want) for d, want in expected.items() if harness.final_action(d) != want}
+    assert wrong == {}
+    timeouts = [i for i in harness.instructions if i["declaration_id"].startswith("TO") and i["final"]]
+    assert {i["selection_reason"] for i in timeouts} == {"timeout"}
+    early = [i for i in harness.instructions if i["declaration_id"] == "EARLY0" and i["final"]]
+    assert early[0]["suspected_categories"] == ["narcotics"]
+    assert sorted(d["reason"] for d in harness.dead_letters) == ["invalid-json", "invalid-json", "key-mismatch", "schema-violation"]
+    assert all(d["value_b64"] for d in harness.dead_letters)
+    assert worker.alive(), "the worker must survive bad input"
