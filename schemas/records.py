@@ -8,6 +8,7 @@ older contract is rejected with a clear reason instead of being half-understood.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -112,6 +113,16 @@ class Declaration(_Record):
     courier_id: Identifier | None = None
 
 
+class DeclarationBatch(_Record):
+    """Many declarations in one record (gateway batching). Every declaration in it must belong to the
+    partition the record is written to, i.e. Kafka's murmur2 partition of its declaration id, so that
+    it stays co-partitioned with its scans. Topic ``declaration-batches``; key: ``batch_id``."""
+
+    batch_id: Identifier
+    gateway: Identifier
+    declarations: tuple[Declaration, ...] = Field(min_length=1, max_length=5000)
+
+
 class ScanVerdict(str, enum.Enum):
     CLEAN = "clean"
     SUSPICIOUS = "suspicious"
@@ -173,6 +184,65 @@ class CreditEvent(_Record):
             raise ValueError(f"{self.event_type.value} needs qualification")
         if self.credit_class is CreditClass.JOINT_PENALTY:
             raise ValueError("joint penalty is set by joint-penalty-imposed, not as a credit class")
+
+
+class RiskListKind(str, enum.Enum):
+    """What a risk-list entry's ``value`` is compared with."""
+
+    HS_CODE = "hs-code"  # the declaration's full HS code, exactly
+    HS_PREFIX = "hs-prefix"  # the first 2, 4, 6 or 8 digits of the HS code
+    ORIGIN = "origin"  # origin country
+    ROUTE = "route"  # "DEPARTURE->ORIGIN", e.g. "SG->KP"
+    ENTERPRISE = "enterprise"
+    DECLARANT = "declarant"
+    SELLER = "seller"
+
+
+class RiskListAction(str, enum.Enum):
+    """What a hit asks for; ``watch`` only records the hit on the instruction."""
+
+    INSPECT = "inspect"
+    MACHINE_CHECK = "machine-check"
+    WATCH = "watch"
+
+
+_RISK_VALUE_PATTERNS = {
+    kind: re.compile(pattern)
+    for kind, pattern in (
+        (RiskListKind.HS_CODE, r"^[0-9]{6}([0-9]{2}){0,2}$"),
+        (RiskListKind.HS_PREFIX, r"^[0-9]{2}([0-9]{2}){0,3}$"),
+        (RiskListKind.ORIGIN, r"^[A-Z]{2}$"),
+        (RiskListKind.ROUTE, r"^[A-Z]{2}->[A-Z]{2}$"),
+        (RiskListKind.ENTERPRISE, r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"),
+        (RiskListKind.DECLARANT, r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"),
+        (RiskListKind.SELLER, r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"),
+    )
+}
+
+
+class RiskListEntry(_Record):
+    """One entry of a risk characteristic list (also joint anti-smuggling alerts from other agencies).
+
+    Compacted topic ``risk-lists``, key: ``entry_id``. Re-sending an ``entry_id`` replaces the entry;
+    a null value deletes it; an entry whose ``valid_until`` has passed no longer matches. The window
+    is checked against the declaration's event time: ``valid_from <= event_time < valid_until``.
+    """
+
+    entry_id: Identifier
+    list_id: Identifier
+    kind: RiskListKind
+    value: Annotated[str, StringConstraints(min_length=2, max_length=64)]
+    action: RiskListAction
+    reason: ShortText
+    source_agency: ShortText
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime | None = None
+
+    def model_post_init(self, _context: object) -> None:
+        if not _RISK_VALUE_PATTERNS[self.kind].match(self.value):
+            raise ValueError(f"value {self.value!r} is not a valid {self.kind.value}")
+        if self.valid_until is not None and self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from (to retract an entry, send a null value for its key)")
 
 
 class Stage(str, enum.Enum):
@@ -250,8 +320,10 @@ class DeadLetter(_Record):
 
 RECORD_TYPES: dict[str, type[_Record]] = {
     "declaration": Declaration,
+    "declaration-batch": DeclarationBatch,
     "scan-result": ScanResult,
     "credit-event": CreditEvent,
+    "risk-list-entry": RiskListEntry,
     "control-instruction": ControlInstruction,
     "inspection-result": InspectionResult,
     "dead-letter": DeadLetter,

@@ -52,8 +52,10 @@ class DeadLetterSink:
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
-    def add(self, out: Any, message: Any, exc: BaseException) -> None:
-        reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, message.value, exc)
+    def add(self, out: Any, message: Any, exc: BaseException, value: bytes | None = None) -> None:
+        """Dead-letter ``message`` (or, with ``value``, one item of the batch ``message`` carried)."""
+        original = message.value if value is None else value
+        reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, original, exc)
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
         metrics.DEAD_LETTERS.labels(message.topic, reason).inc()
         out.add(self.topic, 0, message.topic.encode(), payload)

@@ -25,6 +25,7 @@ from confluent_kafka import Producer
 
 from policy.config import load_policy
 from streams import topics
+from streams.gateway import DeclarationPublisher
 from streams.launcher import WorkerProcess, worker_process
 from streams.readers import assigned_reader
 from streams.settings import Settings
@@ -41,6 +42,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="embedded broker port (default: from KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--external", action="store_true", help="use the broker at KAFKA_BOOTSTRAP_SERVERS instead of starting the embedded one")
     p.add_argument("--quiet", action="store_true", help="do not print each instruction")
+    p.add_argument("--single-records", action="store_true", help="publish one record per declaration instead of gateway batches")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
 
 
@@ -155,7 +157,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     tally = Tally()
     truths: dict[str, Any] = {}
     scans_due: list[tuple[float, bytes, bytes]] = []
-    t_decl, t_scan, t_credit, t_insp = (settings.topic(n) for n in (topics.DECLARATIONS, topics.SCANS, topics.CREDIT_EVENTS, topics.INSPECTION_RESULTS))
+    t_scan, t_credit, t_insp = (settings.topic(n) for n in (topics.SCANS, topics.CREDIT_EVENTS, topics.INSPECTION_RESULTS))
 
     for event in office.credit_population():
         producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
@@ -165,6 +167,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
     _wait_credit_applied(worker, tally.published["credit"])
 
+    publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
     declarations = office.declaration_dicts(count=None)
     start = time.monotonic()
     stop_at = start + args.duration if args.duration else float("inf")
@@ -183,12 +186,13 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                     record["event_time"] = _now_iso()
                     did = record["declaration_id"]
                     truths[did] = truth
-                    producer.produce(t_decl, key=did.encode(), value=orjson.dumps(record))
+                    publisher.publish(record)
                     tally.published_at[did] = time.time()
                     tally.published["declaration"] += 1
             elif drain_until is None:
                 drain_until = now + args.drain_timeout
                 _log(f"published {tally.published['declaration']} declarations; draining")
+            publisher.poll()
             while scans_due and scans_due[0][0] <= now:
                 _, key, value = scans_due.pop(0)
                 producer.produce(t_scan, key=key, value=value)
@@ -210,7 +214,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
         interrupted = True
         _log("interrupted: shutting down")
     finally:
-        producer.flush(10)
+        publisher.flush(10)
         consumer.close()
     if interrupted:
         raise KeyboardInterrupt

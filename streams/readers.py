@@ -13,7 +13,8 @@ from streams.settings import Settings
 
 def assigned_reader(settings: Settings, logical_topics: list[str], timeout_s: float = 30.0) -> Consumer:
     consumer = Consumer({**settings.confluent_config(), "group.id": "unused-no-commit", "enable.auto.commit": False,
-                         "auto.offset.reset": "earliest", "enable.partition.eof": False})
+                         "auto.offset.reset": "earliest", "enable.partition.eof": False,
+                         "fetch.wait.max.ms": 10})  # some brokers hold a fetch for the whole wait
     metadata = consumer.list_topics(timeout=timeout_s)
     assignment = []
     for name in logical_topics:

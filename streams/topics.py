@@ -22,6 +22,7 @@ DAY_MS = 86_400_000
 
 # Logical names, shared by producers, the topology and the tools. Full name = prefix + name.
 DECLARATIONS = "declarations"
+DECLARATION_BATCHES = "declaration-batches"
 SCANS = "scans"
 CREDIT_EVENTS = "credit-events"
 INSTRUCTIONS = "instructions"
@@ -59,6 +60,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     app = settings.app_id
     return [
         TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
+        TopicSpec(t(DECLARATION_BATCHES), p, "batch_id", "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
         TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
         TopicSpec(
             t(CREDIT_EVENTS), 1, "enterprise_id",

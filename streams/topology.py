@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -31,12 +32,13 @@ from streams import metrics, topics
 from streams.deadletter import DeadLetterSink, reject_reason
 from streams.faust_transport import with_fetch_wait
 from streams.outputs import OutputBatch
+from streams.partitioning import partition_for
 from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
 from streams.services import Services
 from streams.settings import Settings
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.decide import decide
-from schemas import Action, CreditEvent, Declaration, ScanResult
+from schemas import Action, CreditEvent, Declaration, DeclarationBatch, ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ class Topology:
         self.app = app or faust_app(settings)
         t = settings.topic
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.declarations = self.app.topic(t(topics.DECLARATIONS), **raw)
+        # Single declarations and gateway batches feed the same agent (and share partitions).
+        self.declarations = self.app.topic(t(topics.DECLARATIONS), t(topics.DECLARATION_BATCHES), **raw)
+        self.batch_topic_name = t(topics.DECLARATION_BATCHES)
         self.scans = self.app.topic(t(topics.SCANS), **raw)
         self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
         self.instructions_topic = t(topics.INSTRUCTIONS)
@@ -155,26 +159,32 @@ class Topology:
     def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = time.time()
         out = OutputBatch()
-        parsed: list[tuple[faust.EventT, Declaration]] = []
+        parsed: list[tuple[int, Declaration]] = []
         for event in events:
             msg = event.message
+            if msg.topic == self.batch_topic_name:
+                parsed += self._parse_batch(msg, out)
+                continue
             try:
                 decl = Declaration.model_validate_json(msg.value)
                 if msg.key != decl.declaration_id.encode():
                     raise KeyMismatch("record key does not match declaration_id")
+                self._check_partition(decl, msg.partition)
             except Exception as exc:  # noqa: BLE001
                 self.dead_letters.add(out, msg, exc)
                 continue
-            metrics.EVENTS_IN.labels("declaration", decl.port).inc()
-            parsed.append((event, decl))
+            parsed.append((msg.partition, decl))
         if not parsed:
             return out
         metrics.BATCH_SIZE.observe(len(parsed))
+        count_by_port = Counter(d.port for _, d in parsed)
+        for port, n in count_by_port.items():
+            metrics.EVENTS_IN.labels("declaration", port).inc(n)
         # Score, in one batch, every declaration revision the state has not decided yet.
         to_score = [d for _, d in parsed if classify_declaration(self._state(d.declaration_id), d.revision) == "new"]
         scored = self.services.score(to_score)
         policy = self.services.policy
-        for event, decl in parsed:
+        for partition, decl in parsed:
             key = decl.declaration_id.encode()
             state = self._state(decl.declaration_id)
             result = scored.get((decl.declaration_id, decl.revision))
@@ -190,8 +200,48 @@ class Topology:
                 if decision.action is not Action.RELEASE:
                     decision = replace(decision, reasons=decision.reasons + result.explain())
             step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
-            self._apply(out, key, step, "declaration", event.message.partition, now)
+            self._apply(out, key, step, "declaration", partition, now)
         return out
+
+    def _check_partition(self, decl: Declaration, partition: int) -> None:
+        if partition_for(decl.declaration_id.encode(), self.settings.partitions) != partition:
+            raise WrongPartition(
+                f"declaration {decl.declaration_id} is on partition {partition}, not on its murmur2 partition: "
+                "its scans would be joined elsewhere (publish with Kafka's default partitioner)"
+            )
+
+    def _parse_batch(self, msg: Any, out: OutputBatch) -> list[tuple[int, Declaration]]:
+        """A gateway batch: one Rust-side validation for the whole record in the normal case; when that
+        fails, each declaration is validated alone so that only the bad ones are dead-lettered."""
+        try:
+            batch = DeclarationBatch.model_validate_json(msg.value)
+            items: list[tuple[Declaration | None, bytes, Exception | None]] = [(d, b"", None) for d in batch.declarations]
+        except Exception as exc:  # noqa: BLE001
+            try:
+                raw_items = orjson.loads(msg.value)["declarations"]
+                if not isinstance(raw_items, list):
+                    raise TypeError("declarations is not a list")
+            except Exception:  # noqa: BLE001 - the envelope itself is unusable
+                self.dead_letters.add(out, msg, exc)
+                return []
+            items = []
+            for raw_item in raw_items:
+                raw = orjson.dumps(raw_item)
+                try:
+                    items.append((Declaration.model_validate_json(raw), raw, None))
+                except Exception as item_exc:  # noqa: BLE001
+                    items.append((None, raw, item_exc))
+        good: list[tuple[int, Declaration]] = []
+        for decl, raw, error in items:
+            if decl is not None:
+                try:
+                    self._check_partition(decl, msg.partition)
+                    good.append((msg.partition, decl))
+                    continue
+                except WrongPartition as exc:
+                    error, raw = exc, decl.model_dump_json().encode()
+            self.dead_letters.add(out, msg, error, value=raw)
+        return good
 
     def handle_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = time.time()
@@ -217,7 +267,8 @@ class Topology:
         metrics.WORKER_READY.set(1 if ready else 0)
         if not ready:
             return 0
-        actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.declarations.get_topic_name()}
+        decl_topic = self.settings.topic(topics.DECLARATIONS)
+        actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
         metrics.ASSIGNED_PARTITIONS.set(len(actives))
         expired = 0
         pending = 0
@@ -259,6 +310,12 @@ class Topology:
             out.set_table(self.deadlines, partition, key, orjson.dumps(entry))
         elif step.clear_deadline and key in self.deadlines.data:
             out.set_table(self.deadlines, partition, key, None)
+
+
+class WrongPartition(ValueError):
+    """A declaration outside its murmur2 partition would miss its scans."""
+
+    reason_code = "wrong-partition"
 
 
 class KeyMismatch(ValueError):
