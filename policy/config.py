@@ -1,4 +1,4 @@
-"""The supervision policy as versioned, validated configuration."""
+"""The supervision policy as versioned, validated configuration (format: policy/README.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from schemas import Action, CreditClass, Scenario
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default.yaml")
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Rate = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class PolicyError(ValueError):
@@ -52,6 +53,81 @@ class ScanPolicy(_Strict):
         return self.port_timeout_s.get(port, self.timeout_s)
 
 
+class LaneTargets(_Strict):
+    """Share of a port's declarations a lane should take at declaration time (None: do not adapt)."""
+
+    machine_check: Rate | None = None
+    inspect: Rate | None = None
+
+
+class Bound(_Strict):
+    """The range an adapted threshold must stay in, whatever the capacity controller asks for."""
+
+    min: Probability = 0.0
+    max: Probability = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Bound":
+        if self.min > self.max:
+            raise ValueError("bound min must not exceed max")
+        return self
+
+    def clamp(self, value: float) -> float:
+        return min(self.max, max(self.min, value))
+
+
+class ClassBounds(_Strict):
+    machine_check: Bound = Bound()
+    inspect: Bound = Bound()
+
+
+class Controller(_Strict):
+    """Tuning of the online threshold controller (policy/capacity.py); the defaults suit ports with
+    a few thousand declarations a day."""
+
+    # Half-life, in declarations of one port, of the realised-rate average (the proportional term).
+    half_life: float = Field(default=500.0, gt=0, le=1e7)
+    # Threshold offset per unit of relative rate error (realised / target - 1) of the average.
+    gain_p: float = Field(default=0.05, ge=0, le=1)
+    # Integral step per declaration per unit of relative error: what makes the long-run rate exact.
+    gain_i: float = Field(default=0.0004, ge=0, le=0.1)
+    # The controller never moves a threshold further than this from its configured value.
+    max_offset: Probability = 0.3
+
+
+class Capacity(_Strict):
+    """Per port and lane target selection rates; thresholds adapt so the realised rate tracks them."""
+
+    default: LaneTargets = LaneTargets()
+    # Port id -> targets; a lane a port leaves out uses `default`.
+    ports: dict[str, LaneTargets] = {}
+    controller: Controller = Controller()
+    # Credit class -> bounds of the adapted thresholds (unlisted: 0..1, i.e. only max_offset limits).
+    bounds: dict[CreditClass, ClassBounds] = {}
+
+    def targets_for(self, port: str) -> LaneTargets:
+        own = self.ports.get(port)
+        if own is None:
+            return self.default
+        return LaneTargets(
+            machine_check=own.machine_check if own.machine_check is not None else self.default.machine_check,
+            inspect=own.inspect if own.inspect is not None else self.default.inspect,
+        )
+
+    def bounds_for(self, credit_class: CreditClass) -> ClassBounds:
+        return self.bounds.get(credit_class, _NO_BOUNDS)
+
+
+_NO_BOUNDS = ClassBounds()
+
+
+class BatchPolicy(_Strict):
+    """Centralised declarations (one message, many goods items, one instruction per item)."""
+
+    allowed_classes: tuple[CreditClass, ...] = (CreditClass.AEO, CreditClass.WHITE_LIST)
+    max_items: int = Field(default=1000, ge=1, le=100_000)
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, max_length=64)
     seed: int
@@ -60,12 +136,32 @@ class Policy(_Strict):
     rules: Rules = Rules()
     random_selection: RandomSelection = RandomSelection()
     scan: ScanPolicy = ScanPolicy()
+    capacity: Capacity = Capacity()
+    batch: BatchPolicy = BatchPolicy()
 
     @model_validator(mode="after")
     def _every_class_has_thresholds(self) -> "Policy":
         missing = set(CreditClass) - set(self.thresholds)
         if missing:
             raise ValueError(f"thresholds missing for credit classes: {sorted(c.value for c in missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_inside_bounds(self) -> "Policy":
+        # A configured threshold outside its class's bounds is a contradiction in the file: refuse it
+        # rather than silently clamping what the officer wrote.
+        tables = [("thresholds", self.thresholds)]
+        tables += [(f"scenario_thresholds.{s.value}", t) for s, t in self.scenario_thresholds.items()]
+        for where, table in tables:
+            for cls, limits in table.items():
+                bounds = self.capacity.bounds_for(cls)
+                for lane in ("machine_check", "inspect"):
+                    value, bound = getattr(limits, lane), getattr(bounds, lane)
+                    if not bound.min <= value <= bound.max:
+                        raise ValueError(
+                            f"{where}.{cls.value}.{lane} = {value} is outside capacity.bounds.{cls.value}.{lane} "
+                            f"[{bound.min}, {bound.max}]"
+                        )
         return self
 
     def thresholds_for(self, credit_class: CreditClass, scenario: Scenario) -> Thresholds:
@@ -90,4 +186,12 @@ def load_policy(path: str | Path | None = None) -> Policy:
         # YAML gives plain strings for enums: validate in python (lax) mode for those only.
         return Policy.model_validate(raw, strict=False)
     except ValidationError as exc:
-        raise PolicyError(f"policy file {file} is invalid: {exc}") from exc
+        raise PolicyError(f"policy file {file} is invalid: {validation_summary(exc)}") from exc
+
+
+def validation_summary(exc: ValidationError, limit: int = 5) -> str:
+    """pydantic's errors as one line: ``where: what; ...`` (the full report spans many lines)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = [f"{'.'.join(map(str, e['loc'])) or '<top level>'}: {e['msg']}" for e in errors[:limit]]
+    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+    return "; ".join(parts) + more

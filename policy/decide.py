@@ -1,18 +1,36 @@
-"""Declaration-time decision: hard rules, then model thresholds, then random selection.
+"""Declaration-time decision. Pure functions, no I/O: the worker, the backtest and the tests all
+call the same code, so a backtest shows what the worker would have done.
 
-Precedence is fixed: each stage proposes an action and the most severe action wins; on a tie the
-earlier stage gives the reason (rule before model before random). Pure functions, no I/O: the
-worker, the backtest and the tests all call the same code.
+Precedence is fixed (a policy file tunes each stage but cannot reorder them):
+
+1. **Hard rules** (``rule``): a zero-tariff or processing value-added declaration from an
+   enterprise whose matching qualification is not active -> inspect; an enterprise under joint
+   penalty -> at least ``rules.joint_penalty_min_action``.
+2. **Risk-list hits** (``risk-list``): an entry of an ``inspect`` list -> inspect, of a
+   ``machine-check`` list -> machine-check; ``watch`` entries change nothing but are recorded
+   (``Decision.risk_hits`` and a reason line).
+3. **Model score** (``model-threshold``) against the credit class's thresholds (scenario override
+   if any), moved by the capacity controller's offset for the port and lane and then held inside
+   the class's ``capacity.bounds``.
+4. **Random selection** (``random``): a share of declarations drawn from a hash of the policy
+   seed and the declaration id, so a replay selects the same ones.
+
+Every stage proposes an action; the most severe wins (inspect > machine-check > release). On a tie
+the earlier stage names the selection reason. The reasons keep every proposal's text in stage
+order, followed by the watch-list notes.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from policy.capacity import NO_OFFSETS, LaneOffsets
 from policy.config import Policy
 from policy.credit import EnterpriseCredit
-from schemas import Action, CreditClass, Declaration, Qualification, Scenario, SelectionReason
+from policy.risklists import RiskHit
+from schemas import Action, CreditClass, Declaration, Qualification, RiskListAction, Scenario, SelectionReason
 
 SEVERITY = {Action.RELEASE: 0, Action.MACHINE_CHECK: 1, Action.INSPECT: 2}
 
@@ -20,6 +38,7 @@ _SCENARIO_QUALIFICATION = {
     Scenario.ZERO_TARIFF: Qualification.ZERO_TARIFF,
     Scenario.PROCESSING_VALUE_ADDED: Qualification.PROCESSING_VALUE_ADDED,
 }
+_LIST_ACTION = {RiskListAction.INSPECT: Action.INSPECT, RiskListAction.MACHINE_CHECK: Action.MACHINE_CHECK}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +47,17 @@ class Decision:
     selection_reason: SelectionReason
     credit_class: CreditClass
     reasons: tuple[str, ...]
+    # Every matched risk-list entry as "list_id/entry_id" (watch entries included), most severe first.
+    risk_hits: tuple[str, ...] = ()
+    # The (machine-check, inspect) thresholds the score was compared with, after capacity offsets
+    # and bounds: recorded so that an instruction can be reproduced without the controller state.
+    thresholds: tuple[float, float] | None = None
+
+
+class BatchNotAllowed(ValueError):
+    """A centralised declaration from an enterprise whose class may not submit one."""
+
+    reason_code = "batch-not-allowed"
 
 
 def random_draw(seed: int, declaration_id: str) -> float:
@@ -36,14 +66,38 @@ def random_draw(seed: int, declaration_id: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def effective_thresholds(
+    policy: Policy, credit_class: CreditClass, scenario: Scenario, offsets: LaneOffsets = NO_OFFSETS,
+) -> tuple[float, float]:
+    """Configured thresholds plus the capacity offsets, held inside the class's bounds.
+
+    The machine-check threshold may end up above the inspect one; the machine-check lane is then
+    empty for that class (inspect is tested first), which is the right outcome and keeps both
+    bounds intact."""
+    base = policy.thresholds_for(credit_class, scenario)
+    bounds = policy.capacity.bounds_for(credit_class)
+    return (bounds.machine_check.clamp(base.machine_check + offsets.machine_check),
+            bounds.inspect.clamp(base.inspect + offsets.inspect))
+
+
+def _threshold_text(lane: str, value: float, configured: float) -> str:
+    if abs(value - configured) < 5e-5:
+        return f"{lane} threshold {value:.2f}"
+    return f"{lane} threshold {value:.2f} (configured {configured:.2f}, adapted to port capacity)"
+
+
 def decide(
     policy: Policy,
     declaration: Declaration,
     credit: EnterpriseCredit,
     score: float,
+    hits: Sequence[RiskHit] = (),
+    offsets: LaneOffsets | None = None,
 ) -> Decision:
-    """Decide one declaration. Model explanations are added by the caller, only for the
-    declarations that are selected (explaining costs more than scoring)."""
+    """Decide one declaration. ``hits``: ``RiskListIndex.matches(declaration)``; ``offsets``:
+    ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds). Model
+    explanations are added by the caller, only for the declarations that are selected
+    (explaining costs more than scoring)."""
     credit_class = credit.effective_class
     proposals: list[tuple[Action, SelectionReason, str]] = []
 
@@ -55,20 +109,58 @@ def decide(
     if credit.joint_penalty:
         proposals.append((policy.rules.joint_penalty_min_action, SelectionReason.RULE, "enterprise under joint penalty"))
 
-    # 2. Model score against the credit class's thresholds.
-    limits = policy.thresholds_for(credit_class, declaration.scenario)
-    if score >= limits.inspect:
-        proposals.append((Action.INSPECT, SelectionReason.MODEL_THRESHOLD, f"risk score {score:.2f} >= inspect threshold {limits.inspect:.2f} ({credit_class.value})"))
-    elif score >= limits.machine_check:
-        proposals.append((Action.MACHINE_CHECK, SelectionReason.MODEL_THRESHOLD, f"risk score {score:.2f} >= machine-check threshold {limits.machine_check:.2f} ({credit_class.value})"))
+    # 2. Risk-list hits (watch entries are only noted).
+    notes: list[str] = []
+    for hit in hits:
+        action = _LIST_ACTION.get(hit.action)
+        if action is None:
+            notes.append(f"watch: {hit.describe()}")
+        else:
+            proposals.append((action, SelectionReason.RISK_LIST, f"{hit.action.value}: {hit.describe()}"))
 
-    # 3. Purely random selection.
+    # 3. Model score against the credit class's (capacity-adapted, bounded) thresholds.
+    mc, insp = effective_thresholds(policy, credit_class, declaration.scenario, offsets or NO_OFFSETS)
+    base = policy.thresholds_for(credit_class, declaration.scenario)
+    if score >= insp:
+        proposals.append((Action.INSPECT, SelectionReason.MODEL_THRESHOLD,
+                          f"risk score {score:.2f} >= {_threshold_text('inspect', insp, base.inspect)} ({credit_class.value})"))
+    elif score >= mc:
+        proposals.append((Action.MACHINE_CHECK, SelectionReason.MODEL_THRESHOLD,
+                          f"risk score {score:.2f} >= {_threshold_text('machine-check', mc, base.machine_check)} ({credit_class.value})"))
+
+    # 4. Purely random selection.
     selection = policy.random_selection
     if selection.share > 0 and random_draw(policy.seed, declaration.declaration_id) < selection.share:
         proposals.append((selection.action, SelectionReason.RANDOM, f"random selection ({selection.share:.1%} of declarations)"))
 
+    refs = tuple(h.ref for h in hits)
     if not proposals:
-        return Decision(Action.RELEASE, SelectionReason.NONE, credit_class, (f"risk score {score:.2f} below thresholds ({credit_class.value})",))
+        below = f"risk score {score:.2f} below thresholds ({credit_class.value}: machine-check {mc:.2f}, inspect {insp:.2f})"
+        return Decision(Action.RELEASE, SelectionReason.NONE, credit_class, (below, *notes), refs, (mc, insp))
     # max() keeps the first of equally severe proposals, i.e. the earlier stage.
     action, reason, _ = max(proposals, key=lambda p: SEVERITY[p[0]])
-    return Decision(action, reason, credit_class, tuple(text for _, _, text in proposals))
+    return Decision(action, reason, credit_class, (*(text for _, _, text in proposals), *notes), refs, (mc, insp))
+
+
+def decide_items(
+    policy: Policy,
+    items: Sequence[Declaration],
+    credit: EnterpriseCredit,
+    scores: Sequence[float],
+    hits: Sequence[Sequence[RiskHit]] | None = None,
+    offsets: LaneOffsets | None = None,
+) -> list[Decision]:
+    """A centralised declaration: one decision per goods item, each item a ``Declaration`` with its
+    own id (e.g. ``{batch id}-{item no}``), so each gets its own instruction, random draw and
+    scan join. Only enterprises whose effective class is in ``batch.allowed_classes`` may submit
+    one (a joint penalty overrides a white-list certification); others raise BatchNotAllowed."""
+    if credit.effective_class not in policy.batch.allowed_classes:
+        raise BatchNotAllowed(f"credit class {credit.effective_class.value} may not submit centralised declarations")
+    if not items or len(items) > policy.batch.max_items:
+        raise BatchNotAllowed(f"a centralised declaration needs 1 to {policy.batch.max_items} items, got {len(items)}")
+    if len({i.enterprise_id for i in items}) != 1:
+        raise BatchNotAllowed("all items of a centralised declaration must belong to one enterprise")
+    if len(scores) != len(items) or (hits is not None and len(hits) != len(items)):
+        raise ValueError("one score (and one hit list) per item is needed")
+    return [decide(policy, item, credit, score, hits[i] if hits is not None else (), offsets)
+            for i, (item, score) in enumerate(zip(items, scores))]

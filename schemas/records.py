@@ -285,6 +285,8 @@ class ControlInstruction(_Record):
     model_version: str | None = None
     policy_version: str
     reasons: tuple[str, ...] = ()
+    risk_hits: tuple[str, ...] = ()  # "list_id/entry_id" of every risk-list entry that matched
+    thresholds: tuple[float, float] | None = None  # (machine-check, inspect) as adapted and used
     suspected_categories: tuple[str, ...] = ()
     scan_id: str | None = None
     event_time: AwareDatetime

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -99,9 +100,17 @@ class Tally:
         }
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.brokers import EmbeddedBroker
     from streams.topics import create_topics
+
+    # Ctrl-C and SIGTERM both unwind through the ExitStack below: worker, then broker, stop.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     workdir = Path(tempfile.mkdtemp(prefix="riskctl-demo-"))
     with contextlib.ExitStack() as stack:
@@ -198,7 +207,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                 producer.produce(t_scan, key=key, value=value)
                 tally.published["scan"] += 1
             producer.poll(0)
-            for msg in consumer.consume(500, timeout=0.05):
+            for msg in consumer.consume(500, timeout=0.004):
                 if msg.error():
                     continue
                 if msg.topic() == settings.topic(topics.DEAD_LETTERS):
@@ -216,6 +225,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     finally:
         publisher.flush(10)
         consumer.close()
+        # Drop the clients now: an interrupt's traceback would keep them alive after the broker stops.
+        publisher = producer = consumer = None  # noqa: F841
     if interrupted:
         raise KeyboardInterrupt
     return tally

@@ -56,6 +56,7 @@ def _instruction(
     decl: dict[str, Any], stage: Stage, action: Action, final: bool, reason: SelectionReason,
     credit_class: str, score: float | None, versions: Versions, reasons: tuple[str, ...], now: float,
     suspected: tuple[str, ...] = (), scan_id: str | None = None,
+    risk_hits: tuple[str, ...] = (), thresholds: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema_version": 1,
@@ -74,6 +75,8 @@ def _instruction(
         "model_version": versions.model_version,
         "policy_version": versions.policy_version,
         "reasons": list(reasons),
+        "risk_hits": list(risk_hits),
+        "thresholds": list(thresholds) if thresholds is not None else None,
         "suspected_categories": list(suspected),
         "scan_id": scan_id,
         "event_time": decl["event_time"],
@@ -121,10 +124,12 @@ def on_declaration(
     first = _instruction(
         summary, Stage.DECLARATION, decision.action, not is_mc, decision.selection_reason,
         decision.credit_class.value, score, versions, decision.reasons, now,
+        risk_hits=decision.risk_hits, thresholds=decision.thresholds,
     )
     new_state: State = {"phase": AWAITING_SCAN if is_mc else FINAL, "decl": summary,
                         "credit_class": decision.credit_class.value, "score": score,
-                        "versions": [versions.policy_version, versions.model_version], "emitted": [first]}
+                        "versions": [versions.policy_version, versions.model_version],
+                        "risk_hits": list(decision.risk_hits), "emitted": [first]}
     step = Step(new_state, [first], clear_deadline=state is not None and state.get("phase") == AWAITING_SCAN)
     early = (state or {}).get("early_scan")
     if is_mc and early is not None and early["revision"] == decl.revision:
@@ -156,6 +161,7 @@ def _scan_instruction(state: State, scan: dict[str, Any], now: float) -> dict[st
     return _instruction(
         state["decl"], Stage.SCAN, action, True, SelectionReason.SCAN, state["credit_class"], state["score"],
         _stored_versions(state), reasons, now, suspected=categories if suspicious else (), scan_id=scan["scan_id"],
+        risk_hits=tuple(state.get("risk_hits", ())),
     )
 
 
@@ -186,6 +192,7 @@ def on_timeout(state: State | None, revision: int, now: float) -> Step:
     final = _instruction(
         state["decl"], Stage.TIMEOUT, Action.INSPECT, True, SelectionReason.TIMEOUT, state["credit_class"],
         state["score"], _stored_versions(state), ("scan timeout: no scan result before the port's deadline",), now,
+        risk_hits=tuple(state.get("risk_hits", ())),
     )
     new_state = {**state, "phase": FINAL, "emitted": [*state["emitted"], final]}
     return Step(new_state, [final], clear_deadline=True, outcome="timeout")

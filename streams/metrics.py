@@ -28,3 +28,34 @@ ACTIVE_POLICY = Gauge("customs_active_policy_info", "Active policy version (valu
 CREDIT_EVENTS_APPLIED = Counter("customs_credit_events_applied_total", "Credit events folded into the credit table.", ["event_type"])
 WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions assigned and its tables recovered.")
 ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")
+
+# --- Office health (issue 5, item 4). Dashboards and alerts in deploy/ use these names. -----------
+CONSUMER_LAG = Gauge(
+    "customs_consumer_lag",
+    "Records between this worker's position and the high watermark, per input topic and partition it owns "
+    "(remove a partition's sample when it is revoked).",
+    ["topic", "partition"],
+)
+# lane: the declaration-time selection lane, "machine-check" or "inspect" (the Action values, as in
+# customs_instructions_total{action}); release is the green lane. Targets: the policy's `capacity`.
+SELECTION_RATE = Gauge(
+    "customs_selection_rate",
+    "Realised share of declarations selected at declaration time over the worker's recent window, by port and lane.",
+    ["port", "lane"],
+)
+SELECTION_RATE_TARGET = Gauge(
+    "customs_selection_rate_target",
+    "Target share of declarations selected at declaration time, by port and lane (from the policy).",
+    ["port", "lane"],
+)
+# found: "true" or "false". Hit rate = found="true" / all, computed in PromQL.
+INSPECTION_RESULTS = Counter(
+    "customs_inspection_results_total",
+    "Inspection results received from the stations, by port and whether anything was found.",
+    ["port", "found"],
+)
+BATCH_SECONDS = Histogram(
+    "customs_batch_seconds", "Time per micro-batch, by agent and phase (decide: CPU work; deliver: until the broker acknowledged the outputs).",
+    ["agent", "phase"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RISK_LIST_ENTRIES = Gauge("customs_risk_list_entries", "Risk-list entries active in this worker's index.")

@@ -25,6 +25,7 @@ DECLARATIONS = "declarations"
 DECLARATION_BATCHES = "declaration-batches"
 SCANS = "scans"
 CREDIT_EVENTS = "credit-events"
+RISK_LISTS = "risk-lists"
 INSTRUCTIONS = "instructions"
 INSPECTION_RESULTS = "inspection-results"
 DEAD_LETTERS = "dead-letters"
@@ -33,6 +34,8 @@ DEAD_LETTERS = "dead-letters"
 TABLE_DECLARATION_STATE = "declaration-state"
 TABLE_SCAN_DEADLINES = "scan-deadlines"
 TABLE_ENTERPRISE_CREDIT = "enterprise-credit"
+TABLE_RISK_LISTS = "risk-lists"
+TABLE_CAPACITY = "capacity"
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "folded current state is the compacted enterprise-credit changelog).",
             retention_ms=365 * DAY_MS,
         ),
+        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and other agencies' alerts (null value: delete).", cleanup_policy="compact"),
         TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
         TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id", "Faust table: per-declaration decision state.", cleanup_policy="compact"),
         TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id", "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_RISK_LISTS}-changelog", 1, "entry_id", "Faust global table: validated risk-list entries.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_CAPACITY}-changelog", p, "capacity:<partition>", "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
         TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id", "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]

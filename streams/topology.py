@@ -36,9 +36,11 @@ from streams.partitioning import partition_for
 from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
 from streams.services import Services
 from streams.settings import Settings
+from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.decide import decide
-from schemas import Action, CreditEvent, Declaration, DeclarationBatch, ScanResult
+from policy.risklists import RiskListIndex
+from schemas import Action, CreditEvent, Declaration, DeclarationBatch, InspectionResult, ScanResult
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class Topology:
         self.batch_topic_name = t(topics.DECLARATION_BATCHES)
         self.scans = self.app.topic(t(topics.SCANS), **raw)
         self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
+        self.risk_list_topic = self.app.topic(t(topics.RISK_LISTS), **raw)
+        self.inspection_results = self.app.topic(t(topics.INSPECTION_RESULTS), **raw)
         self.instructions_topic = t(topics.INSTRUCTIONS)
         self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
@@ -97,6 +101,10 @@ class Topology:
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
+        self.risk_lists = self.app.GlobalTable(topics.TABLE_RISK_LISTS, partitions=1, recovery_buffer_size=1, **table)
+        # One capacity-controller state per declarations partition, key b"capacity:<partition>".
+        self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
+        self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
         self._wire()
 
     # ---- wiring -----------------------------------------------------------------------------
@@ -107,17 +115,27 @@ class Topology:
         @app.agent(self.credit_events, name="fold_credit_events")
         async def fold_credit_events(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self.handle_credit_events(events).send(app)
+                await self._run_batch("fold_credit_events", self.handle_credit_events, events)
+
+        @app.agent(self.risk_list_topic, name="load_risk_lists")
+        async def load_risk_lists(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                await self._run_batch("load_risk_lists", self.handle_risk_lists, events)
+
+        @app.agent(self.inspection_results, name="count_inspection_results")
+        async def count_inspection_results(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                await self._run_batch("count_inspection_results", self.handle_inspection_results, events)
 
         @app.agent(self.declarations, name="decide_declarations")
         async def decide_declarations(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self.handle_declarations(events).send(app)
+                await self._run_batch("decide_declarations", self.handle_declarations, events)
 
         @app.agent(self.scans, name="apply_scans")
         async def apply_scans(stream: faust.StreamT) -> None:
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self.handle_scans(events).send(app)
+                await self._run_batch("apply_scans", self.handle_scans, events)
 
         @app.timer(interval=1.0, name="expire_scan_deadlines")
         async def expire_scan_deadlines() -> None:
@@ -125,11 +143,28 @@ class Topology:
             self.expire_deadlines(time.time(), out)
             await out.send(app)
 
+        @app.timer(interval=1.0, name="sync_risk_lists")
+        async def sync_risk_lists() -> None:
+            # Added or expired entries change decisions within a second, without a restart.
+            changed = self.risk_index.sync(self.risk_lists.data)
+            if changed:
+                log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
+            metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
+            self._publish_lag()
+
         @app.timer(interval=5.0, name="refresh_models")
         async def refresh_models() -> None:
             # A watched registry: a newly activated, verified model is swapped in atomically;
             # a broken one is refused and the old one keeps serving.
             self.services.refresh_models()
+
+    async def _run_batch(self, agent: str, handler: Any, events: Sequence[faust.EventT]) -> None:
+        started = time.perf_counter()
+        out = handler(events)
+        decided = time.perf_counter()
+        await out.send(self.app)
+        metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
+        metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
 
     # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
     def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -150,6 +185,33 @@ class Topology:
             if new is not state:
                 out.set_table(self.credit, 0, key, new.to_bytes())
                 metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
+        return out
+
+    def handle_risk_lists(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        out = OutputBatch()
+        for event in events:
+            msg = event.message
+            try:
+                if msg.key is None:
+                    raise KeyMismatch("risk-list record without a key (entry_id)")
+                RiskListIndex().apply(msg.key, msg.value)  # validates; raises on a bad record
+            except Exception as exc:  # noqa: BLE001
+                self.dead_letters.add(out, msg, exc)
+                continue
+            out.set_table(self.risk_lists, 0, bytes(msg.key), msg.value)
+        return out
+
+    def handle_inspection_results(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        out = OutputBatch()
+        for event in events:
+            msg = event.message
+            try:
+                result = InspectionResult.model_validate_json(msg.value)
+            except Exception as exc:  # noqa: BLE001
+                self.dead_letters.add(out, msg, exc)
+                continue
+            metrics.EVENTS_IN.labels("inspection-result", result.port).inc()
+            metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
         return out
 
     def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
@@ -184,6 +246,7 @@ class Topology:
         to_score = [d for _, d in parsed if classify_declaration(self._state(d.declaration_id), d.revision) == "new"]
         scored = self.services.score(to_score)
         policy = self.services.policy
+        controllers: dict[int, CapacityController] = {}
         for partition, decl in parsed:
             key = decl.declaration_id.encode()
             state = self._state(decl.declaration_id)
@@ -196,12 +259,51 @@ class Topology:
             if result is not None:
                 score = result.score
                 versions = Versions(policy.version, result.model_version)
-                decision = decide(policy, decl, self.credit_of(decl.enterprise_id), score)
+                controller = controllers.get(partition) or controllers.setdefault(partition, self._controller(partition))
+                decision = decide(policy, decl, self.credit_of(decl.enterprise_id), score,
+                                  self.risk_index.matches(decl), controller.offsets(decl.port))
+                controller.observe(decl.port, decision.action)
                 if decision.action is not Action.RELEASE:
                     decision = replace(decision, reasons=decision.reasons + result.explain())
             step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
             self._apply(out, key, step, "declaration", partition, now)
+        for partition, controller in controllers.items():
+            out.set_table(self.capacity, partition, _capacity_key(partition), controller.to_bytes())
+            self._publish_rates(controller)
         return out
+
+    def _controller(self, partition: int) -> CapacityController:
+        # Restored from the table for every batch: after a rebalance the partition's state comes
+        # from its changelog, never from a stale copy in this process.
+        return CapacityController.from_bytes(self.capacity.data.get(_capacity_key(partition)), self.services.policy.capacity)
+
+    def _publish_rates(self, controller: CapacityController) -> None:
+        capacity = self.services.policy.capacity
+        for port in controller.ports():
+            realised = controller.realised(port)
+            targets = capacity.targets_for(port)
+            for lane, field in (("machine-check", "machine_check"), ("inspect", "inspect")):
+                if realised.get(field) is not None:
+                    metrics.SELECTION_RATE.labels(port, lane).set(realised[field])
+                target = getattr(targets, field, None)
+                if target:
+                    metrics.SELECTION_RATE_TARGET.labels(port, lane).set(target)
+
+    def _publish_lag(self) -> None:
+        """Records behind the partition's high watermark, per owned input partition (on brokers
+        that report watermarks correctly; the embedded Tansu does not)."""
+        consumer = self.app.consumer
+        read = getattr(consumer, "_read_offset", {})
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic.endswith("-changelog"):
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - no fetch response yet
+                continue
+            position = read.get(tp)
+            if highwater is not None and position is not None:
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position - 1))
 
     def _check_partition(self, decl: Declaration, partition: int) -> None:
         if partition_for(decl.declaration_id.encode(), self.settings.partitions) != partition:
@@ -310,6 +412,10 @@ class Topology:
             out.set_table(self.deadlines, partition, key, orjson.dumps(entry))
         elif step.clear_deadline and key in self.deadlines.data:
             out.set_table(self.deadlines, partition, key, None)
+
+
+def _capacity_key(partition: int) -> bytes:
+    return b"capacity:%d" % partition
 
 
 class WrongPartition(ValueError):

@@ -18,7 +18,12 @@ def run_worker(settings: Settings) -> int:
     services = Services.from_settings(settings)
     topology = Topology(settings, services)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d (%s): set METRICS_PORT to a free port, or 0 to disable",
+                      settings.metrics_host, settings.metrics_port, exc.strerror)
+            return 2
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     log.info(
         "worker %s: brokers %s, policy %s, models %s",

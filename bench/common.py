@@ -1,0 +1,433 @@
+"""What every measurement shares: the data set, clients, the output watcher, child processes, py-spy."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from streams import topics
+from streams.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)
+STALL_S = 30.0  # no new decision for this long after the first one: the system under test is stuck
+_T0 = time.monotonic()
+
+
+class BenchError(RuntimeError):
+    """A run failed; the message says what was expected and what happened."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def machine() -> str:
+    model = "unknown cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores, {model}; Python {platform.python_version()}; {platform.system()} "
+            f"{platform.release()}; load average at start {load}")
+
+
+# ---- data ---------------------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """One generated office: declarations (JSON-ready dicts, event_time = generation time), their
+    ground truth (for the simulated scanners) and the enterprises' credit population."""
+
+    office: Any
+    records: list[dict[str, Any]]
+    truths: dict[str, Any]
+    credit: list[tuple[bytes, bytes]]
+    warmup: list[dict[str, Any]] = field(default_factory=list)  # decided before any clock starts
+    _next_index: int = 0
+
+    @classmethod
+    def generate(cls, seed: int, enterprises: int, count: int) -> "Dataset":
+        from portsim.traffic import PortOffice
+
+        office = PortOffice(seed=seed, enterprises=enterprises)
+        ds = cls(office, [], {}, [(e.enterprise_id.encode(), orjson.dumps(e.model_dump(mode="json"))) for e in office.credit_population()])
+        ds.records = ds.more(count)
+        ds.warmup = ds.more(WARMUP)
+        return ds
+
+    def more(self, count: int) -> list[dict[str, Any]]:
+        """The next ``count`` declarations of the same seeded stream (fresh ids, same distribution)."""
+        stamp = now_iso()  # a plausible event time; latency runs overwrite it with the publish time
+        out = []
+        for record, truth in self.office.declaration_dicts(count, first_index=self._next_index):
+            record["event_time"] = stamp
+            self.truths[record["declaration_id"]] = truth
+            out.append(record)
+        self._next_index += count
+        return out
+
+    def scan_for(self, instruction: dict[str, Any]) -> bytes | None:
+        """What the port's scanner reports for a machine-check (answered at once: no scan delay)."""
+        did = instruction["declaration_id"]
+        scan, _delay = self.office.scan_for(did, self.truths.get(did), instruction["port"])
+        return None if scan is None else orjson.dumps(scan.model_dump(mode="json"))
+
+
+def simple_instruction(decl: dict[str, Any], score: float, model_version: str, decided_at: str) -> bytes:
+    """The instruction the ceiling and the naive agent emit: score threshold only, no policy."""
+    return orjson.dumps({
+        "schema_version": 1, "instruction_id": f"{decl['declaration_id']}:{decl['revision']}:declaration",
+        "declaration_id": decl["declaration_id"], "revision": decl["revision"], "port": decl["port"],
+        "stage": "declaration", "action": "inspect" if score >= 0.5 else "release", "final": True,
+        "score": score, "model_version": model_version, "event_time": decl["event_time"], "decided_at": decided_at,
+    })
+
+
+# ---- clients ------------------------------------------------------------------------------------
+def producer(settings: Settings, **extra: Any) -> Producer:
+    # murmur2_random: Kafka's default partitioner, the one co-partitioning of scans rests on.
+    return Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2,
+                     "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_000_000,
+                     "message.max.bytes": 4_000_000, **extra})
+
+
+def reader(settings: Settings, logical_topics: list[str]) -> Consumer:
+    """All partitions assigned from the beginning: no group join (Tansu makes joins wait the full
+    rebalance timeout). A 5 ms fetch wait because Tansu holds a fetch for the whole wait, which
+    would otherwise add to every measured latency."""
+    consumer = Consumer({**settings.confluent_config(), "group.id": "bench-reader-no-commit", "enable.auto.commit": False,
+                         "enable.partition.eof": False, "fetch.wait.max.ms": 5})
+    metadata = consumer.list_topics(timeout=30)
+    assignment = []
+    for name in logical_topics:
+        topic = metadata.topics.get(settings.topic(name))
+        if topic is None or topic.error is not None:
+            raise BenchError(f"topic {settings.topic(name)} does not exist")
+        assignment += [TopicPartition(settings.topic(name), p, OFFSET_BEGINNING) for p in topic.partitions]
+    consumer.assign(assignment)
+    return consumer
+
+
+def publish_singles(settings: Settings, records: Iterable[dict[str, Any]]) -> int:
+    """Pre-load one record per declaration on the ``declarations`` topic."""
+    p = producer(settings)
+    n = 0
+    name = settings.topic(topics.DECLARATIONS)
+    for r in records:
+        p.produce(name, key=r["declaration_id"].encode(), value=orjson.dumps(r))
+        n += 1
+        if n % 10_000 == 0:
+            p.poll(0)
+    flush(p)
+    return n
+
+
+def flush(p: Producer, timeout_s: float = 60.0) -> None:
+    left = p.flush(timeout_s)
+    if left:
+        raise BenchError(f"{left} records still unsent after {timeout_s:.0f}s: is the broker alive?")
+
+
+# ---- the output side ----------------------------------------------------------------------------
+@dataclass
+class Watcher:
+    """Reads the instructions topic of one system and counts, per declaration, its first
+    declaration-stage instruction (raw duplicates are counted apart). When a dataset is given,
+    machine-check instructions are answered with the simulated scanner's result on ``scans``."""
+
+    settings: Settings
+    dataset: Dataset | None = None
+    pending: dict[bytes, float] = field(default_factory=dict)  # key -> publish time (0: preloaded)
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (publish time, ms) for keys expected with measure=True
+    measured: set[bytes] = field(default_factory=set)
+    seen: set[bytes] = field(default_factory=set)
+    first_at: float | None = None
+    last_at: float | None = None
+    decided = 0
+    raw_duplicates = 0
+    scans_sent = 0
+    actions: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.consumer = reader(self.settings, [topics.INSTRUCTIONS])
+        self.scan_producer = producer(self.settings, **{"linger.ms": 1}) if self.dataset else None
+        self.scan_topic = self.settings.topic(topics.SCANS)
+
+    def expect(self, key: bytes, published_at: float = 0.0, measure: bool = False) -> None:
+        self.pending[key] = published_at
+        if measure:
+            self.measured.add(key)
+
+    def reset(self) -> None:
+        self.first_at = self.last_at = None
+        self.decided = self.raw_duplicates = self.scans_sent = 0
+        self.latencies.clear()
+        self.measured.clear()
+        self.actions.clear()
+
+    def poll(self, timeout_s: float) -> int:
+        msgs = self.consumer.consume(10_000, timeout=timeout_s)
+        now = time.time()
+        new = 0
+        for m in msgs:
+            if m.error():
+                raise BenchError(f"reading instructions: {m.error()}")
+            value = m.value()
+            if b'"stage":"declaration"' not in value:
+                continue  # scan or timeout stage: not a declaration's first outcome
+            key = m.key()
+            if key in self.seen:
+                self.raw_duplicates += 1
+                continue
+            self.seen.add(key)
+            published = self.pending.pop(key, None)
+            if published is None:
+                continue  # from an earlier phase
+            new += 1
+            if key in self.measured:
+                self.latencies.append((published, (now - published) * 1000))
+            if self.dataset is not None and b'"action":"machine-check"' in value:
+                scan = self.dataset.scan_for(orjson.loads(value))
+                if scan is not None and self.scan_producer is not None:
+                    self.scan_producer.produce(self.scan_topic, key=key, value=scan)
+                    self.scans_sent += 1
+            if b'"action":"release"' in value:
+                self.actions["release"] += 1
+            elif b'"action":"inspect"' in value:
+                self.actions["inspect"] += 1
+            else:
+                self.actions["machine-check"] += 1
+        if new:
+            if self.first_at is None:
+                self.first_at = now
+            self.last_at = now
+            self.decided += new
+        if self.scan_producer is not None:
+            self.scan_producer.poll(0)
+        return new
+
+    def drain(self, what: str, timeout_s: float, alive: Callable[[], str | None] = lambda: None) -> None:
+        """Poll until every expected declaration is decided; fail on deadline, stall or a dead process."""
+        start = time.monotonic()
+        last_progress, next_report = start, start + 5.0
+        while self.pending:
+            if self.poll(0.05):
+                last_progress = time.monotonic()
+            now = time.monotonic()
+            if (why := alive()) is not None:
+                raise BenchError(f"{what}: {why} with {len(self.pending)} declarations undecided")
+            if now - start > timeout_s:
+                raise BenchError(f"{what}: {len(self.pending)} declarations undecided after {timeout_s:.0f}s")
+            if self.first_at is not None and now - last_progress > STALL_S:
+                raise BenchError(f"{what}: stalled, no decision for {STALL_S:.0f}s, {len(self.pending)} undecided")
+            if now >= next_report:
+                next_report = now + 5.0
+                log(f"  {what}: {self.decided} decided, {len(self.pending)} to go")
+
+    def throughput(self, started_at: float) -> dict[str, Any]:
+        """Declarations per second from ``started_at`` (the system resumed on its backlog) to the
+        last decision seen."""
+        if self.last_at is None or self.first_at is None or self.last_at <= started_at:
+            raise BenchError(f"nothing decided to time ({self.decided} decisions)")
+        seconds = self.last_at - started_at
+        return {"throughput": round(self.decided / seconds, 1), "declarations": self.decided, "seconds": round(seconds, 3),
+                "first_decision_after_s": round(self.first_at - started_at, 3),
+                "raw_duplicate_instructions": self.raw_duplicates, "scans_answered": self.scans_sent, "actions": dict(self.actions)}
+
+    def close(self) -> None:
+        if self.scan_producer is not None:
+            self.scan_producer.flush(10)
+        self.consumer.close()
+
+
+def warm_up(what: str, watcher: Watcher, write: Callable[[list[dict[str, Any]]], Any], records: list[dict[str, Any]],
+            timeout_s: float, alive: Callable[[], str | None]) -> None:
+    """Feed a few declarations and wait for their decisions: the system is up and warm after this."""
+    for r in records:
+        watcher.expect(r["declaration_id"].encode())
+    write(records)
+    watcher.drain(f"{what} warm-up", timeout_s, alive)
+    log(f"{what}: warm ({len(records)} declarations decided)")
+
+
+def timed_backlog(what: str, watcher: Watcher, pids: list[int], write: Callable[[list[dict[str, Any]]], Any],
+                  records: list[dict[str, Any]], timeout_s: float, alive: Callable[[], str | None],
+                  profile: Path | None) -> dict[str, Any]:
+    """Throughput at saturation. The system is paused (SIGSTOP) while the backlog is written, so that
+    the writer does not compete with it for the CPU and it resumes on a full backlog; the clock runs
+    from SIGCONT to its last decision seen here. Optionally py-spy samples ``pids[0]`` meanwhile."""
+    watcher.reset()
+    for r in records:
+        watcher.expect(r["declaration_id"].encode())
+    with paused(pids):
+        write(records)
+    started_at = time.time()
+    log(f"{what}: {len(records)} declarations pre-loaded; resumed")
+    spy = Profile(pids[0], profile) if profile else None
+    cpu = CpuMeter(pids)
+    try:
+        watcher.drain(what, timeout_s, alive)
+    finally:
+        top = spy.stop() if spy else None
+    result = watcher.throughput(started_at)
+    result.update(cpu.stop(result["declarations"]))
+    if top:
+        result["profile_self_pct"] = top
+    log(f"{what}: {result['throughput']:,.0f} declarations/s ({result['declarations']} in {result['seconds']:.2f}s)")
+    return result
+
+
+@contextlib.contextmanager
+def paused(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP the process groups for a moment (heartbeats stop too: keep it well under the 10 s
+    session timeout)."""
+    for pid in pids:
+        os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGCONT)
+
+
+def run_child_system(what: str, module: str, args: list[str], settings: Settings, data: Dataset, count: int,
+                     workdir: Path, timeout_s: float, profile: Path | None) -> dict[str, Any]:
+    """Ceiling and naive agent: a child process reading one record per declaration."""
+    child = Child(module, ["--bootstrap", settings.kafka_bootstrap_servers, "--prefix", settings.topic_prefix, *args],
+                  workdir / f"{module}.log")
+    watcher = Watcher(settings)
+    try:
+        write = lambda records: publish_singles(settings, records)  # noqa: E731
+        warm_up(what, watcher, write, data.warmup, timeout_s, child.dead)
+        return timed_backlog(what, watcher, [child.pid], write, data.records[:count], timeout_s, child.dead, profile)
+    finally:
+        child.stop()
+        watcher.close()
+
+
+# Processes whose CPU time every measurement reports besides the system under test (the runner
+# registers the broker and itself): on a shared 2-core machine CPU per declaration is steadier than wall time.
+CPU_ALSO: dict[str, list[int]] = {}
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start and stop, per declaration too."""
+
+    def __init__(self, system_pids: list[int]) -> None:
+        self.groups = {"system": system_pids, **CPU_ALSO}
+        self.start = {g: sum(cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
+        self.wall = time.monotonic()
+
+    def stop(self, declarations: int) -> dict[str, Any]:
+        used = {g: sum(cpu_seconds(p) for p in pids) - self.start[g] for g, pids in self.groups.items()}
+        wall = time.monotonic() - self.wall
+        return {"cpu_us_per_declaration": {g: round(1e6 * u / max(declarations, 1), 1) for g, u in used.items()},
+                "cpu_busy": {g: round(u / wall, 2) for g, u in used.items()}}  # 1.0 = one core all the time
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+# ---- child processes ----------------------------------------------------------------------------
+class Child:
+    """A benchmark subprocess (``python -m bench.<module>``) in its own process group."""
+
+    def __init__(self, module: str, args: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def dead(self) -> str | None:
+        """Why the child is gone, or None while it runs (or once it finished its work with status 0)."""
+        if self.proc.poll() in (None, 0):
+            return None
+        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+        return f"process exited with code {self.proc.returncode} (log {self.log_path}):\n{tail}"
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        stop_group(self.proc, grace_s)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the benchmark itself dies (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the child's own process group, SIGKILL after the grace period."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGCONT)  # in case it was paused
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+# ---- profiling ----------------------------------------------------------------------------------
+class Profile:
+    """py-spy sampling one process for as long as a measurement runs (``--profile``)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        spy = Path(sys.executable).with_name("py-spy")
+        # --nonblocking: do not pause the measured process to sample it (a little less exact).
+        self.proc = subprocess.Popen([str(spy), "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "100", "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop(self, top: int = 12) -> dict[str, float]:
+        """Stop sampling (py-spy writes its file on SIGINT); return the top functions by self time (%)."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        leaf: Counter = Counter()
+        with contextlib.suppress(OSError):
+            for line in self.out.read_text().splitlines():  # "frame;frame;...;leaf COUNT"
+                stack, _, count = line.rpartition(" ")
+                m = re.fullmatch(r"(.*) \((.*?)(:\d+)?\)", stack.rsplit(";", 1)[-1])
+                leaf[f"{m.group(1)} ({Path(m.group(2)).name})" if m else stack.rsplit(";", 1)[-1]] += int(count)
+        total = sum(leaf.values()) or 1
+        return {name: round(100 * n / total, 1) for name, n in leaf.most_common(top)}

@@ -1,0 +1,160 @@
+"""(c) The real pipeline: ``riskctl worker`` processes with the full policy, fed like the gateways feed it.
+
+Each measurement gets its own app id and topic prefix (fresh tables, fresh consumer group). Before
+anything is timed the worker is ready, the enterprises' credit population is folded into its
+credit table, and (two workers) both own partitions. Machine-check instructions are answered at
+once with the simulated scanners' results, so scan traffic flows while the clock runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import BenchError, CpuMeter, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
+from streams import topics
+from streams.brokers import free_port
+from streams.gateway import DeclarationPublisher
+from streams.launcher import WorkerProcess
+from streams.settings import Settings
+
+
+class Workers:
+    """N ``riskctl worker`` processes of one app id (one consumer group)."""
+
+    def __init__(self, settings: Settings, n: int, workdir: Path, extra_env: dict[str, str]) -> None:
+        self.procs: list[WorkerProcess] = []
+        try:
+            for i in range(n):
+                s = settings.model_copy(update={"metrics_port": free_port(), "data_dir": workdir / f"{settings.app_id}-{i}"})
+                self.procs.append(WorkerProcess(s, workdir / f"{settings.app_id}-{i}.log", extra_env))
+        except BaseException:
+            self.stop()
+            raise
+
+    def metric(self, name: str, **labels: str) -> float:
+        return sum(w.metric(name, **labels) for w in self.procs)
+
+    def dead(self) -> str | None:
+        for i, w in enumerate(self.procs):
+            if not w.alive():
+                return f"worker {i} exited with code {w.proc.returncode} (log {w.log_path}):\n{w.log_tail(20)}"
+        return None
+
+    def stop(self) -> None:
+        for w in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(w.proc.pid, signal.SIGCONT)
+            w.stop()
+
+
+def start(settings: Settings, data: Dataset, n: int, workdir: Path, extra_env: dict[str, str], timeout_s: float) -> Workers:
+    """Workers ready, credit folded, partitions split: everything that must not be timed."""
+    workers = Workers(settings, n, workdir, extra_env)
+    try:
+        started = time.monotonic()
+        for w in workers.procs:
+            w.wait_ready(timeout_s)
+            log(f"pipeline {settings.app_id}: worker pid {w.proc.pid} ready {time.monotonic() - started:.1f}s after start")
+        p = producer(settings)
+        credit_topic = settings.topic(topics.CREDIT_EVENTS)
+        for key, value in data.credit:
+            p.produce(credit_topic, key=key, value=value)
+        flush(p)
+        wait_for(lambda: workers.metric("customs_credit_events_applied_total") >= len(data.credit), timeout_s, workers,
+                 f"the workers to fold {len(data.credit)} credit events")
+        if n > 1:
+            owned = lambda: [w.metric("customs_assigned_partitions") for w in workers.procs]  # noqa: E731
+            wait_for(lambda: min(owned()) > 0 and sum(owned()) == settings.partitions, timeout_s, workers,
+                     f"{n} workers to split {settings.partitions} partitions")
+            log(f"pipeline {settings.app_id}: partitions per worker {owned()}")
+        return workers
+    except BaseException:
+        workers.stop()
+        raise
+
+
+def wait_for(condition: Any, timeout_s: float, workers: Workers, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if (why := workers.dead()) is not None:
+            raise BenchError(f"waiting for {what}: {why}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.2)  # probe interval; the deadline above bounds the wait
+
+
+def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dataset, count: int, batching: bool,
+               timeout_s: float, profile: Path | None) -> dict[str, Any]:
+    what = f"pipeline {settings.app_id} ({'gateway batches' if batching else 'single records'})"
+    sent = []
+
+    def write(records: list[dict[str, Any]]) -> None:
+        publisher = DeclarationPublisher(producer(settings), settings, gateway="BENCH-GW", batching=batching)
+        for r in records:
+            publisher.publish(r)
+        if publisher.flush(60):
+            raise BenchError(f"{what}: the input could not be written")
+        sent.append(publisher.records_sent)
+
+    warm_up(what, watcher, write, data.warmup, timeout_s, workers.dead)
+    before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}
+    pids = [w.proc.pid for w in workers.procs]
+    result = timed_backlog(what, watcher, pids, write, data.records[:count], timeout_s, workers.dead, profile)
+    batches = workers.metric("customs_batch_declarations_count") - before["count"]
+    result["mean_micro_batch"] = round((workers.metric("customs_batch_declarations_sum") - before["sum"]) / max(batches, 1), 1)
+    result["input_records"] = sent[-1]
+    if len(workers.procs) > 1:
+        result["per_worker"] = [{"partitions": w.metric("customs_assigned_partitions"),
+                                 "decided": w.metric("customs_instructions_total", stage="declaration")} for w in workers.procs]
+    return result
+
+
+def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
+            warmup_s: float, timeout_s: float) -> dict[str, Any]:
+    """Publish through the gateway publisher at ``rate`` for ``duration_s``; each declaration's
+    event_time is its publish time; latency = instruction consumed here - publish time (so it
+    includes the gateway's 5 ms batching linger). Declarations of the first ``warmup_s`` are not counted."""
+    records = data.more(int(rate * duration_s) + 1)
+    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": 1}), settings, gateway="BENCH-GW", batching=True)
+    watcher.reset()
+    log(f"pipeline latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
+    cpu = CpuMeter([w.proc.pid for w in workers.procs])
+    start = time.monotonic()
+    end = start + duration_s
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now < end:
+            for _ in range(min(int((now - start) * rate), len(records)) - sent):
+                r = records[sent]
+                r["event_time"] = now_iso()
+                published = time.time()
+                publisher.publish(r)
+                watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
+                sent += 1
+        publisher.poll()
+        watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
+        if now >= end:
+            break
+        if (why := workers.dead()) is not None:
+            raise BenchError(f"latency at {rate:.0f}/s: {why}")
+    publisher.flush(30)
+    watcher.drain(f"latency at {rate:.0f}/s", timeout_s, workers.dead)
+    if not watcher.latencies:
+        raise BenchError(f"latency at {rate:.0f}/s: nothing measured after the warm-up")
+    published, lat = np.array(watcher.latencies).T
+    p50, p95, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99))
+    second = (published - published.min()).astype(int)  # p99 per second of publishing: does a backlog build up?
+    result = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lat.max()), 1), "measured": len(lat),
+              "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
+              "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
+              **cpu.stop(sent)}
+    log(f"pipeline latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations)")
+    return result

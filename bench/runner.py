@@ -1,0 +1,183 @@
+"""Run every system under test on one embedded broker and one data set; write JSON, print a table.
+
+Throughput at saturation: a backlog of N declarations is written first, then the system runs;
+the clock runs from its first to its last decision as seen by a reader of its instructions topic
+(records counted, never watermarks). Start-up (process start, group join, credit table fill) is
+never timed. Latency: the pipeline at fixed offered loads, publish -> instruction consumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from bench import ceiling, naive_faust, pipeline
+from bench.common import CPU_ALSO, REPO_ROOT, BenchError, Dataset, Watcher, log, machine
+from streams.brokers import EmbeddedBroker
+from streams.settings import Settings
+from streams.topics import create_topics
+
+SYSTEMS = ("ceiling", "naive_faust", "pipeline", "pipeline_single_records", "pipeline_two_workers")
+FULL = {"count": 100_000, "single_count": 30_000, "naive_count": 8_000, "duration": 15.0, "warmup": 2.0, "enterprises": 70_000}
+QUICK = {"count": 4_000, "single_count": 1_500, "naive_count": 500, "duration": 4.0, "warmup": 1.0, "enterprises": 3_000}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                epilog="Progress goes to stderr; the table to stdout; results to --out. "
+                                       "Exit status 1 if any run failed (its entry in the JSON holds the error).")
+    p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (~1 min)")
+    p.add_argument("--count", type=int, help=f"declarations for the ceiling and the batched pipeline runs (default {FULL['count']})")
+    p.add_argument("--single-count", type=int, help=f"declarations for the single-record pipeline run (default {FULL['single_count']})")
+    p.add_argument("--naive-count", type=int, help=f"declarations for the naive Faust agent (default {FULL['naive_count']})")
+    p.add_argument("--rates", default="1000,3000", help="offered loads for the latency runs, declarations/s (default 1000,3000)")
+    p.add_argument("--duration", type=float, help=f"seconds per offered load (default {FULL['duration']:.0f})")
+    p.add_argument("--warmup", type=float, help=f"seconds at the start of each load not counted (default {FULL['warmup']:.0f})")
+    p.add_argument("--enterprises", type=int, help=f"simulated enterprise population (default {FULL['enterprises']})")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    p.add_argument("--partitions", type=int, default=8, help="partitions of the keyed topics (default 8)")
+    p.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    p.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the pipeline workers, e.g. BATCH_MAX=4000 (repeatable; recorded in the JSON)")
+    p.add_argument("--run-timeout", type=float, default=180.0, help="seconds any one wait may take before the run fails (default 180)")
+    p.add_argument("--profile", action="store_true", help="sample each system with py-spy during its throughput run "
+                                                          "(raw stacks next to --out; slows the measured process a little)")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json", help="result file")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (worker logs) even on success")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    unknown = set(args.only.split(",")) - set(SYSTEMS)
+    if unknown:
+        p.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
+    for item in args.worker_env:
+        if "=" not in item:
+            p.error(f"--worker-env {item!r} is not KEY=VALUE")
+    try:
+        args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    except ValueError:
+        p.error(f"--rates {args.rates!r} is not a comma-separated list of numbers")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine()}
+    only = args.only.split(",")
+    extra_env = dict(item.split("=", 1) for item in args.worker_env)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    failed = False
+    log(f"machine: {results['machine']}; work directory {workdir}")
+    with EmbeddedBroker() as broker:
+        log(f"embedded broker on {broker.bootstrap_servers}")
+        CPU_ALSO.update({"broker": [broker.pid], "bench": [os.getpid()]})
+        base = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions)
+        data = Dataset.generate(args.seed, args.enterprises, max(args.count, args.single_count, args.naive_count))
+        log(f"generated {len(data.records)} declarations and {len(data.credit)} credit events (seed {args.seed})")
+
+        def settings_for(name: str) -> Settings:
+            s = base.model_copy(update={"topic_prefix": f"bench-{name}.", "app_id": f"bench-{name}", "data_dir": workdir / name})
+            create_topics(s)
+            return s
+
+        def profile_for(name: str) -> Path | None:
+            return args.out.with_name(f"profile-{name}.txt") if args.profile else None
+
+        def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+            nonlocal failed
+            if name not in only:
+                return
+            try:
+                results[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - one failed run must not hide the others
+                failed = True
+                log(f"{name} FAILED: {exc}")
+                if not isinstance(exc, BenchError):
+                    traceback.print_exc(file=sys.stderr)
+                results[name] = {"error": str(exc)}
+
+        attempt("ceiling", lambda: ceiling.run(settings_for("ceiling"), data, args.count, workdir, args.run_timeout, profile_for("ceiling")))
+        attempt("naive_faust", lambda: naive_faust.run(settings_for("naive"), data, args.naive_count, workdir, args.run_timeout,
+                                                       profile_for("naive_faust")))
+        attempt("pipeline", lambda: run_pipeline(args, settings_for("pipeline"), data, workdir, extra_env, 1, True, profile_for("pipeline")))
+        attempt("pipeline_single_records", lambda: run_pipeline(args, settings_for("single"), data, workdir, extra_env, 1, False,
+                                                                profile_for("pipeline_single_records")))
+        attempt("pipeline_two_workers", lambda: run_pipeline(args, settings_for("two"), data, workdir, extra_env, 2, True, None))
+
+    results["ratios"] = ratios(results)
+    results["config"] = {
+        "broker": "embedded Tansu (memory storage), loopback", "seed": args.seed, "enterprises": args.enterprises,
+        "credit_events": len(data.credit), "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
+        "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
+        "latency_warmup_s": args.warmup, "worker_env": extra_env, "quick": args.quick, "profiled": args.profile,
+        "model": "bundled starter model (riskmodels ModelRegistry.open(None))", "policy": "shipped default policy",
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print_table(results)
+    log(f"wrote {args.out} in {results['config']['wall_time_s']:.0f}s")
+    if failed or args.keep:
+        log(f"worker and agent logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, workdir: Path, extra_env: dict[str, str],
+                 n_workers: int, batching: bool, profile: Path | None) -> dict[str, Any]:
+    count = args.count if batching else args.single_count
+    workers = pipeline.start(settings, data, n_workers, workdir, extra_env, args.run_timeout)
+    watcher = None
+    try:
+        watcher = Watcher(settings, data)  # answers machine-checks with scans
+        result = pipeline.throughput(settings, workers, watcher, data, count, batching, args.run_timeout, profile)
+        if batching and n_workers == 1 and args.rate_list:
+            result["latency_ms"] = {f"{r:g}": pipeline.latency(settings, workers, watcher, data, r, args.duration, args.warmup,
+                                                                args.run_timeout) for r in args.rate_list}
+        return result
+    finally:
+        if watcher is not None:
+            watcher.close()
+        workers.stop()
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    tp = {k: v.get("throughput") for k, v in results.items() if isinstance(v, dict) and v.get("throughput")}
+    pairs = [("pipeline", "ceiling"), ("pipeline", "naive_faust"), ("pipeline_single_records", "ceiling"),
+             ("pipeline_single_records", "naive_faust"), ("pipeline_two_workers", "pipeline"), ("naive_faust", "ceiling")]
+    return {f"{a}/{b}": round(tp[a] / tp[b], 3) for a, b in pairs if a in tp and b in tp}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    labels = {"ceiling": "(a) ceiling: confluent-kafka loop", "naive_faust": "(b) naive Faust agent",
+              "pipeline": "(c) pipeline, gateway batches", "pipeline_single_records": "(c) pipeline, single records",
+              "pipeline_two_workers": "(c) pipeline, 2 workers, batches"}
+    ceiling_tp = (results.get("ceiling") or {}).get("throughput")
+    print(f"\n{'system':36} {'declarations/s':>14} {'x ceiling':>10}")
+    for key, label in labels.items():
+        r = results.get(key)
+        if r is None:
+            continue
+        if "error" in r:
+            print(f"{label:36} {'FAILED':>14}  {r['error'].splitlines()[0][:80]}")
+            continue
+        rel = f"{r['throughput'] / ceiling_tp:10.3f}" if ceiling_tp else f"{'-':>10}"
+        print(f"{label:36} {r['throughput']:14,.0f} {rel}")
+    for rate, lat in ((results.get("pipeline") or {}).get("latency_ms") or {}).items():
+        print(f"latency at {float(rate):,.0f}/s offered (pipeline): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+              f"  ({lat['measured']} declarations)")
+    for name, value in results.get("ratios", {}).items():
+        print(f"ratio {name:40} {value:8.3f}")
+    print(f"machine: {results['machine']}")

@@ -1,0 +1,345 @@
+"""Backtest: run a policy and a model over labelled history, with the worker's own decision code.
+
+Per declaration, in event-time order: the credit state is the fold (``apply_credit_event``) of
+the credit events with ``event_time <= `` the declaration's (every enterprise is ``general``
+without them); risk-list hits come from a ``RiskListIndex`` (validity windows checked at the
+declaration's event time); the capacity controller adapts thresholds per port as in the worker
+(one controller per port over the whole history; a worker runs one per partition, i.e. on a
+random sample of each port's traffic, which tracks the same targets); then ``decide()``.
+
+Counting (documented in the report's ``assumptions``):
+
+* Only the declaration-time instruction is simulated. A fraud counts as caught if it was
+  inspected **or machine-checked**: the scan is assumed to find every fraud it is sent (the
+  history has no scan outcomes). ``frauds_caught_by_inspect`` / ``..._by_machine_check`` let a
+  reader apply their own scan detection rate.
+* Precision of a lane is frauds / declarations in that lane; for ``release`` that is the share of
+  released declarations that were frauds (the misses).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+from pydantic import ValidationError
+
+from policy.capacity import CapacityController
+from policy.config import Policy, validation_summary
+from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
+from policy.decide import decide
+from policy.risklists import RiskListIndex
+from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
+
+LANES = (Action.RELEASE.value, Action.MACHINE_CHECK.value, Action.INSPECT.value)
+CHUNK = 20_000  # rows validated, scored and decided at a time: bounds memory (~120 MB per chunk)
+PROGRESS_EVERY = 100_000
+ASSUMPTIONS = (
+    "only the declaration-time instruction is simulated (no scans, no timeouts)",
+    "a machine-checked fraud counts as caught (the scan is assumed to find it); see frauds_caught_by_machine_check",
+    "lane precision = frauds / declarations in the lane (for release: the share of misses)",
+    "capacity thresholds adapt per port over the history in event-time order, starting from a fresh controller",
+)
+
+Progress = Callable[[str], None]
+
+
+class BacktestError(ValueError):
+    """An input the backtest cannot use; the message names the file and the problem."""
+
+
+class Scorer(Protocol):
+    """What the backtest needs of ``riskmodels.serving.ModelRegistry``."""
+
+    def score_frame(self, df: pl.DataFrame) -> Any: ...  # -> .scores, .model_versions
+
+
+def load_credit_events(path: Path | str) -> list[CreditEvent]:
+    """CreditEvent JSON lines, sorted by event time (stable: same-time events keep file order)."""
+    events = []
+    try:
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        events.append(CreditEvent.model_validate_json(line))
+                    except ValidationError as exc:
+                        raise BacktestError(f"{path} line {n}: not a credit event: {validation_summary(exc, 2)}") from None
+    except OSError as exc:
+        raise BacktestError(f"cannot read credit events {path}: {exc.strerror}") from None
+    return sorted(events, key=lambda e: e.event_time)
+
+
+def load_risk_lists(path: Path | str) -> RiskListIndex:
+    from policy.risklists import load_jsonl
+
+    try:
+        with open(path, "rb") as fh:
+            return load_jsonl(fh, str(path))
+    except OSError as exc:
+        raise BacktestError(f"cannot read risk lists {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise BacktestError(str(exc)) from None
+
+
+_ACTIONS = list(Action)
+_REASONS = list(SelectionReason)
+_CLASSES = list(CreditClass)
+
+
+class _Run:
+    """One policy's pass: its own capacity controller, compact per-row codes."""
+
+    def __init__(self, policy: Policy, n: int) -> None:
+        self.policy = policy
+        self.controller = CapacityController(policy.capacity)
+        self.action = np.zeros(n, dtype=np.int8)
+        self.reason = np.zeros(n, dtype=np.int8)
+        self.credit_class = np.zeros(n, dtype=np.int8)
+
+    def decide(self, row: int, decl: Declaration, credit: EnterpriseCredit, score: float, hits: list) -> None:
+        d = decide(self.policy, decl, credit, score, hits, self.controller.offsets(decl.port))
+        self.controller.observe(decl.port, d.action)
+        self.action[row] = _ACTIONS.index(d.action)
+        self.reason[row] = _REASONS.index(d.selection_reason)
+        self.credit_class[row] = _CLASSES.index(d.credit_class)
+
+
+def run(
+    policies: Sequence[Policy],
+    frame: pl.DataFrame,
+    scorer: Scorer,
+    credit_events: Sequence[CreditEvent] = (),
+    risk_lists: RiskListIndex | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[pl.DataFrame], list[str], int]:
+    """Decide every row of a project-format frame (in event-time order) under each policy.
+
+    Streams in chunks of CHUNK rows (only one chunk's Declaration objects and features are alive): validate as ``Declaration`` (rows the schema refuses are
+    skipped and counted), score once with ``scorer.score_frame``, fold credit events up to each
+    declaration's time, match risk lists once, then decide under every policy. Returns one frame
+    per policy (port, credit_class, action, reason, risk_hit, fraud, duty), the model versions
+    used and the number of skipped rows."""
+    n = frame.height
+    runs = [_Run(p, n) for p in policies]
+    valid = np.zeros(n, dtype=bool)
+    hit = np.zeros(n, dtype=bool)
+    versions: set[str] = set()
+    credit: dict[str, EnterpriseCredit] = {}
+    index = risk_lists if risk_lists is not None else RiskListIndex()
+    fields = [c for c in frame.columns if c in Declaration.model_fields]
+    ev = 0
+    for start in range(0, n, CHUNK):
+        chunk = frame.slice(start, CHUNK)
+        rows: list[int] = []
+        decls: list[Declaration] = []
+        for i, row in enumerate(chunk.select(fields).iter_rows(named=True)):
+            try:
+                decls.append(Declaration.model_validate({k: v for k, v in row.items() if v is not None}, strict=False))
+                rows.append(start + i)
+            except ValidationError:
+                pass
+        if not decls:
+            continue
+        batch = scorer.score_frame(chunk if len(rows) == chunk.height else frame[rows])
+        versions.update(batch.model_versions)
+        for decl, row, score in zip(decls, rows, batch.scores):
+            # Rows are in event-time order (read_labelled sorts them): fold the credit events up
+            # to this declaration's time, so it sees the state in force when it arrived.
+            while ev < len(credit_events) and credit_events[ev].event_time <= decl.event_time:
+                e = credit_events[ev]
+                credit[e.enterprise_id] = apply_credit_event(credit.get(e.enterprise_id, UNKNOWN_ENTERPRISE), e)
+                ev += 1
+            hits = index.matches(decl)
+            hit[row] = bool(hits)
+            state = credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE)
+            for r in runs:
+                r.decide(row, decl, state, float(score), hits)
+        valid[rows] = True
+        done = min(start + CHUNK, n)
+        if progress and (done % PROGRESS_EVERY < CHUNK or done == n):
+            progress(f"decided {done:,} / {n:,} rows")
+    if not valid.any():
+        raise BacktestError("no row of the history is a valid declaration")
+    mask = pl.Series(valid)
+    base = pl.DataFrame({
+        "port": frame["port"].filter(mask),
+        "fraud": frame["fraud"].filter(mask).fill_null(0).cast(pl.Int64),
+        "duty": (frame["duty_recoverable"].filter(mask).fill_null(0.0).cast(pl.Float64)
+                 if "duty_recoverable" in frame.columns else pl.zeros(int(valid.sum()), dtype=pl.Float64, eager=True)),
+        "risk_hit": hit[valid],
+    })
+    out = []
+    for r in runs:
+        out.append(base.with_columns(
+            pl.Series("action", [a.value for a in _ACTIONS])[pl.Series(r.action[valid].astype(np.int64))],
+            pl.Series("reason", [x.value for x in _REASONS])[pl.Series(r.reason[valid].astype(np.int64))],
+            pl.Series("credit_class", [c.value for c in _CLASSES])[pl.Series(r.credit_class[valid].astype(np.int64))],
+        ))
+    return out, sorted(versions), n - int(valid.sum())
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 6) if b else None
+
+
+def _summary(df: pl.DataFrame) -> dict[str, Any]:
+    n = df.height
+    frauds = int(df["fraud"].sum())
+    by_lane = {r["action"]: r for r in df.group_by("action").agg(
+        pl.len().alias("count"), pl.col("fraud").sum().alias("frauds"), pl.col("duty").filter(pl.col("fraud") == 1).sum().alias("duty"),
+    ).iter_rows(named=True)}
+    lanes = {}
+    for lane in LANES:
+        r = by_lane.get(lane, {"count": 0, "frauds": 0, "duty": 0.0})
+        lanes[lane] = {"count": int(r["count"]), "rate": _ratio(r["count"], n), "frauds": int(r["frauds"]),
+                       "precision": _ratio(r["frauds"], r["count"])}
+    caught = lanes["machine-check"]["frauds"] + lanes["inspect"]["frauds"]
+    duty_total = float(df.filter(pl.col("fraud") == 1)["duty"].sum())
+    duty_caught = sum(float(by_lane[lane]["duty"]) for lane in ("machine-check", "inspect") if lane in by_lane)
+    return {
+        "declarations": n,
+        "frauds_total": frauds,
+        "frauds_caught": caught,
+        "frauds_missed": frauds - caught,
+        "recall": _ratio(caught, frauds),
+        "frauds_caught_by_inspect": lanes["inspect"]["frauds"],
+        "frauds_caught_by_machine_check": lanes["machine-check"]["frauds"],
+        "duty_recoverable_total": round(duty_total, 2),
+        "duty_recoverable_caught": round(duty_caught, 2),
+        "lanes": lanes,
+    }
+
+
+def summarise(df: pl.DataFrame) -> dict[str, Any]:
+    """Totals, lanes, and the same per port and per credit class (keys sorted)."""
+    out = _summary(df)
+    out["selection_reasons"] = {r: int(c) for r, c in sorted(df.group_by("reason").len().iter_rows())}
+    out["risk_list_hits"] = int(df["risk_hit"].sum())
+    for key, column in (("by_port", "port"), ("by_credit_class", "credit_class")):
+        out[key] = {value: _summary(part) for (value,), part in sorted(df.group_by(column), key=lambda g: g[0][0])}
+    return out
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """b - a for the counts and for each lane's rate and precision."""
+    out: dict[str, Any] = {k: b[k] - a[k] for k in ("frauds_caught", "frauds_missed", "frauds_caught_by_inspect",
+                                                    "frauds_caught_by_machine_check")}
+    out["duty_recoverable_caught"] = round(b["duty_recoverable_caught"] - a["duty_recoverable_caught"], 2)
+    out["lanes"] = {}
+    for lane in LANES:
+        la, lb = a["lanes"][lane], b["lanes"][lane]
+        out["lanes"][lane] = {
+            "count": lb["count"] - la["count"],
+            **{m: (round(lb[m] - la[m], 6) if la[m] is not None and lb[m] is not None else None) for m in ("rate", "precision")},
+        }
+    return out
+
+
+def compare(base: pl.DataFrame, other: pl.DataFrame, base_report: dict[str, Any], other_report: dict[str, Any]) -> dict[str, Any]:
+    """``difference`` is always *compared policy minus this policy*."""
+    difference = _diff(base_report, other_report)
+    for key in ("by_port", "by_credit_class"):
+        names = sorted(set(base_report[key]) & set(other_report[key]))
+        difference[key] = {k: _diff(base_report[key][k], other_report[key][k]) for k in names}
+    moved = pl.DataFrame({"a": base["action"], "b": other["action"]}).filter(pl.col("a") != pl.col("b"))
+    transitions = {f"{a}->{b}": int(c) for a, b, c in sorted(moved.group_by("a", "b").len().iter_rows())}
+    return {"changed_decisions": moved.height, "transitions": transitions, "difference": difference}
+
+
+def backtest(
+    policy: Policy,
+    frame: pl.DataFrame,
+    scorer: Scorer,
+    credit_events: Sequence[CreditEvent] = (),
+    risk_lists: RiskListIndex | None = None,
+    other: Policy | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The report (see policy/README.md); with ``other``, a ``compare`` object as well (both
+    policies are decided in the same pass, on the same scores, credit states and list hits)."""
+    policies = [policy] if other is None else [policy, other]
+    frames, versions, skipped = run(policies, frame, scorer, credit_events, risk_lists, progress)
+    report: dict[str, Any] = {"policy_version": policy.version, **summarise(frames[0])}
+    report["model_versions"] = versions
+    report["skipped_rows"] = skipped
+    report["assumptions"] = list(ASSUMPTIONS)
+    if not credit_events:
+        report["assumptions"].append("no credit events: every enterprise is general and holds no qualification, so "
+                                     "zero-tariff and processing value-added declarations are inspected by rule")
+    if other is not None:
+        other_report = {"policy_version": other.version, **summarise(frames[1])}
+        report["compare"] = {"policy_version": other.version, "report": other_report,
+                             **compare(frames[0], frames[1], report, other_report)}
+    return report
+
+
+# ---- text output -------------------------------------------------------------------------------
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def _lane_line(name: str, s: dict[str, Any]) -> str:
+    cells = []
+    for lane in LANES:
+        la = s["lanes"][lane]
+        cells.append(f"{_pct(la['rate']):>7} {_pct(la['precision']):>7}")
+    return (f"{name:<16}{s['declarations']:>10,} " + "  ".join(cells)
+            + f"  {s['frauds_caught']:>7,} {s['frauds_missed']:>7,} {_pct(s['recall']):>7}")
+
+
+def format_report(report: dict[str, Any]) -> str:
+    head = (f"{'':<16}{'decls':>10} " + "  ".join(f"{lane[:13]:>15}" for lane in LANES)
+            + f"  {'caught':>7} {'missed':>7} {'recall':>7}")
+    sub = f"{'':<16}{'':>10} " + "  ".join(f"{'rate':>7} {'prec':>7}" for _ in LANES)
+    lines = [f"policy {report['policy_version']}  models {', '.join(report['model_versions'])}", head, sub,
+             _lane_line("all", report)]
+    for key, title in (("by_port", "port"), ("by_credit_class", "credit class")):
+        lines.append(f"-- by {title}")
+        lines += [_lane_line(k, v) for k, v in report[key].items()]
+    lines.append(f"caught by inspect {report['frauds_caught_by_inspect']:,}, by machine-check "
+                 f"{report['frauds_caught_by_machine_check']:,} (assumed found by the scan); "
+                 f"selection reasons: " + ", ".join(f"{k} {v:,}" for k, v in report["selection_reasons"].items()))
+    lines += [f"note: {a}" for a in report["assumptions"] if a not in ASSUMPTIONS]
+    if report["skipped_rows"]:
+        lines.append(f"{report['skipped_rows']:,} rows skipped: not valid declarations")
+    cmp = report.get("compare")
+    if cmp:
+        d = cmp["difference"]
+        lines += ["", f"compared with policy {cmp['policy_version']} (difference = compared - this):",
+                  _lane_line("compared", cmp["report"]),
+                  f"frauds caught {d['frauds_caught']:+,}, missed {d['frauds_missed']:+,}; "
+                  + ", ".join(f"{lane} rate {_signed_pct(d['lanes'][lane]['rate'])}" for lane in LANES),
+                  f"{cmp['changed_decisions']:,} declarations decided differently: "
+                  + (", ".join(f"{k} {v:,}" for k, v in cmp["transitions"].items()) or "none")]
+        for port, pd in d["by_port"].items():
+            lines.append(f"  {port:<14} caught {pd['frauds_caught']:+,}  "
+                         + "  ".join(f"{lane} {_signed_pct(pd['lanes'][lane]['rate'])}" for lane in LANES[1:]))
+    return "\n".join(lines)
+
+
+def _signed_pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2%}"
+
+
+def stderr_progress(prefix: str = "riskctl backtest") -> Progress:
+    def show(text: str) -> None:
+        print(f"{prefix}: {text}", file=sys.stderr, flush=True)
+    return show
+
+
+def read_history(path: Path | str) -> pl.DataFrame:
+    """A labelled history file as a validated project-format frame, sorted by event time."""
+    from riskmodels.data import read_labelled
+
+    return read_labelled(path, "auto", need_labels=True)
+
+
+__all__ = [
+    "ASSUMPTIONS", "BacktestError", "Scorer", "backtest", "compare", "format_report", "load_credit_events",
+    "load_risk_lists", "read_history", "run", "summarise",
+]

@@ -1,0 +1,214 @@
+"""Risk characteristic lists: an in-memory index of ``RiskListEntry`` records.
+
+The lists live on a compacted topic keyed by ``entry_id`` (a null value deletes the entry). Every
+worker needs every entry, so the index is built from the whole topic (or from a table mirroring
+it) and answers :meth:`RiskListIndex.matches` with a handful of dict lookups per declaration:
+one per field kind, plus the 2/4/6/8-digit prefixes of the HS code. The validity window is checked
+against the declaration's *event time*, so a replay of old traffic sees the lists as they applied
+then (as long as the expired entries are still in the index, see :meth:`prune`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+
+from policy.config import validation_summary
+from schemas import Declaration, RiskListAction, RiskListEntry, RiskListKind
+
+# Order of hits in a result: most severe first, so the first hit is the one that decides.
+HIT_SEVERITY = {RiskListAction.INSPECT: 0, RiskListAction.MACHINE_CHECK: 1, RiskListAction.WATCH: 2}
+HS_PREFIX_LENGTHS = (2, 4, 6, 8)
+
+
+class RiskListKeyMismatch(ValueError):
+    """A risk-list record whose Kafka key is not its entry_id would make deletes miss it."""
+
+    reason_code = "key-mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskHit:
+    """One matched entry, as recorded on the decision and the instruction."""
+
+    entry_id: str
+    list_id: str
+    kind: RiskListKind
+    value: str
+    action: RiskListAction
+    reason: str
+    source_agency: str
+
+    @property
+    def ref(self) -> str:
+        """``list_id/entry_id``: '/' cannot occur in an identifier, so the pair splits unambiguously."""
+        return f"{self.list_id}/{self.entry_id}"
+
+    def describe(self) -> str:
+        return (f"risk list {self.list_id} entry {self.entry_id} ({self.kind.value} {self.value}, "
+                f"{self.source_agency}): {self.reason}")
+
+    @classmethod
+    def of(cls, e: RiskListEntry) -> "RiskHit":
+        return cls(e.entry_id, e.list_id, e.kind, e.value, e.action, e.reason, e.source_agency)
+
+
+def _sort_key(hit: RiskHit) -> tuple[int, str, str]:
+    return HIT_SEVERITY[hit.action], hit.list_id, hit.entry_id
+
+
+def _key(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+class RiskListIndex:
+    """Entries by id, plus a lookup table ``(kind, value) -> {entry_id: entry}`` for matching."""
+
+    def __init__(self, entries: Iterable[RiskListEntry] = ()) -> None:
+        self._entries: dict[str, RiskListEntry] = {}
+        self._hits: dict[str, RiskHit] = {}
+        self._source: dict[str, bytes] = {}  # the bytes each entry came from (sync() skips unchanged ones)
+        self._lookup: dict[tuple[RiskListKind, str], dict[str, RiskListEntry]] = {}
+        for entry in entries:
+            self.put(entry)
+
+    # ---- updates ---------------------------------------------------------------------------
+    def put(self, entry: RiskListEntry, raw: bytes | None = None) -> None:
+        """Add an entry, or replace the one with the same entry_id (its kind or value may change)."""
+        self.remove(entry.entry_id)
+        self._entries[entry.entry_id] = entry
+        self._hits[entry.entry_id] = RiskHit.of(entry)
+        self._source[entry.entry_id] = raw if raw is not None else b""
+        self._lookup.setdefault((entry.kind, entry.value), {})[entry.entry_id] = entry
+
+    def remove(self, entry_id: str) -> bool:
+        old = self._entries.pop(entry_id, None)
+        if old is None:
+            return False
+        del self._hits[entry_id], self._source[entry_id]
+        bucket = self._lookup[(old.kind, old.value)]
+        del bucket[entry_id]
+        if not bucket:
+            del self._lookup[(old.kind, old.value)]
+        return True
+
+    def apply(self, key: bytes | str, value: bytes | None) -> bool:
+        """Apply one record of the risk-list topic (null value: delete). Returns True if anything
+        changed. Raises pydantic's ValidationError or RiskListKeyMismatch for a bad record (the
+        caller dead-letters it); the index is unchanged then."""
+        entry_id = _key(key)
+        if value is None:
+            return self.remove(entry_id)
+        if self._source.get(entry_id) == value:
+            return False  # redelivery
+        entry = RiskListEntry.model_validate_json(value)
+        if entry.entry_id != entry_id:
+            raise RiskListKeyMismatch(f"record key {entry_id!r} does not match entry_id {entry.entry_id!r}")
+        self.put(entry, bytes(value))
+        return True
+
+    def sync(self, table: Mapping[bytes, bytes | None] | Mapping[str, bytes | None]) -> int:
+        """Make the index equal to a mapping ``entry_id -> entry JSON`` (e.g. a Faust table's
+        ``.data``). Unchanged entries are skipped by byte comparison, so calling this every second
+        costs a dict walk. Invalid values are skipped (they were dead-lettered when written).
+        Returns the number of entries added, replaced or removed."""
+        changed = 0
+        seen: set[str] = set()
+        for key, value in list(table.items()):
+            entry_id = _key(key)
+            if value is None:
+                continue
+            seen.add(entry_id)
+            try:
+                changed += self.apply(entry_id, value)
+            except ValueError:
+                seen.discard(entry_id)
+        for entry_id in [e for e in self._entries if e not in seen]:
+            changed += self.remove(entry_id)
+        return changed
+
+    def prune(self, before: datetime) -> int:
+        """Drop entries that expired before ``before`` (memory bound). A replay of declarations
+        older than ``before`` will then no longer see them: prune with a generous margin."""
+        gone = [e.entry_id for e in self._entries.values() if e.valid_until is not None and e.valid_until <= before]
+        for entry_id in gone:
+            self.remove(entry_id)
+        return len(gone)
+
+    # ---- queries ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._entries
+
+    def get(self, entry_id: str) -> RiskListEntry | None:
+        return self._entries.get(entry_id)
+
+    def entries(self) -> list[RiskListEntry]:
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def matches(self, declaration: Declaration, at: datetime | None = None) -> list[RiskHit]:
+        """Entries that apply to the declaration at ``at`` (default: its event time), most severe
+        first, then by list id and entry id (a deterministic order for the instruction)."""
+        if not self._lookup:
+            return []
+        when = at if at is not None else declaration.event_time
+        d = declaration
+        hs = d.hs_code
+        keys = [
+            (RiskListKind.HS_CODE, hs),
+            *((RiskListKind.HS_PREFIX, hs[:n]) for n in HS_PREFIX_LENGTHS if n <= len(hs)),
+            (RiskListKind.ORIGIN, d.origin_country),
+            (RiskListKind.ROUTE, f"{d.departure_country}->{d.origin_country}"),
+            (RiskListKind.ENTERPRISE, d.enterprise_id),
+            (RiskListKind.DECLARANT, d.declarant_id),
+        ]
+        if d.seller_id is not None:
+            keys.append((RiskListKind.SELLER, d.seller_id))
+        hits = []
+        for key in keys:
+            bucket = self._lookup.get(key)
+            if bucket:
+                for entry_id, e in bucket.items():
+                    if e.valid_from <= when and (e.valid_until is None or when < e.valid_until):
+                        hits.append(self._hits[entry_id])
+        if len(hits) > 1:
+            hits.sort(key=_sort_key)
+        return hits
+
+    # ---- persistence -----------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """All entries as one JSON array, canonical and sorted by entry_id: equal indexes give equal
+        bytes. (For a large list prefer a table keyed by entry_id and :meth:`sync`: one Kafka
+        record per entry stays far below the broker's message size limit.)"""
+        return b"[" + b",".join(self._entries[k].model_dump_json().encode() for k in sorted(self._entries)) + b"]"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "RiskListIndex":
+        return cls(RiskListEntry.model_validate_json(orjson.dumps(item)) for item in orjson.loads(raw))
+
+
+def load_jsonl(lines: Iterable[str | bytes], source: str = "<risk lists>") -> RiskListIndex:
+    """An index from JSON lines of RiskListEntry (later lines replace earlier ones with the same
+    entry_id; ``{"entry_id": ..., "deleted": true}`` deletes). Raises ValueError naming the line."""
+    index = RiskListIndex()
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            doc = orjson.loads(text)
+            if isinstance(doc, dict) and doc.get("deleted") is True and set(doc) <= {"entry_id", "deleted"}:
+                index.remove(str(doc.get("entry_id")))
+                continue
+            index.put(RiskListEntry.model_validate_json(text))
+        except ValidationError as exc:
+            raise ValueError(f"{source} line {n}: not a valid risk-list entry: {validation_summary(exc, 2)}") from exc
+        except ValueError as exc:  # orjson.JSONDecodeError
+            raise ValueError(f"{source} line {n}: not JSON: {exc}") from exc
+    return index

@@ -1,0 +1,374 @@
+"""Live traffic: the port gateways publishing to Kafka, and the ports' scanners answering machine-checks.
+
+:class:`PortGateway` is the library behind ``riskctl simulate`` and is meant to be used in-process
+(``riskctl demo``)::
+
+    gateway = PortGateway(settings, PortOffice(seed=7))
+    gateway.publish_credit_population()
+    scanners = gateway.start_scanners(scan_delay_scale=0.05)
+    gateway.publish_declarations(count=50_000, rate_per_s=2_000)
+    ...
+    gateway.close()  # stops the scanners, flushes the producer
+
+Declarations carry the wall-clock time of publication as ``event_time`` (so decision latency is
+measurable); everything else is the office's seeded traffic. The ground truth of every published
+declaration is available through :meth:`PortGateway.truth` (recent ones from memory, older ones
+regenerated from the id).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DECLARATIONS = "declarations"
+SCANS = "scans"
+CREDIT_EVENTS = "credit-events"
+INSTRUCTIONS = "instructions"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """librdkafka producer settings: Java-compatible key hashing, so keyed topics are co-partitioned."""
+    return {
+        **settings.confluent_config(),
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "acks": "all",
+        **extra,
+    }
+
+
+@dataclass
+class GatewayStats:
+    started: float = field(default_factory=time.monotonic)
+    credit_events: int = 0
+    declarations: int = 0
+    lifecycle_events: int = 0
+    instructions_seen: int = 0
+    machine_checks: int = 0
+    scans_scheduled: int = 0
+    scans_published: int = 0
+    scans_withheld: int = 0  # machine-checks the scanner never answers (exercises the timeout)
+    stale_instructions: int = 0
+    delivery_errors: int = 0
+
+    def snapshot(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "started"} | {"elapsed_s": time.monotonic() - self.started}
+
+
+class PortGateway:
+    """Publishes the office's traffic and plays the ports' scanners."""
+
+    def __init__(
+        self, settings: Settings, office: PortOffice, *, first_index: int = 0,
+        lifecycle_per_declaration: float = LIFECYCLE_PER_DECLARATION, truth_capacity: int = 200_000,
+        producer: Producer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.office = office
+        self.stats = GatewayStats()
+        self._own_producer = producer is None
+        self.producer = producer or Producer(producer_config(
+            settings, **{"delivery.report.only.error": True, "on_delivery": self._on_delivery}
+        ))
+        self._t_decl = settings.topic(DECLARATIONS)
+        self._t_scans = settings.topic(SCANS)
+        self._t_credit = settings.topic(CREDIT_EVENTS)
+        self._t_instructions = settings.topic(INSTRUCTIONS)
+        self._decls = office.declaration_dicts(None, first_index=first_index)
+        self._lifecycle = office.lifecycle_events(None)
+        self._lifecycle_ratio = lifecycle_per_declaration
+        self._lifecycle_debt = 0.0
+        self._truth: dict[str, GroundTruth] = {}
+        self._truth_capacity = truth_capacity
+        self._scanner_stop = threading.Event()
+        self._scanner_thread: threading.Thread | None = None
+        self._heap: list[tuple[float, int, dict[str, Any]]] = []
+        self._seq = itertools.count()
+        self._seen_checks: dict[tuple[str, int], None] = {}
+        self.last_instruction_at = 0.0  # monotonic time of the last machine-check seen
+        self.scanners_ready = threading.Event()
+
+    # ------------------------------------------------------------------ ground truth
+
+    def truth(self, declaration_id: str) -> GroundTruth | None:
+        """Ground truth of a declaration published by this gateway (or generated with its seed)."""
+        found = self._truth.get(declaration_id)
+        return found if found is not None else self.office.truth_for(declaration_id)
+
+    def _remember(self, truth: GroundTruth) -> None:
+        self._truth[truth.declaration_id] = truth
+        if len(self._truth) > self._truth_capacity:
+            for key in list(itertools.islice(iter(self._truth), self._truth_capacity // 4)):
+                self._truth.pop(key, None)
+
+    # ------------------------------------------------------------------ producing
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self.stats.delivery_errors += 1
+            if self.stats.delivery_errors <= 5 or self.stats.delivery_errors % 1000 == 0:
+                log.error("delivery failed (%d so far): %s", self.stats.delivery_errors, err)
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self.producer.poll(0.05)
+
+    def publish_credit_population(self, at: datetime | None = None) -> int:
+        """The credit register's initial state (one or more events per non-general enterprise)."""
+        n = 0
+        for event in self.office.credit_population(at or datetime.now(timezone.utc)):
+            self._produce(self._t_credit, event.enterprise_id.encode(), orjson.dumps(event.model_dump(mode="json")))
+            n += 1
+            if n % 10_000 == 0:
+                self.producer.poll(0)
+        self.stats.credit_events += n
+        self.flush()
+        return n
+
+    def wait_for_credit_register(self, timeout_s: float = 30.0, expected: int | None = None) -> int:
+        """Wait until the workers' enterprise-credit table (its changelog) holds an entry for every
+        enterprise of the credit population, or ``timeout_s`` passes. Returns the entries seen.
+
+        Declarations decided before the register is folded meet "unknown enterprise" credit (e.g. a
+        zero-tariff declaration without a registered qualification), so live runs wait for it."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        from streams.topics import TABLE_ENTERPRISE_CREDIT
+
+        if expected is None:
+            expected = len({e.enterprise_id for e in self.office.credit_population()})
+        topic = f"{self.settings.app_id}-{TABLE_ENTERPRISE_CREDIT}-changelog"
+        consumer = Consumer({**self.settings.confluent_config(), "group.id": f"{self.settings.app_id}.portsim-probe",
+                             "enable.auto.commit": False})
+        keys: set[bytes] = set()
+        deadline = time.monotonic() + timeout_s
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                return 0
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+            while len(keys) < expected and time.monotonic() < deadline:
+                for msg in consumer.consume(10_000, timeout=0.2):
+                    if not msg.error() and msg.key() is not None:
+                        keys.add(msg.key())
+        finally:
+            consumer.close()
+        return len(keys)
+
+    def publish_lifecycle_events(self, count: int) -> int:
+        ts = now_iso()
+        for _ in range(count):
+            event = next(self._lifecycle).model_dump(mode="json")
+            event["event_time"] = ts
+            self._produce(self._t_credit, event["enterprise_id"].encode(), orjson.dumps(event))
+        self.stats.lifecycle_events += count
+        return count
+
+    def publish_declarations(
+        self, count: int | None = None, *, duration_s: float | None = None, rate_per_s: float = 0.0,
+        stop: threading.Event | None = None, on_progress: Callable[[GatewayStats], None] | None = None,
+        progress_interval_s: float = 1.0,
+    ) -> int:
+        """Publish declarations (with lifecycle events mixed in) at ``rate_per_s`` (0: as fast as
+        possible) until ``count`` are sent, ``duration_s`` passes or ``stop`` is set. Flushes at the end."""
+        if rate_per_s < 0:
+            raise ValueError("rate_per_s must be >= 0")
+        t0 = time.monotonic()
+        deadline = None if duration_s is None else t0 + duration_s
+        next_progress = t0 + progress_interval_s
+        sent = 0
+        produce, topic, decls, dumps = self._produce, self._t_decl, self._decls, orjson.dumps
+        while count is None or sent < count:
+            now = time.monotonic()
+            if (stop is not None and stop.is_set()) or (deadline is not None and now >= deadline):
+                break
+            if on_progress is not None and now >= next_progress:
+                on_progress(self.stats)
+                next_progress = now + progress_interval_s
+            if rate_per_s > 0:
+                allowed = int((now - t0) * rate_per_s) + 1 - sent
+                if allowed <= 0:
+                    time.sleep(min(0.05, (sent + 1) / rate_per_s - (now - t0)))
+                    self.producer.poll(0)
+                    continue
+                n = min(allowed, 5_000)
+            else:
+                n = 2_000
+            if count is not None:
+                n = min(n, count - sent)
+            ts = now_iso()
+            for d, truth in itertools.islice(decls, n):
+                d["event_time"] = ts
+                self._remember(truth)
+                produce(topic, d["declaration_id"].encode(), dumps(d))
+            sent += n
+            self.stats.declarations += n
+            self._lifecycle_debt += n * self._lifecycle_ratio
+            if self._lifecycle_debt >= 1:
+                whole = int(self._lifecycle_debt)
+                self.publish_lifecycle_events(whole)
+                self._lifecycle_debt -= whole
+            self.producer.poll(0)
+        self.flush()
+        if on_progress is not None:
+            on_progress(self.stats)
+        return sent
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        remaining = self.producer.flush(timeout_s)
+        if remaining:
+            raise RuntimeError(f"{remaining} records not delivered after {timeout_s:.0f}s (is the broker up?)")
+
+    # ------------------------------------------------------------------ scanners
+
+    @property
+    def pending_scans(self) -> int:
+        return len(self._heap)
+
+    def start_scanners(self, **kwargs: Any) -> threading.Thread:
+        """Run :meth:`run_scanners` in a daemon thread until :meth:`stop_scanners` or :meth:`close`."""
+        if self._scanner_thread is not None and self._scanner_thread.is_alive():
+            return self._scanner_thread
+        self._scanner_stop.clear()
+        thread = threading.Thread(target=self.run_scanners, kwargs={"stop": self._scanner_stop, **kwargs},
+                                  name="portsim-scanners", daemon=True)
+        thread.start()
+        self._scanner_thread = thread
+        return thread
+
+    def stop_scanners(self, timeout_s: float = 10.0) -> None:
+        self._scanner_stop.set()
+        if self._scanner_thread is not None:
+            self._scanner_thread.join(timeout_s)
+            self._scanner_thread = None
+
+    def run_scanners(
+        self, stop: threading.Event, *, scan_delay_scale: float = 1.0, max_instruction_age_s: float = 900.0,
+        group_id: str | None = None, from_beginning: bool = True,
+    ) -> None:
+        """Answer machine-check instructions (stage ``declaration``, action ``machine-check``) with a
+        scan result after the port's realistic delay times ``scan_delay_scale``; some never answer.
+        Instructions decided more than ``max_instruction_age_s`` ago are ignored (old runs' backlog)."""
+        if scan_delay_scale < 0:
+            raise ValueError("scan_delay_scale must be >= 0")
+        settings = self.settings
+        consumer = Consumer({
+            **settings.confluent_config(),
+            "group.id": group_id or f"{settings.app_id}.portsim-scanners",
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.auto.commit": True,
+            "session.timeout.ms": int(settings.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.heartbeat_interval_s * 1000),
+            "on_commit": lambda err, _parts: err and log.warning("scanner offset commit failed: %s", err),
+        })
+        consumer.subscribe([self._t_instructions], on_assign=lambda _c, _p: self.scanners_ready.set())
+        try:
+            while not stop.is_set():
+                wait = 0.2
+                if self._heap:
+                    wait = min(wait, max(0.0, self._heap[0][0] - time.monotonic()))
+                msgs = consumer.consume(num_messages=2_000, timeout=wait)
+                for msg in msgs:
+                    if msg.error():
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("scanner consume error: %s", msg.error())
+                        continue
+                    self._on_instruction(msg.value(), scan_delay_scale, max_instruction_age_s)
+                self._publish_due_scans()
+                self.producer.poll(0)
+        finally:
+            consumer.close()
+
+    def _on_instruction(self, raw: bytes | None, scale: float, max_age_s: float) -> None:
+        self.stats.instructions_seen += 1
+        try:
+            ins = orjson.loads(raw or b"")
+            if ins.get("stage") != "declaration" or ins.get("action") != "machine-check":
+                return
+            declaration_id, revision, port = ins["declaration_id"], int(ins["revision"]), ins["port"]
+            decided = datetime.fromisoformat(ins["decided_at"]).timestamp()
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            log.debug("scanner ignored an unreadable instruction")
+            return
+        if time.time() - decided > max_age_s:
+            self.stats.stale_instructions += 1
+            return
+        key = (declaration_id, revision)
+        if key in self._seen_checks:  # a redelivered instruction: the scanner already has it
+            return
+        self._seen_checks[key] = None
+        if len(self._seen_checks) > 200_000:
+            for old in list(itertools.islice(iter(self._seen_checks), 50_000)):
+                del self._seen_checks[old]
+        self.stats.machine_checks += 1
+        self.last_instruction_at = time.monotonic()
+        try:
+            scan, delay = self.office.scan_for(declaration_id, self.truth(declaration_id), port, revision=revision)
+        except ValueError as exc:  # e.g. an id the scan schema refuses
+            log.warning("no scan for %s: %s", declaration_id, exc)
+            return
+        if scan is None:
+            self.stats.scans_withheld += 1
+            return
+        heapq.heappush(self._heap, (time.monotonic() + delay * scale, next(self._seq), scan.model_dump(mode="json")))
+        self.stats.scans_scheduled += 1
+
+    def _publish_due_scans(self) -> None:
+        now = time.monotonic()
+        heap = self._heap
+        if not heap or heap[0][0] > now:
+            return
+        ts = now_iso()
+        while heap and heap[0][0] <= now:
+            _, _, scan = heapq.heappop(heap)
+            scan["event_time"] = ts
+            self._produce(self._t_scans, scan["declaration_id"].encode(), orjson.dumps(scan))
+            self.stats.scans_published += 1
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.stop_scanners()
+        try:
+            self.flush(30.0)
+        except RuntimeError as exc:
+            log.error("%s", exc)
+
+
+def check_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> list[str]:
+    """Names (full) of the wanted topics that do not exist on the broker."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.confluent_config())
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise ConnectionError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    return [settings.topic(n) for n in names if settings.topic(n) not in existing]

@@ -1,0 +1,109 @@
+"""The gateway's publishing and scanner logic, with an in-memory producer (no broker)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+import pytest
+
+from portsim.gateway import PortGateway, now_iso
+from portsim.traffic import PortOffice
+from schemas import CreditEvent, Declaration, ScanResult
+from streams.settings import Settings
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+        self.records.append((topic, key, value))
+
+    def poll(self, _timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, _timeout: float = 0) -> int:
+        return 0
+
+    def on(self, topic: str) -> list[tuple[bytes, dict]]:
+        return [(k, orjson.loads(v)) for t, k, v in self.records if t == topic]
+
+
+@pytest.fixture
+def gateway(small_office: PortOffice) -> tuple[PortGateway, FakeProducer]:
+    fake = FakeProducer()
+    return PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, lifecycle_per_declaration=0.01), fake  # type: ignore[arg-type]
+
+
+def test_publishes_valid_keyed_records_with_current_event_times(gateway: Any) -> None:
+    gw, fake = gateway
+    n_credit = gw.publish_credit_population()
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    assert gw.publish_declarations(1_000) == 1_000
+    decls = fake.on("t.declarations")
+    assert len(decls) == 1_000
+    for key, d in decls:
+        model = Declaration.model_validate_json(orjson.dumps(d))
+        assert key == model.declaration_id.encode()
+        assert before <= model.event_time <= datetime.now(timezone.utc) + timedelta(seconds=1)
+        assert gw.truth(model.declaration_id) is not None
+    credit = fake.on("t.credit-events")
+    assert len(credit) == n_credit + 10 == gw.stats.credit_events + gw.stats.lifecycle_events
+    for key, e in credit:
+        assert key == CreditEvent.model_validate_json(orjson.dumps(e)).enterprise_id.encode()
+    # numbering continues across calls
+    gw.publish_declarations(5)
+    assert fake.on("t.declarations")[-1][1]["declaration_id"] == "D11-0000001004"
+
+
+def test_rate_limit_and_duration(gateway: Any) -> None:
+    gw, _ = gateway
+    t0 = time.monotonic()
+    sent = gw.publish_declarations(rate_per_s=200, duration_s=1.0)
+    elapsed = time.monotonic() - t0
+    assert 0.9 < elapsed < 2.0
+    assert 150 <= sent <= 230
+
+
+def _machine_check(d: dict, decided_at: str) -> bytes:
+    return orjson.dumps({"instruction_id": f"{d['declaration_id']}:1:declaration", "declaration_id": d["declaration_id"],
+                         "revision": 1, "port": d["port"], "stage": "declaration", "action": "machine-check",
+                         "final": False, "decided_at": decided_at})
+
+
+def test_scanner_answers_each_machine_check_once(gateway: Any) -> None:
+    gw, fake = gateway
+    gw.publish_declarations(300)
+    decls = [d for _, d in fake.on("t.declarations")]
+    now = now_iso()
+    for d in decls:
+        gw._on_instruction(_machine_check(d, now), 0.0, 900.0)
+    for d in decls[:20]:  # redelivered
+        gw._on_instruction(_machine_check(d, now), 0.0, 900.0)
+    gw._on_instruction(b"not json", 0.0, 900.0)
+    gw._on_instruction(orjson.dumps({"stage": "scan", "action": "inspect"}), 0.0, 900.0)
+    old = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()
+    gw._on_instruction(_machine_check({**decls[0], "declaration_id": "D11-0000099999"}, old), 0.0, 900.0)
+    assert gw.stats.stale_instructions == 1
+    gw._publish_due_scans()
+    scans = fake.on("t.scans")
+    assert gw.stats.machine_checks == 300
+    assert len(scans) + gw.stats.scans_withheld == 300
+    assert 0 < gw.stats.scans_withheld < 30
+    for key, s in scans:
+        model = ScanResult.model_validate_json(orjson.dumps(s))
+        assert key == model.declaration_id.encode()
+
+
+def test_scan_delays_are_scaled(gateway: Any) -> None:
+    gw, fake = gateway
+    gw.publish_declarations(50)
+    now = now_iso()
+    for _, d in fake.on("t.declarations"):
+        gw._on_instruction(_machine_check(d, now), 1.0, 900.0)  # real delays: tens of seconds
+    gw._publish_due_scans()
+    assert fake.on("t.scans") == []
+    assert gw.pending_scans == gw.stats.scans_scheduled > 0
