@@ -32,6 +32,9 @@ from streams.readers import assigned_reader
 from streams.settings import Settings
 
 
+LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations
+
+
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=_positive, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
     p.add_argument("--rate", type=_positive, default=50.0, help="declarations per second (default: 50)")
@@ -77,6 +80,9 @@ class Tally:
     latencies_ms: list[float] = field(default_factory=list)
     dead_letters: int = 0
     inspections: int = 0
+    found: int = 0
+    duty_recovered: float = 0.0
+    declaration_stage: Counter = field(default_factory=Counter)  # action at declaration time
 
     @property
     def undecided(self) -> int:
@@ -97,7 +103,13 @@ class Tally:
             "duplicate_instructions": self.duplicates,
             "conflicting_final_outcomes": self.conflicting_finals,
             "inspection_results": self.inspections,
+            "hit_rate": round(self.found / self.inspections, 4) if self.inspections else None,
+            "selection_rates": self.selection_rates(),
         }
+
+    def selection_rates(self) -> dict[str, float | None]:
+        total = sum(self.declaration_stage.values())
+        return {lane: (round(self.declaration_stage[lane] / total, 4) if total else None) for lane in ("machine-check", "inspect")}
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -161,6 +173,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     from portsim.traffic import PortOffice
 
     office = PortOffice(seed=args.seed, enterprises=args.enterprises)
+    default_targets = load_policy(settings.policy_file).capacity.default
+    targets = {"machine-check": default_targets.machine_check, "inspect": default_targets.inspect}
     producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2, "enable.idempotence": True})
     consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS])
     tally = Tally()
@@ -178,6 +192,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
 
     publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
     declarations = office.declaration_dicts(count=None)
+    lifecycle = office.lifecycle_events()
     start = time.monotonic()
     stop_at = start + args.duration if args.duration else float("inf")
     next_report = start + 2.0
@@ -198,6 +213,10 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                     publisher.publish(record)
                     tally.published_at[did] = time.time()
                     tally.published["declaration"] += 1
+                    if tally.published["declaration"] % LIFECYCLE_EVERY == 0:  # agencies keep publishing
+                        event = next(lifecycle)
+                        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
+                        tally.published["credit"] += 1
             elif drain_until is None:
                 drain_until = now + args.drain_timeout
                 _log(f"published {tally.published['declaration']} declarations; draining")
@@ -216,7 +235,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                 _on_instruction(orjson.loads(msg.value()), tally, truths, office, scans_due, producer, t_insp, args)
             if now >= next_report:
                 next_report = now + 2.0
-                _progress(tally, now - start)
+                _progress(tally, now - start, targets)
             if drain_until is not None and (tally.undecided == 0 or now > drain_until):
                 break
     except KeyboardInterrupt:
@@ -241,8 +260,10 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any],
     tally.seen_instructions.add(iid)
     did = instr["declaration_id"]
     tally.actions[instr["action"]] += 1
-    if instr["stage"] == "declaration" and did in tally.published_at:
-        tally.latencies_ms.append((time.time() - tally.published_at[did]) * 1000)
+    if instr["stage"] == "declaration":
+        tally.declaration_stage[instr["action"]] += 1
+        if did in tally.published_at:
+            tally.latencies_ms.append((time.time() - tally.published_at[did]) * 1000)
     if instr["final"]:
         if did in tally.final and tally.final[did] != iid:
             tally.conflicting_finals += 1
@@ -267,17 +288,23 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any],
         result = office.inspection_for(ControlInstruction.model_validate(instr, strict=False), truth, f"{instr['port']}-STATION")
         producer.produce(t_insp, key=did.encode(), value=orjson.dumps(result.model_dump(mode="json")))
         tally.inspections += 1
+        tally.found += result.found
+        tally.duty_recovered += result.duty_recovered
 
 
-def _progress(tally: Tally, elapsed: float) -> None:
+def _progress(tally: Tally, elapsed: float, targets: dict[str, float | None]) -> None:
     lat = sorted(tally.latencies_ms[-2000:])
     p50 = lat[len(lat) // 2] if lat else 0.0
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
     a = tally.actions
-    _log(f"[{elapsed:6.1f}s] declarations {tally.published['declaration']} ({tally.published['declaration'] / max(elapsed, 1e-9):.0f}/s)"
-         f" | release {a['release']} machine-check {a['machine-check']} inspect {a['inspect']}"
-         f" | scans {tally.published['scan']} | undecided {tally.undecided} | dead letters {tally.dead_letters}"
-         f" | latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+    rates = tally.selection_rates()
+    lanes = "  ".join(f"{lane} {(rates[lane] or 0):.1%} (target {targets[lane]:.1%})" if targets.get(lane) else f"{lane} {(rates[lane] or 0):.1%}"
+                      for lane in ("machine-check", "inspect"))
+    hit = f"{tally.found / tally.inspections:.0%} of {tally.inspections}" if tally.inspections else "-"
+    _log(f"[{elapsed:6.1f}s] {tally.published['declaration']} declarations ({tally.published['declaration'] / max(elapsed, 1e-9):.0f}/s), "
+         f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms | instructions: release {a['release']} machine-check {a['machine-check']} "
+         f"inspect {a['inspect']} | selected at declaration: {lanes} | scans {tally.published['scan']} | "
+         f"inspection hit rate {hit} | dead letters {tally.dead_letters} | undecided {tally.undecided}")
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -289,3 +316,6 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"undecided     {s['undecided']}  (declarations published without a final instruction)")
     print(f"latency       p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms  (declaration published -> first instruction consumed)")
     print(f"duplicates    {s['duplicate_instructions']} redelivered instruction records, {s['conflicting_final_outcomes']} conflicting final outcomes")
+    rates = s["selection_rates"]
+    print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%} of declarations at declaration time")
+    print(f"inspections   {s['inspection_results']} results, hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'}")
