@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -564,6 +566,12 @@ def test_foreground_runner_leaves_no_process_behind(broker_kind: str, how: str, 
             assert rc == 0, (rc, (tmp_path / "runner.err").read_text())
         # SIGKILL leaves no chance to clean up: PR_SET_PDEATHSIG takes the broker down with its parent.
         wait_for(lambda: _gone(brokers[0]), timeout=30, what=f"broker pid {brokers[0]} to exit after runner {how}")
+        workdir = re.search(r"log (/\S+)/(?:kafka|tansu)\.log", (tmp_path / "runner.err").read_text())
+        assert workdir, (tmp_path / "runner.err").read_text()
+        if how == "SIGKILL":  # the runner's temp dir (logs, data) is left behind: remove it here
+            shutil.rmtree(workdir.group(1), ignore_errors=True)
+        else:
+            assert not Path(workdir.group(1)).exists(), f"{workdir.group(1)} not removed on {how}"
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
