@@ -24,6 +24,7 @@ from streams import topics
 from streams.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
 WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)
 STALL_S = 30.0  # no new decision for this long after the first one: the system under test is stuck
 _T0 = time.monotonic()
@@ -65,6 +66,7 @@ class Dataset:
     credit: list[tuple[bytes, bytes]]
     warmup: list[dict[str, Any]] = field(default_factory=list)  # decided before any clock starts
     _next_index: int = 0
+    _next_lifecycle: int = 0
 
     @classmethod
     def generate(cls, seed: int, enterprises: int, count: int) -> "Dataset":
@@ -85,6 +87,18 @@ class Dataset:
             self.truths[record["declaration_id"]] = truth
             out.append(record)
         self._next_index += count
+        return out
+
+    def lifecycle(self, count: int) -> list[tuple[bytes, bytes]]:
+        """The next ``count`` credit / lifecycle events (key, value), event time now: the credit
+        traffic that goes with declarations (the simulator's ratio is one per 200)."""
+        stamp = now_iso()
+        out = []
+        for event in self.office.lifecycle_events(count, first_index=self._next_lifecycle):
+            value = event.model_dump(mode="json")
+            value["event_time"] = stamp
+            out.append((event.enterprise_id.encode(), orjson.dumps(value)))
+        self._next_lifecycle += count
         return out
 
     def scan_for(self, instruction: dict[str, Any]) -> bytes | None:
@@ -171,7 +185,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.consumer = reader(self.settings, [topics.INSTRUCTIONS])
-        self.scan_producer = producer(self.settings, **{"linger.ms": 1}) if self.dataset else None
+        self.scan_producer = producer(self.settings, **{"linger.ms": 5}) if self.dataset else None
         self.scan_topic = self.settings.topic(topics.SCANS)
 
     def expect(self, key: bytes, published_at: float = 0.0, measure: bool = False) -> None:

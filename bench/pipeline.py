@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import BenchError, CpuMeter, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
+from bench.common import LIFECYCLE_EVERY, BenchError, CpuMeter, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
 from streams import topics
 from streams.brokers import free_port
 from streams.gateway import DeclarationPublisher
 from streams.launcher import WorkerProcess
+from streams.metrics import LATENCY_BUCKETS
 from streams.settings import Settings
 
 
@@ -97,6 +98,8 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
 
     def write(records: list[dict[str, Any]]) -> None:
         publisher = DeclarationPublisher(producer(settings), settings, gateway="BENCH-GW", batching=batching)
+        for key, value in data.lifecycle(len(records) // LIFECYCLE_EVERY):  # credit traffic alongside
+            publisher.producer.produce(settings.topic(topics.CREDIT_EVENTS), key=key, value=value)
         for r in records:
             publisher.publish(r)
         if publisher.flush(60):
@@ -117,15 +120,20 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
 
 
 def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
-            warmup_s: float, timeout_s: float) -> dict[str, Any]:
+            warmup_s: float, timeout_s: float, linger_ms: float) -> dict[str, Any]:
     """Publish through the gateway publisher at ``rate`` for ``duration_s``; each declaration's
-    event_time is its publish time; latency = instruction consumed here - publish time (so it
-    includes the gateway's 5 ms batching linger). Declarations of the first ``warmup_s`` are not counted."""
+    event_time is its publish time; latency = its declaration-stage instruction consumed here -
+    publish time (so it includes the gateway's batching linger). Declarations published in the
+    first ``warmup_s`` are not counted. Credit events (1 per 200) and scans flow meanwhile."""
     records = data.more(int(rate * duration_s) + 1)
-    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": 1}), settings, gateway="BENCH-GW", batching=True)
+    credit = iter(data.lifecycle(len(records) // LIFECYCLE_EVERY + 1))
+    credit_topic = settings.topic(topics.CREDIT_EVENTS)
+    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": linger_ms}), settings, gateway="BENCH-GW", batching=True,
+                                     linger_s=linger_ms / 1000)
     watcher.reset()
     log(f"pipeline latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
     cpu = CpuMeter([w.proc.pid for w in workers.procs])
+    hist_before = decision_histogram(workers)
     start = time.monotonic()
     end = start + duration_s
     sent = 0
@@ -139,6 +147,9 @@ def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Datase
                 publisher.publish(r)
                 watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
                 sent += 1
+                if sent % LIFECYCLE_EVERY == 0:
+                    key, value = next(credit)
+                    publisher.producer.produce(credit_topic, key=key, value=value)
         publisher.poll()
         watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
         if now >= end:
@@ -155,6 +166,26 @@ def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Datase
     result = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lat.max()), 1), "measured": len(lat),
               "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
               "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
-              **cpu.stop(sent)}
+              "worker_side": worker_quantiles(hist_before, decision_histogram(workers)), **cpu.stop(sent)}
+    log(f"pipeline latency at {rate:,.0f}/s: worker side {result['worker_side']}")
     log(f"pipeline latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations)")
     return result
+
+
+def decision_histogram(workers: Workers) -> list[float]:
+    """Cumulative bucket counts of the workers' own decision latency (event time -> instruction sent)."""
+    return [workers.metric("customs_decision_latency_seconds_bucket", stage="declaration", le=le) for le in _LE]
+
+
+def worker_quantiles(before: list[float], after: list[float]) -> dict[str, str]:
+    """p50/p99 as the worker saw them (event time = publish time here), to its histogram's resolution:
+    the difference to the end-to-end figures is the instruction's way back to a consumer."""
+    delta = [a - b for a, b in zip(after, before)]
+    out = {}
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        i = next((i for i, n in enumerate(delta) if n >= q * delta[-1]), len(delta) - 1)
+        out[name] = f"<= {float(_LE[i]) * 1000:g} ms" if _LE[i] != "+Inf" else f"> {float(_LE[-2]) * 1000:g} ms"
+    return out
+
+
+_LE = [*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"]  # prometheus-client's label spelling

@@ -1,9 +1,12 @@
-"""Run every system under test on one embedded broker and one data set; write JSON, print a table.
+"""Run every system under test on one broker (embedded by default) and one data set; write JSON, print a table.
 
-Throughput at saturation: a backlog of N declarations is written first, then the system runs;
-the clock runs from its first to its last decision as seen by a reader of its instructions topic
-(records counted, never watermarks). Start-up (process start, group join, credit table fill) is
-never timed. Latency: the pipeline at fixed offered loads, publish -> instruction consumed.
+Throughput at saturation: each system is started and warmed up (200 declarations decided), then
+paused (SIGSTOP) while a backlog of N declarations is written to its input, and resumed; the clock
+runs from the resume to its last decision seen by a reader of its instructions topic (records
+counted, never watermarks). Start-up (process start, group join, credit table fill) is never
+timed. Latency: the pipeline at fixed offered loads, publish -> instruction consumed. CPU time per
+declaration (system, broker, this process) is recorded too: it is steadier than wall time on a
+shared machine.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import orjson
 
 from bench import ceiling, naive_faust, pipeline
 from bench.common import CPU_ALSO, REPO_ROOT, BenchError, Dataset, Watcher, log, machine
-from streams.brokers import EmbeddedBroker
+from streams.brokers import make_broker
 from streams.settings import Settings
 from streams.topics import create_topics
 
@@ -35,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                 epilog="Progress goes to stderr; the table to stdout; results to --out. "
                                        "Exit status 1 if any run failed (its entry in the JSON holds the error).")
-    p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (~1 min)")
+    p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (about a minute)")
     p.add_argument("--count", type=int, help=f"declarations for the ceiling and the batched pipeline runs (default {FULL['count']})")
     p.add_argument("--single-count", type=int, help=f"declarations for the single-record pipeline run (default {FULL['single_count']})")
     p.add_argument("--naive-count", type=int, help=f"declarations for the naive Faust agent (default {FULL['naive_count']})")
@@ -43,6 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help=f"seconds per offered load (default {FULL['duration']:.0f})")
     p.add_argument("--warmup", type=float, help=f"seconds at the start of each load not counted (default {FULL['warmup']:.0f})")
     p.add_argument("--enterprises", type=int, help=f"simulated enterprise population (default {FULL['enterprises']})")
+    p.add_argument("--gateway-linger-ms", type=float, default=5.0,
+                   help="latency runs: how long the gateway publisher (and its Kafka producer) lets a batch fill (default 5)")
+    p.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+                   help="embedded Tansu (default) or Apache Kafka (needs `make kafka-fetch`)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--partitions", type=int, default=8, help="partitions of the keyed topics (default 8)")
     p.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
@@ -57,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if min(args.count, args.single_count, args.naive_count, args.enterprises) < 1 or not 0 <= args.warmup < args.duration:
+        p.error("counts and --enterprises must be >= 1, and 0 <= --warmup < --duration")
     unknown = set(args.only.split(",")) - set(SYSTEMS)
     if unknown:
         p.error(f"--only: unknown system(s) {', '.join(sorted(unknown))}")
@@ -79,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     failed = False
     log(f"machine: {results['machine']}; work directory {workdir}")
-    with EmbeddedBroker() as broker:
-        log(f"embedded broker on {broker.bootstrap_servers}")
+    with make_broker(args.broker) as broker:
+        log(f"{args.broker} broker on {broker.bootstrap_servers}")
         CPU_ALSO.update({"broker": [broker.pid], "bench": [os.getpid()]})
         base = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions)
         data = Dataset.generate(args.seed, args.enterprises, max(args.count, args.single_count, args.naive_count))
@@ -113,16 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         attempt("pipeline", lambda: run_pipeline(args, settings_for("pipeline"), data, workdir, extra_env, 1, True, profile_for("pipeline")))
         attempt("pipeline_single_records", lambda: run_pipeline(args, settings_for("single"), data, workdir, extra_env, 1, False,
                                                                 profile_for("pipeline_single_records")))
-        attempt("pipeline_two_workers", lambda: run_pipeline(args, settings_for("two"), data, workdir, extra_env, 2, True, None))
+        attempt("pipeline_two_workers", lambda: run_pipeline(args, settings_for("two"), data, workdir, extra_env, 2, True,
+                                                             profile_for("pipeline_two_workers")))
 
     results["ratios"] = ratios(results)
     results["config"] = {
-        "broker": "embedded Tansu (memory storage), loopback", "seed": args.seed, "enterprises": args.enterprises,
+        "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback",
+        "gateway_linger_ms": args.gateway_linger_ms, "seed": args.seed, "enterprises": args.enterprises,
         "credit_events": len(data.credit), "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
         "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
         "latency_warmup_s": args.warmup, "worker_env": extra_env, "quick": args.quick, "profiled": args.profile,
         "model": "bundled starter model (riskmodels ModelRegistry.open(None))", "policy": "shipped default policy",
         "wall_time_s": round(time.monotonic() - started, 1),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
@@ -145,7 +157,7 @@ def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, wo
         result = pipeline.throughput(settings, workers, watcher, data, count, batching, args.run_timeout, profile)
         if batching and n_workers == 1 and args.rate_list:
             result["latency_ms"] = {f"{r:g}": pipeline.latency(settings, workers, watcher, data, r, args.duration, args.warmup,
-                                                                args.run_timeout) for r in args.rate_list}
+                                                                args.run_timeout, args.gateway_linger_ms) for r in args.rate_list}
         return result
     finally:
         if watcher is not None:
@@ -165,7 +177,7 @@ def print_table(results: dict[str, Any]) -> None:
               "pipeline": "(c) pipeline, gateway batches", "pipeline_single_records": "(c) pipeline, single records",
               "pipeline_two_workers": "(c) pipeline, 2 workers, batches"}
     ceiling_tp = (results.get("ceiling") or {}).get("throughput")
-    print(f"\n{'system':36} {'declarations/s':>14} {'x ceiling':>10}")
+    print(f"\n{'system':36} {'declarations/s':>14} {'x ceiling':>10} {'CPU us/decl':>12} {'broker us/decl':>15}")
     for key, label in labels.items():
         r = results.get(key)
         if r is None:
@@ -174,10 +186,11 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{label:36} {'FAILED':>14}  {r['error'].splitlines()[0][:80]}")
             continue
         rel = f"{r['throughput'] / ceiling_tp:10.3f}" if ceiling_tp else f"{'-':>10}"
-        print(f"{label:36} {r['throughput']:14,.0f} {rel}")
+        cpu = r.get("cpu_us_per_declaration", {})
+        print(f"{label:36} {r['throughput']:14,.0f} {rel} {cpu.get('system', float('nan')):12,.0f} {cpu.get('broker', float('nan')):15,.0f}")
     for rate, lat in ((results.get("pipeline") or {}).get("latency_ms") or {}).items():
         print(f"latency at {float(rate):,.0f}/s offered (pipeline): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
-              f"  ({lat['measured']} declarations)")
+              f"  ({lat['measured']} declarations; worker CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl)")
     for name, value in results.get("ratios", {}).items():
         print(f"ratio {name:40} {value:8.3f}")
     print(f"machine: {results['machine']}")

@@ -2,7 +2,7 @@
 
     python -m riskmodels.bench_scoring [--model DIR] [--data FILE [--format kcs]]
 
-Defaults: the bundled starter model on generated declarations. Single-threaded, like a worker.
+Defaults: the bundled starter model on simulated declarations (the office it was trained for). Single-threaded, like a worker.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from riskmodels.data import declarations_from_frame, read_labelled
 from riskmodels.serving import ModelRegistry
-from riskmodels.starter_data import generate
+from riskmodels.starter import simulated_history
 
 
 def _per_call(fn, min_seconds: float = 1.0) -> float:  # type: ignore[no-untyped-def]
@@ -30,13 +30,13 @@ def _per_call(fn, min_seconds: float = 1.0) -> float:  # type: ignore[no-untyped
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="artifact or registry directory (default: starter)")
-    parser.add_argument("--data", type=Path, help="declarations to score (default: generated)")
+    parser.add_argument("--data", type=Path, help="declarations to score (default: 3000 simulated, the starter's office)")
     parser.add_argument("--format", default="auto", choices=("auto", "project", "kcs"))
     parser.add_argument("--sizes", default="1,64,1000", help="batch sizes (default 1,64,1000)")
     args = parser.parse_args(argv)
 
     reg = ModelRegistry.open(args.model)
-    df = read_labelled(args.data, args.format) if args.data else generate(3000, seed=3)
+    df = read_labelled(args.data, args.format) if args.data else simulated_history(3000)
     # Only rows the Declaration schema accepts can reach the worker.
     df = df.filter((df["declared_value"] > 0) & (df["net_mass_kg"] > 0) & (df["tax_rate"] <= 100))
     decls = declarations_from_frame(df.head(2000))

@@ -46,11 +46,25 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
+def _fx_table(path: Path | None) -> Any:
+    from riskmodels.errors import DataError
+    from riskmodels.features import FxTable
+
+    if path is None:
+        return None
+    try:
+        return FxTable.from_json(json.loads(path.read_bytes()))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except ValueError as exc:  # bad JSON or bad table
+        raise DataError(f"{path}: not an exchange-rate table: {str(exc).splitlines()[0]}") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from riskmodels.train import TrainConfig, train_files
 
     cfg = TrainConfig(seed=args.seed, **({"rounds": args.rounds} if args.rounds else {}))
-    result = train_files(args.train, args.valid, args.out, args.format, cfg)
+    result = train_files(args.train, args.valid, args.out, args.format, cfg, fx=_fx_table(args.fx))
     valid = result.metrics.get("valid")
     if valid:
         p = valid["precision_at"]
@@ -103,6 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--format", choices=("auto", "project", "kcs"), default="auto", help=fmt_help)
     p.add_argument("--seed", type=_seed, default=7, help="random seed; same data + seed = same model (default 7)")
     p.add_argument("--rounds", type=_positive_int, metavar="N", help="maximum boosting rounds per model (default 300)")
+    p.add_argument("--fx", type=Path, metavar="FILE",
+                   help='exchange rates, JSON {"base": "USD", "per_base": {"CNY": 7.1, ...}} (units of each currency '
+                        "per base unit); currencies it lacks get rates learned from the training data "
+                        "(default: all learned, base = the most frequent currency)")
     p.set_defaults(handler=_guarded("train", _train))
 
     p = subparsers.add_parser(

@@ -86,7 +86,15 @@ def reasons(x: np.ndarray, row: dict[str, Any], state: FeatureState, importance:
                         f"{_history_label(name, row)} fraud rate {rate:.2f} ({int(count)} past declarations)"))
         elif count == 0 and name in ("importer", "seller", "declarant"):
             w = importance[i_rate] + importance[i_count] + 1e-3
-            out.append((w * 0.5, f"new {name}: no inspection history"))
+            # Artifacts that keep only keys with enough evidence cannot tell new from rarely seen.
+            text = (f"new {name}: no inspection history" if state.history_min_rows <= 1 else
+                    f"{name} with little inspection history (under {state.history_min_rows} past declarations)")
+            out.append((w * 0.5, text))
+
+    currency = row.get("currency")
+    if currency is not None and currency not in state.fx:
+        out.append((_weight(importance, "currency", "log_value", "uv_kg_dev") * 0.5,
+                    f"amount in {currency}: no exchange rate in the model, value not compared"))
 
     if x[INDEX["origin_differs"]] == 1.0:
         w = _weight(importance, "origin_differs", "origin_country", "departure_country")

@@ -8,6 +8,11 @@ online. The only difference is where history (target-encoded) statistics come fr
   labelled rows with the same key *strictly earlier in time* (no leakage from the future);
 * scoring passes nothing and the statistics learned from the whole training set (stored in the
   artifact as :class:`FeatureState`) are looked up.
+
+Amounts are made comparable before any value feature: ``declared_value`` is divided by the
+artifact's exchange rate for the declaration's currency (units of that currency per one unit of
+the artifact's base currency; see :func:`fit_fx`). A currency without a rate gives NaN value
+features: its amount is not compared with anything.
 """
 
 from __future__ import annotations
@@ -21,13 +26,19 @@ import numpy as np
 import polars as pl
 
 # Bump whenever the meaning or order of features changes: artifacts record it and loading refuses
-# a model built for other definitions.
-FEATURE_VERSION = 1
+# a model built for other definitions. 2: amounts converted to the artifact's base currency;
+# history evidence below the artifact's minimum treated as none.
+FEATURE_VERSION = 2
 
 SEP = "\x1f"  # joins the parts of a crossed key; cannot occur in identifiers
 MIN_CATEGORY_COUNT = 3  # rarer values share code 0 with unseen ones
 MIN_HS_ROWS = 5  # fewer rows than this: HS statistics fall back to the heading, then the chapter
 SMOOTHING = 10.0  # Bayesian prior weight (in rows) of the smoothed fraud rates
+# Exchange rates learned from training data (when no table is given, or for currencies it lacks):
+MIN_FX_ROWS = 200  # training rows a currency needs for a learned rate
+MIN_FX_HS_ROWS = 3  # rows per HS code in both currencies for the code to count in the comparison
+MIN_FX_CODES = 20  # HS codes shared with the anchor currency needed for a learned rate
+FX_DIGITS = 5  # significant digits kept of a learned rate
 
 STRING_FIELDS = (
     "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
@@ -182,6 +193,13 @@ class FeatureState:
             self.hs_index[level] = idx
         self.hs_matrix = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
         self.hs_level = np.array([0] + [int(lv) for lv in ("6", "4", "2") for _ in hs[lv]], dtype=np.float64)
+        fx = data["fx"]
+        self.fx_base: str = fx["base"]
+        self.fx: dict[str, float] = {str(c): float(r) for c, r in fx["per_base"].items()}
+        if any(not (r > 0 and math.isfinite(r)) for r in self.fx.values()) or self.fx.get(self.fx_base) != 1.0:
+            raise ValueError("exchange rates must be positive and the base currency's rate 1")
+        self.history_min_rows = int(data["history_min"]["rows"])
+        self.history_min_frauds = int(data["history_min"]["frauds"])
         # History: rate/count tables with two extra slots: [-2] unseen key -> prior, [-1] no key -> nan.
         self.history: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
         for name in HISTORY_KEYS:
@@ -200,18 +218,97 @@ def _iqr(col: str) -> pl.Expr:
     return pl.col(col).quantile(0.75, "linear") - pl.col(col).quantile(0.25, "linear")
 
 
-def _hs_frame(df: pl.DataFrame) -> pl.DataFrame:
-    def lg(name: str) -> pl.Expr:
-        c = pl.col(name)
+def _hs_frame(df: pl.DataFrame, per_base: Mapping[str, float]) -> pl.DataFrame:
+    def lg(c: pl.Expr) -> pl.Expr:
         return pl.when(c > 0).then(c.log()).otherwise(None)
+    value = pl.col("declared_value") / _rate_expr(per_base)  # base currency; null without a rate
     return df.select(
         pl.col("hs_code"),
-        (lg("declared_value") - lg("net_mass_kg")).alias("uv_kg"),
-        (lg("declared_value") - lg("quantity")).alias("uv_qty"),
-        lg("declared_value").alias("value"),
-        lg("net_mass_kg").alias("mass"),
+        (lg(value) - lg(pl.col("net_mass_kg"))).alias("uv_kg"),
+        (lg(value) - lg(pl.col("quantity"))).alias("uv_qty"),
+        lg(value).alias("value"),
+        lg(pl.col("net_mass_kg")).alias("mass"),
         pl.col("tax_rate").alias("tax"),
     )
+
+
+def _rate_expr(per_base: Mapping[str, float]) -> pl.Expr:
+    return pl.col("currency").cast(pl.String).replace_strict(dict(per_base), default=None, return_dtype=pl.Float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Exchange rates
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FxTable:
+    """Exchange rates given at training time: units of each currency per one unit of ``base``."""
+
+    base: str
+    per_base: Mapping[str, float]  # the base's own rate may be left out (it is 1)
+
+    def __post_init__(self) -> None:
+        rates: dict[str, float] = {}
+        for cur, rate in self.per_base.items():
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (rate > 0 and math.isfinite(rate)):
+                raise ValueError(f"rate of {cur!r} must be a positive number, not {rate!r}")
+            rates[str(cur)] = float(rate)
+        if rates.setdefault(self.base, 1.0) != 1.0:
+            raise ValueError(f"the base currency {self.base!r} must have rate 1")
+        object.__setattr__(self, "per_base", rates)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> FxTable:
+        """``{"base": "USD", "per_base": {"CNY": 7.1, ...}}``."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("base"), str) or not isinstance(doc.get("per_base"), Mapping):
+            raise ValueError('expected {"base": "<currency>", "per_base": {"<currency>": <units per base>, ...}}')
+        return cls(doc["base"], doc["per_base"])
+
+
+def _log_unit_values(df: pl.DataFrame) -> pl.DataFrame:
+    """(currency, hs6, log value per kg) of the rows where both are positive."""
+    return (df.filter((pl.col("declared_value") > 0) & (pl.col("net_mass_kg") > 0))
+            .select(pl.col("currency").cast(pl.String), pl.col("hs_code").str.slice(0, 6).alias("hs6"),
+                    (pl.col("declared_value").log() - pl.col("net_mass_kg").log()).alias("luv")))
+
+
+def fit_fx(df: pl.DataFrame, given: FxTable | None = None) -> dict[str, Any]:
+    """The exchange-rate table of an artifact: ``{"base", "per_base", "source"}``.
+
+    Rates from ``given`` are used as they are. Other currencies of the training data get a rate
+    learned from it: the median, over HS codes traded in both, of the difference of median log
+    value per kg against an *anchor* currency (the most frequent currency that has a rate), when
+    the currency has at least ``MIN_FX_ROWS`` rows and ``MIN_FX_CODES`` such codes. Goods of one
+    HS code cost about the same whatever currency they are invoiced in, so this recovers the rate
+    (to about 1% on the simulator's traffic) without an outside source. Without ``given``, the
+    base is the training data's most frequent currency (rate 1), so single-currency data (KCS:
+    all KRW) is left exactly as it is. Currencies with neither stay without a rate.
+    """
+    counts = (df.group_by(pl.col("currency").cast(pl.String)).len().drop_nulls("currency")
+              .sort(["len", "currency"], descending=[True, False]))
+    present = counts["currency"].to_list()
+    rows = dict(zip(present, counts["len"].to_list()))
+    if given is not None:
+        base, rates = given.base, dict(given.per_base)
+        source = {c: "given" for c in rates}
+    elif present:
+        base, rates, source = present[0], {present[0]: 1.0}, {present[0]: "base"}
+    else:
+        base, rates, source = "USD", {"USD": 1.0}, {"USD": "base"}
+    todo = [c for c in present if c not in rates and rows[c] >= MIN_FX_ROWS]
+    anchor = next((c for c in present if c in rates), None)
+    if todo and anchor is not None:
+        med = (_log_unit_values(df).group_by("currency", "hs6")
+               .agg(pl.len().alias("n"), pl.col("luv").median().alias("m"))
+               .filter(pl.col("n") >= MIN_FX_HS_ROWS))
+        ref = med.filter(pl.col("currency") == anchor).select("hs6", pl.col("m").alias("ref"))
+        for cur in todo:
+            diff = med.filter(pl.col("currency") == cur).join(ref, on="hs6").select(pl.col("m") - pl.col("ref"))
+            if diff.height >= MIN_FX_CODES:
+                rate = rates[anchor] * math.exp(float(diff.to_series().median()))
+                rates[cur] = float(f"{rate:.{FX_DIGITS}g}")
+                source[cur] = f"learned ({diff.height} HS codes vs {anchor})"
+    return {"base": base, "per_base": dict(sorted(rates.items())), "source": dict(sorted(source.items()))}
 
 
 def _hs_aggs() -> list[pl.Expr]:
@@ -232,14 +329,25 @@ def _json_rows(frame: pl.DataFrame, key: str) -> dict[str, list[float | None]]:
     return out
 
 
-def fit_state(df: pl.DataFrame) -> FeatureState:
-    """Learn vocabularies, HS value ranges and whole-period history statistics from a training frame."""
+def fit_state(
+    df: pl.DataFrame, fx: FxTable | None = None, history_min_rows: int = 1, history_min_frauds: int = 1,
+) -> FeatureState:
+    """Learn exchange rates, vocabularies, HS value ranges and whole-period history statistics.
+
+    History keys with fewer than ``history_min_rows`` labelled rows *and* fewer than
+    ``history_min_frauds`` frauds are not stored (they score like unseen keys); training applies
+    the same rule to each row's earlier counts (:func:`build_matrix`), so both paths agree. The
+    default (1 row) keeps every key: it only makes artifacts smaller.
+    """
+    if history_min_rows < 1 or history_min_frauds < 1:
+        raise ValueError("history_min_rows and history_min_frauds must be at least 1")
+    fx_table = fit_fx(df, fx)
     vocab: dict[str, list[str]] = {}
     for field in CATEGORICAL:
         counts = df.select(_derived_expr(field).alias("v")).drop_nulls().group_by("v").len()
         vocab[field] = sorted(counts.filter(pl.col("len") >= MIN_CATEGORY_COUNT)["v"].to_list())
 
-    base = _hs_frame(df)
+    base = _hs_frame(df, fx_table["per_base"])
     hs: dict[str, Any] = {"global": [None if v is None else float(v) for v in base.select(_hs_aggs()).row(0)]}
     for level in ("6", "4", "2"):
         agg = (base.with_columns(pl.col("hs_code").str.slice(0, int(level)).alias("k"))
@@ -251,11 +359,13 @@ def fit_state(df: pl.DataFrame) -> FeatureState:
     for name, parts in HISTORY_KEYS.items():
         agg = (labelled.select(key_expr(parts).alias("k"), pl.col("fraud"))
                .drop_nulls("k").group_by("k").agg(pl.len().alias("n"), pl.col("fraud").sum().alias("s"))
+               .filter((pl.col("n") >= history_min_rows) | (pl.col("s") >= history_min_frauds))
                .sort("k"))
         history[name] = {"keys": agg["k"].to_list(), "n": agg["n"].to_list(), "s": agg["s"].to_list()}
     prior = {"rows": labelled.height, "frauds": int(labelled["fraud"].sum())}
-    return FeatureState({"feature_version": FEATURE_VERSION, "vocab": vocab, "hs": hs,
-                         "history": history, "prior": prior})
+    return FeatureState({"feature_version": FEATURE_VERSION, "fx": fx_table, "vocab": vocab, "hs": hs,
+                         "history": history, "history_min": {"rows": history_min_rows, "frauds": history_min_frauds},
+                         "prior": prior})
 
 
 def expanding_history(df: pl.DataFrame) -> History:
@@ -308,6 +418,11 @@ def build_matrix(cols: Columns, state: FeatureState, history: History | None = N
         X[:, INDEX[f]] = [nan if v is None else voc(v, 0) for v in cols[f]]
 
     value, qty, mass, tax = (cols[f] for f in FLOAT_FIELDS)
+    fx, nan_rate = state.fx, math.nan
+    if not all(c == state.fx_base for c in cols["currency"]):  # base-currency rows: value / 1.0 = value
+        rate = np.fromiter((fx.get(c, nan_rate) if c is not None else nan_rate for c in cols["currency"]),
+                           dtype=np.float64, count=n)
+        value = value / rate  # in the base currency; NaN for a currency without a rate
     lv, lq, lm = _safe_log(value), _safe_log(qty), _safe_log(mass)
     uv_kg, uv_qty = lv - lm, lv - lq
 
@@ -348,6 +463,11 @@ def build_matrix(cols: Columns, state: FeatureState, history: History | None = N
         keys = key_values(cols, parts)
         if history is not None:
             cnt, frauds = history.counts[name]
+            # The stored statistics keep only keys with enough evidence (fit_state); a row's earlier
+            # evidence below that minimum counts as none, as it will at serving (NaN: no key, kept).
+            none = (cnt < state.history_min_rows) & (frauds < state.history_min_frauds)
+            if none.any():
+                cnt, frauds = np.where(none, 0.0, cnt), np.where(none, 0.0, frauds)
             rate = smoothed_rate(cnt, frauds, history.prior)
             count = cnt
         else:

@@ -90,7 +90,7 @@ class ScoreBatch:
         if method == "contrib":
             contrib = g.artifact.boosters[key].predict(g.X[pos:pos + 1], pred_contrib=True, num_threads=1)[0]
             return contrib_reasons(contrib, top)
-        row = {f: self._cols[f][i] for f in ("hs_code", "port", "origin_country", "departure_country")}
+        row = {f: self._cols[f][i] for f in ("hs_code", "port", "origin_country", "departure_country", "currency")}
         return reasons(g.X[pos], row, g.artifact.state, g.artifact.importance[key], top)
 
 

@@ -22,7 +22,9 @@ from riskmodels.artifact import GENERAL, Artifact, write_artifact
 from riskmodels.data import Format, read_labelled
 from riskmodels.errors import DataError
 from riskmodels.evaluate import selection_metrics
-from riskmodels.features import CATEGORICAL, FEATURES, build_matrix, columns_from_frame, expanding_history, fit_state
+from riskmodels.features import (
+    CATEGORICAL, FEATURES, FxTable, build_matrix, columns_from_frame, expanding_history, fit_state,
+)
 
 Progress = Callable[[str], None]
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
@@ -42,6 +44,9 @@ class TrainConfig:
     num_threads: int = 2  # fixed: LightGBM results depend on the thread count
     min_scenario_rows: int = 2000
     min_scenario_frauds: int = 50
+    # History keys stored in the artifact: at least this many labelled rows or frauds (1: all keys).
+    history_min_rows: int = 1
+    history_min_frauds: int = 1
 
 
 def lgb_params(cfg: TrainConfig) -> dict[str, Any]:
@@ -90,6 +95,8 @@ def _progress_callback(key: str, total: int, emit: Progress, every: int) -> Call
 
 
 def _quantiles(scores: np.ndarray, source: str) -> dict[str, Any]:
+    if len(scores) == 0:
+        raise ValueError("no scores to take quantiles of")
     return {
         "source": source,
         "rows": int(len(scores)),
@@ -114,14 +121,19 @@ def train_frames(
     progress: Progress = stderr_progress,
     source: dict[str, Any] | None = None,
     record_time: bool = True,
+    fx: FxTable | None = None,
 ) -> TrainResult:
     """Train and write an artifact. ``record_time=False`` leaves wall-clock facts out of the files
-    (the bundled starter artifact must be byte-reproducible)."""
+    (the bundled starter artifact must be byte-reproducible). ``fx``: exchange rates to use (others
+    are learned from the training data, see :func:`riskmodels.features.fit_fx`)."""
     started = time.perf_counter()
     if train_df["fraud"].n_unique() < 2:
         raise DataError("training data needs both fraud and non-fraud rows")
     progress(f"{train_df.height} training rows, {int(train_df['fraud'].sum())} frauds; computing features")
-    state = fit_state(train_df)
+    state = fit_state(train_df, fx, cfg.history_min_rows, cfg.history_min_frauds)
+    fx_doc = state.data["fx"]
+    progress(f"amounts in {fx_doc['base']}; units per {fx_doc['base']}: "
+             + ", ".join(f"{c} {r:g} ({fx_doc['source'][c]})" for c, r in fx_doc["per_base"].items()))
     X = build_matrix(columns_from_frame(train_df), state, expanding_history(train_df))
     y = train_df["fraud"].to_numpy().astype(np.float64)
     scen = train_df["scenario"].to_numpy()
@@ -159,15 +171,25 @@ def train_frames(
     metrics: dict[str, Any] = {"valid": None, "valid_by_model": {}}
     if Xv is not None:
         valid_scores, valid_keys = art.score(valid_df["scenario"].to_list(), Xv)
-        metrics["valid"] = selection_metrics(valid_scores, yv, valid_df["duty_recoverable"].to_numpy())
+        valid_rev = valid_df["duty_recoverable"].to_numpy()
+        metrics["valid"] = selection_metrics(valid_scores, yv, valid_rev)
     train_scores, train_keys = art.score(train_df["scenario"].to_list(), X)
     for key in keys:
         if Xv is not None and (valid_keys == key).sum() >= 100:
             sel = valid_keys == key
             thresholds[key] = _quantiles(valid_scores[sel], "valid")
-            metrics["valid_by_model"][key] = selection_metrics(valid_scores[sel], yv[sel])
-        else:
+            metrics["valid_by_model"][key] = selection_metrics(valid_scores[sel], yv[sel], valid_rev[sel])
+        elif (train_keys == key).any():
             thresholds[key] = _quantiles(train_scores[train_keys == key], "train (in-sample)")
+        else:
+            # Every training scenario has a model of its own: the general model only scores
+            # scenarios it has never seen, so describe it on all rows (what it would face).
+            if Xv is not None and len(yv) >= 100:
+                general_valid = art.predict(key, Xv)
+                thresholds[key] = _quantiles(general_valid, "valid (all rows; fallback model only)")
+                metrics["valid_by_model"][key] = selection_metrics(general_valid, yv, valid_rev)
+            else:
+                thresholds[key] = _quantiles(art.predict(key, X), "train (in-sample, all rows; fallback model only)")
     elapsed = time.perf_counter() - started
     if record_time:
         metrics["training_seconds"] = round(elapsed, 2)
@@ -193,7 +215,7 @@ def train_frames(
 
 def train_files(
     train: Path, valid: Path | None, out: Path, fmt: Format = "auto", cfg: TrainConfig = TrainConfig(),
-    progress: Progress = stderr_progress,
+    progress: Progress = stderr_progress, fx: FxTable | None = None,
 ) -> TrainResult:
     progress(f"reading {train}")
     train_df = read_labelled(train, fmt)
@@ -202,4 +224,4 @@ def train_files(
         progress(f"reading {valid}")
         valid_df = read_labelled(valid, fmt)
     source = {"train": Path(train).name, "valid": Path(valid).name if valid else None, "format": fmt}
-    return train_frames(train_df, valid_df, out, cfg, progress, source)
+    return train_frames(train_df, valid_df, out, cfg, progress, source, fx=fx)

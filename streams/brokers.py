@@ -28,6 +28,7 @@ import atexit
 import base64
 import ctypes
 import ctypes.util
+import hashlib
 import logging
 import os
 import re
@@ -534,6 +535,11 @@ def _java_bin() -> str | None:
     return shutil.which("java")
 
 
+_SCRAM_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
+_SCRAM_ITERATIONS = 4096  # Kafka's minimum for both mechanisms: quick logins in tests
+_KEYSTORE_TYPES = {".p12": "PKCS12", ".pfx": "PKCS12", ".jks": "JKS"}
+
+
 def _random_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as Uuid.randomUuid)."""
     while True:
@@ -548,6 +554,22 @@ class ApacheKafkaBroker(Broker):
     ``data_dir``: the ``log.dirs``; a fresh temp dir (removed by :meth:`stop`) when None. An existing,
     already formatted dir is reused as it is (its cluster id is kept), so a persistent
     ``riskctl kafka --data-dir var/kafka`` keeps topics across runs.
+
+    Opt-in secured listener (for security tests), on its own port beside the PLAINTEXT one (which
+    readiness checks, the inter-broker and the controller listeners keep using, on loopback):
+
+    * ``tls_keystore`` (a PKCS12 ``.p12``/``.pfx`` or ``.jks`` keystore holding the server key and
+      certificate chain) with ``tls_keystore_password``: the listener speaks TLS.
+    * ``sasl_users={"alice": "password"}``: the listener requires SASL with one of
+      ``sasl_mechanisms`` (default ``("SCRAM-SHA-512",)``; also SCRAM-SHA-256 and PLAIN), every user
+      for every mechanism. SCRAM credentials are written into the metadata log when the storage is
+      formatted (``StorageTool format --add-scram``) as salted passwords computed here, so the
+      plain password never reaches a command line or a log; they are only added to a fresh data
+      dir (an already formatted ``data_dir`` keeps the users it has). PLAIN users are listed in the
+      listener's JAAS config in ``server.properties`` (mode 0600, in the broker's temp dir).
+
+    Both together give a SASL_SSL listener, either alone SSL or SASL_PLAINTEXT
+    (:attr:`secure_protocol`), at :attr:`secure_bootstrap_servers`.
     """
 
     kind = "kafka"
@@ -574,10 +596,26 @@ class ApacheKafkaBroker(Broker):
         heap: str = "512m",
         jvm_opts: list[str] | tuple[str, ...] | None = None,
         startup_timeout: float = 120.0,
+        secure_port: int | None = None,
+        tls_keystore: str | os.PathLike[str] | None = None,
+        tls_keystore_password: str | None = None,
+        sasl_users: Mapping[str, str] | None = None,
+        sasl_mechanisms: str | tuple[str, ...] | list[str] = ("SCRAM-SHA-512",),
     ) -> None:
         super().__init__(port=port, host=host, startup_timeout=startup_timeout)
         self._controller_fixed = controller_port is not None
         self.controller_port = controller_port if controller_port is not None else self._other_port()
+        self.tls_keystore = Path(tls_keystore).resolve() if tls_keystore is not None else None
+        self._tls_keystore_password = tls_keystore_password
+        self.sasl_users = dict(sasl_users or {})
+        self.sasl_mechanisms = (sasl_mechanisms,) if isinstance(sasl_mechanisms, str) else tuple(sasl_mechanisms)
+        self._check_security_args()
+        self._secure_fixed = secure_port is not None
+        self.secure_port: int | None = None
+        if self.secure_protocol is not None:
+            self.secure_port = secure_port if secure_port is not None else self._other_port()
+        elif secure_port is not None:
+            raise BrokerError("secure_port needs tls_keystore and/or sasl_users")
         self.repo_root = Path(repo_root) if repo_root else REPO_ROOT
         self._lib_dir = Path(lib_dir) if lib_dir else None
         self._user_data_dir = Path(data_dir).resolve() if data_dir else None
@@ -593,6 +631,19 @@ class ApacheKafkaBroker(Broker):
     # -- public extras --------------------------------------------------------------------------------
 
     @property
+    def secure_protocol(self) -> str | None:
+        """Security protocol of the opt-in secured listener (None: there is none)."""
+        if self.tls_keystore is not None:
+            return "SASL_SSL" if self.sasl_users else "SSL"
+        return "SASL_PLAINTEXT" if self.sasl_users else None
+
+    @property
+    def secure_bootstrap_servers(self) -> str:
+        if self.secure_port is None:
+            raise BrokerError("this broker has no secured listener (pass tls_keystore and/or sasl_users)")
+        return f"{self.host}:{self.secure_port}"
+
+    @property
     def lib_dir(self) -> Path:
         if self._lib_dir is None:
             self._lib_dir = ensure_kafka_jars(self.repo_root)
@@ -606,27 +657,102 @@ class ApacheKafkaBroker(Broker):
     def restart(self, *, hard: bool = False) -> "ApacheKafkaBroker":
         """Stop (SIGTERM, or SIGKILL when ``hard``) and start again on the same ports and data dir."""
         self._stop_process(sig=signal.SIGKILL if hard else signal.SIGTERM)
-        self._port_fixed = self._controller_fixed = True  # clients hold this address: never move it
+        self._port_fixed = self._controller_fixed = self._secure_fixed = True  # clients hold these addresses
         self._spawn_and_wait()
         return self
 
     # -- hooks ----------------------------------------------------------------------------------------
 
     def _other_port(self) -> int:
+        taken = {self.port, getattr(self, "controller_port", None), getattr(self, "secure_port", None)}
         while True:
             p = free_port(self.host)
-            if p != self.port:
+            if p not in taken:
                 return p
 
     def _repick_ports(self) -> None:
         if not self._port_fixed:
             self.port = free_port(self.host)
         if not self._controller_fixed:
+            self.controller_port = None  # type: ignore[assignment]
             self.controller_port = self._other_port()
+        if self.secure_port is not None and not self._secure_fixed:
+            self.secure_port = None
+            self.secure_port = self._other_port()
 
     def _metadata_ok(self, md: Any) -> bool:
         # The broker registers with the (co-located) controller only once it can serve requests.
-        return super()._metadata_ok(md) and md.controller_id != -1
+        if not (super()._metadata_ok(md) and md.controller_id != -1):
+            return False
+        # The secured listener's acceptor starts with the others; do not hand out its address early.
+        return self.secure_port is None or _tcp_open(self.host, self.secure_port, timeout=0.5)
+
+    def _check_security_args(self) -> None:
+        known = (*_SCRAM_HASHES, "PLAIN")
+        if self.sasl_users and (not self.sasl_mechanisms or set(self.sasl_mechanisms) - set(known)):
+            raise BrokerError(f"sasl_mechanisms {self.sasl_mechanisms!r}: expected some of {', '.join(known)}")
+        for name, password in self.sasl_users.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+                raise BrokerError(f"SASL user name {name!r}: use letters, digits, '.', '_', '-' only")
+            if not isinstance(password, str) or not password or any(c in password for c in '"\\\n\r'):
+                raise BrokerError(f"SASL user {name!r}: the password must be a non-empty string without "
+                                  "double quotes, backslashes or line breaks")
+        if self.tls_keystore is not None:
+            if self.tls_keystore.suffix.lower() not in _KEYSTORE_TYPES:
+                raise BrokerError(f"tls_keystore {self.tls_keystore}: expected a {'/'.join(_KEYSTORE_TYPES)} keystore")
+            if not self._tls_keystore_password:
+                raise BrokerError("tls_keystore needs tls_keystore_password")
+            if any(c in self._tls_keystore_password for c in "\\\n\r"):
+                raise BrokerError("tls_keystore_password must not contain backslashes or line breaks")
+        elif self._tls_keystore_password is not None:
+            raise BrokerError("tls_keystore_password without tls_keystore")
+
+    def _secure_properties(self) -> str:
+        """The secured listener, appended after the template (in a properties file, the last line wins)."""
+        protocol = self.secure_protocol
+        if protocol is None:
+            return ""
+        h, name = self.host, "secure"
+        lines = [
+            f"listeners=PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port},SECURE://{h}:{self.secure_port}",
+            f"advertised.listeners=PLAINTEXT://{h}:{self.port},SECURE://{h}:{self.secure_port}",
+            f"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:{protocol}",
+        ]
+        if self.sasl_users:
+            mechs = ",".join(self.sasl_mechanisms)
+            lines += [f"sasl.enabled.mechanisms={mechs}", f"listener.name.{name}.sasl.enabled.mechanisms={mechs}"]
+            for mech in self.sasl_mechanisms:
+                if mech == "PLAIN":
+                    users = " ".join(f'user_{u}="{pw}"' for u, pw in sorted(self.sasl_users.items()))
+                    module = f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+                else:
+                    module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                lines.append(f"listener.name.{name}.{mech.lower()}.sasl.jaas.config={module}")
+        if self.tls_keystore is not None:
+            password = self._tls_keystore_password
+            lines += [
+                f"listener.name.{name}.ssl.keystore.location={self.tls_keystore}",
+                f"listener.name.{name}.ssl.keystore.type={_KEYSTORE_TYPES[self.tls_keystore.suffix.lower()]}",
+                f"listener.name.{name}.ssl.keystore.password={password}",
+                f"listener.name.{name}.ssl.key.password={password}",
+                f"listener.name.{name}.ssl.client.auth=none",
+            ]
+        return ("\n# --- secured listener (ApacheKafkaBroker tls_keystore / sasl_users) ---\n"
+                + "\n".join(lines) + "\n")
+
+    def _scram_arguments(self) -> list[str]:
+        """``--add-scram`` arguments with salted passwords (the plain password stays in this process)."""
+        args: list[str] = []
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        for mech in self.sasl_mechanisms:
+            if mech not in _SCRAM_HASHES:
+                continue
+            for name, password in sorted(self.sasl_users.items()):
+                salt = os.urandom(16)
+                salted = hashlib.pbkdf2_hmac(_SCRAM_HASHES[mech], password.encode("utf-8"), salt, _SCRAM_ITERATIONS)
+                args += ["--add-scram", f"{mech}=[name={name},iterations={_SCRAM_ITERATIONS},"
+                                        f'salt="{b64(salt)}",saltedpassword="{b64(salted)}"]']
+        return args
 
     def _cleanup(self) -> None:
         super()._cleanup()
@@ -648,6 +774,7 @@ class ApacheKafkaBroker(Broker):
             LOG_DIRS=str(self.data_dir),
             NUM_PARTITIONS=self.num_partitions,
         )
+        text += self._secure_properties()
         if self.properties:
             text += "\n# --- overrides passed to ApacheKafkaBroker(properties=...) ---\n"
             text += "".join(f"{k}={v}\n" for k, v in self.properties.items())
@@ -666,6 +793,7 @@ class ApacheKafkaBroker(Broker):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file = workdir / "kafka.log"
         self.config_file = workdir / "server.properties"
+        self.config_file.touch(mode=0o600)  # may hold the keystore password
         self.config_file.write_text(self._render_properties())
         meta = self.data_dir / "meta.properties"
         if meta.exists():
@@ -675,8 +803,11 @@ class ApacheKafkaBroker(Broker):
         self.cluster_id = self.cluster_id or _random_cluster_id()
         argv = [java, *self._jvm_base(lib), "-Xmx256m", "kafka.tools.StorageTool", "format",
                 "--cluster-id", self.cluster_id, "--config", str(self.config_file), "--ignore-formatted"]
+        scram = self._scram_arguments()
+        shown = " ".join(argv) + " --add-scram <redacted>" * (len(scram) // 2)
+        argv += scram
         with open(self.log_file, "ab") as fh:
-            fh.write(f"$ {' '.join(argv)}\n".encode())
+            fh.write(f"$ {shown}\n".encode())
             fh.flush()
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,

@@ -81,7 +81,13 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from streams.topics import create_topics, topic_specs
 
-    created = create_topics(settings)
+    from streams.topics import BrokerUnreachable
+
+    try:
+        created = create_topics(settings)
+    except BrokerUnreachable as exc:
+        print(f"riskctl: {exc}", file=sys.stderr)
+        return 1
     print(f"{len(created)} topics created, {len(topic_specs(settings)) - len(created)} already existed")
     return 0
 

@@ -35,8 +35,13 @@ class WorkerProcess:
             "DATA_DIR": str(settings.data_dir),
             **({"POLICY_FILE": str(settings.policy_file)} if settings.policy_file else {}),
             **({"MODEL_DIR": str(settings.model_dir)} if settings.model_dir else {}),
-            **(extra_env or {}),
+            "LOG_LEVEL": settings.log_level,
+            **security_env(settings),
         }
+        for name in SECURITY_FIELDS:  # unset here: not inherited from this process's environment
+            if getattr(settings, name) is None:
+                env.pop(name.upper(), None)
+        env.update(extra_env or {})
         env.pop("RISKCTL_SETTINGS", None)  # everything is passed explicitly above
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
@@ -89,6 +94,22 @@ class WorkerProcess:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+SECURITY_FIELDS = ("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
+                   "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+
+
+def security_env(settings: Settings) -> dict[str, str]:
+    """The Kafka TLS/SASL settings as the worker's environment variables. The password goes into the
+    child's environment (readable only by the same user), never onto its command line."""
+    env: dict[str, str] = {}
+    for name in SECURITY_FIELDS:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        env[name.upper()] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return env
 
 
 @contextlib.contextmanager

@@ -11,14 +11,17 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_EMBEDDED_PORT = 19092
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+    # hide_input_in_errors: a validation error never echoes input values. pydantic otherwise quotes
+    # the offending value (a numeric password from a TOML file) or, for a model-level check, every
+    # input at once (the SASL password included) in the message that `riskctl` prints.
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
 
     # --- Kafka connection -------------------------------------------------------------------
     kafka_bootstrap_servers: str = Field(
@@ -65,6 +68,29 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"bootstrap server {server!r} is not host:port")
         return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> "Settings":
+        """TLS and SASL settings must agree with the protocol: the confluent-kafka clients follow
+        ``kafka_security_protocol`` while Faust's credentials used to follow the SASL fields, so a
+        half-configured connection silently differed between the two (or went out in plaintext)."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in (("kafka_sasl_mechanism", self.kafka_sasl_mechanism),
+                                                ("kafka_sasl_username", self.kafka_sasl_username),
+                                                ("kafka_sasl_password", self.kafka_sasl_password)) if not value]
+            if missing:
+                raise ValueError(f"kafka_security_protocol {protocol} needs {', '.join(missing)}")
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username or self.kafka_sasl_password:
+            raise ValueError(f"SASL credentials are set but kafka_security_protocol is {protocol}: "
+                             "they would not be used (set SASL_SSL or SASL_PLAINTEXT)")
+        ssl_files = [self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile]
+        if not protocol.endswith("SSL") and any(ssl_files):
+            raise ValueError(f"kafka_ssl_* files are set but kafka_security_protocol is {protocol}: "
+                             "TLS would not be used (set SSL or SASL_SSL)")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("kafka_ssl_keyfile needs kafka_ssl_certfile")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -113,7 +139,7 @@ class Settings(BaseSettings):
             context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
             if self.kafka_ssl_certfile:
                 context.load_cert_chain(str(self.kafka_ssl_certfile), str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None)
-        if self.kafka_sasl_mechanism:
+        if self.kafka_security_protocol.startswith("SASL_"):  # like confluent_config(): the protocol decides
             password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
             return SASLCredentials(
                 username=self.kafka_sasl_username, password=password, ssl_context=context, mechanism=self.kafka_sasl_mechanism

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.settings import Settings
@@ -84,10 +84,22 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+class BrokerUnreachable(RuntimeError):
+    """The cluster refused or could not be reached; the message says why."""
+
+
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the names created."""
-    admin = AdminClient(settings.confluent_config())
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    errors: list[KafkaError] = []
+    # Authentication failures surface only through the error callback: without it a wrong
+    # password looks like a generic metadata timeout.
+    admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        fatal = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL)]
+        detail = (fatal or errors or [exc.args[0]])[0]
+        raise BrokerUnreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {detail.str()}") from exc
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     if not wanted:
         return []

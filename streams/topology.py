@@ -40,7 +40,7 @@ from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.decide import decide
 from policy.risklists import RiskListIndex
-from schemas import Action, CreditEvent, Declaration, DeclarationBatch, InspectionResult, ScanResult
+from schemas import Action, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class Topology:
         for event in events:
             msg = event.message
             try:
-                credit_event = CreditEvent.model_validate_json(msg.value)
+                credit_event = codec.parse(CreditEvent, msg.value)
                 if msg.key is not None and msg.key != credit_event.enterprise_id.encode():
                     raise KeyMismatch("key does not match enterprise_id")
             except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
@@ -194,7 +194,10 @@ class Topology:
             try:
                 if msg.key is None:
                     raise KeyMismatch("risk-list record without a key (entry_id)")
-                RiskListIndex().apply(msg.key, msg.value)  # validates; raises on a bad record
+                if msg.value is not None:  # null: delete the entry
+                    entry = codec.parse(RiskListEntry, msg.value)
+                    if msg.key != entry.entry_id.encode():
+                        raise KeyMismatch("record key does not match entry_id")
             except Exception as exc:  # noqa: BLE001
                 self.dead_letters.add(out, msg, exc)
                 continue
@@ -206,7 +209,7 @@ class Topology:
         for event in events:
             msg = event.message
             try:
-                result = InspectionResult.model_validate_json(msg.value)
+                result = codec.parse(InspectionResult, msg.value)
             except Exception as exc:  # noqa: BLE001
                 self.dead_letters.add(out, msg, exc)
                 continue
@@ -228,7 +231,7 @@ class Topology:
                 parsed += self._parse_batch(msg, out)
                 continue
             try:
-                decl = Declaration.model_validate_json(msg.value)
+                decl = codec.parse(Declaration, msg.value)
                 if msg.key != decl.declaration_id.encode():
                     raise KeyMismatch("record key does not match declaration_id")
                 self._check_partition(decl, msg.partition)
@@ -316,21 +319,18 @@ class Topology:
         """A gateway batch: one Rust-side validation for the whole record in the normal case; when that
         fails, each declaration is validated alone so that only the bad ones are dead-lettered."""
         try:
-            batch = DeclarationBatch.model_validate_json(msg.value)
+            batch = codec.parse(DeclarationBatch, msg.value)
             items: list[tuple[Declaration | None, bytes, Exception | None]] = [(d, b"", None) for d in batch.declarations]
         except Exception as exc:  # noqa: BLE001
-            try:
-                raw_items = orjson.loads(msg.value)["declarations"]
-                if not isinstance(raw_items, list):
-                    raise TypeError("declarations is not a list")
+            try:  # the envelope is checked, then each item's original bytes are validated alone
+                raw_items = codec.batch_items(DeclarationBatch, msg.value, "declarations")
             except Exception:  # noqa: BLE001 - the envelope itself is unusable
                 self.dead_letters.add(out, msg, exc)
                 return []
             items = []
-            for raw_item in raw_items:
-                raw = orjson.dumps(raw_item)
+            for raw in raw_items:
                 try:
-                    items.append((Declaration.model_validate_json(raw), raw, None))
+                    items.append((codec.parse(Declaration, raw), raw, None))
                 except Exception as item_exc:  # noqa: BLE001
                     items.append((None, raw, item_exc))
         good: list[tuple[int, Declaration]] = []
@@ -351,7 +351,7 @@ class Topology:
         for event in events:
             msg = event.message
             try:
-                scan = ScanResult.model_validate_json(msg.value)
+                scan = codec.parse(ScanResult, msg.value)
                 if msg.key != scan.declaration_id.encode():
                     raise KeyMismatch("record key does not match declaration_id")
             except Exception as exc:  # noqa: BLE001
@@ -362,16 +362,18 @@ class Topology:
             self._apply(out, scan.declaration_id.encode(), step, "scan", msg.partition, now)
         return out
 
-    def expire_deadlines(self, now: float, out: OutputBatch) -> int:
+    def expire_deadlines(self, now: float, out: OutputBatch, actives: set[int] | None = None) -> int:
         """Turn overdue machine-checks into inspect instructions. Runs on a timer, so it fires even
-        when no further traffic arrives; only partitions this worker actively owns are touched."""
-        ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
-        metrics.WORKER_READY.set(1 if ready else 0)
-        if not ready:
-            return 0
-        decl_topic = self.settings.topic(topics.DECLARATIONS)
-        actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
-        metrics.ASSIGNED_PARTITIONS.set(len(actives))
+        when no further traffic arrives; only partitions this worker actively owns are touched
+        (``actives``: the test driver names them; the worker asks Faust's assignor)."""
+        if actives is None:
+            ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
+            metrics.WORKER_READY.set(1 if ready else 0)
+            if not ready:
+                return 0
+            decl_topic = self.settings.topic(topics.DECLARATIONS)
+            actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
+            metrics.ASSIGNED_PARTITIONS.set(len(actives))
         expired = 0
         pending = 0
         for key, raw in list(self.deadlines.data.items()):

@@ -14,7 +14,36 @@ from streams.topology import Topology
 log = logging.getLogger(__name__)
 
 
+def redact_in_logs(*secrets: str) -> None:
+    """Replace every occurrence of ``secrets`` in log messages with ``[redacted]``, whatever logs them.
+
+    aiokafka logs each request at DEBUG; with SASL PLAIN that includes
+    ``SaslAuthenticateRequest_v1(sasl_auth_bytes=b'user\\x00user\\x00<password>')``. A log record factory
+    sees every record that passes the level check, before any handler formats it.
+    """
+    needles = {variant for s in secrets if s for variant in (s, repr(s.encode())[2:-1], repr(s)[1:-1])}
+    if not needles:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format is logging's own error to report
+            return record
+        if any(n in message for n in needles):
+            for n in sorted(needles, key=len, reverse=True):
+                message = message.replace(n, "[redacted]")
+            record.msg, record.args = message, ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 def run_worker(settings: Settings) -> int:
+    if settings.kafka_sasl_password is not None:
+        redact_in_logs(settings.kafka_sasl_password.get_secret_value())
     services = Services.from_settings(settings)
     topology = Topology(settings, services)
     if settings.metrics_port:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from schemas import CreditEvent, Declaration, ScanResult
@@ -36,3 +37,8 @@ def credit_event(**over: Any) -> CreditEvent:
     )
     fields.update(over)
     return CreditEvent.model_validate(fields, strict=False)
+
+
+# A policy pinned for tests whose expectations are numeric (thresholds, bounds, targets), so that
+# retuning the shipped policy/default.yaml does not silently change what they check.
+FIXTURE_POLICY = Path(__file__).with_name("policy_fixture.yaml")

@@ -624,6 +624,12 @@ def test_k8s_policy_configmap_is_a_valid_policy(tmp_path: Path) -> None:
     assert load_policy(path).version
 
 
+def test_k8s_policy_configmap_ships_the_default_policy() -> None:
+    # A copy goes stale silently; the shipped ConfigMap starts from the shipped default.
+    shipped = (Path(__file__).resolve().parents[2] / "policy" / "default.yaml").read_text()
+    assert k8s_object("ConfigMap", "customs-policy")["data"]["policy.yaml"] == shipped
+
+
 # ---------------------------------------------------------------------------- promtool (optional)
 
 

@@ -12,14 +12,14 @@ import pytest
 from policy.backtest import backtest, format_report, load_credit_events
 from policy.config import load_policy
 from policy.risklists import RiskListIndex
-from riskmodels.starter_data import generate
+from riskmodels.starter import simulated_history
 from schemas import RiskListEntry
 from streams.cli import main
-from tests.unit.factories import NOW, credit_event, declaration
+from tests.unit.factories import FIXTURE_POLICY, NOW, credit_event, declaration
 
-POLICY = load_policy().model_copy(update={
-    "random_selection": load_policy().random_selection.model_copy(update={"share": 0.0}),
-    "capacity": load_policy().capacity.model_copy(update={"default": load_policy().capacity.default.model_copy(update={"machine_check": None, "inspect": None}), "ports": {}}),
+POLICY = load_policy(FIXTURE_POLICY).model_copy(update={
+    "random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.0}),
+    "capacity": load_policy(FIXTURE_POLICY).capacity.model_copy(update={"default": load_policy(FIXTURE_POLICY).capacity.default.model_copy(update={"machine_check": None, "inspect": None}), "ports": {}}),
 })
 T = POLICY.thresholds
 
@@ -96,7 +96,7 @@ def test_credit_events_file_is_sorted_by_time_and_errors_name_the_line(tmp_path)
 @pytest.fixture(scope="module")
 def history_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("bt") / "history.parquet"
-    generate(rows=400, seed=3).write_parquet(path)
+    simulated_history(400, seed=3, enterprises=2000).write_parquet(path)
     return path
 
 
@@ -105,7 +105,7 @@ STARTER = "riskmodels/starter"
 
 def test_cli_json_has_the_contract_keys(history_file, tmp_path, capsys):
     other = tmp_path / "other.yaml"
-    other.write_text(load_policy().model_copy(update={"version": "other", "seed": 1}).model_dump_json())
+    other.write_text(load_policy(FIXTURE_POLICY).model_copy(update={"version": "other", "seed": 1}).model_dump_json())
     assert main(["backtest", "--model", STARTER, "--data", str(history_file), "--compare", str(other), "--json"]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)

@@ -12,7 +12,7 @@ from policy.config import Capacity, Policy, PolicyError, load_policy
 from policy.credit import EnterpriseCredit
 from policy.decide import decide
 from schemas import Action, CreditClass
-from tests.unit.factories import declaration
+from tests.unit.factories import FIXTURE_POLICY, declaration
 
 TARGET_MC, TARGET_INSPECT = 0.06, 0.02
 WINDOW = 5000  # declarations per measured window
@@ -23,7 +23,7 @@ CLASSES = (CreditClass.AEO, CreditClass.WHITE_LIST, CreditClass.GENERAL, CreditC
 
 
 def policy_with_targets() -> Policy:
-    raw = load_policy().model_dump(mode="json")
+    raw = load_policy(FIXTURE_POLICY).model_dump(mode="json")
     raw["scenario_thresholds"] = {}
     raw["capacity"] = {
         "default": {"machine_check": TARGET_MC, "inspect": TARGET_INSPECT},
@@ -136,7 +136,7 @@ def test_ports_and_lanes_without_targets_are_not_adapted():
 
 
 def test_configured_thresholds_must_lie_inside_their_bounds(tmp_path):
-    raw = json.loads(load_policy().model_dump_json())
+    raw = json.loads(load_policy(FIXTURE_POLICY).model_dump_json())
     raw["capacity"]["bounds"]["aeo"]["machine_check"]["min"] = 0.95  # above the configured 0.90
     path = tmp_path / "p.yaml"
     path.write_text(json.dumps(raw))

@@ -12,9 +12,9 @@ from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_eve
 from policy.decide import BatchNotAllowed, Decision, decide, decide_items, effective_thresholds, random_draw
 from policy.risklists import RiskListIndex
 from schemas import Action, CreditClass, RiskListEntry, Scenario, SelectionReason
-from tests.unit.factories import NOW, credit_event, declaration
+from tests.unit.factories import FIXTURE_POLICY, NOW, credit_event, declaration
 
-POLICY = load_policy().model_copy(update={"random_selection": load_policy().random_selection.model_copy(update={"share": 0.0})})
+POLICY = load_policy(FIXTURE_POLICY).model_copy(update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.0})})
 
 
 def credit(cls: CreditClass, **kw) -> EnterpriseCredit:
@@ -63,7 +63,7 @@ def test_joint_penalty_overrides_certification():
 
 
 def test_random_selection_is_deterministic_and_near_its_share():
-    policy = load_policy().model_copy(update={"random_selection": load_policy().random_selection.model_copy(update={"share": 0.05})})
+    policy = load_policy(FIXTURE_POLICY).model_copy(update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.05})})
     ids = [f"D{i}" for i in range(20000)]
     picked = [i for i in ids if decide(policy, declaration(declaration_id=i), credit(CreditClass.GENERAL), 0.0).selection_reason is SelectionReason.RANDOM]
     again = [i for i in ids if random_draw(policy.seed, i) < 0.05]
@@ -191,7 +191,7 @@ def test_offsets_move_the_model_threshold_and_the_reason_says_so():
 
 
 def test_random_selection_replays_identically_in_any_order():
-    policy = load_policy()  # shipped share, shipped seed
+    policy = load_policy(FIXTURE_POLICY)  # shipped share, shipped seed
     decls = [declaration(declaration_id=f"R{i}") for i in range(3000)]
 
     def selected(order):

@@ -1,4 +1,4 @@
-"""Small, fast fixtures: generated project-format data and tiny trained artifacts."""
+"""Small, fast fixtures: a simulated office history (portsim) and tiny trained artifacts."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from riskmodels.starter_data import generate
+from riskmodels.starter import simulated_history
 from riskmodels.train import TrainConfig, train_frames
 
 DATA = Path(__file__).parent / "data"
-# Tiny models: enough to exercise scenario routing, fast enough for unit tests.
+# Tiny models: enough to exercise scenario routing (the big scenarios get models of their own, the
+# small ones fall back to the general model) and history pruning, fast enough for unit tests.
 TINY = TrainConfig(rounds=15, num_leaves=7, learning_rate=0.2, min_data_in_leaf=20,
-                   min_scenario_rows=300, min_scenario_frauds=30)
+                   min_scenario_rows=300, min_scenario_frauds=12, history_min_rows=2, history_min_frauds=1,
+                   num_threads=1)  # one thread: no OpenMP spinning when the machine is busy
+SYNTH_ROWS, SYNTH_TRAIN = 8000, 6400
 
 
 def quiet(_: str) -> None:
@@ -22,12 +25,13 @@ def quiet(_: str) -> None:
 
 @pytest.fixture(scope="session")
 def synth() -> pl.DataFrame:
-    return generate(rows=1500, seed=11)
+    """8,000 declarations of a small simulated office (1,000 enterprises), in time order."""
+    return simulated_history(SYNTH_ROWS, seed=13, enterprises=1000)
 
 
 @pytest.fixture(scope="session")
 def synth_split(synth: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return synth.head(1200), synth.tail(300)
+    return synth.head(SYNTH_TRAIN), synth.tail(SYNTH_ROWS - SYNTH_TRAIN)
 
 
 @pytest.fixture(scope="session")

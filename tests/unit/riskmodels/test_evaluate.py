@@ -72,11 +72,15 @@ def test_evaluate_kcs_format_has_null_revenue(tmp_path, kcs_sample, capsys) -> N
     (["train", "--train", "{tmp}/bad.csv", "--out", "{tmp}/m"], "missing columns"),
     (["train", "--train", "{tmp}", "--out", "{tmp}/m"], "is a directory"),
     (["export-labels", "--input", "{tmp}/x.jsonl", "--declarations", "{kcs}", "--out", "{tmp}/o.csv"], "no such file"),
+    (["train", "--train", "{kcs}", "--out", "{tmp}/m", "--fx", "{tmp}/fx.json"], "not an exchange-rate table"),
+    (["train", "--train", "{kcs}", "--out", "{tmp}/m", "--fx", "{tmp}/bad.csv"], "not an exchange-rate table"),
+    (["train", "--train", "{kcs}", "--out", "{tmp}/m", "--fx", "{tmp}/nofx.json"], "nofx.json: no such file"),
 ])
 def test_user_errors_are_one_line_exit_2(tmp_path, kcs_sample, capsys, argv, message) -> None:
     from riskmodels.serving import STARTER_DIR
 
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "fx.json").write_text('{"base": "USD", "per_base": {"CNY": -7.1}}')
     argv = [a.format(tmp=tmp_path, kcs=kcs_sample, starter=STARTER_DIR) for a in argv]
     assert riskctl(argv) == 2
     err = capsys.readouterr().err.strip()

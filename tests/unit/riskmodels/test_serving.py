@@ -168,3 +168,10 @@ def test_per_scenario_versions_in_one_batch(tmp_path, artifact_a, artifact_b, de
     assert all(batch.model_versions[i].startswith(vb + "/") for i in np.flatnonzero(zt))
     assert reg.active_versions()["zero-tariff"].startswith(vb + "/")
     assert batch.explain(int(np.flatnonzero(zt)[0])) and batch.explain(int(np.flatnonzero(~zt)[0]))
+
+
+def test_explanations_name_an_amount_that_could_not_be_compared(artifact_a, decls) -> None:
+    odd = [d.model_copy(update={"currency": "XAU"}) for d in decls[:5]]
+    batch = ModelRegistry.open(artifact_a).score(odd)
+    assert np.isfinite(batch.scores).all()
+    assert any("amount in XAU: no exchange rate" in r for i in range(5) for r in batch.explain(i, top=10))

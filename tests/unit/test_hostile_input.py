@@ -1,0 +1,737 @@
+"""Hostile input against every input record type.
+
+Every malformed or hostile record is rejected with a clear reason code (the one
+``streams.deadletter.reject_reason`` gives it and the dead-letter topic carries), never with an
+unexpected exception type, and never silently coerced into something valid. The same strategies
+build the corpus of the integration fuzz suite (``tests/integration/test_fuzz.py``), which throws
+it at a real worker.
+
+A record is modelled as a list of ``(key, raw JSON value)`` pairs so that mutations can inject
+what a JSON serializer would never write: NaN literals, duplicate keys, invalid UTF-8, deep nesting.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic.types import StringConstraints
+
+from schemas import CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
+from streams.deadletter import DeadLetterSink, dead_letter_record, reject_reason
+from streams.outputs import OutputBatch
+from streams.settings import Settings
+from streams.topology import Topology
+
+# ---- what each input topic carries ----------------------------------------------------------------
+KINDS = ("declaration", "batch", "scan", "credit", "risk", "inspection")
+MODELS: dict[str, type[BaseModel]] = {
+    "declaration": Declaration, "batch": DeclarationBatch, "scan": ScanResult, "credit": CreditEvent,
+    "risk": RiskListEntry, "inspection": InspectionResult,
+}
+KEY_FIELDS = {"declaration": "declaration_id", "batch": "batch_id", "scan": "declaration_id", "credit": "enterprise_id",
+              "risk": "entry_id", "inspection": "declaration_id"}
+EVENT_TIME_FIELDS = {"event_time", "inspected_at"}  # checked for plausibility (2000 .. now + 1 day)
+# The reason codes a rejected record may carry; anything else is an unexpected exception.
+REASONS = {"invalid-json", "schema-violation", "duplicate-key", "missing-value", "key-mismatch", "wrong-partition"}
+EXPECTED_EXCEPTIONS = (ValidationError, codec.MissingValue, codec.DuplicateKey, codec.InvalidJson, codec.TooManyErrors)
+
+IDS = st.from_regex(r"[A-Z][A-Z0-9]{3,12}", fullmatch=True)
+SHORT_TEXT = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+
+
+def recent(minutes: int = 10) -> str:
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+
+
+# ---- valid records ---------------------------------------------------------------------------------
+def declaration(did: str, enterprise: str = "FZ-ENT", scenario: str = "general-trade", **over: Any) -> dict[str, Any]:
+    fields = dict(schema_version=1, declaration_id=did, revision=1, port="HAK-SEA", enterprise_id=enterprise, declarant_id="DC1",
+                  scenario=scenario, hs_code="851712", origin_country="CN", departure_country="CN", transport_mode="sea",
+                  declared_value=1000.0, currency="CNY", net_mass_kg=5.0, tax_rate=5.0, event_time=recent())
+    return {**fields, **over}
+
+
+def scan(did: str, **over: Any) -> dict[str, Any]:
+    fields = dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
+                  anomaly_score=0.05, verdict="clean", event_time=recent())
+    return {**fields, **over}
+
+
+def credit(enterprise: str, event_id: str, **over: Any) -> dict[str, Any]:
+    fields = dict(event_id=event_id, enterprise_id=enterprise, event_type="credit-class-changed", credit_class="white-list",
+                  source_agency="customs", event_time=recent())
+    return {**fields, **over}
+
+
+def risk(entry_id: str, **over: Any) -> dict[str, Any]:
+    fields = dict(entry_id=entry_id, list_id="FZ-LIST", kind="origin", value="AQ", action="watch", reason="fuzz",
+                  source_agency="customs", valid_from=recent(60))
+    return {**fields, **over}
+
+
+def inspection(did: str, **over: Any) -> dict[str, Any]:
+    fields = dict(instruction_id=f"{did}:1:declaration", declaration_id=did, revision=1, port="HAK-SEA", station_id="ST1",
+                  found=False, inspected_at=recent())
+    return {**fields, **over}
+
+
+def batch(batch_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(schema_version=1, batch_id=batch_id, gateway="FZ-GW", declarations=items)
+
+
+@st.composite
+def valid_record(draw: st.DrawFn, kind: str, ids: st.SearchStrategy[str] = IDS) -> dict[str, Any]:
+    """A valid record of ``kind`` with drawn ids and some optional fields."""
+    rid = draw(ids)
+    if kind == "declaration":
+        extra = draw(st.fixed_dictionaries({}, optional={
+            "seller_id": IDS, "quantity": st.floats(0.5, 1e6), "procedure_code": st.from_regex(r"[0-9]{4}", fullmatch=True),
+            "courier_id": IDS, "revision": st.integers(1, 1000)}))
+        return declaration(rid, enterprise=draw(IDS), scenario=draw(st.sampled_from(["general-trade", "zero-tariff"])), **extra)
+    if kind == "batch":
+        items = draw(st.lists(valid_record("declaration", ids), min_size=1, max_size=4, unique_by=lambda d: d["declaration_id"]))
+        return batch(rid, items)
+    if kind == "scan":
+        return scan(rid, **draw(st.fixed_dictionaries({}, optional={
+            "suspected_categories": st.lists(SHORT_TEXT, max_size=3), "image_ref": SHORT_TEXT})))
+    if kind == "credit":
+        return credit(draw(IDS), rid, **draw(st.fixed_dictionaries({}, optional={"reason": SHORT_TEXT})))
+    if kind == "risk":
+        return risk(rid, **draw(st.fixed_dictionaries({}, optional={"reason": SHORT_TEXT, "source_agency": SHORT_TEXT})))
+    return inspection(rid, **draw(st.fixed_dictionaries({}, optional={"category": SHORT_TEXT, "duty_recovered": st.floats(0, 1e9)})))
+
+
+# ---- field introspection (what is wrong for which field) -------------------------------------------
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: str  # str, enum, float, int, bool, datetime, literal, str-tuple, model-tuple
+    nullable: bool
+    required: bool
+    pattern: str | None = None
+    enum_values: tuple[str, ...] = ()
+
+
+def _find_pattern(ann: Any, metadata: list[Any]) -> str | None:
+    for m in metadata:
+        if isinstance(m, StringConstraints) and m.pattern:
+            return m.pattern
+    for arg in typing.get_args(ann):
+        if isinstance(arg, StringConstraints) and arg.pattern:
+            return arg.pattern
+        if not isinstance(arg, type) and (found := _find_pattern(arg, [])):
+            return found
+    return None
+
+
+def field_specs(model: type[BaseModel]) -> dict[str, FieldSpec]:
+    specs = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        nullable = False
+        if typing.get_origin(ann) in (typing.Union, types.UnionType) and type(None) in typing.get_args(ann):
+            nullable = True
+            ann = next(a for a in typing.get_args(ann) if a is not type(None))
+        pattern = _find_pattern(ann, info.metadata)
+        while typing.get_origin(ann) is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+        enum_values: tuple[str, ...] = ()
+        if typing.get_origin(ann) is typing.Literal:
+            kind = "literal"
+        elif typing.get_origin(ann) is tuple:
+            item = typing.get_args(ann)[0]
+            kind = "model-tuple" if isinstance(item, type) and issubclass(item, BaseModel) else "str-tuple"
+        elif isinstance(ann, type) and issubclass(ann, enum.Enum):
+            kind, enum_values = "enum", tuple(e.value for e in ann)
+        elif ann is AwareDatetime or ann is datetime:
+            kind = "datetime"
+        else:
+            kind = {bool: "bool", int: "int", float: "float", str: "str"}[ann]
+        specs[name] = FieldSpec(name, kind, nullable, info.is_required(), pattern, enum_values)
+    return specs
+
+
+SPECS = {kind: field_specs(model) for kind, model in MODELS.items()}
+
+# ---- raw records -------------------------------------------------------------------------------------
+Pairs = list[tuple[str, bytes]]
+
+
+def to_pairs(record: dict[str, Any]) -> Pairs:
+    return [(k, orjson.dumps(v)) for k, v in record.items()]
+
+
+def render(pairs: Pairs, sep: bytes = b":") -> bytes:
+    return b"{" + b",".join(orjson.dumps(k) + sep + v for k, v in pairs) + b"}"
+
+
+def replace(pairs: Pairs, name: str, raw_value: bytes) -> Pairs:
+    if any(k == name for k, _ in pairs):
+        return [(k, raw_value if k == name else v) for k, v in pairs]
+    return [*pairs, (name, raw_value)]
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile record and what the pipeline must make of it."""
+
+    kind: str
+    category: str
+    value: bytes | None
+    reasons: tuple[str, ...]  # dead letters it must produce (one per record; per bad item for batches)
+    key_id: str  # the id its Kafka key should carry (the value is what is wrong)
+    good_items: tuple[str, ...] = ()  # batches: the declarations in it that must still be decided
+    partition: int | None = None  # batches: where the good items belong (None: anywhere)
+
+    def __repr__(self) -> str:  # keep hypothesis' failure output readable for 5 MB records
+        shown = None if self.value is None else self.value[:300] + (b"..." if len(self.value) > 300 else b"")
+        return f"Hostile({self.kind}, {self.category}, reasons={self.reasons}, value={shown!r})"
+
+
+def big_text(max_chars: int) -> st.SearchStrategy[str]:
+    """A string longer than any field allows (257 .. max_chars characters), drawn cheaply."""
+    return st.builds(lambda chunk, n: (chunk * (n // len(chunk) + 1))[:n],
+                     st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
+                     st.integers(257, max(257, max_chars)))
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | SHORT_TEXT
+NESTED = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(SHORT_TEXT, inner, max_size=3), max_leaves=12)
+
+
+def wrong_type_values(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """JSON values of a type the field never accepts (strict mode: no coercion)."""
+    numbers = st.integers(-1000, 1000) | st.floats(allow_nan=False, allow_infinity=False)
+    containers = st.lists(JSON_SCALARS, max_size=3) | st.dictionaries(SHORT_TEXT, JSON_SCALARS, max_size=3)
+    null = st.nothing() if spec.nullable else st.none()
+    if spec.kind in ("str", "enum", "datetime"):
+        return numbers | st.booleans() | containers | null
+    if spec.kind == "float":
+        return st.text(max_size=10) | st.booleans() | containers | null
+    if spec.kind == "int":
+        return st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10) | st.booleans() | containers | null
+    if spec.kind == "bool":
+        return numbers | st.text(max_size=10) | containers | st.none()
+    if spec.kind == "literal":  # not true / 1.0: see test_schema_version_is_not_coerced_from_true_or_float
+        return st.integers().filter(lambda i: i != 1) | st.text(max_size=10) | containers | st.none()
+    # tuples (JSON arrays)
+    return st.text(max_size=10) | numbers | st.booleans() | st.dictionaries(SHORT_TEXT, JSON_SCALARS, max_size=3) | st.none()
+
+
+def bad_strings(spec: FieldSpec) -> st.SearchStrategy[str]:
+    """Strings (of the right JSON type) that a string field refuses: empty, or not its pattern."""
+    empty = st.just("")
+    if spec.kind == "enum":
+        return SHORT_TEXT.filter(lambda s: s not in spec.enum_values) | empty
+    if spec.pattern:
+        rx = re.compile(spec.pattern)
+        tricky = st.sampled_from(["../../etc/passwd", "a b", " lead", "x\n", "\u0000", "é", "'; DROP TABLE x;--", "${jndi:ldap://x}", "{{7*7}}"])
+        return (tricky | SHORT_TEXT).filter(lambda s: not rx.match(s)) | empty
+    return empty
+
+
+def nesting(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+INVALID_UTF8 = [b"\xff", b"\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80", b"\xf4\x90\x80\x80"]
+
+
+@st.composite
+def mutate(draw: st.DrawFn, kind: str, record: dict[str, Any], max_bytes: int,
+           category: str | None = None) -> tuple[str, bytes | None, str]:
+    """One hostile version of a valid ``record``: (category, bytes, expected reason)."""
+    specs = SPECS[kind]
+    pairs = to_pairs(record)
+    raw = render(pairs)
+    category = category or draw(st.sampled_from(CATEGORIES[kind]))
+    name = draw(st.sampled_from(sorted(specs)))
+    spec = specs[name]
+    if category == "truncated":
+        return category, raw[: draw(st.integers(1, len(raw) - 1))], "invalid-json"
+    if category == "trailing-garbage":
+        return category, raw + draw(st.sampled_from([b"x", b",", b"}", b"{}", b"\x00", b" 1", b"]"])), "invalid-json"
+    if category == "not-json":
+        head = draw(st.sampled_from([b"<", b"'", b"x", b"\x00", b"\xff", b"}", b"NaN{", b"=", b"#"]))
+        return category, head + draw(st.binary(max_size=64)), "invalid-json"
+    if category == "empty":
+        return category, b"", "invalid-json"
+    if category == "invalid-utf8":
+        bad = draw(st.sampled_from(INVALID_UTF8))
+        where = draw(st.sampled_from(["value", "key"]))
+        if where == "key":
+            return category, raw[:-1] + b',"k' + bad + b'":1}', "invalid-json"
+        str_fields = [n for n, s in specs.items() if s.kind in ("str", "enum", "datetime") and n in record]
+        target = draw(st.sampled_from(str_fields))
+        return category, render(replace(pairs, target, b'"A' + bad + b'B"')), "invalid-json"
+    if category == "bad-escape":
+        esc = draw(st.sampled_from([b"\\ud800", b"\\udc00", b"\\ud800x", b"\\x41", b"\\u12", b"\\", b"\x01", b"\n", b"\x1f"]))
+        return category, render(replace(pairs, name, b'"A' + esc + b'B"')), "invalid-json"
+    if category == "wrong-encoding":
+        if draw(st.booleans()):
+            return category, b"\xef\xbb\xbf" + raw, "invalid-json"
+        return category, raw.decode().encode(draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32"]))), "invalid-json"
+    if category == "deep-nesting":
+        depth = draw(st.integers(300, max(300, min(100_000, max_bytes // 2))))
+        if draw(st.booleans()):
+            return category, nesting(depth), "invalid-json"
+        return category, render(replace(pairs, name, nesting(depth))), "invalid-json"
+    if category == "number-too-long":
+        digits = draw(st.integers(5000, 20_000))
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind in ("float", "int", "literal")]))
+        return category, render(replace(pairs, target, b"1" * digits)), "invalid-json"
+    if category == "wrong-top-level":
+        value = draw(st.sampled_from([b"null", b"[]", b"true", b"0", b"-1.5", b'"text"', b"[" + raw + b"]", b'""']))
+        return category, value, "schema-violation"
+    if category == "wrong-type":
+        return category, render(replace(pairs, name, orjson.dumps(draw(wrong_type_values(spec))))), "schema-violation"
+    if category == "missing-field":
+        required = [n for n, s in specs.items() if s.required]
+        drop = draw(st.sampled_from(required))
+        return category, render([(k, v) for k, v in pairs if k != drop]), "schema-violation"
+    if category == "extra-field":
+        key = draw(SHORT_TEXT.filter(lambda k: k not in specs))
+        return category, render([*pairs, (key, orjson.dumps(draw(JSON_SCALARS)))]), "schema-violation"
+    if category == "nan-infinity":
+        literal = draw(st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1E400", b"-0.1e99999"]))
+        return category, render(replace(pairs, name, literal)), "schema-violation"
+    if category == "absurd-number":
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind in ("float", "int", "literal")]))
+        if specs[target].kind == "float":
+            value: Any = draw(st.floats(max_value=-1e-6, allow_infinity=False) | st.floats(min_value=2e13, allow_infinity=False))
+        else:
+            value = draw(st.integers(max_value=0) | st.integers(min_value=1001, max_value=10**300))
+        return category, render(replace(pairs, target, orjson.dumps(value) if isinstance(value, float) else str(value).encode())), "schema-violation"
+    if category == "huge-string":
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind in ("str", "enum", "str-tuple")]))
+        text = draw(big_text(max_bytes // 4))
+        value = [text] if specs[target].kind == "str-tuple" else text
+        return category, render(replace(pairs, target, orjson.dumps(value))), "schema-violation"
+    if category == "huge-payload":  # a large extra field, or a large nested array
+        size = draw(st.integers(max_bytes // 2, max_bytes))
+        if draw(st.booleans()):
+            return category, render([*pairs, ("padding", b'"' + b"A" * size + b'"')]), "schema-violation"
+        return category, render(replace(pairs, name, b"[" + b",".join([b"0"] * (size // 2)) + b"]")), "schema-violation"
+    if category == "bad-string":
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind in ("str", "enum")]))
+        return category, render(replace(pairs, target, orjson.dumps(draw(bad_strings(specs[target]))))), "schema-violation"
+    if category == "unknown-enum":
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind == "enum"]))
+        value = draw(SHORT_TEXT.filter(lambda s: s not in specs[target].enum_values) | st.sampled_from(
+            [v.upper() for v in specs[target].enum_values] + [v + " " for v in specs[target].enum_values]))
+        return category, render(replace(pairs, target, orjson.dumps(value))), "schema-violation"
+    if category == "implausible-time":
+        target = draw(st.sampled_from([n for n in specs if n in EVENT_TIME_FIELDS]))
+        when = draw(st.datetimes(max_value=datetime(1999, 12, 31), timezones=st.just(timezone.utc))
+                    | st.datetimes(min_value=datetime.now() + timedelta(days=2), timezones=st.just(timezone.utc)))
+        return category, render(replace(pairs, target, orjson.dumps(when.isoformat()))), "schema-violation"
+    if category == "malformed-time":
+        target = draw(st.sampled_from([n for n, s in specs.items() if s.kind == "datetime"]))
+        value = draw(st.sampled_from(["2026-11-28T10:00:00", "2026-13-01T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-28T25:00:00Z",
+                                      "2026-11-28T10:00:00+25:00", "yesterday", "", "99999-01-01T00:00:00Z", "2026-11-28", "28/11/2026 10:00"]) | st.datetimes(timezones=st.none()).map(datetime.isoformat))
+        return category, render(replace(pairs, target, orjson.dumps(value))), "schema-violation"
+    if category == "nested-garbage":
+        garbage = draw(st.dictionaries(SHORT_TEXT, NESTED, min_size=1, max_size=4))
+        return category, render(replace(pairs, name, orjson.dumps(garbage))), "schema-violation"
+    if category == "schema-version":
+        value = draw(st.sampled_from([b"2", b"0", b"-1", b'"1"', b"null", b"[1]", b'{"v":1}', b"1.5"]))
+        return category, render(replace(pairs, "schema_version", value)), "schema-violation"
+    if category == "cross-field":
+        return category, render(to_pairs(draw(cross_field(kind, record)))), "schema-violation"
+    if category == "duplicate-key":
+        return category, draw(duplicate_key(kind, record)), "duplicate-key"
+    if category == "null-value":
+        return category, None, "missing-value"
+    raise AssertionError(category)
+
+
+@st.composite
+def cross_field(draw: st.DrawFn, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Each field fine, the combination not (model_post_init rules)."""
+    if kind == "credit":
+        return draw(st.sampled_from([
+            {**record, "event_type": "credit-class-changed", "credit_class": None},
+            {**record, "event_type": "qualification-registered", "qualification": None},
+            {**record, "event_type": "credit-class-changed", "credit_class": "joint-penalty"},
+        ]))
+    assert kind == "risk"
+    return draw(st.sampled_from([
+        {**record, "kind": "origin", "value": "China"},
+        {**record, "kind": "hs-code", "value": "85A712"},
+        {**record, "kind": "route", "value": "SGKP"},
+        {**record, "valid_until": "2001-01-01T00:00:00Z"},  # before valid_from
+    ]))
+
+
+@st.composite
+def duplicate_key(draw: st.DrawFn, kind: str, record: dict[str, Any]) -> bytes:
+    """The record with one top-level key repeated (same or another valid value; maybe escaped or
+    spaced). Duplicates inside a batch's declarations are a ``bad-items`` case."""
+    pairs = to_pairs(record)
+    i = draw(st.integers(0, len(pairs) - 1))
+    key, value = pairs[i]
+    if kind != "batch" or key != "declarations":
+        value = draw(st.sampled_from([value, value, *ALTERNATIVES.get(key, [])]))
+    spelled = draw(st.sampled_from(["plain", "escaped", "spaced"]))
+    if spelled == "escaped":  # the same key, written with a \\u escape
+        key_json = b'"' + "".join(f"\\u{ord(c):04x}" if j == 0 else c for j, c in enumerate(key)).encode() + b'"'
+    else:
+        key_json = orjson.dumps(key)
+    sep = draw(st.sampled_from([b" : ", b"\n:", b"\t:\r\n"])) if spelled == "spaced" else b":"
+    dup = key_json + sep + value
+    body = [orjson.dumps(k) + b":" + v for k, v in pairs]
+    body.insert(draw(st.integers(0, len(body))), dup)
+    return b"{" + b",".join(body) + b"}"
+
+
+# Other valid values per field, so that a duplicate can disagree with the original.
+ALTERNATIVES: dict[str, list[bytes]] = {
+    "port": [b'"YPU-SEA"'], "scenario": [b'"zero-tariff"'], "declared_value": [b"1.0", b"99999999"],
+    "origin_country": [b'"KP"'], "transport_mode": [b'"air"'], "verdict": [b'"suspicious"'],
+    "anomaly_score": [b"0.99"], "credit_class": [b'"aeo"'], "action": [b'"inspect"'], "found": [b"true"],
+    "enterprise_id": [b'"OTHER-ENT"'], "tax_rate": [b"0"],
+}
+
+COMMON = ["truncated", "trailing-garbage", "not-json", "invalid-utf8", "bad-escape", "wrong-encoding", "deep-nesting",
+          "wrong-top-level", "wrong-type", "missing-field", "extra-field", "nan-infinity", "absurd-number", "huge-string",
+          "huge-payload", "bad-string", "nested-garbage", "schema-version", "duplicate-key", "number-too-long", "null-value", "empty"]
+CATEGORIES: dict[str, list[str]] = {
+    "declaration": [*COMMON, "unknown-enum", "implausible-time", "malformed-time"],
+    "batch": [*COMMON, "bad-items"],  # bad-items: a good envelope with some bad declarations
+    "scan": [*COMMON, "unknown-enum", "implausible-time", "malformed-time"],
+    "credit": [*COMMON, "unknown-enum", "implausible-time", "malformed-time", "cross-field"],
+    "risk": [c for c in COMMON if c != "null-value"] + ["unknown-enum", "malformed-time", "cross-field"],  # null: a delete
+    "inspection": [*COMMON, "implausible-time", "malformed-time"],
+}
+
+
+@st.composite
+def bad_item_batch(draw: st.DrawFn, ids: st.SearchStrategy[str], partition: int | None,
+                   fresh: Callable[[], str] | None = None) -> Hostile:
+    """A valid envelope with good declarations and 1-3 bad ones: only the bad ones are dead-lettered.
+    ``fresh`` (if given) names the good declarations, e.g. uniquely across a whole corpus."""
+    if fresh is None:
+        good = draw(st.lists(valid_record("declaration", ids), min_size=0, max_size=3, unique_by=lambda d: d["declaration_id"]))
+    else:
+        good = [declaration(fresh()) for _ in range(draw(st.integers(0, 3)))]
+    bad: list[tuple[bytes, str]] = []
+    for _ in range(draw(st.integers(1, 3))):
+        base = draw(valid_record("declaration", ids))
+        category = draw(st.sampled_from(["wrong-type", "missing-field", "extra-field", "nan-infinity", "absurd-number",
+                                         "bad-string", "duplicate-key", "implausible-time", "nested-garbage", "huge-string"]))
+        _, raw, reason = draw(mutate("declaration", base, 4096, category))
+        bad.append((raw, reason))
+    items = [render(to_pairs(d)) for d in good] + [raw for raw, _ in bad]
+    order = draw(st.permutations(range(len(items))))
+    bid = draw(ids)
+    envelope = render([*to_pairs({"schema_version": 1, "batch_id": bid, "gateway": "FZ-GW"}),
+                       ("declarations", b"[" + b",".join(items[i] for i in order) + b"]")])
+    return Hostile("batch", "bad-items", envelope, tuple(sorted(r for _, r in bad)), bid,
+                   tuple(d["declaration_id"] for d in good), partition)
+
+
+@st.composite
+def hostile(draw: st.DrawFn, kind: str, category: str | None = None, max_bytes: int = 5_000_000,
+            ids: st.SearchStrategy[str] = IDS, partition: int | None = None, fresh: Callable[[], str] | None = None) -> Hostile:
+    """A hostile record for the topic carrying ``kind`` records (of ``category``, or any)."""
+    category = category or draw(st.sampled_from(CATEGORIES[kind]))
+    if category == "bad-items":
+        return draw(bad_item_batch(ids, partition, fresh))
+    record = draw(valid_record(kind, ids))
+    category, value, reason = draw(mutate(kind, record, max_bytes, category))
+    return Hostile(kind, category, value, (reason,), str(record[KEY_FIELDS[kind]]))
+
+
+def collect(strategy: st.SearchStrategy[Any], n: int) -> list[Any]:
+    """``n`` examples of ``strategy``, the same ones on every run (for building a fixed corpus)."""
+    out: list[Any] = []
+
+    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def gather(example: Any) -> None:
+        out.append(example)
+
+    gather()
+    return out
+
+
+# ---- unit tests: the codec ------------------------------------------------------------------------------
+FUZZ = settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+
+def rejection(model: type[BaseModel], value: bytes | None) -> tuple[str, str]:
+    try:
+        parsed = codec.parse(model, value)
+    except EXPECTED_EXCEPTIONS as exc:
+        return reject_reason(exc)
+    raise AssertionError(f"accepted (coerced?) {parsed!r}")
+
+
+KIND_CATEGORIES = [(kind, category) for kind in KINDS for category in CATEGORIES[kind]]
+
+
+@pytest.mark.parametrize("kind, category", KIND_CATEGORIES)
+@FUZZ
+@given(data=st.data())
+def test_every_hostile_record_is_rejected_with_its_reason(kind: str, category: str, data: st.DataObject) -> None:
+    h = data.draw(hostile(kind, category, max_bytes=100_000))
+    reason, detail = rejection(MODELS[kind], h.value)
+    if h.category == "bad-items":  # the whole batch fails; each item is judged in the fallback (below)
+        assert reason in h.reasons
+    else:
+        assert reason == h.reasons[0], (h.category, detail)
+    assert detail
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=60, deadline=None, database=None)
+@given(data=st.data())
+def test_valid_records_are_accepted_however_they_are_formatted(kind: str, data: st.DataObject) -> None:
+    """No false duplicate-key alarms: whitespace, key order, escapes, quotes and colons in strings."""
+    record = data.draw(valid_record(kind))
+    if kind in ("credit", "risk"):  # free text: quotes and colons exercise the exact (slow) check
+        record["reason"] = data.draw(st.sampled_from(['he said "stop": now', '":', 'a\\":b', "{\"k\": 1, \"k\": 2}", "ü:“”"]))
+    items = list(record.items())
+    order = data.draw(st.permutations(range(len(items))))
+    shuffled = dict(items[i] for i in order)
+    indent = data.draw(st.sampled_from([None, 1, "\t"]))
+    separators = data.draw(st.sampled_from([(",", ":"), (", ", ": "), (" ,", " : "), ("\n,", "\r\n:\t")]))
+    raw = json.dumps(shuffled, indent=indent, separators=separators, ensure_ascii=data.draw(st.booleans())).encode()
+    assert codec.parse(MODELS[kind], raw) == MODELS[kind].model_validate_json(orjson.dumps(record))
+
+
+def test_duplicate_keys_are_refused_whichever_value_comes_last() -> None:
+    good = declaration("D1")
+    for dup in (b',"port":"OTHER"}', b',"port":"HAK-SEA"}', b',"po\\u0072t":"X"}', b',"port" \n: "X"}'):
+        raw = orjson.dumps(good)[:-1] + dup
+        assert Declaration.model_validate_json(raw)  # what pydantic alone would let through
+        assert rejection(Declaration, raw)[0] == "duplicate-key"
+    nested = orjson.dumps(batch("B1", [declaration("D1"), declaration("D2")])).replace(b'"D2"', b'"D2","declaration_id":"D3"')
+    assert rejection(DeclarationBatch, nested) == ("duplicate-key", "key 'declaration_id' appears more than once in one JSON object")
+
+
+def test_typical_records_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact check (a second, Python-level parse) runs only when the cheap count cannot rule a
+    duplicate out; for records written by a JSON library it never runs."""
+    def boom(raw: Any) -> None:
+        raise AssertionError("exact duplicate-key check ran")
+
+    monkeypatch.setattr(codec, "check_no_duplicate_keys", boom)
+    codec.parse(Declaration, orjson.dumps(declaration("D1", seller_id="S1", quantity=3.0)))
+    codec.parse(Declaration, json.dumps(declaration("D1"), indent=2).encode())
+    codec.parse(DeclarationBatch, orjson.dumps(batch("B1", [declaration(f"D{i}") for i in range(500)])))
+    codec.parse(ScanResult, orjson.dumps(scan("D1", suspected_categories=["a: b", "c"])))
+
+
+def test_huge_and_deep_records_are_rejected_quickly() -> None:
+    import time
+
+    good = orjson.dumps(declaration("D1"))
+    cases = {
+        "5 MB string": (good[:-1] + b',"port":"' + b"A" * 5_000_000 + b'"}', "schema-violation"),  # (also a duplicate)
+        "5 MB extra field": (good[:-1] + b',"x":"' + b"A" * 5_000_000 + b'"}', "schema-violation"),
+        "5 MB key": (good[:-1] + b',"' + b"k" * 5_000_000 + b'":1}', "schema-violation"),
+        "1M-deep array": (nesting(1_000_000), "invalid-json"),
+        "100k-deep objects": (b'{"a":' * 100_000, "invalid-json"),
+        "1M-digit number": (good.replace(b'"revision":1', b'"revision":' + b"9" * 1_000_000), "invalid-json"),
+        "1M-digit exponent": (good.replace(b'"tax_rate":5.0', b'"tax_rate":1e' + b"9" * 1_000_000), "schema-violation"),
+    }
+    for name, (raw, want) in cases.items():
+        started = time.perf_counter()
+        assert rejection(Declaration, raw)[0] == want, name
+        assert time.perf_counter() - started < 1.0, name
+
+
+def test_a_record_with_a_million_errors_is_dead_lettered_without_listing_them() -> None:
+    """pydantic's errors() on 480k wrong array items takes seconds (and str() of it is 85 MB): the
+    codec refuses such a record with a short message, keeping the dead letter cheap."""
+    raw = b'{"batch_id":"B","gateway":"G","declarations":[' + b",".join([b"0"] * 480_000) + b"]}"
+    with pytest.raises(codec.TooManyErrors) as info:
+        codec.parse(DeclarationBatch, raw)
+    reason, detail = reject_reason(info.value)
+    assert reason == "schema-violation" and "480001 validation errors" in detail
+    reasons, _ = run_handler(stub_topology(), "batch", b"B", raw)
+    assert reasons == ["schema-violation"]
+
+
+def test_batch_items_returns_each_items_original_bytes() -> None:
+    items = [orjson.dumps(declaration("D1")), b'{ "declaration_id" : "D2", "port": NaN }', b"[1,2]"]
+    raw = b'{"schema_version":1, "batch_id":"B1","gateway":"GW",\n "declarations": [' + b" ,\n".join(items) + b"] }"
+    assert codec.batch_items(DeclarationBatch, raw, "declarations") == items
+
+
+@pytest.mark.parametrize("envelope, reason", [
+    ({"schema_version": 2}, "schema-violation"),
+    ({"batch_id": None}, "schema-violation"),
+    ({"extra": 1}, "schema-violation"),
+    ({"declarations": []}, "schema-violation"),
+    ({"declarations": "D1"}, "schema-violation"),
+])
+def test_batch_items_refuses_a_bad_envelope(envelope: dict[str, Any], reason: str) -> None:
+    raw = orjson.dumps({**batch("B1", [declaration("D1"), {"bad": 1}]), **envelope})
+    with pytest.raises(EXPECTED_EXCEPTIONS) as info:
+        codec.batch_items(DeclarationBatch, raw, "declarations")
+    assert reject_reason(info.value)[0] == reason
+
+
+def test_batch_items_refuses_too_many_items_and_duplicate_envelope_keys() -> None:
+    many = orjson.dumps(batch("B1", [{"x": 1}] * 5001))
+    with pytest.raises(ValidationError):
+        codec.batch_items(DeclarationBatch, many, "declarations")
+    dup = b'{"batch_id":"B1","gateway":"GW","batch_id":"B2","declarations":[{}]}'
+    with pytest.raises(codec.DuplicateKey):
+        codec.batch_items(DeclarationBatch, dup, "declarations")
+
+
+# ---- unit tests: the topology's handlers (no broker: bad records never reach the policy) ----------------
+PARTITIONS = 4
+
+
+def stub_topology() -> Topology:
+    topo = Topology.__new__(Topology)  # no Faust app: the parsing paths need only these attributes
+    topo.settings = Settings(partitions=PARTITIONS)
+    topo.dead_letters = DeadLetterSink("dead-letters")
+    topo.batch_topic_name = "declaration-batches"
+
+    def table(name: str) -> SimpleNamespace:
+        return SimpleNamespace(data={}, changelog_topic=SimpleNamespace(get_topic_name=lambda: name))
+
+    topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
+    return topo
+
+
+TOPICS = {"declaration": "declarations", "batch": "declaration-batches", "scan": "scans", "credit": "credit-events",
+          "risk": "risk-lists", "inspection": "inspection-results"}
+
+
+def run_handler(topo: Topology, kind: str, key: bytes | None, value: bytes | None, partition: int = 0) -> tuple[list[str], Any]:
+    """Feed one record to the handler of its topic; returns the dead-letter reasons and the result."""
+    msg = SimpleNamespace(topic=TOPICS[kind], partition=partition, offset=7, key=key, value=value)
+    out = OutputBatch()
+    handler: Callable[..., Any] = {
+        "declaration": topo.handle_declarations, "scan": topo.handle_scans, "credit": topo.handle_credit_events,
+        "risk": topo.handle_risk_lists, "inspection": topo.handle_inspection_results,
+    }.get(kind)  # type: ignore[assignment]
+    if kind == "batch":
+        result = topo._parse_batch(msg, out)
+    else:
+        result = out = handler([SimpleNamespace(message=msg)])
+    reasons = []
+    for (topic, _), records in out._records.items():
+        if topic == "dead-letters":
+            for _, payload in records:
+                letter = orjson.loads(payload)
+                assert letter["source_topic"] == TOPICS[kind] and letter["offset"] == 7
+                reasons.append(letter["reason"])
+    return sorted(reasons), result
+
+
+@pytest.mark.parametrize("kind, category", KIND_CATEGORIES)
+@FUZZ
+@given(data=st.data())
+def test_handlers_dead_letter_every_hostile_record(kind: str, category: str, data: st.DataObject) -> None:
+    h = data.draw(hostile(kind, category, max_bytes=100_000))
+    topo = stub_topology()
+    reasons, result = run_handler(topo, kind, h.key_id.encode(), h.value, partition=h.partition or 0)
+    assert set(reasons) <= REASONS
+    if h.category == "bad-items":  # good items come back (or are on the wrong partition here)
+        bad = [r for r in reasons if r != "wrong-partition"]
+        assert bad == list(h.reasons)
+        assert len(result) + reasons.count("wrong-partition") == len(h.good_items)
+    else:
+        assert reasons == list(h.reasons), h.category
+    if kind == "credit":
+        assert topo.credit.data == {}
+    if kind == "risk":
+        assert topo.risk_lists.data == {}
+
+
+@pytest.mark.parametrize("kind, key", [
+    ("declaration", None), ("declaration", b"OTHER"), ("declaration", b"K" * 100_000), ("declaration", b"\xff\xfe"),
+    ("scan", None), ("scan", b"OTHER"), ("scan", b"K" * 100_000),
+    ("credit", b"OTHER"), ("credit", b"K" * 100_000),
+    ("risk", None), ("risk", b"OTHER"), ("risk", b"K" * 100_000), ("risk", b"\xff\xfe"),
+])
+def test_key_problems_are_dead_lettered(kind: str, key: bytes | None) -> None:
+    record = {"declaration": declaration("D1"), "scan": scan("D1"), "credit": credit("E1", "C1"), "risk": risk("R1")}[kind]
+    reasons, _ = run_handler(stub_topology(), kind, key, orjson.dumps(record))
+    assert reasons == ["key-mismatch"]
+
+
+def test_risk_list_delete_needs_a_key_and_nothing_else() -> None:
+    topo = stub_topology()
+    assert run_handler(topo, "risk", None, None)[0] == ["key-mismatch"]
+    assert run_handler(topo, "risk", b"\xff\xfe", None)[0] == []  # deleting what is not there is harmless
+
+
+def test_credit_event_without_a_key_is_accepted_by_design() -> None:
+    topo = stub_topology()
+    assert run_handler(topo, "credit", None, orjson.dumps(credit("E1", "C1")))[0] == []
+    assert b"E1" in topo.credit.data
+
+
+def test_declaration_on_the_wrong_partition_is_dead_lettered() -> None:
+    from streams.partitioning import partition_for
+
+    right = partition_for(b"D1", PARTITIONS)
+    reasons, _ = run_handler(stub_topology(), "declaration", b"D1", orjson.dumps(declaration("D1")), partition=(right + 1) % PARTITIONS)
+    assert reasons == ["wrong-partition"]
+
+
+def test_batch_fallback_keeps_good_items_and_dead_letters_the_original_bytes_of_bad_ones() -> None:
+    from streams.partitioning import partition_for
+
+    ids = [f"B{i}" for i in range(100) if partition_for(f"B{i}".encode(), PARTITIONS) == 0][:3]
+    dup = orjson.dumps(declaration(ids[1]))[:-1] + b',"port":"OTHER"}'
+    bad = b'{"declaration_id": "X", "port": NaN}'
+    raw = b'{"batch_id":"B","gateway":"G","declarations":[' + orjson.dumps(declaration(ids[0])) + b"," + dup + b"," + bad + b"]}"
+    out = OutputBatch()
+    msg = SimpleNamespace(topic="declaration-batches", partition=0, offset=1, key=b"B", value=raw)
+    good = stub_topology()._parse_batch(msg, out)
+    assert [d.declaration_id for _, d in good] == [ids[0]]
+    import base64
+
+    letters = [orjson.loads(p) for (_, _), recs in out._records.items() for _, p in recs]
+    assert sorted((d["reason"], base64.b64decode(d["value_b64"])) for d in letters) == [("duplicate-key", dup), ("schema-violation", bad)]
+
+
+# ---- known gaps, outside the parsing path this suite owns (strict xfail: they flip when fixed) -----------
+@pytest.mark.xfail(strict=True, reason="Literal[1] compares by ==: JSON true and 1.0 pass as schema_version 1 (schemas/records.py)")
+@pytest.mark.parametrize("value", [b"true", b"1.0"])
+def test_schema_version_is_not_coerced_from_true_or_float(value: bytes) -> None:
+    raw = render(replace(to_pairs(scan("D1")), "schema_version", value))
+    assert rejection(ScanResult, raw)[0] == "schema-violation"
+
+
+@pytest.mark.xfail(strict=True, reason="strict datetimes still read a string of digits as a unix timestamp (schemas/records.py)")
+def test_event_time_is_not_coerced_from_a_unix_timestamp_string() -> None:
+    raw = orjson.dumps({**scan("D1"), "event_time": str(int(datetime.now(timezone.utc).timestamp()) - 60)})
+    assert rejection(ScanResult, raw)[0] == "schema-violation"
+
+
+@pytest.mark.xfail(strict=True, reason="handle_inspection_results never compares the key with declaration_id")
+def test_inspection_result_with_a_foreign_key_is_dead_lettered() -> None:
+    assert run_handler(stub_topology(), "inspection", b"OTHER", orjson.dumps(inspection("D1")))[0] == ["key-mismatch"]
+
+
+@pytest.mark.xfail(strict=True, reason="a dead letter carries the whole original value base64-encoded (x4/3): for a record "
+                   "near Kafka's 1 MB limit it exceeds the worker's producer_max_batch_size (1,000,000), OutputBatch.send raises "
+                   "and the agent crashes (streams/deadletter.py, streams/outputs.py)")
+def test_dead_letter_of_a_near_limit_record_fits_in_one_producer_batch() -> None:
+    value = b'{"x":"' + b"A" * 900_000 + b'"}'
+    _, payload = dead_letter_record("declarations", 0, 0, b"D1", value, ValueError("too big"))
+    assert len(payload) < 1_000_000

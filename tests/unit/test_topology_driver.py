@@ -1,0 +1,131 @@
+"""The topology's handlers driven without a broker: parsing, dead letters, policy, joins, timeouts."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from tests.unit.factories import FIXTURE_POLICY
+from policy.config import load_policy
+from schemas import ControlInstruction
+from streams import topics
+from streams.partitioning import partition_for
+from streams.services import Services
+from streams.testing import TopologyDriver
+
+NOW = datetime.now(timezone.utc)
+
+
+class FixedScorer:
+    """Scores from a table by declaration id (default 0.0); the real model is tested in riskmodels."""
+
+    def __init__(self, scores: dict[str, float] | None = None) -> None:
+        self.scores = scores or {}
+        self.calls: list[int] = []
+
+    def score(self, declarations):
+        self.calls.append(len(declarations))
+        scores = [self.scores.get(d.declaration_id, 0.0) for d in declarations]
+
+        class Batch:
+            model_versions = ["fixed-1"] * len(declarations)
+
+            def __init__(self) -> None:
+                self.scores = scores
+
+            def explain(self, i: int, top: int = 3) -> list[str]:
+                return [f"fixed score {scores[i]:.2f}"]
+
+        return Batch()
+
+    def active_versions(self):
+        return {"general-trade": "fixed-1"}
+
+    def refresh(self):
+        return False
+
+
+def policy():
+    base = load_policy(FIXTURE_POLICY)
+    return base.model_copy(update={
+        "random_selection": base.random_selection.model_copy(update={"share": 0.0}),
+        "capacity": base.capacity.model_copy(update={"default": base.capacity.default.model_copy(update={"machine_check": None, "inspect": None}), "ports": {}}),
+    })
+
+
+def decl(did: str, **over) -> dict:
+    return {"declaration_id": did, "port": "HAK-SEA", "enterprise_id": "E1", "declarant_id": "DC1", "scenario": "general-trade",
+            "hs_code": "851712", "origin_country": "CN", "departure_country": "CN", "transport_mode": "sea",
+            "declared_value": 1000.0, "currency": "CNY", "net_mass_kg": 5.0, "tax_rate": 5.0, "event_time": NOW.isoformat(), **over}
+
+
+def scan(did: str, verdict: str) -> dict:
+    return {"scan_id": f"S-{did}", "declaration_id": did, "port": "HAK-SEA", "device_id": "XR1", "device_type": "x-ray",
+            "anomaly_score": 0.9 if verdict == "suspicious" else 0.1, "verdict": verdict, "event_time": NOW.isoformat()}
+
+
+@pytest.fixture
+def driver():
+    scorer = FixedScorer({"HIGH": 0.99, "MID": 0.6, "MID2": 0.6})
+    d = TopologyDriver(Services(policy(), scorer))
+    d.scorer = scorer
+    return d
+
+
+def test_micro_batch_is_scored_once_and_every_instruction_is_valid(driver):
+    driver.send(topics.DECLARATIONS, [(x.encode(), decl(x)) for x in ("LOW", "MID", "HIGH")])
+    assert driver.scorer.calls == [3]  # one model call for the whole micro-batch
+    by_id = {i["declaration_id"]: i for i in driver.instructions()}
+    assert {k: v["action"] for k, v in by_id.items()} == {"LOW": "release", "MID": "machine-check", "HIGH": "inspect"}
+    for instruction in driver.instructions():
+        ControlInstruction.model_validate_json(orjson.dumps(instruction))
+    assert by_id["HIGH"]["reasons"][-1] == "fixed score 0.99"  # explanation only for selected ones
+    assert "fixed score" not in " ".join(by_id["LOW"]["reasons"])
+
+
+def test_scan_join_and_timeout_through_the_tables(driver):
+    t0 = time.time()  # deadlines are set from the worker's clock when it decides
+    driver.send(topics.DECLARATIONS, [(b"MID", decl("MID")), (b"MID2", decl("MID2"))])
+    driver.send(topics.SCANS, [(b"MID", scan("MID", "suspicious"))])
+    finals = {i["declaration_id"]: i for i in driver.instructions() if i["final"]}
+    assert finals["MID"]["action"] == "inspect" and "MID2" not in finals
+    assert driver.expire(now=t0 + 10) == 0  # not yet due
+    timeout = load_policy(FIXTURE_POLICY).scan.timeout_s
+    assert driver.expire(now=t0 + timeout + 60) == 1
+    finals = {i["declaration_id"]: i for i in driver.instructions() if i["final"]}
+    assert finals["MID2"]["stage"] == "timeout" and finals["MID2"]["action"] == "inspect"
+    assert driver.expire(now=t0 + timeout + 120) == 0  # deadline removed: fires once
+
+
+def test_bad_records_are_dead_lettered_with_reasons_and_good_ones_decided(driver):
+    n = driver.settings.partitions
+    stray = next(f"W{i}" for i in range(50) if partition_for(f"W{i}".encode(), n) != partition_for(b"GOOD", n))
+    driver.send(topics.DECLARATIONS, [(b"X", b"{oops"), (b"Y", decl("Z")), (b"GOOD", decl("GOOD"))])
+    driver.send(topics.DECLARATIONS, [(stray.encode(), decl(stray))], partition=partition_for(b"GOOD", n))
+    reasons = sorted(d["reason"] for d in driver.dead_letters())
+    assert reasons == ["invalid-json", "key-mismatch", "wrong-partition"]
+    assert [i["declaration_id"] for i in driver.instructions()] == ["GOOD"]
+
+
+def test_risk_list_entry_applies_and_retracts(driver):
+    entry = {"schema_version": 1, "entry_id": "E1", "list_id": "L1", "kind": "origin", "value": "CN", "action": "inspect",
+             "reason": "alert", "source_agency": "customs", "valid_from": (NOW - timedelta(days=1)).isoformat()}
+    driver.send(topics.RISK_LISTS, [(b"E1", entry)])
+    driver.send(topics.DECLARATIONS, [(b"A", decl("A"))])
+    driver.send(topics.RISK_LISTS, [(b"E1", None)])
+    driver.send(topics.DECLARATIONS, [(b"B", decl("B"))])
+    by_id = {i["declaration_id"]: i for i in driver.instructions()}
+    assert by_id["A"]["action"] == "inspect" and by_id["A"]["risk_hits"] == ["L1/E1"]
+    assert by_id["B"]["action"] == "release" and by_id["B"]["risk_hits"] == []
+
+
+def test_credit_state_is_folded_and_used(driver):
+    driver.send(topics.CREDIT_EVENTS, [(b"E1", {"event_id": "C1", "enterprise_id": "E1", "event_type": "qualification-registered",
+                                                 "qualification": "zero-tariff", "source_agency": "customs", "event_time": NOW.isoformat()})])
+    driver.send(topics.DECLARATIONS, [(b"ZT1", decl("ZT1", scenario="zero-tariff")), (b"ZT2", decl("ZT2", scenario="zero-tariff", enterprise_id="E2"))])
+    by_id = {i["declaration_id"]: i for i in driver.instructions()}
+    assert by_id["ZT1"]["action"] == "release"
+    assert by_id["ZT2"]["action"] == "inspect" and by_id["ZT2"]["selection_reason"] == "rule"
