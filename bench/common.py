@@ -1,29 +1,25 @@
-"""What every measurement shares: the data set, clients, the output watcher, child processes, py-spy."""
+"""What every measurement shares: the data set, clients, the output watcher, the timed-backlog sequence."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import platform
-import re
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.procs import Child, CpuMeter, Profile, paused
 from streams import topics
 from streams.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
 WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)
 STALL_S = 30.0  # no new decision for this long after the first one: the system under test is stuck
@@ -312,20 +308,6 @@ def timed_backlog(what: str, watcher: Watcher, pids: list[int], write: Callable[
     return result
 
 
-@contextlib.contextmanager
-def paused(pids: list[int]) -> Iterator[None]:
-    """SIGSTOP the process groups for a moment (heartbeats stop too: keep it well under the 10 s
-    session timeout)."""
-    for pid in pids:
-        os.killpg(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGCONT)
-
-
 def run_child_system(what: str, module: str, args: list[str], settings: Settings, data: Dataset, count: int,
                      workdir: Path, timeout_s: float, profile: Path | None) -> dict[str, Any]:
     """Ceiling and naive agent: a child process reading one record per declaration."""
@@ -339,109 +321,3 @@ def run_child_system(what: str, module: str, args: list[str], settings: Settings
     finally:
         child.stop()
         watcher.close()
-
-
-# Processes whose CPU time every measurement reports besides the system under test (the runner
-# registers the broker and itself): on a shared 2-core machine CPU per declaration is steadier than wall time.
-CPU_ALSO: dict[str, list[int]] = {}
-
-
-class CpuMeter:
-    """CPU seconds used by groups of processes between start and stop, per declaration too."""
-
-    def __init__(self, system_pids: list[int]) -> None:
-        self.groups = {"system": system_pids, **CPU_ALSO}
-        self.start = {g: sum(cpu_seconds(p) for p in pids) for g, pids in self.groups.items()}
-        self.wall = time.monotonic()
-
-    def stop(self, declarations: int) -> dict[str, Any]:
-        used = {g: sum(cpu_seconds(p) for p in pids) - self.start[g] for g, pids in self.groups.items()}
-        wall = time.monotonic() - self.wall
-        return {"cpu_us_per_declaration": {g: round(1e6 * u / max(declarations, 1), 1) for g, u in used.items()},
-                "cpu_busy": {g: round(u / wall, 2) for g, u in used.items()}}  # 1.0 = one core all the time
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far, from /proc (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-# ---- child processes ----------------------------------------------------------------------------
-class Child:
-    """A benchmark subprocess (``python -m bench.<module>``) in its own process group."""
-
-    def __init__(self, module: str, args: list[str], log_path: Path) -> None:
-        self.log_path = log_path
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        with open(log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def dead(self) -> str | None:
-        """Why the child is gone, or None while it runs (or once it finished its work with status 0)."""
-        if self.proc.poll() in (None, 0):
-            return None
-        tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
-        return f"process exited with code {self.proc.returncode} (log {self.log_path}):\n{tail}"
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        stop_group(self.proc, grace_s)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the benchmark itself dies (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the child's own process group, SIGKILL after the grace period."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGCONT)  # in case it was paused
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-# ---- profiling ----------------------------------------------------------------------------------
-class Profile:
-    """py-spy sampling one process for as long as a measurement runs (``--profile``)."""
-
-    def __init__(self, pid: int, out: Path) -> None:
-        self.out = out
-        spy = Path(sys.executable).with_name("py-spy")
-        # --nonblocking: do not pause the measured process to sample it (a little less exact).
-        self.proc = subprocess.Popen([str(spy), "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "100", "--nonblocking"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def stop(self, top: int = 12) -> dict[str, float]:
-        """Stop sampling (py-spy writes its file on SIGINT); return the top functions by self time (%)."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        leaf: Counter = Counter()
-        with contextlib.suppress(OSError):
-            for line in self.out.read_text().splitlines():  # "frame;frame;...;leaf COUNT"
-                stack, _, count = line.rpartition(" ")
-                m = re.fullmatch(r"(.*) \((.*?)(:\d+)?\)", stack.rsplit(";", 1)[-1])
-                leaf[f"{m.group(1)} ({Path(m.group(2)).name})" if m else stack.rsplit(";", 1)[-1]] += int(count)
-        total = sum(leaf.values()) or 1
-        return {name: round(100 * n / total, 1) for name, n in leaf.most_common(top)}

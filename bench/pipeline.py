@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import LIFECYCLE_EVERY, BenchError, CpuMeter, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
+from bench.common import LIFECYCLE_EVERY, BenchError, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
+from bench.procs import CpuMeter
 from streams import topics
 from streams.brokers import free_port
 from streams.gateway import DeclarationPublisher

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import orjson
 
 from bench import ceiling, naive_faust, pipeline
-from bench.common import CPU_ALSO, REPO_ROOT, BenchError, Dataset, Watcher, log, machine
+from bench.common import BenchError, Dataset, Watcher, log, machine
+from bench.procs import CPU_ALSO, REPO_ROOT
 from streams.brokers import make_broker
 from streams.settings import Settings
 from streams.topics import create_topics
@@ -57,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extra environment for the pipeline workers, e.g. BATCH_MAX=4000 (repeatable; recorded in the JSON)")
     p.add_argument("--run-timeout", type=float, default=180.0, help="seconds any one wait may take before the run fails (default 180)")
     p.add_argument("--profile", action="store_true", help="sample each system with py-spy during its throughput run "
-                                                          "(raw stacks next to --out; slows the measured process a little)")
+                                                          "(raw stacks next to --out; slows the measured process a little; "
+                                                          "runs shorter than a second or two, as in --quick, may get no samples)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json", help="result file")
     p.add_argument("--keep", action="store_true", help="keep the work directory (worker logs) even on success")
     args = p.parse_args(argv)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
+from streams import cliargs
 from streams.settings import Settings
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
@@ -30,50 +31,6 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
         raise SystemExit(2)
 
     parser.error = error  # type: ignore[method-assign]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _seed(text: str) -> int:
-    value = _non_negative_int(text)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError("seed must be below 2**63")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
 
 
 def _utc_time(text: str) -> datetime:
@@ -105,28 +62,28 @@ def register(subparsers: Any) -> None:
         ),
     )
     _one_line_errors(sim)
-    sim.add_argument("--seed", type=_seed, default=7, help="simulation seed (default 7); same seed, same traffic")
-    sim.add_argument("--enterprises", type=_positive_int, default=70_000, help="enterprises in the population (default 70000)")
-    sim.add_argument("--count", type=_positive_int, help="number of declarations")
-    sim.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="live mode: publish for this long")
-    sim.add_argument("--rate", type=_non_negative_float, metavar="N",
+    sim.add_argument("--seed", type=cliargs.seed, default=7, help="simulation seed (default 7); same seed, same traffic")
+    sim.add_argument("--enterprises", type=cliargs.positive_int, default=70_000, help="enterprises in the population (default 70000)")
+    sim.add_argument("--count", type=cliargs.positive_int, help="number of declarations")
+    sim.add_argument("--duration", type=cliargs.positive_float, metavar="SECONDS", help="live mode: publish for this long")
+    sim.add_argument("--rate", type=cliargs.non_negative_float, metavar="N",
                      help=f"live mode: declarations per second, 0 = as fast as possible (default {DEFAULT_LIVE_RATE:g}); "
                           "history mode: event-time arrival rate (default: the office's daily rhythm, 1/s on average)")
-    sim.add_argument("--first-index", type=_non_negative_int, default=0, metavar="N",
+    sim.add_argument("--first-index", type=cliargs.non_negative_int, default=0, metavar="N",
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
     sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file")
     sim.add_argument("--start", type=_utc_time, metavar="TIME", help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
-    sim.add_argument("--scan-delay-scale", type=_non_negative_float, default=1.0, metavar="F",
+    sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
                      help="multiply the scanners' realistic delays (tens of seconds) by F, e.g. 0.05 for demos (default 1)")
     sim.add_argument("--no-scanners", action="store_true", help="live mode: do not answer machine-check instructions")
     sim.add_argument("--no-credit-population", action="store_true", help="live mode: skip publishing the initial credit register")
-    sim.add_argument("--lifecycle-ratio", type=_non_negative_float, default=0.005, metavar="R",
+    sim.add_argument("--lifecycle-ratio", type=cliargs.non_negative_float, default=0.005, metavar="R",
                      help="live mode: credit lifecycle events per declaration (default 0.005)")
-    sim.add_argument("--linger", type=_non_negative_float, default=30.0, metavar="SECONDS",
+    sim.add_argument("--linger", type=cliargs.non_negative_float, default=30.0, metavar="SECONDS",
                      help="live mode: after the last declaration keep scanning until no machine-check came for this "
                           "long and no scan is pending (default 30)")
-    sim.add_argument("--settle", type=_non_negative_float, default=30.0, metavar="SECONDS",
+    sim.add_argument("--settle", type=cliargs.non_negative_float, default=30.0, metavar="SECONDS",
                      help="live mode: after the credit register, wait up to this long for the workers to fold it "
                           "(watched on their enterprise-credit changelog) before declarations start; 0: do not wait "
                           "(default 30)")
@@ -147,17 +104,17 @@ def register(subparsers: Any) -> None:
     _one_line_errors(st)
     st.add_argument("--port", type=_port, required=True, help="port id (" + ", ".join(world.PORT_IDS) + ") or 'all'")
     st.add_argument("--station-id", metavar="ID", help="station id in results (default PORT-ST1)")
-    st.add_argument("--seed", type=_seed, help="simulator seed for the ground truth (default: read from the declaration id)")
-    st.add_argument("--enterprises", type=_positive_int, default=70_000, help="simulator population size (default 70000)")
+    st.add_argument("--seed", type=cliargs.seed, help="simulator seed for the ground truth (default: read from the declaration id)")
+    st.add_argument("--enterprises", type=cliargs.positive_int, default=70_000, help="simulator population size (default 70000)")
     st.add_argument("--state-dir", metavar="DIR", help="where the dedup journal lives (default: next to the worker data dir, 'stations/')")
     st.add_argument("--group-id", metavar="ID", help="consumer group (default {app_id}.station.{port})")
     st.add_argument("--from", dest="offset_reset", choices=("earliest", "latest"), default="earliest",
                     help="where a new group starts reading (default earliest)")
     st.add_argument("--show-releases", action="store_true", help="also list release instructions")
     st.add_argument("--observe-only", action="store_true", help="show the queue but publish no inspection results")
-    st.add_argument("--idle-exit", type=_positive_float, metavar="SECONDS", help="exit after this long without instructions")
-    st.add_argument("--max-instructions", type=_positive_int, metavar="N", help="exit after consuming N instruction records")
-    st.add_argument("--summary-every", type=_non_negative_float, default=10.0, metavar="SECONDS",
+    st.add_argument("--idle-exit", type=cliargs.positive_float, metavar="SECONDS", help="exit after this long without instructions")
+    st.add_argument("--max-instructions", type=cliargs.positive_int, metavar="N", help="exit after consuming N instruction records")
+    st.add_argument("--summary-every", type=cliargs.non_negative_float, default=10.0, metavar="SECONDS",
                     help="print a summary line to stderr this often (0: never; default 10)")
     st.add_argument("--quiet", action="store_true", help="do not print the queue lines")
     st.set_defaults(handler=station)

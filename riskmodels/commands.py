@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from streams import cliargs
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,23 +28,6 @@ def _guarded(command: str, fn: Callable[[argparse.Namespace], int]) -> Handler:
             print(f"riskctl {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     return handler
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
 def _fx_table(path: Path | None) -> Any:
@@ -115,8 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="labelled later-period declarations for early stopping, thresholds and metrics")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact directory to write (replaced if it is an artifact)")
     p.add_argument("--format", choices=("auto", "project", "kcs"), default="auto", help=fmt_help)
-    p.add_argument("--seed", type=_seed, default=7, help="random seed; same data + seed = same model (default 7)")
-    p.add_argument("--rounds", type=_positive_int, metavar="N", help="maximum boosting rounds per model (default 300)")
+    p.add_argument("--seed", type=cliargs.seed, default=7, help="random seed; same data + seed = same model (default 7)")
+    p.add_argument("--rounds", type=cliargs.positive_int, metavar="N", help="maximum boosting rounds per model (default 300)")
     p.add_argument("--fx", type=Path, metavar="FILE",
                    help='exchange rates, JSON {"base": "USD", "per_base": {"CNY": 7.1, ...}} (units of each currency '
                         "per base unit); currencies it lacks get rates learned from the training data "

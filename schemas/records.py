@@ -10,9 +10,9 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 SCHEMA_VERSION = 1
 
@@ -30,7 +30,19 @@ def _plausible_time(value: datetime) -> datetime:
     return value
 
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+def _iso_text(value: object) -> object:
+    # pydantic reads a string of digits as a unix timestamp even in strict mode: gateways send ISO 8601.
+    if isinstance(value, str):
+        if not ("-" in value and ":" in value):
+            raise ValueError("event time must be an ISO 8601 date-time with a UTC offset")
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("event time is not an ISO 8601 date-time") from None
+    return value
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_plausible_time)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -80,7 +92,8 @@ class Action(str, enum.Enum):
 
 class _Record(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
-    schema_version: Literal[1] = SCHEMA_VERSION
+    # A strict int, not Literal[1]: a literal compares with ==, so JSON true and 1.0 would pass.
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)
 
 
 class Declaration(_Record):
@@ -308,13 +321,19 @@ class InspectionResult(_Record):
 
 
 class DeadLetter(_Record):
-    """A record the pipeline could not accept, with the reason and the original bytes (base64)."""
+    """A record the pipeline could not accept, with the reason and the original bytes (base64).
+
+    Originals larger than the dead-letter limit keep their first bytes only (``truncated``); their
+    full size and sha256 identify them, and the source partition and offset locate them."""
 
     source_topic: str
     partition: int
     offset: int
     key_b64: str | None
     value_b64: str | None
+    value_size: int | None = None
+    value_sha256: str | None = None
+    truncated: bool = False
     reason: str
     error: str
     received_at: AwareDatetime

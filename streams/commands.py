@@ -6,18 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from streams import cliargs
 from streams.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("broker", help="run the embedded Tansu broker on loopback (foreground)",
                        description="Run the embedded Kafka-compatible Tansu broker (memory storage) on loopback until Ctrl-C.")
-    p.add_argument("--port", type=_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
     p.set_defaults(handler=cmd_broker)
 
     p = sub.add_parser("kafka", help="run Apache Kafka 4.x (KRaft, single node) on loopback (foreground)",
                        description="Fetch Apache Kafka from Maven Central (once, with mvn) and run one KRaft node on loopback until Ctrl-C.")
-    p.add_argument("--port", type=_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--data-dir", type=Path, default=None, help="log directory (default: a temporary directory)")
     p.set_defaults(handler=cmd_kafka)
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("worker", help="run one pipeline worker (Faust)",
                        description="Run one Faust worker of the pipeline. Start several for more throughput: they share the partitions.")
-    p.add_argument("--metrics-port", type=_port, default=None, help="Prometheus endpoint port (0 disables; default from settings: 9464)")
+    p.add_argument("--metrics-port", type=cliargs.tcp_port, default=None, help="Prometheus endpoint port (0 disables; default from settings: 9464)")
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics before starting")
     p.set_defaults(handler=cmd_worker)
 
@@ -50,16 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(credit events, declarations, scans) and print instructions as an inspection station would.")
     add_demo_arguments(p)
     p.set_defaults(handler=cmd_demo)
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"port {value} is out of range 0-65535")
-    return value
 
 
 def _settings_port(settings: Settings) -> int:

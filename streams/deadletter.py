@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -15,6 +16,9 @@ from streams import metrics
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2000
+# Base64 grows a value by 4/3: keep dead letters well inside one producer batch / Kafka record.
+MAX_ORIGINAL_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024
 
 
 def reject_reason(exc: BaseException) -> tuple[str, str]:
@@ -37,8 +41,11 @@ def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | Non
         "source_topic": topic,
         "partition": partition,
         "offset": offset,
-        "key_b64": base64.b64encode(key).decode() if key is not None else None,
-        "value_b64": base64.b64encode(value).decode() if value is not None else None,
+        "key_b64": base64.b64encode(key[:MAX_KEY_BYTES]).decode() if key is not None else None,
+        "value_b64": base64.b64encode(value[:MAX_ORIGINAL_BYTES]).decode() if value is not None else None,
+        "value_size": len(value) if value is not None else None,
+        "value_sha256": hashlib.sha256(value).hexdigest() if value is not None else None,
+        "truncated": (value is not None and len(value) > MAX_ORIGINAL_BYTES) or (key is not None and len(key) > MAX_KEY_BYTES),
         "reason": reason,
         "error": detail,
         "received_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),

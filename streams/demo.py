@@ -25,7 +25,7 @@ import yaml
 from confluent_kafka import Producer
 
 from policy.config import load_policy
-from streams import topics
+from streams import cliargs, topics
 from streams.gateway import DeclarationPublisher
 from streams.launcher import WorkerProcess, worker_process
 from streams.readers import assigned_reader
@@ -36,28 +36,18 @@ LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=_positive, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
-    p.add_argument("--rate", type=_positive, default=50.0, help="declarations per second (default: 50)")
+    p.add_argument("--duration", type=cliargs.positive_float, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
+    p.add_argument("--rate", type=cliargs.positive_float, default=50.0, help="declarations per second (default: 50)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
     p.add_argument("--enterprises", type=int, default=70_000, help="simulated enterprise population (default: 70000)")
-    p.add_argument("--scan-timeout", type=_positive, default=8.0, help="seconds a machine-check waits for its scan (default: 8)")
+    p.add_argument("--scan-timeout", type=cliargs.positive_float, default=8.0, help="seconds a machine-check waits for its scan (default: 8)")
     p.add_argument("--scan-delay-scale", type=float, default=0.02, help="scale of the scanners' realistic delays (default: 0.02)")
-    p.add_argument("--drain-timeout", type=_positive, default=60.0, help="max seconds to wait for final instructions after publishing (default: 60)")
+    p.add_argument("--drain-timeout", type=cliargs.positive_float, default=60.0, help="max seconds to wait for final instructions after publishing (default: 60)")
     p.add_argument("--port", type=int, default=None, help="embedded broker port (default: from KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--external", action="store_true", help="use the broker at KAFKA_BOOTSTRAP_SERVERS instead of starting the embedded one")
     p.add_argument("--quiet", action="store_true", help="do not print each instruction")
     p.add_argument("--single-records", action="store_true", help="publish one record per declaration instead of gateway batches")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return value
 
 
 def _now_iso() -> str:

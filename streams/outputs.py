@@ -13,7 +13,7 @@ write it and where its recovery reads it back.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import faust
@@ -25,6 +25,10 @@ class OutputBatch:
     def __init__(self) -> None:
         self._records: dict[tuple[str, int], list[Record]] = defaultdict(list)
         self.count = 0
+        # What the batch decided, for the worker's metrics: (action, stage, port, credit class)
+        # counts and (stage, seconds from event time) latencies.
+        self.tally: Counter[tuple[str, str, str, str]] = Counter()
+        self.latencies: list[tuple[str, float]] = []
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self._records[(topic, partition)].append((key, value))

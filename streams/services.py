@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from policy.config import Policy, load_policy
 from schemas import Declaration
@@ -58,9 +58,11 @@ class Services:
             return {}
         batch = self.scorer.score(declarations)
         out: dict[tuple[str, int], ScoreResult] = {}
+        histograms: dict[str, Any] = {}
         for i, decl in enumerate(declarations):
             score = float(batch.scores[i])
-            metrics.SCORES.labels(decl.scenario.value).observe(score)
+            scenario = decl.scenario.value
+            (histograms.get(scenario) or histograms.setdefault(scenario, metrics.SCORES.labels(scenario))).observe(score)
             out[(decl.declaration_id, decl.revision)] = ScoreResult(score, batch.model_versions[i], _explainer(batch, i))
         return out
 

@@ -709,28 +709,22 @@ def test_batch_fallback_keeps_good_items_and_dead_letters_the_original_bytes_of_
     assert sorted((d["reason"], base64.b64decode(d["value_b64"])) for d in letters) == [("duplicate-key", dup), ("schema-violation", bad)]
 
 
-# ---- known gaps, outside the parsing path this suite owns (strict xfail: they flip when fixed) -----------
-@pytest.mark.xfail(strict=True, reason="Literal[1] compares by ==: JSON true and 1.0 pass as schema_version 1 (schemas/records.py)")
+# ---- gaps found by this suite, fixed in schemas/records.py and streams/deadletter.py --------------------
 @pytest.mark.parametrize("value", [b"true", b"1.0"])
 def test_schema_version_is_not_coerced_from_true_or_float(value: bytes) -> None:
     raw = render(replace(to_pairs(scan("D1")), "schema_version", value))
     assert rejection(ScanResult, raw)[0] == "schema-violation"
 
 
-@pytest.mark.xfail(strict=True, reason="strict datetimes still read a string of digits as a unix timestamp (schemas/records.py)")
 def test_event_time_is_not_coerced_from_a_unix_timestamp_string() -> None:
     raw = orjson.dumps({**scan("D1"), "event_time": str(int(datetime.now(timezone.utc).timestamp()) - 60)})
     assert rejection(ScanResult, raw)[0] == "schema-violation"
 
 
-@pytest.mark.xfail(strict=True, reason="handle_inspection_results never compares the key with declaration_id")
 def test_inspection_result_with_a_foreign_key_is_dead_lettered() -> None:
     assert run_handler(stub_topology(), "inspection", b"OTHER", orjson.dumps(inspection("D1")))[0] == ["key-mismatch"]
 
 
-@pytest.mark.xfail(strict=True, reason="a dead letter carries the whole original value base64-encoded (x4/3): for a record "
-                   "near Kafka's 1 MB limit it exceeds the worker's producer_max_batch_size (1,000,000), OutputBatch.send raises "
-                   "and the agent crashes (streams/deadletter.py, streams/outputs.py)")
 def test_dead_letter_of_a_near_limit_record_fits_in_one_producer_batch() -> None:
     value = b'{"x":"' + b"A" * 900_000 + b'"}'
     _, payload = dead_letter_record("declarations", 0, 0, b"D1", value, ValueError("too big"))
