@@ -16,8 +16,12 @@ how many distinct keys it was given (``model_fields_set`` of it and of every nes
 ``extra="forbid"`` there can be no others). If the pattern count equals that number, there are
 exactly as many keys as distinct keys: no duplicates. Only when the counts differ (a duplicate, or
 an escaped quote before a colon in some string) does the exact check run: a full parse with
-``json.loads(object_pairs_hook=...)``. See ``tests/unit/test_hostile_input.py`` for the measured
-cost of each approach.
+``json.loads(object_pairs_hook=...)``.
+
+Measured (2-core VM, min of 15 interleaved rounds), on top of ``model_validate_json``:
+a 594-byte declaration 4.6 us + 1.3 us; a 500-declaration batch (298 kB) 2.33 ms + 0.41 ms
+(0.8 us per declaration: the byte count 0.36 ms, the fields-set sum 0.03 ms). Always running the
+exact check instead costs + 7.1 us and + 1.83 ms; counting with a regex + 3.3 us and + 1.3 ms.
 
 ``batch_items(model, raw, field)`` serves a container record whose validation failed: it checks
 everything but the items (the other fields, the item count, duplicate keys in the envelope) and
@@ -98,9 +102,7 @@ def distinct_keys(record: BaseModel) -> int:
     """Distinct keys the validated JSON objects had: the fields set on ``record`` and on every model
     nested in a field that was set (a default is not in the input, so it is not counted)."""
     fields_set = record.__pydantic_fields_set__
-    object_fields = _OBJECT_FIELDS.get(type(record))
-    if object_fields is None:
-        object_fields = _OBJECT_FIELDS[type(record)] = _model_fields(type(record))
+    object_fields = _object_fields(type(record))
     if not object_fields:
         return len(fields_set)
     count = len(fields_set)
@@ -114,7 +116,7 @@ def _count_in(value: Any) -> int:
     if isinstance(value, BaseModel):
         return distinct_keys(value)
     if isinstance(value, (tuple, list)):
-        if value and isinstance(value[0], BaseModel) and not _model_fields(type(value[0])) \
+        if value and isinstance(value[0], BaseModel) and not _object_fields(type(value[0])) \
                 and all(type(v) is type(value[0]) for v in value):  # flat models, e.g. a batch's declarations
             return sum(len(v.__pydantic_fields_set__) for v in value)
         return sum(_count_in(v) for v in value)
@@ -126,10 +128,13 @@ def _count_in(value: Any) -> int:
 _OBJECT_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
-def _model_fields(model: type[BaseModel]) -> tuple[str, ...]:
+def _object_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """Fields whose values may hold JSON objects (models, dicts, containers of them, Any). Scalar
     fields (strings, numbers, enums, datetimes) are skipped when counting, which keeps it cheap."""
-    return tuple(name for name, info in model.model_fields.items() if _holds_objects(info.annotation))
+    found = _OBJECT_FIELDS.get(model)
+    if found is None:
+        found = _OBJECT_FIELDS[model] = tuple(name for name, info in model.model_fields.items() if _holds_objects(info.annotation))
+    return found
 
 
 def _holds_objects(ann: Any) -> bool:
@@ -184,8 +189,8 @@ def _envelope(model: type[BaseModel], field: str) -> type[BaseModel]:
 
 def batch_items(model: type[BaseModel], raw: Raw | None, field: str) -> list[bytes]:
     """The original bytes of each item of the array ``field`` of a ``model`` record, after checking
-    the rest of the record. Raises (ValidationError, MissingValue, DuplicateKey, InvalidJson) when
-    the record itself is unusable, in which case the whole record is to be dead-lettered."""
+    the rest of the record. Raises (ValidationError, TooManyErrors, MissingValue, DuplicateKey,
+    InvalidJson) when the record itself is unusable: then the whole record is to be dead-lettered."""
     if raw is None:
         raise MissingValue(f"record has no value; a {model.__name__} is required")
     try:

@@ -22,6 +22,7 @@ Waits are conditions with deadlines; the only sleeps pace the traffic generator.
 from __future__ import annotations
 
 import contextlib
+import struct
 import threading
 import time
 from collections import defaultdict
@@ -32,13 +33,13 @@ from typing import Any, Callable, Iterator
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams import topics
 from streams.gateway import DeclarationPublisher
 from streams.partitioning import partition_for
-from tests.integration.pipeline_harness import Harness, WorkerProcess, pipeline_settings, write_policy
+from tests.integration.pipeline_harness import Harness, WorkerProcess, metric_value, pipeline_settings, write_policy
 
 PARTITIONS = 4
 PORT = "HAK-SEA"
@@ -54,7 +55,7 @@ SCANNED = {"mcc": "clean", "mcs": "suspicious"}
 # Sentinel machine-checks of the kill test, at ports with longer deadlines: decided (and their
 # offsets committed) before the kill, so the survivor never sees their declarations again.
 SENTINEL_TO_PORT, SENTINEL_SCAN_PORT = "SNT-TO", "SNT-SCAN"
-SENTINEL_TIMEOUTS = {SENTINEL_TO_PORT: 20.0, SENTINEL_SCAN_PORT: 120.0}
+SENTINEL_TIMEOUTS = {SENTINEL_TO_PORT: 25.0, SENTINEL_SCAN_PORT: 120.0}
 
 
 def fault_policy(path: Path, timeout_s: float, port_timeouts: dict[str, float] | None = None) -> Path:
@@ -231,12 +232,12 @@ class Traffic:
         self.rate = rate
         self.scan_delay_s = scan_delay_s
         self.prefix = prefix
+        # Every record's delivery is checked (default callback), declarations included.
         self.producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 5,
-                                  "message.timeout.ms": 300_000})
+                                  "message.timeout.ms": 300_000, "on_delivery": self._on_delivery})
         self.batched = DeclarationPublisher(self.producer, settings, gateway="FAULT-GW", max_batch=200)
         self.single = DeclarationPublisher(self.producer, settings, batching=False)
         self.kinds: dict[str, str] = {}
-        self.sent_at: dict[str, float] = {}  # wall clock
         self.delivery_errors: list[str] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -271,14 +272,12 @@ class Traffic:
                         kind = MIX[n % len(MIX)]
                         did = f"{self.prefix}{n:06d}"
                         self.kinds[did] = kind
-                        self.sent_at[did] = time.time()
                         (self.batched if n % 2 == 0 else self.single).publish(declaration(did, kind))
                         if kind in SCANNED:
                             self._scans.append((now + self.scan_delay_s, did, SCANNED[kind]))
                 while self._scans and self._scans[0][0] <= now:
                     _, did, verdict = self._scans.pop(0)
-                    self.producer.produce(scans_topic, key=did.encode(), value=orjson.dumps(scan(did, verdict)),
-                                          on_delivery=self._on_delivery)
+                    self.producer.produce(scans_topic, key=did.encode(), value=orjson.dumps(scan(did, verdict)))
                 self.batched.poll()
                 next_tick += tick
                 time.sleep(max(0.0, next_tick - time.monotonic()))  # paces the traffic
@@ -313,7 +312,6 @@ def owned_partitions(settings: Any) -> dict[str, set[int]] | None:
 
 def read_all(settings: Any, topic_names: list[str], timeout_s: float = 20.0) -> list[Any]:
     """Every record of the given (full) topic names, read without a group."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
     c = Consumer({**settings.confluent_config(), "group.id": "faults-diag", "enable.auto.commit": False,
                   "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     try:
@@ -336,7 +334,6 @@ def read_all(settings: Any, topic_names: list[str], timeout_s: float = 20.0) -> 
 def commit_history(settings: Any) -> list[tuple[float, str, int, int]]:
     """(commit time, topic, partition, offset) of every offset commit of the app's group, decoded
     from Kafka's __consumer_offsets (Apache Kafka only)."""
-    import struct
 
     def string(buf: bytes, i: int) -> tuple[str, int]:
         (n,) = struct.unpack_from(">h", buf, i)
@@ -364,7 +361,7 @@ def commit_history(settings: Any) -> list[tuple[float, str, int, int]]:
     return sorted(out)
 
 
-def lost_records_report(settings: Any, missing: list[str], sent_at: dict[str, float]) -> str:
+def lost_records_report(settings: Any, missing: list[str]) -> str:
     """Where the declarations that got no instruction sit in the input topics, and the group's
     commits on those partitions around them."""
     names = [settings.topic(topics.DECLARATIONS), settings.topic(topics.DECLARATION_BATCHES)]
@@ -423,7 +420,6 @@ def publish_sentinels(h: Harness, per_partition: int = 2) -> dict[str, tuple[str
 
 def committed_offsets(settings: Any) -> dict[int, int]:
     """The group's committed offsets on the declarations topic (partition -> next offset to read)."""
-    from confluent_kafka import Consumer, TopicPartition
     c = Consumer({**settings.confluent_config(), "group.id": settings.app_id, "enable.auto.commit": False})
     try:
         tps = c.committed([TopicPartition(settings.topic(topics.DECLARATIONS), p) for p in range(PARTITIONS)], timeout=10)
@@ -437,10 +433,40 @@ def worker_state(w: WorkerProcess) -> str:
         text = w.metrics_text()
     except OSError as exc:
         return f"metrics unavailable: {exc}"
-    from streams.launcher import metric_value
     names = ("customs_worker_ready", "customs_assigned_partitions", "customs_pending_machine_checks",
              "customs_instructions_total", "customs_events_in_total", "customs_redelivered_total")
     return ", ".join(f"{n.removeprefix('customs_')}={metric_value(text, n):g}" for n in names)
+
+
+def active_partitions_from_log(worker: WorkerProcess, table: str = topics.TABLE_DECLARATION_STATE) -> set[int]:
+    """The worker's active partitions as of its last assignment, from the table Faust logs when it
+    recovers ("Highwater for active changelog partitions"); for brokers whose group description
+    lists no members (Tansu)."""
+    changelog = f"{worker.settings.app_id}-{table}-changelog"
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if "Highwater for active changelog partitions" in line]
+    if not starts:
+        return set()
+    parts: set[int] = set()
+    topic = None
+    for line in lines[starts[-1] + 1:]:
+        if not line.startswith(("|", "+")):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("+") or len(cells) < 2 or not cells[1].isdigit():
+            continue
+        topic = topic if cells[0] == "\u3003" else cells[0]  # Faust prints a ditto mark for a repeated topic
+        if topic == changelog:
+            parts.add(int(cells[1]))
+    return parts
+
+
+def xfail_if_tansu_watermarks(broker: Any, symptom: str) -> None:
+    """Tansu 0.6.0 reports a partition's high watermark as the base offset of its last record batch
+    + 1; Faust reads a changelog only up to the high watermark when it recovers a table, so the
+    recovered state misses the latest updates (deploy/kafka/README.md). Known, kept visible."""
+    if broker.kind == "tansu":
+        pytest.xfail(f"Tansu high-watermark bug truncates Faust's table recovery: {symptom}")
 
 
 def metric_or_none(worker: WorkerProcess, name: str) -> float | None:
@@ -485,14 +511,19 @@ def check_outcomes(log: Instructions, kinds: dict[str, str], explain: Callable[[
 
 
 @pytest.fixture
-def fault_harness(broker: Any, unique_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-    timeout_s, port_timeouts = getattr(request, "param", (5.0, SENTINEL_TIMEOUTS))
-    policy = fault_policy(tmp_path / "policy.yaml", timeout_s, port_timeouts)
-    h = Harness(pipeline_settings(broker.bootstrap_servers, unique_name, tmp_path, policy_file=policy,
-                                  partitions=PARTITIONS), tmp_path)
-    try:
-        yield h
-    finally:
+def make_harness(broker: Any, unique_name: str, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """``make_harness(scan_timeout_s, port_timeouts)``: topics, policy and a reader; workers are
+    started by the test (``h.start_worker()``) and killed at teardown."""
+    made: list[Harness] = []
+
+    def make(timeout_s: float = 5.0, port_timeouts: dict[str, float] | None = None) -> Harness:
+        policy = fault_policy(tmp_path / "policy.yaml", timeout_s, port_timeouts)
+        made.append(Harness(pipeline_settings(broker.bootstrap_servers, unique_name, tmp_path, policy_file=policy,
+                                              partitions=PARTITIONS), tmp_path))
+        return made[-1]
+
+    yield make
+    for h in made:
         for w in h.workers:
             w.kill()  # no grace needed at teardown: the topics are per test
         h.reader.close()
@@ -503,8 +534,9 @@ def fault_harness(broker: Any, unique_name: str, tmp_path: Path, request: pytest
 # 1. kill -9 one of two workers under traffic
 
 
-def test_kill_one_of_two_workers_under_traffic(broker: Any, fault_harness: Harness, record: Callable[..., None]) -> None:
-    h = fault_harness
+def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callable[..., Harness],
+                                               record: Callable[..., None]) -> None:
+    h = make_harness(5.0, SENTINEL_TIMEOUTS)
     log = Instructions(h)
     t_test = time.monotonic()
     a = h.start_worker()
@@ -524,7 +556,10 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, fault_harness: Harne
         log.wait(lambda: decided_before() >= mark + 600, 60, "2 s of traffic decided by both workers", h.workers)
         groups = owned_partitions(h.settings)
         print(f"group before the kill: {groups}")
-        assert groups and len(groups) == 2 and all(groups.values()), f"two members owning partitions expected: {groups}"
+        if not groups:  # Tansu describes the group with no members: read the assignment from the worker's log
+            groups = {"killed": active_partitions_from_log(a), "survivor": active_partitions_from_log(b)}
+            print(f"assignment from the workers' logs: {groups}")
+        assert len(groups) == 2 and all(groups.values()), f"two members owning partitions expected: {groups}"
         # Sentinels: machine-checks decided, and their offsets committed, before the kill.
         sentinels = publish_sentinels(h)
         log.wait(lambda: all(log.by_decl.get(d) for d in sentinels), 60, "the sentinels' machine-checks", h.workers)
@@ -550,9 +585,9 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, fault_harness: Harne
         own_all = log.wait(lambda: metric_or_none(b, "customs_assigned_partitions") == PARTITIONS
                            and metric_or_none(b, "customs_worker_ready") == 1, 180, "the survivor to own all partitions",
                            h.workers)
-        after = owned_partitions(h.settings)
+        after = owned_partitions(h.settings) if "killed" not in groups else {"survivor": set(range(PARTITIONS))}
         print(f"group after the kill: {after}")
-        assert after and len(after) == 1, after
+        assert after and len(after) == 1 and next(iter(after.values())) == set(range(PARTITIONS)), after
         survivor_id = next(iter(after))
         killed_parts = set().union(*(p for m, p in groups.items() if m != survivor_id))
         assert killed_parts and survivor_id in groups, (groups, after)
@@ -575,7 +610,9 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, fault_harness: Harne
     log.settle(kinds, h.workers)
     assert b.alive(), f"the survivor died:\n{b.log_tail()}"
 
-    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing, traffic.sent_at))
+    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing))
+    if log.divergent():
+        xfail_if_tansu_watermarks(broker, f"{len(log.divergent())} instructions decided again by the survivor")
     assert log.divergent() == {}, f"instruction ids emitted with different bytes (decided twice): {list(log.divergent())[:5]}"
     assert log.dead_letters == [], log.dead_letters[:3]
 
@@ -628,10 +665,11 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, fault_harness: Harne
 # 2. restart the Apache Kafka broker under traffic
 
 
-def test_kafka_broker_restart_under_traffic(broker: Any, fault_harness: Harness, record: Callable[..., None]) -> None:
+def test_kafka_broker_restart_under_traffic(broker: Any, make_harness: Callable[..., Harness],
+                                           record: Callable[..., None]) -> None:
     if broker.kind != "kafka":
         pytest.skip("Tansu keeps its log in memory: a broker restart loses every topic by design")
-    h = fault_harness
+    h = make_harness(5.0)
     log = Instructions(h)
     t_test = time.monotonic()
     w = h.start_worker()
@@ -656,7 +694,7 @@ def test_kafka_broker_restart_under_traffic(broker: Any, fault_harness: Harness,
     kinds = traffic.kinds
     log.settle(kinds, h.workers)
     assert w.alive(), f"the worker died after the broker restart:\n{w.log_tail()}"
-    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing, traffic.sent_at))
+    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing))
     assert log.divergent() == {}, f"instruction ids emitted with different bytes: {list(log.divergent())[:5]}"
     assert log.dead_letters == [], log.dead_letters[:3]
 
@@ -674,9 +712,9 @@ def test_kafka_broker_restart_under_traffic(broker: Any, fault_harness: Harness,
 SLOW_PORT, FAST_PORT = PORT, "TST-TO"
 
 
-@pytest.mark.parametrize("fault_harness", [(120.0, {FAST_PORT: 10.0})], indirect=True, ids=["scan-timeouts"])
-def test_worker_restart_recovers_table_state(broker: Any, fault_harness: Harness, record: Callable[..., None]) -> None:
-    h = fault_harness
+def test_worker_restart_recovers_table_state(broker: Any, make_harness: Callable[..., Harness],
+                                             record: Callable[..., None]) -> None:
+    h = make_harness(120.0, {FAST_PORT: 10.0})  # machine-checks at FAST_PORT time out across the restart
     log = Instructions(h)
     t_test = time.monotonic()
     first = h.start_worker()
@@ -703,6 +741,8 @@ def test_worker_restart_recovers_table_state(broker: Any, fault_harness: Harness
     assert first.proc.returncode is not None
     second = h.start_worker()  # same app id, empty data dir: every table comes from its changelog
     recovery_s = second.wait_ready()
+    record("worker restart: SIGTERM -> exited", stop_s)
+    record("worker restart: new worker start -> ready (tables recovered)", recovery_s)
 
     # Scans for the pending machine-checks, and redeliveries of every declaration.
     for kind, verdict in SCANNED.items():
@@ -720,6 +760,8 @@ def test_worker_restart_recovers_table_state(broker: Any, fault_harness: Harness
     log.quiesce(2.0, 30, h.workers)
     assert second.alive(), second.log_tail()
 
+    if log.divergent():
+        xfail_if_tansu_watermarks(broker, f"{len(log.divergent())} instructions decided again after the restart")
     assert log.divergent() == {}, {iid: [r.doc["decided_at"] for r in log.by_id[iid]] for iid in log.divergent()}
     reemitted = [r for r in log.recs if r.ts > t_exit_wall and r.doc["instruction_id"] in before]
     assert all(r.raw == before[r.doc["instruction_id"]] for r in reemitted)
@@ -736,14 +778,11 @@ def test_worker_restart_recovers_table_state(broker: Any, fault_harness: Harness
         f"the first worker fired the timeouts before it exited (its stop took {stop_s:.1f}s)"
     # No decision made twice: the new worker decided nothing at declaration time.
     m = second.metrics_text()
-    from streams.launcher import metric_value
     assert metric_value(m, "customs_instructions_total", stage="declaration") == 0
     assert metric_value(m, "customs_instructions_total") == len(ids["mcc"]) + len(ids["mcs"]) + len(timeouts)
     redelivered = metric_value(m, "customs_redelivered_total", type="declaration", outcome="duplicate")
     assert redelivered >= len(sent)
 
-    record("worker restart: SIGTERM -> exited", stop_s)
-    record("worker restart: new worker start -> ready (tables recovered)", recovery_s)
     record("worker restart: raw duplicate instruction records", log.raw_duplicates(), "records")
     record("worker restart: declarations seen again by the new worker", redelivered, f"(re-published: {len(sent)})")
     record("worker restart test run time", time.monotonic() - t_test)

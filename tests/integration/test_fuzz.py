@@ -6,13 +6,13 @@ strategies of ``tests/unit/test_hostile_input.py``: invalid JSON and UTF-8, wron
 extra fields, NaN and infinities, absurd numbers, huge strings and payloads, unknown enum values,
 implausible timestamps, nested garbage and deep nesting, duplicate keys, wrong top-level types,
 null values, plus key problems (missing, foreign, huge, non-UTF-8 keys; a declaration off its
-partition). Then everything is sent, shuffled, with good declarations, batches, scans, credit
+partition) and a record near Kafka's 1 MB limit on every topic. Then everything is sent, shuffled, with good declarations, batches, scans, credit
 events, risk-list entries and inspection results among it, and a last wave of good records on every
 topic after it. Each sent record's (partition, offset) is known from its delivery report, so every
 dead letter is matched to the record it came from.
 
-Known gaps (not sent as "bad" here, see the strict xfails in the unit suite): inspection results
-and declaration batches are not checked against their Kafka key; credit events may have no key.
+Not sent as "bad": a batch's Kafka key is not checked (its partition is what matters), and a credit
+event may come without a key (by design: the topic has one partition).
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ def key_problems(keyless_compacted: bool) -> list[Outgoing]:
         value = orjson.dumps(credit(f"KEYE{i}", f"KEYEV{i}"))
         for what, key in (("foreign key", b"OTHER"), ("huge key", huge)):
             out.append(Outgoing(topics.CREDIT_EVENTS, key, value, ("key-mismatch",), f"credit: {what}"))
+        value = orjson.dumps(inspection(f"KEYI{i}"))
+        for what, key in (("no key", None), ("foreign key", b"OTHER"), ("huge key", huge)):
+            out.append(Outgoing(topics.INSPECTION_RESULTS, key, value, ("key-mismatch",), f"inspection: {what}"))
         value = orjson.dumps(risk(f"KEYR{i}"))
         for what, key, v in (("no key", None, value), ("no key, null value", None, None), ("foreign key", b"OTHER", value),
                              ("huge key", huge, value), ("non-UTF-8 key", b"\xff\xfe", value)):
@@ -123,6 +126,22 @@ def key_problems(keyless_compacted: bool) -> list[Outgoing]:
                 continue
             out.append(Outgoing(topics.RISK_LISTS, key, v, ("key-mismatch",), f"risk: {what}"))
     return out
+
+
+def near_limit() -> list[Outgoing]:
+    """One ~900 kB bad record per topic (a valid record plus a padding field): its dead letter must
+    still fit in a Kafka record, or the agent crashes on MESSAGE_TOO_LARGE and stalls."""
+    records = {  # kind -> (key, record)
+        "declaration": ("BIGD1", declaration("BIGD1")),
+        "batch": ("BIGB", {"batch_id": "BIGB", "gateway": "FZ-GW", "declarations": [declaration("BIGD2")]}),
+        "scan": ("BIGS", scan("BIGS")),
+        "credit": ("BIGE", credit("BIGE", "BIGEV")),
+        "risk": ("BIGR", risk("BIGR")),
+        "inspection": ("BIGI", inspection("BIGI")),
+    }
+    return [Outgoing(TOPIC_OF[kind], key.encode(), orjson.dumps({**record, "padding": "A" * 900_000}), ("schema-violation",),
+                     f"{kind}: 900 kB record", partition=0 if kind == "batch" else None)
+            for kind, (key, record) in records.items()]
 
 
 def build_corpus(keyless_compacted: bool) -> Corpus:
@@ -139,7 +158,7 @@ def build_corpus(keyless_compacted: bool) -> Corpus:
             for h in examples:
                 corpus.bad.append(Outgoing(TOPIC_OF[kind], h.key_id.encode(), h.value, h.reasons, f"{kind}: {h.category}",
                                            partition=h.partition, declarations=h.good_items))
-    corpus.bad += key_problems(keyless_compacted)
+    corpus.bad += key_problems(keyless_compacted) + near_limit()
     corpus.good = good_records("G", n_decl=120, n_batch=8, n_side=6)
     corpus.last_wave = good_records("L", n_decl=2 * PARTITIONS, n_batch=PARTITIONS, n_side=1)
     return corpus
