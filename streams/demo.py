@@ -181,6 +181,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     _wait_credit_applied(worker, tally.published["credit"])
 
     publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
+    _publish_demo_risk_lists(producer, settings, tally)
     declarations = office.declaration_dicts(count=None)
     lifecycle = office.lifecycle_events()
     start = time.monotonic()
@@ -239,6 +240,25 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     if interrupted:
         raise KeyboardInterrupt
     return tally
+
+
+DEMO_RISK_LISTS = (
+    # (entry id, list, kind, value, action, reason, agency)
+    ("JASC-0001", "JASC-ALERTS", "hs-prefix", "9303", "inspect", "firearms: joint anti-smuggling alert", "public security bureau"),
+    ("RL-ORIGIN-0001", "SANCTIONS", "origin", "KP", "inspect", "origin under sanctions", "customs"),
+    ("RL-WATCH-0001", "VALUATION-WATCH", "hs-prefix", "8471", "watch", "computers: valuation watch", "customs"),
+)
+
+
+def _publish_demo_risk_lists(producer: Producer, settings: Settings, tally: Tally) -> None:
+    """A few risk characteristic list entries, as the office and other agencies would publish them."""
+    valid_from = datetime(2020, 1, 1, tzinfo=timezone.utc).isoformat()
+    for entry_id, list_id, kind, value, action, reason, agency in DEMO_RISK_LISTS:
+        entry = {"schema_version": 1, "entry_id": entry_id, "list_id": list_id, "kind": kind, "value": value,
+                 "action": action, "reason": reason, "source_agency": agency, "valid_from": valid_from}
+        producer.produce(settings.topic(topics.RISK_LISTS), key=entry_id.encode(), value=orjson.dumps(entry))
+        tally.published["risk-list"] += 1
+    producer.flush(10)
 
 
 def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any], office: Any, scans_due: list,
