@@ -16,6 +16,15 @@ declaration with two *different* final instruction ids, or a duplicate id with d
 (a second decision). Figures are printed and listed in the "fault injection figures" section of
 the terminal summary (durations also under "broker timings").
 
+A declaration that never gets an instruction fails the test with where it sits in the input
+topics and, on Kafka, the group's offset commits around it (decoded from __consumer_offsets): a
+commit past records nobody processed is the signature of a consumer that skipped them.
+
+Tansu: its group description lists no members, so the killed worker's partitions are read from
+the worker's log; its high-watermark bug truncates Faust's table recovery, which turns a
+re-decision after a restart into an xfail there (as test_brokers.py does); the broker restart is
+Kafka only (Tansu keeps its log in memory).
+
 Waits are conditions with deadlines; the only sleeps pace the traffic generator.
 """
 
@@ -252,6 +261,10 @@ class Traffic:
         self._thread.start()
         return self
 
+    def queued(self) -> int:
+        """Records the producer has not delivered yet."""
+        return len(self.producer) if self.producer is not None else 0
+
     @property
     def published(self) -> int:
         return len(self.kinds)
@@ -285,14 +298,20 @@ class Traffic:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread by stop()
             self.error = exc
 
-    def stop(self, flush_timeout_s: float = 120.0) -> None:
+    def stop(self, flush_timeout_s: float = 120.0, check: bool = True) -> None:
+        """Stop publishing; with ``check``, every record must have been delivered. Without it (a
+        test already failing), give up quickly and raise nothing."""
         self._stop.set()
-        self._thread.join(timeout=flush_timeout_s)
+        self._thread.join(timeout=flush_timeout_s if check else 5)
+        if self.producer is None:
+            return
+        remaining = self.producer.flush(flush_timeout_s if check else 1)
+        self.producer = self.batched = self.single = None  # type: ignore[assignment]  # destroys the client
+        if not check:
+            return
         assert not self._thread.is_alive(), "traffic thread did not finish"
         if self.error is not None:
             raise self.error
-        remaining = self.producer.flush(flush_timeout_s)
-        self.producer = self.batched = self.single = None  # type: ignore[assignment]  # destroys the client
         assert remaining == 0, f"{remaining} records not delivered"
         assert self.delivery_errors == [], f"delivery errors: {self.delivery_errors[:5]}"
 
@@ -372,11 +391,12 @@ def lost_records_report(settings: Any, missing: list[str]) -> str:
         ids = [d["declaration_id"] for d in value["declarations"]] if "declarations" in value else [value["declaration_id"]]
         for did in set(ids) & want:
             where[(m.topic(), m.partition())].append((m.offset(), m.timestamp()[1] / 1000.0, did))
-    lines = []
+    lines: list[str] = []
+    commits: list[tuple[float, str, int, int]] = []
     try:
         commits = commit_history(settings)
-    except Exception as exc:  # noqa: BLE001 - diagnostics only
-        commits, _ = [], lines.append(f"no commit history: {exc!r}")
+    except Exception as exc:  # noqa: BLE001 - diagnostics only (Tansu has no __consumer_offsets)
+        lines.append(f"no commit history: {exc!r}")
     for (topic, partition), recs in sorted(where.items()):
         lo, hi = min(r[0] for r in recs), max(r[0] for r in recs)
         lines.append(f"{topic}[{partition}] offsets {lo}..{hi} ({len(recs)} lost, produced "
@@ -399,13 +419,15 @@ def ids_on_partition(prefix: str, partition: int, n: int) -> list[str]:
 def publish_sentinels(h: Harness, per_partition: int = 2) -> dict[str, tuple[str, int, int]]:
     """Machine-checks on every partition: half to time out (port SNT-TO), half to get a scan after
     the kill (port SNT-SCAN). Returns id -> (kind, partition, offset)."""
-    out: dict[str, tuple[str, int, int]] = {}
-    producer = Producer({**h.settings.confluent_config(), "partitioner": "murmur2_random"})
+    kinds: dict[str, str] = {}
     offsets: dict[str, tuple[int, int]] = {}
+    errors: list[Any] = []
+    producer = Producer({**h.settings.confluent_config(), "partitioner": "murmur2_random"})
     topic = h.settings.topic(topics.DECLARATIONS)
 
     def delivered(err: Any, msg: Any) -> None:
-        assert err is None, err
+        if err is not None:
+            errors.append(err)
         offsets[msg.key().decode()] = (msg.partition(), msg.offset())
 
     for p in range(PARTITIONS):
@@ -413,9 +435,20 @@ def publish_sentinels(h: Harness, per_partition: int = 2) -> dict[str, tuple[str
             for did in ids_on_partition(f"SN-{kind}-", p, per_partition):
                 producer.produce(topic, key=did.encode(), value=orjson.dumps(declaration(did, "to", port=port)),
                                  on_delivery=delivered)
-                out[did] = (kind, p, -1)
-    assert producer.flush(30) == 0
-    return {did: (kind, *offsets[did]) for did, (kind, _, _) in out.items()}
+                kinds[did] = kind
+    assert producer.flush(30) == 0 and errors == [], errors
+    return {did: (kind, *offsets[did]) for did, kind in kinds.items()}
+
+
+def partitions_led(settings: Any) -> bool:
+    """Every partition of the pipeline's topics has a leader (a restarted broker serves them)."""
+    try:
+        md = AdminClient(settings.confluent_config()).list_topics(timeout=2).topics
+    except Exception:  # noqa: BLE001 - not answering yet
+        return False
+    names = [spec.name for spec in topics.topic_specs(settings)]
+    return all(n in md and md[n].error is None and md[n].partitions
+               and all(p.leader >= 0 and p.error is None for p in md[n].partitions.values()) for n in names)
 
 
 def committed_offsets(settings: Any) -> dict[int, int]:
@@ -563,9 +596,10 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callab
         # Sentinels: machine-checks decided, and their offsets committed, before the kill.
         sentinels = publish_sentinels(h)
         log.wait(lambda: all(log.by_decl.get(d) for d in sentinels), 60, "the sentinels' machine-checks", h.workers)
-        # Their offsets are committed within a few commit intervals -- unless Faust's commits have
-        # stalled on a partition (see the report), which costs re-processing, not correctness:
-        # such sentinels are then re-delivered and only the others prove recovery from state.
+        # Their offsets are committed within a few commit intervals -- unless the worker has stopped
+        # committing a partition (faust-streaming 0.15.3 does when records at the head of its acked
+        # offsets were never acked), which costs re-processing, not correctness: sentinels there
+        # are re-delivered, and only the others prove recovery from the changelog alone.
         stall_deadline = time.monotonic() + 15
         while True:
             committed = committed_offsets(h.settings)
@@ -600,17 +634,46 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callab
         first_taken = lambda: [r.ts for r in log.recs if r.partition in killed_parts and r.ts > t_kill_wall]  # noqa: E731
         log.wait(lambda: bool(first_taken()), 120, "an instruction on a taken-over partition", h.workers)
         t_first = min(first_taken()) - t_kill_wall
+        record("kill -9 -> survivor owns all partitions (metric, 1 s timer)", own_all)
+        record("kill -9 -> first instruction on a taken-over partition", t_first)
         # Keep the traffic going a little after the takeover, then let the scans still due go out.
         log.wait(lambda: traffic.published >= published_at_kill + 300 and time.monotonic() - t_kill >= own_all + 2,
                  60, "traffic after the takeover", h.workers)
-    finally:
-        traffic.stop()
+    except BaseException:
+        traffic.stop(check=False)
+        raise
+    traffic.stop()
     kinds = traffic.kinds
     log.wait(lambda: all(log.final_of(d) for d in sentinels), 120, "the sentinels' final instructions", h.workers)
     log.settle(kinds, h.workers)
-    assert b.alive(), f"the survivor died:\n{b.log_tail()}"
 
+    # Machine-checks pending on the killed worker at the kill: machine-check emitted before, final after.
+    pending = {}
+    for did, kind in kinds.items():
+        recs = log.by_decl.get(did, [])
+        mc = [r for r in recs if r.doc["stage"] == "declaration"]
+        fin = [r for r in recs if r.doc["final"]]
+        if kind not in ("mcc", "mcs", "to") or not mc or not fin or mc[0].partition not in killed_parts:
+            continue
+        if mc[0].ts < t_kill_wall < fin[0].ts:
+            # Did the survivor see the declaration again (a redelivery re-emits the machine-check)?
+            # If not, the only way it knew about this machine-check was the recovered table state.
+            pending[did] = (fin[0].doc["stage"], any(r.ts > t_kill_wall for r in mc))
+    by_scan = sum(1 for stage, _ in pending.values() if stage == "scan")
+    state_only = sum(1 for _, redelivered in pending.values() if not redelivered)
+    proving = {d for d, (_, p, _) in sentinels.items() if p in killed_parts and p not in stalled}
+    record("kill -9: declarations published", len(kinds), "declarations")
+    record("kill -9: instruction records / distinct ids", len(log.recs), f"/ {len(log.by_id)}")
+    record("kill -9: raw duplicate instruction records", log.raw_duplicates(), "records")
+    record("kill -9: machine-checks pending on the killed worker", len(pending),
+           f"(by scan {by_scan}, by timeout {len(pending) - by_scan}, known from the changelog only {state_only})")
+    record("kill -9: sentinels finalised from the changelog only (taken over)", len(proving),
+           f"machine-checks (commits stalled on partitions {sorted(stalled)})" if stalled else "machine-checks")
+    record("kill -9 test run time", time.monotonic() - t_test)
+
+    assert b.alive(), f"the survivor died:\n{b.log_tail()}"
     extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing))
+    record("kill -9: clean scans overtaken by their deadline", extra["clean scans overtaken by the deadline"], "declarations")
     if log.divergent():
         xfail_if_tansu_watermarks(broker, f"{len(log.divergent())} instructions decided again by the survivor")
     assert log.divergent() == {}, f"instruction ids emitted with different bytes (decided twice): {list(log.divergent())[:5]}"
@@ -619,46 +682,13 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callab
     # Sentinels: finalised after the kill, by the timeout or by the scan, from the recovered state
     # only (their declarations were committed before the kill and never seen again).
     sentinel_finals = {did: log.final_of(did) for did in sentinels}
-    assert {d: f for d, f in sentinel_finals.items() if f is None} == {}, "sentinel machine-checks lost"
     want = {did: ("timeout", "inspect") if kind == "sto" else ("scan", "release") for did, (kind, _, _) in sentinels.items()}
-    assert {d: (f["stage"], f["action"]) for d, f in sentinel_finals.items()} == want  # type: ignore[index]
+    assert {d: (f["stage"], f["action"]) for d, f in sentinel_finals.items() if f} == want
     assert all(r.ts > t_kill_wall for d in sentinels for r in log.by_decl[d] if r.doc["final"])
-    proving = {d for d, (_, p, _) in sentinels.items() if p in killed_parts and p not in stalled}
     reseen = [d for d in proving if any(r.ts > t_kill_wall for r in log.by_decl[d] if r.doc["stage"] == "declaration")]
     assert reseen == [], f"sentinel declarations redelivered after the kill although their offsets were committed: {reseen}"
-
-    # Machine-checks pending on the killed worker at the kill: machine-check emitted before, final after.
-    pending = {}
-    for did, kind in kinds.items():
-        if kind not in ("mcc", "mcs", "to"):
-            continue
-        recs = log.by_decl[did]
-        if recs[0].partition not in killed_parts:
-            continue
-        mc = [r for r in recs if r.doc["stage"] == "declaration"]
-        fin = [r for r in recs if r.doc["final"]]
-        if mc[0].ts < t_kill_wall < fin[0].ts:
-            # Did the survivor see the declaration again (redelivery re-emits the machine-check)? If
-            # not, the only way it knew about this machine-check was the recovered table state.
-            redelivered = any(r.ts > t_kill_wall for r in mc)
-            pending[did] = (fin[0].doc["stage"], redelivered)
-    by_scan = sum(1 for s, _ in pending.values() if s == "scan")
-    by_timeout = sum(1 for s, _ in pending.values() if s == "timeout")
-    state_only = sum(1 for _, red in pending.values() if not red)
     assert pending, "no machine-check was pending on the killed worker at the kill: the test proves nothing"
     assert proving or state_only, "no machine-check of the killed worker was known to the survivor from the changelog only"
-
-    record("kill -9: declarations published", len(kinds), "declarations")
-    record("kill -9: instruction records / distinct ids", len(log.recs), f"/ {len(log.by_id)}")
-    record("kill -9: raw duplicate instruction records", log.raw_duplicates(), "records")
-    record("kill -9: machine-checks pending on the killed worker", len(pending),
-           f"(by scan {by_scan}, by timeout {by_timeout}, known from the changelog only {state_only})")
-    record("kill -9: sentinels finalised from the changelog only (taken over)", len(proving),
-           f"machine-checks (commits stalled on partitions {sorted(stalled)})" if stalled else "machine-checks")
-    record("kill -9: clean scans overtaken by their deadline", extra["clean scans overtaken by the deadline"], "declarations")
-    record("kill -9 -> survivor owns all partitions (metric, 1 s timer)", own_all)
-    record("kill -9 -> first instruction on a taken-over partition", t_first)
-    record("kill -9 test run time", time.monotonic() - t_test)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -682,28 +712,35 @@ def test_kafka_broker_restart_under_traffic(broker: Any, make_harness: Callable[
         published_before = traffic.published
         broker.restart()  # SIGTERM, same data dir and ports; returns once it answers metadata
         outage = time.monotonic() - t0
+        record("broker restart: restart() (SIGTERM -> metadata ready)", outage)
         published_during = traffic.published - published_before
         assert w.alive(), f"the worker died while the broker was down:\n{w.log_tail()}"
+        broker_log = lambda: f"broker log tail:\n{broker.log_tail(40)}"  # noqa: E731
+        led = log.wait(lambda: partitions_led(h.settings), 120, "every partition of the pipeline's topics to have a leader",
+                       h.workers, broker_log)
+        record("broker restart: metadata ready -> every partition led", led)
         # Decisions resume: a declaration published after the restart is decided.
         after_restart = traffic.published
         resumed = log.wait(lambda: any(r.ts > t_down_wall + outage and int(r.doc["declaration_id"][1:]) >= after_restart
-                                       for r in log.recs[-2000:]), 180, "decisions after the broker restart", h.workers)
+                                       for r in log.recs[-2000:]), 120, "decisions after the broker restart", h.workers,
+                           lambda: f"traffic producer: {traffic.queued()} records still queued, delivery errors "
+                                   f"{traffic.delivery_errors[:3]}; {broker_log()}")
+        record("broker restart: all led -> first decision of a new declaration", resumed)
         log.wait(lambda: traffic.published >= after_restart + 600, 60, "traffic after the restart", h.workers)
-    finally:
-        traffic.stop()
+    except BaseException:
+        traffic.stop(check=False)
+        raise
+    traffic.stop()
     kinds = traffic.kinds
     log.settle(kinds, h.workers)
-    assert w.alive(), f"the worker died after the broker restart:\n{w.log_tail()}"
-    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing))
-    assert log.divergent() == {}, f"instruction ids emitted with different bytes: {list(log.divergent())[:5]}"
-    assert log.dead_letters == [], log.dead_letters[:3]
-
     record("broker restart: declarations published (during the outage)", len(kinds), f"declarations ({published_during})")
     record("broker restart: raw duplicate instruction records", log.raw_duplicates(), "records")
-    record("broker restart: clean scans overtaken by their deadline", extra["clean scans overtaken by the deadline"], "declarations")
-    record("broker restart: restart() (SIGTERM -> metadata ready)", outage)
-    record("broker restart: back -> first decision of a new declaration", resumed)
     record("broker restart test run time", time.monotonic() - t_test)
+    assert w.alive(), f"the worker died after the broker restart:\n{w.log_tail()}"
+    extra = check_outcomes(log, kinds, lambda missing: lost_records_report(h.settings, missing))
+    record("broker restart: clean scans overtaken by their deadline", extra["clean scans overtaken by the deadline"], "declarations")
+    assert log.divergent() == {}, f"instruction ids emitted with different bytes: {list(log.divergent())[:5]}"
+    assert log.dead_letters == [], log.dead_letters[:3]
 
 
 # ------------------------------------------------------------------------------------------------
