@@ -113,30 +113,15 @@ class Topology:
         s = self.settings
         app = self.app
 
-        @app.agent(self.credit_events, name="fold_credit_events")
-        async def fold_credit_events(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch("fold_credit_events", self.handle_credit_events, events)
-
-        @app.agent(self.risk_list_topic, name="load_risk_lists")
-        async def load_risk_lists(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch("load_risk_lists", self.handle_risk_lists, events)
-
-        @app.agent(self.inspection_results, name="count_inspection_results")
-        async def count_inspection_results(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch("count_inspection_results", self.handle_inspection_results, events)
-
-        @app.agent(self.declarations, name="decide_declarations")
-        async def decide_declarations(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch("decide_declarations", self.handle_declarations, events)
-
-        @app.agent(self.scans, name="apply_scans")
-        async def apply_scans(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch("apply_scans", self.handle_scans, events)
+        # Every agent has the same shape: micro-batches in, the handler's output sent per batch.
+        for topic, name, handler in (
+            (self.credit_events, "fold_credit_events", self.handle_credit_events),
+            (self.risk_list_topic, "load_risk_lists", self.handle_risk_lists),
+            (self.inspection_results, "count_inspection_results", self.handle_inspection_results),
+            (self.declarations, "decide_declarations", self.handle_declarations),
+            (self.scans, "apply_scans", self.handle_scans),
+        ):
+            app.agent(topic, name=name)(self._batch_agent(name, handler))
 
         @app.timer(interval=1.0, name="expire_scan_deadlines")
         async def expire_scan_deadlines() -> None:
@@ -159,6 +144,16 @@ class Topology:
             # A watched registry: a newly activated, verified model is swapped in atomically;
             # a broken one is refused and the old one keeps serving.
             self.services.refresh_models()
+
+    def _batch_agent(self, name: str, handler: Any) -> Any:
+        s = self.settings
+
+        async def agent(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+                await self._run_batch(name, handler, events)
+
+        agent.__name__ = agent.__qualname__ = name
+        return agent
 
     async def _run_batch(self, agent: str, handler: Any, events: Sequence[faust.EventT]) -> None:
         started = time.perf_counter()
