@@ -4,9 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RISKCTL := $(VENV)/bin/riskctl
 KAFKA_LIB := deploy/kafka/target/lib
+TOOLS := .tools
 ARGS ?=
 
-.PHONY: help venv kafka-fetch demo test test-unit test-integration bench broker kafka topics worker schemas clean
+.PHONY: help venv kafka-fetch promtool-fetch demo test test-unit test-integration bench broker kafka topics worker schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -25,14 +26,25 @@ $(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
 
 kafka-fetch: $(KAFKA_LIB)/.fetched  ## fetch Apache Kafka (KRaft) jars from Maven Central
 
+# promtool (optional: the deploy tests run it when present) from Debian's prometheus package, unpacked
+# without installing anything system-wide.
+$(TOOLS)/promtool:
+	rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && apt-get download -q prometheus
+	dpkg -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root
+	cp $(TOOLS)/deb/root/usr/bin/promtool $@ && rm -rf $(TOOLS)/deb
+	$@ --version | head -1
+
+promtool-fetch: $(TOOLS)/promtool  ## fetch promtool (Debian package) so the deploy tests check rules and alerts
+
 demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
 	$(RISKCTL) demo $(ARGS)
 
 test: venv kafka-fetch  ## run every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
-	$(PY) -m pytest tests $(ARGS)
+	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests $(ARGS)
 
 test-unit: venv  ## unit tests only (no broker)
-	$(PY) -m pytest tests/unit $(ARGS)
+	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests/unit $(ARGS)
 
 test-integration: venv kafka-fetch  ## integration tests only (real brokers, real worker processes)
 	$(PY) -m pytest tests/integration $(ARGS)
@@ -56,4 +68,4 @@ schemas: venv  ## export JSON Schema files to schemas/json
 	$(RISKCTL) schemas export
 
 clean:  ## remove the virtual environment, fetched jars and local state
-	rm -rf $(VENV) deploy/kafka/target var .pytest_cache
+	rm -rf $(VENV) $(TOOLS) deploy/kafka/target var .pytest_cache
