@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from policy.config import Capacity
+from policy.config import Capacity, LaneTargets
 from schemas import Action
 
 STATE_VERSION = 1
@@ -61,11 +61,12 @@ class CapacityController:
         # port -> (machine-check lane, inspect lane); None where the lane has no target.
         self._ports: dict[str, tuple[_Lane | None, _Lane | None]] = {}
         self._counts: dict[str, int] = {}
+        self._targets: dict[str, LaneTargets] = {}  # port -> its lane targets (looked up once per port)
 
     def _lanes(self, port: str) -> tuple[_Lane | None, _Lane | None]:
         lanes = self._ports.get(port)
         if lanes is None:
-            t = self.config.targets_for(port)
+            t = self._targets[port] = self.config.targets_for(port)
             # Start at the target: no burst of corrections before the average has warmed up.
             lanes = (_Lane(t.machine_check, 0.0) if t.machine_check else None,
                      _Lane(t.inspect, 0.0) if t.inspect else None)
@@ -85,13 +86,13 @@ class CapacityController:
         lanes = self._ports.get(port)
         if lanes is None:
             return NO_OFFSETS
-        t = self.config.targets_for(port)
+        t = self._targets[port]
         return LaneOffsets(self._offset(lanes[0], t.machine_check), self._offset(lanes[1], t.inspect))
 
     def observe(self, port: str, action: Action) -> None:
         """Record the declaration-time action of one decided declaration of ``port``."""
-        t = self.config.targets_for(port)
         mc, ins = self._lanes(port)
+        t = self._targets[port]
         self._counts[port] += 1
         c = self.config.controller
         for lane, target, selected in ((mc, t.machine_check, action is Action.MACHINE_CHECK),

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from policy.capacity import NO_OFFSETS, LaneOffsets
-from policy.config import Policy
+from policy.config import Policy, Thresholds
 from policy.credit import EnterpriseCredit
 from policy.risklists import RiskHit
 from schemas import Action, CreditClass, Declaration, Qualification, RiskListAction, Scenario, SelectionReason
@@ -74,7 +74,10 @@ def effective_thresholds(
     The machine-check threshold may end up above the inspect one; the machine-check lane is then
     empty for that class (inspect is tested first), which is the right outcome and keeps both
     bounds intact."""
-    base = policy.thresholds_for(credit_class, scenario)
+    return _adapted(policy.thresholds_for(credit_class, scenario), policy, credit_class, offsets)
+
+
+def _adapted(base: Thresholds, policy: Policy, credit_class: CreditClass, offsets: LaneOffsets) -> tuple[float, float]:
     bounds = policy.capacity.bounds_for(credit_class)
     return (bounds.machine_check.clamp(base.machine_check + offsets.machine_check),
             bounds.inspect.clamp(base.inspect + offsets.inspect))
@@ -119,8 +122,8 @@ def decide(
             proposals.append((action, SelectionReason.RISK_LIST, f"{hit.action.value}: {hit.describe()}"))
 
     # 3. Model score against the credit class's (capacity-adapted, bounded) thresholds.
-    mc, insp = effective_thresholds(policy, credit_class, declaration.scenario, offsets or NO_OFFSETS)
     base = policy.thresholds_for(credit_class, declaration.scenario)
+    mc, insp = _adapted(base, policy, credit_class, offsets or NO_OFFSETS)
     if score >= insp:
         proposals.append((Action.INSPECT, SelectionReason.MODEL_THRESHOLD,
                           f"risk score {score:.2f} >= {_threshold_text('inspect', insp, base.inspect)} ({credit_class.value})"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from policy.decide import Decision
@@ -42,6 +43,7 @@ def instruction_id(declaration_id: str, revision: int, stage: Stage) -> str:
     return f"{declaration_id}:{revision}:{stage.value}"
 
 
+@lru_cache(maxsize=16)  # a micro-batch shares one clock reading: format it once
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 

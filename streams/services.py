@@ -58,12 +58,14 @@ class Services:
             return {}
         batch = self.scorer.score(declarations)
         out: dict[tuple[str, int], ScoreResult] = {}
-        histograms: dict[str, Any] = {}
+        by_scenario: dict[str, list[float]] = {}
+        scores = [float(s) for s in batch.scores]
         for i, decl in enumerate(declarations):
-            score = float(batch.scores[i])
-            scenario = decl.scenario.value
-            (histograms.get(scenario) or histograms.setdefault(scenario, metrics.SCORES.labels(scenario))).observe(score)
+            score = scores[i]
+            (by_scenario.get(decl.scenario.value) or by_scenario.setdefault(decl.scenario.value, [])).append(score)
             out[(decl.declaration_id, decl.revision)] = ScoreResult(score, batch.model_versions[i], _explainer(batch, i))
+        for scenario, values in by_scenario.items():
+            metrics.observe_many(metrics.SCORES.labels(scenario), values)
         return out
 
     def refresh_models(self) -> bool:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import faust
 import orjson
@@ -44,6 +44,8 @@ from policy.risklists import RiskListIndex
 from schemas import Action, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
 
 log = logging.getLogger(__name__)
+
+CREDIT_CACHE_MAX = 500_000  # parsed enterprise credit records kept (about 70,000 enterprises today)
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -106,6 +108,7 @@ class Topology:
         # One capacity-controller state per declarations partition, key b"capacity:<partition>".
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
         self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
+        self._credit_cache: dict[bytes, EnterpriseCredit] = {}
         self._wire()
 
     # ---- wiring -----------------------------------------------------------------------------
@@ -138,6 +141,7 @@ class Topology:
                 log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
             metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
             self._publish_lag()
+            self.publish_selection_rates(self._active_declaration_partitions())
 
         @app.timer(interval=5.0, name="refresh_models")
         async def refresh_models() -> None:
@@ -219,7 +223,16 @@ class Topology:
 
     def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
         raw = self.credit.data.get(enterprise_id.encode())
-        return EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
+        if not raw:
+            return UNKNOWN_ENTERPRISE
+        # Parsed once per distinct stored value (equal bytes, equal credit): most declarations come
+        # from enterprises whose credit has not changed since their last declaration.
+        credit = self._credit_cache.get(raw)
+        if credit is None:
+            if len(self._credit_cache) >= CREDIT_CACHE_MAX:
+                self._credit_cache.clear()
+            credit = self._credit_cache[raw] = EnterpriseCredit.from_bytes(raw)
+        return credit
 
     def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = time.time()
@@ -245,14 +258,16 @@ class Topology:
         count_by_port = Counter(d.port for _, d in parsed)
         for port, n in count_by_port.items():
             metrics.EVENTS_IN.labels("declaration", port).inc(n)
-        # Score, in one batch, every declaration revision the state has not decided yet.
-        to_score = [d for _, d in parsed if classify_declaration(self._state(d.declaration_id), d.revision) == "new"]
+        # Each id's state is read once per batch and then carried along (a batch may hold several
+        # revisions of one declaration). Score, in one batch, every revision not decided yet.
+        states = {d.declaration_id: self._state(d.declaration_id) for _, d in parsed}
+        to_score = [d for _, d in parsed if classify_declaration(states[d.declaration_id], d.revision) == "new"]
         scored = self.services.score(to_score)
         policy = self.services.policy
         controllers: dict[int, CapacityController] = {}
         for partition, decl in parsed:
             key = decl.declaration_id.encode()
-            state = self._state(decl.declaration_id)
+            state = states[decl.declaration_id]
             result = scored.get((decl.declaration_id, decl.revision))
             decision = score = None
             versions = Versions(policy.version, None)
@@ -270,9 +285,10 @@ class Topology:
                     decision = replace(decision, reasons=decision.reasons + result.explain())
             step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
             self._apply(out, key, step, "declaration", partition, now)
+            if step.state is not None:
+                states[decl.declaration_id] = step.state
         for partition, controller in controllers.items():
             out.set_table(self.capacity, partition, _capacity_key(partition), controller.to_bytes())
-            self._publish_rates(controller)
         return out
 
     def _controller(self, partition: int) -> CapacityController:
@@ -280,17 +296,28 @@ class Topology:
         # from its changelog, never from a stale copy in this process.
         return CapacityController.from_bytes(self.capacity.data.get(_capacity_key(partition)), self.services.policy.capacity)
 
-    def _publish_rates(self, controller: CapacityController) -> None:
+    def publish_selection_rates(self, partitions: Iterable[int]) -> dict[tuple[str, str], float]:
+        """Realised (smoothed) vs target selection rate per port and lane over the given
+        declaration partitions. Each partition's controller adapts on its own; the realised rate is
+        their mean weighted by the declarations each has seen. Runs on a timer, not per batch."""
         capacity = self.services.policy.capacity
-        for port in controller.ports():
-            realised = controller.realised(port)
-            targets = capacity.targets_for(port)
-            for lane, field in (("machine-check", "machine_check"), ("inspect", "inspect")):
-                if realised.get(field) is not None:
-                    metrics.SELECTION_RATE.labels(port, lane).set(realised[field])
-                target = getattr(targets, field, None)
-                if target:
-                    metrics.SELECTION_RATE_TARGET.labels(port, lane).set(target)
+        sums: dict[tuple[str, str], list[float]] = {}
+        for partition in partitions:
+            controller = CapacityController.from_bytes(self.capacity.data.get(_capacity_key(partition)), capacity)
+            for port in controller.ports():
+                n = controller.observed(port)
+                for lane, rate in controller.realised(port).items():
+                    if rate is not None and n:
+                        acc = sums.setdefault((port, lane), [0.0, 0.0])
+                        acc[0] += rate * n
+                        acc[1] += n
+        realised = {key: total / n for key, (total, n) in sums.items()}
+        for (port, lane), rate in realised.items():
+            metrics.SELECTION_RATE.labels(port, lane).set(rate)
+            target = getattr(capacity.targets_for(port), lane.replace("-", "_"))
+            if target:
+                metrics.SELECTION_RATE_TARGET.labels(port, lane).set(target)
+        return realised
 
     def _publish_lag(self) -> None:
         """Records behind the partition's high watermark, per owned input partition (on brokers
@@ -307,6 +334,10 @@ class Topology:
             position = read.get(tp)
             if highwater is not None and position is not None:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position - 1))
+
+    def _active_declaration_partitions(self) -> set[int]:
+        decl_topic = self.settings.topic(topics.DECLARATIONS)
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
 
     def _check_partition(self, decl: Declaration, partition: int) -> None:
         if partition_for(decl.declaration_id.encode(), self.settings.partitions) != partition:
@@ -371,8 +402,7 @@ class Topology:
             metrics.WORKER_READY.set(1 if ready else 0)
             if not ready:
                 return 0
-            decl_topic = self.settings.topic(topics.DECLARATIONS)
-            actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
+            actives = self._active_declaration_partitions()
             metrics.ASSIGNED_PARTITIONS.set(len(actives))
         expired = 0
         pending = 0
@@ -418,10 +448,11 @@ class Topology:
 def _publish_instruction_metrics(out: OutputBatch) -> None:
     for labels, n in out.tally.items():
         metrics.INSTRUCTIONS.labels(*labels).inc(n)
-    histograms: dict[str, Any] = {}
+    by_stage: dict[str, list[float]] = {}
     for stage, seconds in out.latencies:
-        histogram = histograms.get(stage) or histograms.setdefault(stage, metrics.DECISION_LATENCY.labels(stage))
-        histogram.observe(max(0.0, seconds))
+        (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
+    for stage, values in by_stage.items():
+        metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
 
 
 def _capacity_key(partition: int) -> bytes:

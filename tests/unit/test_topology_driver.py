@@ -129,3 +129,25 @@ def test_credit_state_is_folded_and_used(driver):
     by_id = {i["declaration_id"]: i for i in driver.instructions()}
     assert by_id["ZT1"]["action"] == "release"
     assert by_id["ZT2"]["action"] == "inspect" and by_id["ZT2"]["selection_reason"] == "rule"
+
+
+def test_selection_rates_are_published_for_both_lanes_across_partitions():
+    from policy.capacity import CapacityController
+    from streams import metrics
+    from streams.topology import _capacity_key
+
+    scores = {f"R{i}": (0.99 if i % 10 == 0 else 0.6 if i % 10 == 1 else 0.0) for i in range(200)}
+    d = TopologyDriver(Services(load_policy(FIXTURE_POLICY), FixedScorer(scores)))
+    d.send(topics.DECLARATIONS, [(k.encode(), decl(k, port="YPU-SEA")) for k in scores])
+    partitions = range(d.settings.partitions)
+    realised = d.topology.publish_selection_rates(partitions)
+    capacity = d.topology.services.policy.capacity
+    controllers = [CapacityController.from_bytes(d.topology.capacity.data.get(_capacity_key(p)), capacity) for p in partitions]
+    for lane in ("machine-check", "inspect"):
+        weighted = [(c.realised("YPU-SEA")[lane], c.observed("YPU-SEA")) for c in controllers if c.observed("YPU-SEA")]
+        assert len(weighted) > 1  # the ids spread over several partitions
+        expected = sum(r * n for r, n in weighted) / sum(n for _, n in weighted)
+        assert realised[("YPU-SEA", lane)] == pytest.approx(expected)
+        assert metrics.SELECTION_RATE.labels("YPU-SEA", lane)._value.get() == pytest.approx(expected)
+    assert metrics.SELECTION_RATE_TARGET.labels("YPU-SEA", "machine-check")._value.get() == 0.07
+    assert metrics.SELECTION_RATE_TARGET.labels("YPU-SEA", "inspect")._value.get() == 0.02
