@@ -31,7 +31,10 @@ def _is_input(tp: Any) -> bool:
     return not tp.topic.endswith("-changelog")
 
 
-def with_fetch_wait(max_wait_ms: int) -> type:
+def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
+    """The worker's Faust consumer class (``deliveries``: a ``streams.outputs.Deliveries`` that must
+    be acknowledged before any offset is committed)."""
+
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
@@ -57,6 +60,18 @@ def with_fetch_wait(max_wait_ms: int) -> type:
             if _is_input(tp) and acked and committed is not None and min(acked) > committed:
                 return None  # the head of the partition was not processed: commit nothing past it
             return super()._new_offset(tp)
+
+        async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+            # Agents send outputs without waiting (one micro-batch in flight) and Faust has acked
+            # those inputs already: commit only once everything sent so far is on the broker.
+            if deliveries is not None:
+                try:
+                    await deliveries.wait()
+                except Exception as exc:  # noqa: BLE001 - DeliveryFailed: never commit past lost outputs
+                    log.error("not committing offsets: %s", exc)
+                    await self.crash(exc)
+                    return False
+            return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()

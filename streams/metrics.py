@@ -58,7 +58,7 @@ INSPECTION_RESULTS = Counter(
     ["port", "found"],
 )
 BATCH_SECONDS = Histogram(
-    "customs_batch_seconds", "Time per micro-batch, by agent and phase (decide: CPU work; deliver: until the broker acknowledged the outputs).",
+    "customs_batch_seconds", "Time per micro-batch, by agent and phase (decide: CPU work; deliver: waiting for the previous batch's acknowledgement and handing this one to the producer).",
     ["agent", "phase"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 RISK_LIST_ENTRIES = Gauge("customs_risk_list_entries", "Risk-list entries active in this worker's index.")

@@ -12,13 +12,15 @@ Declarations, scans, instructions and the two per-declaration tables share the p
 and are keyed by declaration id, so a scan is always handled by the worker that holds its
 declaration's state (Faust's Stream.join is not implemented; this co-partitioned table *is* the
 join). Agents consume micro-batches (``take_events``) so that scoring runs once per batch.
-Outputs go through Faust's producer buffer (``send_soon``), which Faust flushes before it commits
-offsets: delivery is at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same
-instruction bytes instead of deciding again.
+Each batch's outputs go out as one record batch per partition with one batch in flight
+(``streams.outputs``); no offset is committed before they are acknowledged, so delivery is
+at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same instruction bytes
+instead of deciding again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -32,7 +34,7 @@ import orjson
 from streams import metrics, topics
 from streams.deadletter import DeadLetterSink, reject_reason
 from streams.faust_transport import with_fetch_wait
-from streams.outputs import OutputBatch
+from streams.outputs import Deliveries, OutputBatch
 from streams.partitioning import partition_for
 from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
 from streams.services import Services
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 CREDIT_CACHE_MAX = 500_000  # parsed enterprise credit records kept (about 70,000 enterprises today)
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust.App:
     servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -73,7 +75,7 @@ def faust_app(settings: Settings) -> faust.App:
         logging_config=None,
         loghandlers=[],
     )
-    app.transport.Consumer = with_fetch_wait(settings.fetch_max_wait_ms)
+    app.transport.Consumer = with_fetch_wait(settings.fetch_max_wait_ms, deliveries)
     return app
 
 
@@ -83,7 +85,8 @@ class Topology:
     def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
         self.settings = settings
         self.services = services
-        self.app = app or faust_app(settings)
+        self.deliveries = Deliveries()  # the consumer commits no offset before these are acknowledged
+        self.app = app or faust_app(settings, self.deliveries)
         t = settings.topic
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         # Single declarations and gateway batches feed the same agent (and share partitions).
@@ -131,7 +134,7 @@ class Topology:
             out = OutputBatch()
             self.expire_deadlines(time.time(), out)
             _publish_instruction_metrics(out)
-            await out.send(app)
+            await asyncio.gather(*await out.send(app))
 
         @app.timer(interval=1.0, name="sync_risk_lists")
         async def sync_risk_lists() -> None:
@@ -153,20 +156,29 @@ class Topology:
         s = self.settings
 
         async def agent(stream: faust.StreamT) -> None:
+            in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
             async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
-                await self._run_batch(name, handler, events)
+                in_flight = await self._run_batch(name, handler, events, in_flight)
 
         agent.__name__ = agent.__qualname__ = name
         return agent
 
-    async def _run_batch(self, agent: str, handler: Any, events: Sequence[faust.EventT]) -> None:
+    async def _run_batch(self, agent: str, handler: Any, events: Sequence[faust.EventT],
+                         in_flight: list[asyncio.Future]) -> list[asyncio.Future]:
+        """Decide this micro-batch while the previous one is on the wire; send this one once the
+        previous one is acknowledged (one batch in flight per agent: bounded memory, and a failed
+        delivery stops the agent before it sends anything after it)."""
         started = time.perf_counter()
         out = handler(events)
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
-        await out.send(self.app)
+        if in_flight:
+            await asyncio.gather(*in_flight)
+        futures = await out.send(self.app)
+        self.deliveries.track(futures)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
+        return futures
 
     # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
     def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
