@@ -241,7 +241,6 @@ class Topology:
                 centralised = codec.parse(CentralisedDeclaration, msg.value)
                 if msg.key != centralised.centralised_id.encode():
                     raise KeyMismatch("record key does not match centralised_id")
-                metrics.EVENTS_IN.labels("centralised-declaration", centralised.port).inc()
                 check_centralised(self.services.policy, self.credit_of(centralised.enterprise_id), centralised.items)
                 items = centralised.item_declarations()
             except BatchNotAllowed as exc:
@@ -255,6 +254,8 @@ class Topology:
                 key = decl.declaration_id.encode()
                 value = decl.model_dump_json(exclude_none=True).encode()
                 out.add(self.declarations_topic, partition_for(key, self.settings.partitions), key, value)
+            # Only accepted records count as events in (the dead-letter share's denominator adds the rejected ones).
+            metrics.EVENTS_IN.labels("centralised-declaration", centralised.port).inc()
             metrics.CENTRALISED.labels("split").inc()
             metrics.CENTRALISED_ITEMS.inc(len(items))
         return out

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from policy.config import Policy
@@ -148,7 +149,10 @@ def test_an_ordinary_declarations_instruction_has_no_centralised_id_key() -> Non
 ])
 def test_refused_centralised_declarations_are_dead_lettered_with_the_reason(enterprise: str, reason: str, detail: str) -> None:
     d = make_driver()
+    refused = lambda: REGISTRY.get_sample_value("customs_centralised_declarations_total", {"outcome": "refused"}) or 0.0  # noqa: E731
+    before = refused()
     d.send(topics.CENTRALISED_DECLARATIONS, [(b"C9", centralised("C9", enterprise, 2))])
+    assert refused() == before + 1
     (letter,) = d.dead_letters()
     assert (letter["reason"], letter["source_topic"]) == (reason, d.settings.topic(topics.CENTRALISED_DECLARATIONS))
     assert detail in letter["error"]
