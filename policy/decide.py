@@ -23,7 +23,7 @@ order, followed by the watch-list notes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 from policy.capacity import NO_OFFSETS, LaneOffsets
@@ -55,9 +55,15 @@ class Decision:
 
 
 class BatchNotAllowed(ValueError):
-    """A centralised declaration from an enterprise whose class may not submit one."""
+    """A centralised declaration the policy refuses: the enterprise's class may not submit one."""
 
-    reason_code = "batch-not-allowed"
+    reason_code = "centralised-not-allowed"
+
+
+class TooManyItems(BatchNotAllowed):
+    """A centralised declaration with more goods items than ``batch.max_items`` (or none)."""
+
+    reason_code = "centralised-too-many-items"
 
 
 def random_draw(seed: int, declaration_id: str) -> float:
@@ -145,6 +151,19 @@ def decide(
     return Decision(action, reason, credit_class, (*(text for _, _, text in proposals), *notes), refs, (mc, insp))
 
 
+def check_centralised(policy: Policy, credit: EnterpriseCredit, items: Sized) -> None:
+    """May this enterprise submit a centralised declaration of ``items``? Only effective classes in
+    ``batch.allowed_classes`` may (a joint penalty overrides a white-list certification), with 1 to
+    ``batch.max_items`` items. Raises BatchNotAllowed (or TooManyItems) saying why."""
+    effective = credit.effective_class
+    if effective not in policy.batch.allowed_classes:
+        why = " (joint penalty)" if credit.joint_penalty else ""
+        allowed = ", ".join(c.value for c in policy.batch.allowed_classes) or "none"
+        raise BatchNotAllowed(f"credit class {effective.value}{why} may not submit centralised declarations (allowed: {allowed})")
+    if not 1 <= len(items) <= policy.batch.max_items:
+        raise TooManyItems(f"a centralised declaration needs 1 to {policy.batch.max_items} items, got {len(items)}")
+
+
 def decide_items(
     policy: Policy,
     items: Sequence[Declaration],
@@ -154,13 +173,10 @@ def decide_items(
     offsets: LaneOffsets | None = None,
 ) -> list[Decision]:
     """A centralised declaration: one decision per goods item, each item a ``Declaration`` with its
-    own id (e.g. ``{batch id}-{item no}``), so each gets its own instruction, random draw and
-    scan join. Only enterprises whose effective class is in ``batch.allowed_classes`` may submit
-    one (a joint penalty overrides a white-list certification); others raise BatchNotAllowed."""
-    if credit.effective_class not in policy.batch.allowed_classes:
-        raise BatchNotAllowed(f"credit class {credit.effective_class.value} may not submit centralised declarations")
-    if not items or len(items) > policy.batch.max_items:
-        raise BatchNotAllowed(f"a centralised declaration needs 1 to {policy.batch.max_items} items, got {len(items)}")
+    own id (e.g. ``{centralised id}-{item no:04d}``), so each gets its own instruction, random draw
+    and scan join. Refused (BatchNotAllowed) unless ``check_centralised`` allows it. (The worker
+    runs ``check_centralised`` in its split agent, then decides each item as a declaration.)"""
+    check_centralised(policy, credit, items)
     if len({i.enterprise_id for i in items}) != 1:
         raise BatchNotAllowed("all items of a centralised declaration must belong to one enterprise")
     if len(scores) != len(items) or (hits is not None and len(hits) != len(items)):

@@ -25,7 +25,7 @@ ROW_GROUP = 131_072
 _STRING_FIELDS = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use", "payment_type",
-    "tax_type", "origin_indicator", "courier_id",
+    "tax_type", "origin_indicator", "courier_id", "centralised_id",
 )
 _INT_FIELDS = ("schema_version", "revision")
 _FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate")
@@ -82,6 +82,8 @@ def write_history(
                     arrays.append(pa.array(np.ones(n, dtype=np.int64)))
                 elif name == "event_time":
                     arrays.append(pa.array(cols["event_time_us"], type=field.type))
+                elif name == "centralised_id":  # the simulated history has no centralised declarations
+                    arrays.append(pa.nulls(n, type=field.type))
                 elif name in labels:
                     arrays.append(pa.array(labels[name], type=field.type))
                 else:

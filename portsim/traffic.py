@@ -475,7 +475,8 @@ class PortOffice:
         first_index: int = 0,
     ) -> Iterator[tuple[dict[str, Any], GroundTruth]]:
         """Fast path: JSON-ready dicts, each valid against :class:`Declaration` (as ``model_dump(mode="json")``
-        would give it), with their ground truth. ``count=None`` generates forever."""
+        would give it, less ``centralised_id``, which only items split off a centralised declaration
+        carry), with their ground truth. ``count=None`` generates forever."""
         keys = DECLARATION_KEYS
         for data, lo, hi, first, times in self._segments(count, start, rate_per_s, first_index):
             cols = self._columns(data, lo, hi, first)

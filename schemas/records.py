@@ -50,6 +50,14 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 HsCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{2}){0,2}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+# A centralised declaration's id leaves room for the "-NNNN" item suffix of its items' declaration ids.
+CentralisedId = Annotated[str, StringConstraints(min_length=1, max_length=59, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+# Goods fields shared by a declaration and a centralised declaration's goods item.
+DeclaredValue = Annotated[float, Field(ge=0, le=1e13, description="0 for free-of-charge goods (samples, gifts).")]
+Quantity = Annotated[float, Field(gt=0, le=1e12)]
+NetMass = Annotated[float, Field(ge=0, le=1e9, description="0 where the goods weigh less than the declared precision.")]
+TaxRate = Annotated[float, Field(ge=0, le=1000, description="Applicable duty rate in percent (ad valorem equivalents can exceed 100).")]
+Revision = Annotated[int, Field(ge=1, le=1000)]
 
 
 class Scenario(str, enum.Enum):
@@ -91,8 +99,11 @@ class Action(str, enum.Enum):
     INSPECT = "inspect"
 
 
-class _Record(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class _Record(_Strict):
     # A strict int, not Literal[1]: a literal compares with ==, so JSON true and 1.0 would pass.
     schema_version: int = Field(default=SCHEMA_VERSION, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)
 
@@ -101,7 +112,7 @@ class Declaration(_Record):
     """One goods declaration from a port gateway. Key: ``declaration_id``."""
 
     declaration_id: Identifier
-    revision: int = Field(default=1, ge=1, le=1000)
+    revision: Revision = 1
     port: Identifier
     enterprise_id: Identifier
     declarant_id: Identifier
@@ -111,11 +122,11 @@ class Declaration(_Record):
     origin_country: CountryCode
     departure_country: CountryCode
     transport_mode: TransportMode
-    declared_value: float = Field(ge=0, le=1e13, description="0 for free-of-charge goods (samples, gifts).")
+    declared_value: DeclaredValue
     currency: CurrencyCode
-    quantity: float | None = Field(default=None, gt=0, le=1e12)
-    net_mass_kg: float = Field(ge=0, le=1e9, description="0 where the goods weigh less than the declared precision.")
-    tax_rate: float = Field(ge=0, le=1000, description="Applicable duty rate in percent (ad valorem equivalents can exceed 100).")
+    quantity: Quantity | None = None
+    net_mass_kg: NetMass
+    tax_rate: TaxRate
     event_time: EventTime
     # Optional coded attributes of the declaration form (procedure, payment, tax type, ...).
     procedure_code: Code | None = None
@@ -125,6 +136,12 @@ class Declaration(_Record):
     tax_type: Code | None = None
     origin_indicator: Code | None = None
     courier_id: Identifier | None = None
+    # Set on the declarations the worker splits off a centralised declaration (one per goods item).
+    centralised_id: Identifier | None = None
+
+
+# The form attributes a centralised declaration's header passes on to every item's declaration.
+FORM_FIELDS = ("procedure_code", "import_type", "import_use", "payment_type", "tax_type", "origin_indicator", "courier_id")
 
 
 class DeclarationBatch(_Record):
@@ -135,6 +152,66 @@ class DeclarationBatch(_Record):
     batch_id: Identifier
     gateway: Identifier
     declarations: tuple[Declaration, ...] = Field(min_length=1, max_length=5000)
+
+
+MAX_CENTRALISED_ITEMS = 999  # the schema's hard bound; the policy's batch.max_items is the operative limit
+
+
+class GoodsItem(_Strict):
+    """One goods item of a centralised declaration; it becomes the declaration
+    ``{centralised_id}-{item_no:04d}`` and gets its own instructions."""
+
+    item_no: int = Field(ge=1, le=9999, description="1-based, strictly ascending within the message (gaps allowed).")
+    hs_code: HsCode
+    origin_country: CountryCode
+    declared_value: DeclaredValue
+    currency: CurrencyCode
+    quantity: Quantity | None = None
+    net_mass_kg: NetMass
+    tax_rate: TaxRate
+    seller_id: Identifier | None = None
+
+
+class CentralisedDeclaration(_Record):
+    """A batch / centralised declaration: one message, many goods items, one instruction per item.
+    Only enterprises whose credit class the policy allows (``batch.allowed_classes``) may submit one.
+    Topic ``centralised-declarations``; key: ``centralised_id``."""
+
+    centralised_id: CentralisedId
+    revision: Revision = 1
+    port: Identifier
+    enterprise_id: Identifier
+    declarant_id: Identifier
+    scenario: Scenario
+    transport_mode: TransportMode
+    departure_country: CountryCode
+    event_time: EventTime
+    procedure_code: Code | None = None
+    import_type: Code | None = None
+    import_use: Code | None = None
+    payment_type: Code | None = None
+    tax_type: Code | None = None
+    origin_indicator: Code | None = None
+    courier_id: Identifier | None = None
+    items: tuple[GoodsItem, ...] = Field(min_length=1, max_length=MAX_CENTRALISED_ITEMS)
+
+    def model_post_init(self, _context: object) -> None:
+        # Strictly ascending item numbers: unique, so every item has its own declaration id.
+        for before, item in zip(self.items, self.items[1:]):
+            if item.item_no <= before.item_no:
+                raise ValueError(f"item_no must be unique and ascending: {item.item_no} follows {before.item_no}")
+
+    def item_declaration_id(self, item: GoodsItem) -> str:
+        return f"{self.centralised_id}-{item.item_no:04d}"
+
+    def item_declarations(self) -> list[Declaration]:
+        """One validated declaration per goods item: the header's fields, the item's goods, the
+        centralised revision and id. Deterministic, so a redelivery re-emits identical records."""
+        header = {name: getattr(self, name) for name in ("revision", "port", "enterprise_id", "declarant_id", "scenario",
+                                                        "transport_mode", "departure_country", "event_time", *FORM_FIELDS)}
+        return [Declaration(declaration_id=self.item_declaration_id(item), centralised_id=self.centralised_id,
+                            **header, **item.model_dump(exclude={"item_no"}))
+                for item in self.items]
 
 
 class ScanVerdict(str, enum.Enum):
@@ -305,6 +382,8 @@ class ControlInstruction(_Record):
     scan_id: str | None = None
     event_time: AwareDatetime
     decided_at: AwareDatetime
+    # The centralised declaration this item's instruction belongs to (the key is absent otherwise).
+    centralised_id: Identifier | None = None
 
 
 class InspectionResult(_Record):
@@ -343,6 +422,7 @@ class DeadLetter(_Record):
 RECORD_TYPES: dict[str, type[_Record]] = {
     "declaration": Declaration,
     "declaration-batch": DeclarationBatch,
+    "centralised-declaration": CentralisedDeclaration,
     "scan-result": ScanResult,
     "credit-event": CreditEvent,
     "risk-list-entry": RiskListEntry,

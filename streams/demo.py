@@ -8,6 +8,7 @@ instructions and, at the end, a summary (and one JSON line with ``--json``).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import signal
@@ -18,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import orjson
 import yaml
@@ -31,8 +32,12 @@ from streams.launcher import WorkerProcess, worker_process
 from streams.readers import assigned_reader
 from streams.settings import Settings
 
+if TYPE_CHECKING:
+    from portsim.centralised import CentralisedBuilder
+
 
 LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations
+CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) per this many declarations
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,6 +78,8 @@ class Tally:
     found: int = 0
     duty_recovered: float = 0.0
     declaration_stage: Counter = field(default_factory=Counter)  # action at declaration time
+    centralised_items: dict[str, list[str]] = field(default_factory=dict)  # centralised id -> item declaration ids
+    refused_centralised: int = 0
 
     @property
     def undecided(self) -> int:
@@ -85,7 +92,9 @@ class Tally:
             return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
 
         return {
-            "published": {"declaration": self.published["declaration"], "scan": self.published["scan"], "credit": self.published["credit"]},
+            "published": {"declaration": self.published["declaration"], "scan": self.published["scan"], "credit": self.published["credit"],
+                          "centralised": self.published["centralised"]},
+            "centralised_refused": self.refused_centralised,
             "instructions": {a: self.actions[a] for a in ("release", "machine-check", "inspect")},
             "dead_letters": self.dead_letters,
             "undecided": self.undecided,
@@ -160,6 +169,7 @@ def _wait_credit_applied(worker: WorkerProcess, expected: int, timeout_s: float 
 
 
 def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess) -> Tally:
+    from portsim.centralised import CentralisedBuilder, may_centralise
     from portsim.traffic import PortOffice
 
     office = PortOffice(seed=args.seed, enterprises=args.enterprises)
@@ -184,6 +194,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     _publish_demo_risk_lists(producer, settings, tally)
     declarations = office.declaration_dicts(count=None)
     lifecycle = office.lifecycle_events()
+    centralising: CentralisedBuilder | None = None
+    allowed = load_policy(settings.policy_file).batch.allowed_classes
     start = time.monotonic()
     stop_at = start + args.duration if args.duration else float("inf")
     next_report = start + 2.0
@@ -198,6 +210,16 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                 due = int((now - start) * args.rate) - tally.published["declaration"]
                 for _ in range(max(0, due)):
                     record, truth = next(declarations)
+                    if centralising is not None and centralising.offer(record, truth):
+                        if centralising.full:
+                            _publish_centralised(centralising, publisher, tally, truths)
+                            centralising = None
+                        continue
+                    if (centralising is None and tally.published["declaration"] // CENTRALISED_EVERY > tally.published["centralised"]
+                            and may_centralise(office.population, record["enterprise_id"], allowed)):
+                        cid = f"C{args.seed}-{tally.published['centralised']:06d}"
+                        centralising = CentralisedBuilder.start(cid, 2 + tally.published["centralised"] % 7, record, truth)
+                        continue
                     record["event_time"] = _now_iso()
                     did = record["declaration_id"]
                     truths[did] = truth
@@ -221,7 +243,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                 if msg.error():
                     continue
                 if msg.topic() == settings.topic(topics.DEAD_LETTERS):
-                    tally.dead_letters += 1
+                    _on_dead_letter(orjson.loads(msg.value()), tally, settings)
                     continue
                 _on_instruction(orjson.loads(msg.value()), tally, truths, office, scans_due, producer, t_insp, args)
             if now >= next_report:
@@ -240,6 +262,27 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     if interrupted:
         raise KeyboardInterrupt
     return tally
+
+
+def _publish_centralised(builder: CentralisedBuilder, publisher: DeclarationPublisher, tally: Tally, truths: dict[str, Any]) -> None:
+    """Each goods item is a declaration the demo expects a final instruction for."""
+    publisher.publish_centralised(builder.record(_now_iso()))
+    now = time.time()
+    for did, truth in builder.truths().items():
+        truths[did] = truth
+        tally.published_at[did] = now
+    tally.centralised_items[builder.centralised_id] = builder.item_ids()
+    tally.published["centralised"] += 1
+    tally.published["declaration"] += len(builder.goods)
+
+
+def _on_dead_letter(letter: dict[str, Any], tally: Tally, settings: Settings) -> None:
+    tally.dead_letters += 1
+    if letter["source_topic"] == settings.topic(topics.CENTRALISED_DECLARATIONS) and letter["key_b64"]:
+        # Refused (e.g. the enterprise was downgraded meanwhile): its items will get no instruction.
+        for did in tally.centralised_items.pop(base64.b64decode(letter["key_b64"]).decode(), []):
+            tally.published_at.pop(did, None)
+        tally.refused_centralised += 1
 
 
 DEMO_RISK_LISTS = (
@@ -319,7 +362,8 @@ def _progress(tally: Tally, elapsed: float, targets: dict[str, float | None]) ->
 
 def _print_summary(s: dict[str, Any]) -> None:
     print("\n=== demo summary ===")
-    print(f"published     declarations {s['published']['declaration']}, scans {s['published']['scan']}, credit events {s['published']['credit']}")
+    print(f"published     declarations {s['published']['declaration']} (of which items of {s['published']['centralised']} centralised "
+          f"declarations, {s['centralised_refused']} refused), scans {s['published']['scan']}, credit events {s['published']['credit']}")
     i = s["instructions"]
     print(f"instructions  release {i['release']}, machine-check {i['machine-check']}, inspect {i['inspect']}")
     print(f"dead letters  {s['dead_letters']}")

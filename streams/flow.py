@@ -60,7 +60,7 @@ def _instruction(
     suspected: tuple[str, ...] = (), scan_id: str | None = None,
     risk_hits: tuple[str, ...] = (), thresholds: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    return {
+    instruction: dict[str, Any] = {
         "schema_version": 1,
         "instruction_id": instruction_id(decl["declaration_id"], decl["revision"], stage),
         "declaration_id": decl["declaration_id"],
@@ -84,11 +84,14 @@ def _instruction(
         "event_time": decl["event_time"],
         "decided_at": _iso(now),
     }
+    if "centralised_id" in decl:  # only then: an ordinary declaration's instruction bytes stay as they were
+        instruction["centralised_id"] = decl["centralised_id"]
+    return instruction
 
 
 def _declaration_summary(d: Declaration) -> dict[str, Any]:
     """What later stages need to know about the declaration (kept in the state record)."""
-    return {
+    summary: dict[str, Any] = {
         "declaration_id": d.declaration_id,
         "revision": d.revision,
         "port": d.port,
@@ -96,6 +99,9 @@ def _declaration_summary(d: Declaration) -> dict[str, Any]:
         "scenario": d.scenario.value,
         "event_time": d.event_time.isoformat().replace("+00:00", "Z"),
     }
+    if d.centralised_id is not None:
+        summary["centralised_id"] = d.centralised_id
+    return summary
 
 
 def classify_declaration(state: State | None, revision: int) -> str:

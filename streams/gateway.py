@@ -6,7 +6,8 @@ second therefore packs the declarations bound for each partition into one ``Decl
 record every few milliseconds, the way Kafka's own producer batches on the wire, but visible to
 the application. Each declaration goes to the murmur2 partition of its id, exactly where it
 would go as a single record, so it stays co-partitioned with its scans. Gateways that cannot batch
-publish single records to the ``declarations`` topic; the worker reads both.
+publish single records to the ``declarations`` topic; the worker reads both. Centralised declarations
+(white-list enterprises' many-item declarations) are one record each on their own topic.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DeclarationPublisher:
         self.partitions = settings.partitions
         self._single_topic = settings.topic(topics.DECLARATIONS)
         self._batch_topic = settings.topic(topics.DECLARATION_BATCHES)
+        self._centralised_topic = settings.topic(topics.CENTRALISED_DECLARATIONS)
         self._pending: dict[int, list[dict[str, Any]]] = {}
         self._opened: dict[int, float] = {}
         self._seq = 0
@@ -55,6 +57,13 @@ class DeclarationPublisher:
         pending.append(declaration)
         if len(pending) >= self.max_batch:
             self._send(partition)
+
+    def publish_centralised(self, centralised: dict[str, Any]) -> None:
+        """Send one JSON-ready ``CentralisedDeclaration``, keyed by its id. It is never batched: the
+        worker splits it into one declaration per goods item, each on its own murmur2 partition."""
+        key = centralised["centralised_id"].encode()
+        self.producer.produce(self._centralised_topic, key=key, value=orjson.dumps(centralised))
+        self.records_sent += 1
 
     def poll(self) -> None:
         """Send batches whose linger time has passed; call this often (it is cheap)."""

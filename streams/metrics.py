@@ -28,6 +28,9 @@ BATCH_SIZE = Histogram(
 )
 ACTIVE_MODEL = Gauge("customs_active_model_info", "Active model version per scenario (value 1).", ["scenario", "version"])
 ACTIVE_POLICY = Gauge("customs_active_policy_info", "Active policy version (value 1).", ["version"])
+# outcome: "split" (one declaration per goods item emitted) or "refused" (policy: dead-lettered with the reason).
+CENTRALISED = Counter("customs_centralised_declarations_total", "Centralised declarations handled, by outcome.", ["outcome"])
+CENTRALISED_ITEMS = Counter("customs_centralised_items_total", "Declarations split off centralised declarations (one per goods item).")
 CREDIT_EVENTS_APPLIED = Counter("customs_credit_events_applied_total", "Credit events folded into the credit table.", ["event_type"])
 WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions assigned and its tables recovered.")
 ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")

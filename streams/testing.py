@@ -37,11 +37,14 @@ class FakeEvent:
 
 
 class TopologyDriver:
-    def __init__(self, services: Services, settings: Settings | None = None) -> None:
+    def __init__(self, services: Services, settings: Settings | None = None, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings or Settings(app_id="driver", partitions=4)
         self.topology = Topology(self.settings, services)
+        if clock is not None:  # decided_at and deadlines come from it: the same clock replays the same bytes
+            self.topology.clock = clock
         self._offsets = itertools.count()
         self.outputs: list[tuple[str, int, bytes | None, bytes | None]] = []
+        self._forwarded: dict[str, int] = {}  # logical topic -> outputs already fed back
 
     def _event(self, logical_topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> FakeEvent:
         if partition is None:
@@ -58,6 +61,7 @@ class TopologyDriver:
         handlers = {
             topics.DECLARATIONS: self.topology.handle_declarations,
             topics.DECLARATION_BATCHES: self.topology.handle_declarations,
+            topics.CENTRALISED_DECLARATIONS: self.topology.handle_centralised_declarations,
             topics.SCANS: self.topology.handle_scans,
             topics.CREDIT_EVENTS: self.topology.handle_credit_events,
             topics.RISK_LISTS: self.topology.handle_risk_lists,
@@ -67,6 +71,22 @@ class TopologyDriver:
         self._run(handlers[logical_topic], events)
         if logical_topic == topics.RISK_LISTS:
             self.topology.risk_index.sync(self.topology.risk_lists.data)
+
+    def forward(self, logical_topic: str) -> int:
+        """Feed the records the topology wrote to ``logical_topic`` (since the last call) back to that
+        topic's handler, one micro-batch per partition, as the broker would deliver them. Returns how many."""
+        name = self.settings.topic(logical_topic)
+        start = self._forwarded.get(logical_topic, 0)
+        records = [(i, p, k, v) for i, (t, p, k, v) in enumerate(self.outputs) if t == name and i >= start]
+        self._forwarded[logical_topic] = len(self.outputs)
+        for partition in sorted({p for _, p, _, _ in records}):
+            self.send(logical_topic, [(k, v) for _, p, k, v in records if p == partition], partition=partition)
+        return len(records)
+
+    def records(self, logical_topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+        """(partition, key, value) of everything the topology wrote to ``logical_topic``."""
+        name = self.settings.topic(logical_topic)
+        return [(p, k, v) for t, p, k, v in self.outputs if t == name]
 
     def expire(self, now: float) -> int:
         out = OutputBatch()

@@ -23,6 +23,7 @@ DAY_MS = 86_400_000
 # Logical names, shared by producers, the topology and the tools. Full name = prefix + name.
 DECLARATIONS = "declarations"
 DECLARATION_BATCHES = "declaration-batches"
+CENTRALISED_DECLARATIONS = "centralised-declarations"
 SCANS = "scans"
 CREDIT_EVENTS = "credit-events"
 RISK_LISTS = "risk-lists"
@@ -64,6 +65,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
         TopicSpec(t(DECLARATION_BATCHES), p, "batch_id", "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
+        TopicSpec(t(CENTRALISED_DECLARATIONS), p, "centralised_id",
+                  "Centralised declarations (many goods items) from white-list enterprises; split into one declaration per item."),
         TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
         TopicSpec(
             t(CREDIT_EVENTS), 1, "enterprise_id",

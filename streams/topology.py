@@ -1,6 +1,7 @@
 """The pipeline's Faust topology, readable in one place.
 
     credit-events ──> fold_credit_events ──> enterprise-credit   (GlobalTable: every worker reads all)
+    centralised-declarations ──> split_centralised_declarations ──> declarations (one per goods item)
     declarations ──┐                          │ read
                    ├─> decide_declarations ───┴─> declaration-state, scan-deadlines (Tables, changelog)
     scans ─────────┴─> apply_scans                        │
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from dataclasses import replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import faust
 import orjson
@@ -41,9 +42,10 @@ from streams.services import Services
 from streams.settings import Settings
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.decide import decide
+from policy.decide import BatchNotAllowed, check_centralised, decide
 from policy.risklists import RiskListIndex
-from schemas import Action, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
+from schemas import (Action, CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry,
+                     ScanResult, codec)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust
 class Topology:
     """Wires agents, tables and the timer onto a Faust app. One instance per worker process."""
 
+    # Wall clock of decisions (decided_at, scan deadlines); the test driver replaces it to replay.
+    clock: Callable[[], float] = staticmethod(time.time)
+
     def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
         self.settings = settings
         self.services = services
@@ -92,6 +97,8 @@ class Topology:
         # Single declarations and gateway batches feed the same agent (and share partitions).
         self.declarations = self.app.topic(t(topics.DECLARATIONS), t(topics.DECLARATION_BATCHES), **raw)
         self.batch_topic_name = t(topics.DECLARATION_BATCHES)
+        self.declarations_topic = t(topics.DECLARATIONS)
+        self.centralised = self.app.topic(t(topics.CENTRALISED_DECLARATIONS), **raw)
         self.scans = self.app.topic(t(topics.SCANS), **raw)
         self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
         self.risk_list_topic = self.app.topic(t(topics.RISK_LISTS), **raw)
@@ -124,6 +131,7 @@ class Topology:
             (self.credit_events, "fold_credit_events", self.handle_credit_events),
             (self.risk_list_topic, "load_risk_lists", self.handle_risk_lists),
             (self.inspection_results, "count_inspection_results", self.handle_inspection_results),
+            (self.centralised, "split_centralised_declarations", self.handle_centralised_declarations),
             (self.declarations, "decide_declarations", self.handle_declarations),
             (self.scans, "apply_scans", self.handle_scans),
         ):
@@ -132,7 +140,7 @@ class Topology:
         @app.timer(interval=1.0, name="expire_scan_deadlines")
         async def expire_scan_deadlines() -> None:
             out = OutputBatch()
-            self.expire_deadlines(time.time(), out)
+            self.expire_deadlines(self.clock(), out)
             _publish_instruction_metrics(out)
             await asyncio.gather(*await out.send(app))
 
@@ -246,8 +254,39 @@ class Topology:
             credit = self._credit_cache[raw] = EnterpriseCredit.from_bytes(raw)
         return credit
 
+    def handle_centralised_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        """Split each centralised declaration the policy allows into one declaration per goods item,
+        written to the declarations topic on the item id's murmur2 partition (a repartition step):
+        there decide_declarations decides each item like any declaration -- own score, random draw,
+        scan join (scans are keyed by the item's id), deadline, dedup. Refused ones are dead-lettered."""
+        out = OutputBatch()
+        for event in events:
+            msg = event.message
+            try:
+                centralised = codec.parse(CentralisedDeclaration, msg.value)
+                if msg.key != centralised.centralised_id.encode():
+                    raise KeyMismatch("record key does not match centralised_id")
+                check_centralised(self.services.policy, self.credit_of(centralised.enterprise_id), centralised.items)
+                items = centralised.item_declarations()
+            except BatchNotAllowed as exc:
+                metrics.CENTRALISED.labels("refused").inc()
+                self.dead_letters.add(out, msg, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                self.dead_letters.add(out, msg, exc)
+                continue
+            for decl in items:  # deterministic bytes: a redelivery re-emits identical records (duplicates downstream)
+                key = decl.declaration_id.encode()
+                value = decl.model_dump_json(exclude_none=True).encode()
+                out.add(self.declarations_topic, partition_for(key, self.settings.partitions), key, value)
+            # Only accepted records count as events in (the dead-letter share's denominator adds the rejected ones).
+            metrics.EVENTS_IN.labels("centralised-declaration", centralised.port).inc()
+            metrics.CENTRALISED.labels("split").inc()
+            metrics.CENTRALISED_ITEMS.inc(len(items))
+        return out
+
     def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
-        now = time.time()
+        now = self.clock()
         out = OutputBatch()
         parsed: list[tuple[int, Declaration]] = []
         for event in events:
@@ -389,7 +428,7 @@ class Topology:
         return good
 
     def handle_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
-        now = time.time()
+        now = self.clock()
         out = OutputBatch()
         for event in events:
             msg = event.message

@@ -31,14 +31,14 @@ from confluent_kafka import Message
 from streams import topics
 from streams.partitioning import partition_for
 from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
-from tests.unit.test_hostile_input import CATEGORIES, Hostile, collect, credit, declaration, hostile, inspection, risk, scan
+from tests.unit.test_hostile_input import CATEGORIES, Hostile, centralised, collect, credit, declaration, hostile, inspection, risk, scan
 
 PARTITIONS = 4
 PER_CATEGORY = 2  # hostile records per (topic, category)
 MAX_BYTES = 150_000  # larger records' dead letters outgrow the producer batch (xfail in the unit suite)
 SEED = 20261128
-TOPIC_OF = {"declaration": topics.DECLARATIONS, "batch": topics.DECLARATION_BATCHES, "scan": topics.SCANS,
-            "credit": topics.CREDIT_EVENTS, "risk": topics.RISK_LISTS, "inspection": topics.INSPECTION_RESULTS}
+TOPIC_OF = {"declaration": topics.DECLARATIONS, "batch": topics.DECLARATION_BATCHES, "centralised": topics.CENTRALISED_DECLARATIONS,
+            "scan": topics.SCANS, "credit": topics.CREDIT_EVENTS, "risk": topics.RISK_LISTS, "inspection": topics.INSPECTION_RESULTS}
 
 
 @dataclass
@@ -72,7 +72,7 @@ def fresh_ids(prefix: str, partition: int | None = None) -> Any:
     return next_id
 
 
-def good_records(tag: str, n_decl: int, n_batch: int, n_side: int) -> list[Outgoing]:
+def good_records(tag: str, n_decl: int, n_batch: int, n_side: int, n_centralised: int = 0) -> list[Outgoing]:
     out = []
     for i in range(n_decl):  # general trade: released; zero-tariff without the qualification: inspected
         did = f"{tag}D{i}"
@@ -86,6 +86,11 @@ def good_records(tag: str, n_decl: int, n_batch: int, n_side: int) -> list[Outgo
         envelope = {"schema_version": 1, "batch_id": f"{tag}B{b}", "gateway": "FZ-GW", "declarations": items}
         out.append(Outgoing(topics.DECLARATION_BATCHES, f"{tag}B{b}".encode(), orjson.dumps(envelope), partition=p,
                             declarations=tuple(d["declaration_id"] for d in items)))
+    for c in range(n_centralised):  # split into one declaration per item, each decided
+        cid = f"{tag}C{c}"
+        record = centralised(cid, f"{tag}E{c}", n_items=3)
+        out.append(Outgoing(topics.CENTRALISED_DECLARATIONS, cid.encode(), orjson.dumps(record),
+                            declarations=tuple(f"{cid}-{n:04d}" for n in range(1, 4))))
     for i in range(n_side):
         did = f"{tag}SC{i}"  # a scan for a declaration that never comes: kept as an early scan, no output
         out.append(Outgoing(topics.SCANS, did.encode(), orjson.dumps(scan(did))))
@@ -110,6 +115,9 @@ def key_problems(keyless_compacted: bool) -> list[Outgoing]:
             out.append(Outgoing(topics.DECLARATIONS, key, value, ("key-mismatch",), f"declaration: {what}"))
         wrong = (partition_for(did.encode(), PARTITIONS) + 1) % PARTITIONS
         out.append(Outgoing(topics.DECLARATIONS, did.encode(), value, ("wrong-partition",), "declaration: wrong partition", partition=wrong))
+        value = orjson.dumps(centralised(f"KEYC{i}"))
+        for what, key in (("no key", None), ("foreign key", b"OTHER"), ("huge key", huge)):
+            out.append(Outgoing(topics.CENTRALISED_DECLARATIONS, key, value, ("key-mismatch",), f"centralised: {what}"))
         value = orjson.dumps(scan(f"KEYS{i}"))
         for what, key in (("no key", None), ("foreign key", b"OTHER"), ("huge key", huge)):
             out.append(Outgoing(topics.SCANS, key, value, ("key-mismatch",), f"scan: {what}"))
@@ -134,6 +142,7 @@ def near_limit() -> list[Outgoing]:
     records = {  # kind -> (key, record)
         "declaration": ("BIGD1", declaration("BIGD1")),
         "batch": ("BIGB", {"batch_id": "BIGB", "gateway": "FZ-GW", "declarations": [declaration("BIGD2")]}),
+        "centralised": ("BIGC", centralised("BIGC")),
         "scan": ("BIGS", scan("BIGS")),
         "credit": ("BIGE", credit("BIGE", "BIGEV")),
         "risk": ("BIGR", risk("BIGR")),
@@ -159,8 +168,8 @@ def build_corpus(keyless_compacted: bool) -> Corpus:
                 corpus.bad.append(Outgoing(TOPIC_OF[kind], h.key_id.encode(), h.value, h.reasons, f"{kind}: {h.category}",
                                            partition=h.partition, declarations=h.good_items))
     corpus.bad += key_problems(keyless_compacted) + near_limit()
-    corpus.good = good_records("G", n_decl=120, n_batch=8, n_side=6)
-    corpus.last_wave = good_records("L", n_decl=2 * PARTITIONS, n_batch=PARTITIONS, n_side=1)
+    corpus.good = good_records("G", n_decl=120, n_batch=8, n_side=6, n_centralised=4)
+    corpus.last_wave = good_records("L", n_decl=2 * PARTITIONS, n_batch=PARTITIONS, n_side=1, n_centralised=1)
     return corpus
 
 
@@ -174,6 +183,8 @@ def harness(broker, unique_name, tmp_path):
                     "general": {"machine_check": 1.0, "inspect": 1.0}},
         scenario_thresholds={}, random_selection={"share": 0.0, "action": "machine-check"},
         capacity={"default": {"machine_check": None, "inspect": None}, "ports": {}, "bounds": {}},
+        # Good centralised declarations come from enterprises without credit events (general class).
+        batch={"allowed_classes": ["aeo", "white-list", "general"]},
     )
     h = Harness(pipeline_settings(broker.bootstrap_servers, unique_name, tmp_path, partitions=PARTITIONS, policy_file=policy), tmp_path)
     yield h

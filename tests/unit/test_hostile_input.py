@@ -29,20 +29,20 @@ from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.types import StringConstraints
 
-from schemas import CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
+from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
 from streams.deadletter import DeadLetterSink, dead_letter_record, reject_reason
 from streams.outputs import OutputBatch
 from streams.settings import Settings
 from streams.topology import Topology
 
 # ---- what each input topic carries ----------------------------------------------------------------
-KINDS = ("declaration", "batch", "scan", "credit", "risk", "inspection")
+KINDS = ("declaration", "batch", "centralised", "scan", "credit", "risk", "inspection")
 MODELS: dict[str, type[BaseModel]] = {
-    "declaration": Declaration, "batch": DeclarationBatch, "scan": ScanResult, "credit": CreditEvent,
-    "risk": RiskListEntry, "inspection": InspectionResult,
+    "declaration": Declaration, "batch": DeclarationBatch, "centralised": CentralisedDeclaration, "scan": ScanResult,
+    "credit": CreditEvent, "risk": RiskListEntry, "inspection": InspectionResult,
 }
-KEY_FIELDS = {"declaration": "declaration_id", "batch": "batch_id", "scan": "declaration_id", "credit": "enterprise_id",
-              "risk": "entry_id", "inspection": "declaration_id"}
+KEY_FIELDS = {"declaration": "declaration_id", "batch": "batch_id", "centralised": "centralised_id", "scan": "declaration_id",
+              "credit": "enterprise_id", "risk": "entry_id", "inspection": "declaration_id"}
 EVENT_TIME_FIELDS = {"event_time", "inspected_at"}  # checked for plausibility (2000 .. now + 1 day)
 # The reason codes a rejected record may carry; anything else is an unexpected exception.
 REASONS = {"invalid-json", "schema-violation", "duplicate-key", "missing-value", "key-mismatch", "wrong-partition"}
@@ -92,6 +92,18 @@ def batch(batch_id: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(schema_version=1, batch_id=batch_id, gateway="FZ-GW", declarations=items)
 
 
+def goods_item(item_no: int, **over: Any) -> dict[str, Any]:
+    return {**dict(item_no=item_no, hs_code="851712", origin_country="CN", declared_value=100.0, currency="CNY", net_mass_kg=1.0,
+                   tax_rate=5.0), **over}
+
+
+def centralised(cid: str, enterprise: str = "FZ-ENT", n_items: int = 2, **over: Any) -> dict[str, Any]:
+    fields = dict(schema_version=1, centralised_id=cid, revision=1, port="HAK-SEA", enterprise_id=enterprise, declarant_id="DC1",
+                  scenario="general-trade", transport_mode="sea", departure_country="CN", event_time=recent(),
+                  items=[goods_item(n) for n in range(1, n_items + 1)])
+    return {**fields, **over}
+
+
 @st.composite
 def valid_record(draw: st.DrawFn, kind: str, ids: st.SearchStrategy[str] = IDS) -> dict[str, Any]:
     """A valid record of ``kind`` with drawn ids and some optional fields."""
@@ -104,6 +116,12 @@ def valid_record(draw: st.DrawFn, kind: str, ids: st.SearchStrategy[str] = IDS) 
     if kind == "batch":
         items = draw(st.lists(valid_record("declaration", ids), min_size=1, max_size=4, unique_by=lambda d: d["declaration_id"]))
         return batch(rid, items)
+    if kind == "centralised":
+        numbers = sorted(draw(st.sets(st.integers(1, 9999), min_size=1, max_size=4)))
+        items = [goods_item(n, **draw(st.fixed_dictionaries({}, optional={"seller_id": IDS, "quantity": st.floats(0.5, 1e6)})))
+                 for n in numbers]
+        return centralised(rid, enterprise=draw(IDS), items=items, **draw(st.fixed_dictionaries({}, optional={
+            "procedure_code": st.from_regex(r"[0-9]{4}", fullmatch=True), "revision": st.integers(1, 1000)})))
     if kind == "scan":
         return scan(rid, **draw(st.fixed_dictionaries({}, optional={
             "suspected_categories": st.lists(SHORT_TEXT, max_size=3), "image_ref": SHORT_TEXT})))
@@ -367,6 +385,12 @@ def cross_field(draw: st.DrawFn, kind: str, record: dict[str, Any]) -> dict[str,
             {**record, "event_type": "qualification-registered", "qualification": None},
             {**record, "event_type": "credit-class-changed", "credit_class": "joint-penalty"},
         ]))
+    if kind == "centralised":
+        items = record["items"]
+        return draw(st.sampled_from([
+            {**record, "items": [*items, items[-1]]},  # an item number twice
+            {**record, "items": [goods_item(items[-1]["item_no"] + 1), *items]},  # not ascending
+        ]))
     assert kind == "risk"
     return draw(st.sampled_from([
         {**record, "kind": "origin", "value": "China"},
@@ -411,6 +435,8 @@ COMMON = ["truncated", "trailing-garbage", "not-json", "invalid-utf8", "bad-esca
 CATEGORIES: dict[str, list[str]] = {
     "declaration": [*COMMON, "unknown-enum", "implausible-time", "malformed-time"],
     "batch": [*COMMON, "bad-items"],  # bad-items: a good envelope with some bad declarations
+    # One legal document: a bad item refuses the whole record (no per-item fallback as for batches).
+    "centralised": [*COMMON, "unknown-enum", "implausible-time", "malformed-time", "cross-field"],
     "scan": [*COMMON, "unknown-enum", "implausible-time", "malformed-time"],
     "credit": [*COMMON, "unknown-enum", "implausible-time", "malformed-time", "cross-field"],
     "risk": [c for c in COMMON if c != "null-value"] + ["unknown-enum", "malformed-time", "cross-field"],  # null: a delete
@@ -614,8 +640,8 @@ def stub_topology() -> Topology:
     return topo
 
 
-TOPICS = {"declaration": "declarations", "batch": "declaration-batches", "scan": "scans", "credit": "credit-events",
-          "risk": "risk-lists", "inspection": "inspection-results"}
+TOPICS = {"declaration": "declarations", "batch": "declaration-batches", "centralised": "centralised-declarations", "scan": "scans",
+          "credit": "credit-events", "risk": "risk-lists", "inspection": "inspection-results"}
 
 
 def run_handler(topo: Topology, kind: str, key: bytes | None, value: bytes | None, partition: int = 0) -> tuple[list[str], Any]:
@@ -623,7 +649,8 @@ def run_handler(topo: Topology, kind: str, key: bytes | None, value: bytes | Non
     msg = SimpleNamespace(topic=TOPICS[kind], partition=partition, offset=7, key=key, value=value)
     out = OutputBatch()
     handler: Callable[..., Any] = {
-        "declaration": topo.handle_declarations, "scan": topo.handle_scans, "credit": topo.handle_credit_events,
+        "declaration": topo.handle_declarations, "centralised": topo.handle_centralised_declarations,
+        "scan": topo.handle_scans, "credit": topo.handle_credit_events,
         "risk": topo.handle_risk_lists, "inspection": topo.handle_inspection_results,
     }.get(kind)  # type: ignore[assignment]
     if kind == "batch":
@@ -662,12 +689,14 @@ def test_handlers_dead_letter_every_hostile_record(kind: str, category: str, dat
 
 @pytest.mark.parametrize("kind, key", [
     ("declaration", None), ("declaration", b"OTHER"), ("declaration", b"K" * 100_000), ("declaration", b"\xff\xfe"),
+    ("centralised", None), ("centralised", b"OTHER"), ("centralised", b"K" * 100_000),
     ("scan", None), ("scan", b"OTHER"), ("scan", b"K" * 100_000),
     ("credit", b"OTHER"), ("credit", b"K" * 100_000),
     ("risk", None), ("risk", b"OTHER"), ("risk", b"K" * 100_000), ("risk", b"\xff\xfe"),
 ])
 def test_key_problems_are_dead_lettered(kind: str, key: bytes | None) -> None:
-    record = {"declaration": declaration("D1"), "scan": scan("D1"), "credit": credit("E1", "C1"), "risk": risk("R1")}[kind]
+    record = {"declaration": declaration("D1"), "centralised": centralised("C1"), "scan": scan("D1"), "credit": credit("E1", "C1"),
+              "risk": risk("R1")}[kind]
     reasons, _ = run_handler(stub_topology(), kind, key, orjson.dumps(record))
     assert reasons == ["key-mismatch"]
 

@@ -9,7 +9,7 @@ import pytest
 from policy.capacity import LaneOffsets
 from policy.config import PolicyError, load_policy
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.decide import BatchNotAllowed, Decision, decide, decide_items, effective_thresholds, random_draw
+from policy.decide import BatchNotAllowed, Decision, TooManyItems, check_centralised, decide, decide_items, effective_thresholds, random_draw
 from policy.risklists import RiskListIndex
 from schemas import Action, CreditClass, RiskListEntry, Scenario, SelectionReason
 from tests.unit.factories import FIXTURE_POLICY, NOW, credit_event, declaration
@@ -220,3 +220,21 @@ def test_batch_items_must_share_the_enterprise():
     items = [declaration(declaration_id="B-1"), declaration(declaration_id="B-2", enterprise_id="E2")]
     with pytest.raises(BatchNotAllowed, match="one enterprise"):
         decide_items(POLICY, items, credit(CreditClass.AEO), [0.0, 0.0])
+
+
+@pytest.mark.parametrize("state, reason, text", [
+    (credit(CreditClass.GENERAL), "centralised-not-allowed", "credit class general may not"),
+    (credit(CreditClass.WHITE_LIST, joint_penalty=True), "centralised-not-allowed", "joint-penalty (joint penalty) may not"),
+])
+def test_check_centralised_names_the_reason(state, reason, text):
+    with pytest.raises(BatchNotAllowed, match=text.replace("(", r"\(").replace(")", r"\)")) as info:
+        check_centralised(POLICY, state, [object()])
+    assert info.value.reason_code == reason
+
+
+@pytest.mark.parametrize("count", [0, POLICY.batch.max_items + 1])
+def test_check_centralised_bounds_the_item_count(count):
+    with pytest.raises(TooManyItems, match=f"1 to {POLICY.batch.max_items} items, got {count}") as info:
+        check_centralised(POLICY, credit(CreditClass.AEO), range(count))
+    assert info.value.reason_code == "centralised-too-many-items"
+    check_centralised(POLICY, credit(CreditClass.AEO), range(POLICY.batch.max_items))  # the limit itself is fine
