@@ -125,7 +125,8 @@ class BatchPolicy(_Strict):
     """Centralised declarations (one message, many goods items, one instruction per item)."""
 
     allowed_classes: tuple[CreditClass, ...] = (CreditClass.AEO, CreditClass.WHITE_LIST)
-    max_items: int = Field(default=1000, ge=1, le=100_000)
+    # The record schema carries at most 999 items (item ids are {centralised_id}-{item_no:04d}).
+    max_items: int = Field(default=999, ge=1, le=999)
 
 
 class Policy(_Strict):
