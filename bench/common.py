@@ -13,11 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.procs import Child, CpuMeter, Profile, paused
 from streams import topics
+from streams.gateway import DeclarationPublisher
 from streams.settings import Settings
 
 LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
@@ -309,15 +311,73 @@ def timed_backlog(what: str, watcher: Watcher, pids: list[int], write: Callable[
 
 
 def run_child_system(what: str, module: str, args: list[str], settings: Settings, data: Dataset, count: int,
-                     workdir: Path, timeout_s: float, profile: Path | None) -> dict[str, Any]:
-    """Ceiling and naive agent: a child process reading one record per declaration."""
+                     workdir: Path, timeout_s: float, profile: Path | None,
+                     load: Callable[[Watcher, list[int], Callable[[], str | None]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Ceiling and naive agent: a child process reading one record per declaration. ``load``, if
+    given, then measures latency at offered loads on the same warm process."""
     child = Child(module, ["--bootstrap", settings.kafka_bootstrap_servers, "--prefix", settings.topic_prefix, *args],
                   workdir / f"{module}.log")
     watcher = Watcher(settings)
     try:
         write = lambda records: publish_singles(settings, records)  # noqa: E731
         warm_up(what, watcher, write, data.warmup, timeout_s, child.dead)
-        return timed_backlog(what, watcher, [child.pid], write, data.records[:count], timeout_s, child.dead, profile)
+        result = timed_backlog(what, watcher, [child.pid], write, data.records[:count], timeout_s, child.dead, profile)
+        if load is not None:
+            result["latency_ms"] = load(watcher, [child.pid], child.dead)
+        return result
     finally:
         child.stop()
         watcher.close()
+
+
+def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
+                 warmup_s: float, timeout_s: float, linger_ms: float, pids: list[int],
+                 alive: Callable[[], str | None]) -> dict[str, Any]:
+    """Publish through the gateway publisher at ``rate`` for ``duration_s``; each declaration's
+    event_time is its publish time; latency = its declaration-stage instruction consumed here -
+    publish time (so it includes the gateway's batching linger). Declarations published in the
+    first ``warmup_s`` are not counted. Credit events (1 per 200) and scans flow meanwhile.
+    The gateway publisher batches for ``linger_ms``; its Kafka producer lingers only 1 ms on top."""
+    records = data.more(int(rate * duration_s) + 1)
+    credit = iter(data.lifecycle(len(records) // LIFECYCLE_EVERY + 1))
+    credit_topic = settings.topic(topics.CREDIT_EVENTS)
+    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": 1}), settings, gateway="BENCH-GW", batching=True,
+                                     linger_s=linger_ms / 1000)
+    watcher.reset()
+    log(f"{what} latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
+    cpu = CpuMeter(pids)
+    start = time.monotonic()
+    end = start + duration_s
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now < end:
+            for _ in range(min(int((now - start) * rate), len(records)) - sent):
+                r = records[sent]
+                r["event_time"] = now_iso()
+                published = time.time()
+                publisher.publish(r)
+                watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
+                sent += 1
+                if sent % LIFECYCLE_EVERY == 0:
+                    key, value = next(credit)
+                    publisher.producer.produce(credit_topic, key=key, value=value)
+        publisher.poll()
+        watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
+        if now >= end:
+            break
+        if (why := alive()) is not None:
+            raise BenchError(f"{what} latency at {rate:.0f}/s: {why}")
+    publisher.flush(30)
+    watcher.drain(f"{what} latency at {rate:.0f}/s", timeout_s, alive)
+    if not watcher.latencies:
+        raise BenchError(f"{what} latency at {rate:.0f}/s: nothing measured after the warm-up")
+    published, lat = np.array(watcher.latencies).T
+    p50, p95, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99))
+    second = (published - published.min()).astype(int)  # p99 per second of publishing: does a backlog build up?
+    result = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lat.max()), 1), "measured": len(lat),
+              "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
+              "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
+              **cpu.stop(sent)}
+    log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations)")
+    return result

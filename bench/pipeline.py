@@ -15,10 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.common import LIFECYCLE_EVERY, BenchError, Dataset, Watcher, flush, log, now_iso, producer, timed_backlog, warm_up
-from bench.procs import CpuMeter
+from bench.common import LIFECYCLE_EVERY, BenchError, Dataset, Watcher, flush, log, offered_load, producer, timed_backlog, warm_up
 from streams import topics
 from streams.brokers import free_port
 from streams.gateway import DeclarationPublisher
@@ -122,54 +119,13 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
 
 def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
             warmup_s: float, timeout_s: float, linger_ms: float) -> dict[str, Any]:
-    """Publish through the gateway publisher at ``rate`` for ``duration_s``; each declaration's
-    event_time is its publish time; latency = its declaration-stage instruction consumed here -
-    publish time (so it includes the gateway's batching linger). Declarations published in the
-    first ``warmup_s`` are not counted. Credit events (1 per 200) and scans flow meanwhile."""
-    records = data.more(int(rate * duration_s) + 1)
-    credit = iter(data.lifecycle(len(records) // LIFECYCLE_EVERY + 1))
-    credit_topic = settings.topic(topics.CREDIT_EVENTS)
-    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": linger_ms}), settings, gateway="BENCH-GW", batching=True,
-                                     linger_s=linger_ms / 1000)
-    watcher.reset()
-    log(f"pipeline latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
-    cpu = CpuMeter([w.proc.pid for w in workers.procs])
+    """End-to-end latency at an offered load (``bench.common.offered_load``), plus the quantiles the
+    worker itself saw in its decision-latency histogram."""
     hist_before = decision_histogram(workers)
-    start = time.monotonic()
-    end = start + duration_s
-    sent = 0
-    while True:
-        now = time.monotonic()
-        if now < end:
-            for _ in range(min(int((now - start) * rate), len(records)) - sent):
-                r = records[sent]
-                r["event_time"] = now_iso()
-                published = time.time()
-                publisher.publish(r)
-                watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
-                sent += 1
-                if sent % LIFECYCLE_EVERY == 0:
-                    key, value = next(credit)
-                    publisher.producer.produce(credit_topic, key=key, value=value)
-        publisher.poll()
-        watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
-        if now >= end:
-            break
-        if (why := workers.dead()) is not None:
-            raise BenchError(f"latency at {rate:.0f}/s: {why}")
-    publisher.flush(30)
-    watcher.drain(f"latency at {rate:.0f}/s", timeout_s, workers.dead)
-    if not watcher.latencies:
-        raise BenchError(f"latency at {rate:.0f}/s: nothing measured after the warm-up")
-    published, lat = np.array(watcher.latencies).T
-    p50, p95, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99))
-    second = (published - published.min()).astype(int)  # p99 per second of publishing: does a backlog build up?
-    result = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lat.max()), 1), "measured": len(lat),
-              "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
-              "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
-              "worker_side": worker_quantiles(hist_before, decision_histogram(workers)), **cpu.stop(sent)}
+    result = offered_load(f"pipeline {settings.app_id}", settings, watcher, data, rate, duration_s, warmup_s, timeout_s,
+                          linger_ms, [w.proc.pid for w in workers.procs], workers.dead)
+    result["worker_side"] = worker_quantiles(hist_before, decision_histogram(workers))
     log(f"pipeline latency at {rate:,.0f}/s: worker side {result['worker_side']}")
-    log(f"pipeline latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations)")
     return result
 
 

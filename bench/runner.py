@@ -24,7 +24,7 @@ from typing import Any, Callable
 import orjson
 
 from bench import ceiling, naive_faust, pipeline
-from bench.common import BenchError, Dataset, Watcher, log, machine
+from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load
 from bench.procs import CPU_ALSO, REPO_ROOT
 from streams.brokers import make_broker
 from streams.settings import Settings
@@ -118,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
                     traceback.print_exc(file=sys.stderr)
                 results[name] = {"error": str(exc)}
 
-        attempt("ceiling", lambda: ceiling.run(settings_for("ceiling"), data, args.count, workdir, args.run_timeout, profile_for("ceiling")))
+        def ceiling_load(settings: Settings) -> Callable[..., dict[str, Any]]:
+            # The same offered loads as the pipeline's: the baseline its latency is compared with.
+            return lambda watcher, pids, alive: {f"{r:g}": offered_load("ceiling", settings, watcher, data, r, args.duration, args.warmup,
+                                                                         args.run_timeout, args.gateway_linger_ms, pids, alive)
+                                                 for r in args.rate_list}
+
+        ceiling_settings = settings_for("ceiling") if "ceiling" in only else base
+        attempt("ceiling", lambda: ceiling.run(ceiling_settings, data, args.count, workdir, args.run_timeout, profile_for("ceiling"),
+                                               ceiling_load(ceiling_settings) if args.rate_list else None))
         attempt("naive_faust", lambda: naive_faust.run(settings_for("naive"), data, args.naive_count, workdir, args.run_timeout,
                                                        profile_for("naive_faust")))
         attempt("pipeline", lambda: run_pipeline(args, settings_for("pipeline"), data, workdir, extra_env, 1, True, profile_for("pipeline")))
@@ -171,7 +179,12 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     tp = {k: v.get("throughput") for k, v in results.items() if isinstance(v, dict) and v.get("throughput")}
     pairs = [("pipeline", "ceiling"), ("pipeline", "naive_faust"), ("pipeline_single_records", "ceiling"),
              ("pipeline_single_records", "naive_faust"), ("pipeline_two_workers", "pipeline"), ("naive_faust", "ceiling")]
-    return {f"{a}/{b}": round(tp[a] / tp[b], 3) for a, b in pairs if a in tp and b in tp}
+    out = {f"{a}/{b}": round(tp[a] / tp[b], 3) for a, b in pairs if a in tp and b in tp}
+    ceiling_lat = (results.get("ceiling") or {}).get("latency_ms") or {}
+    for rate, lat in ((results.get("pipeline") or {}).get("latency_ms") or {}).items():
+        if rate in ceiling_lat and ceiling_lat[rate]["p99"]:
+            out[f"pipeline/ceiling p99 latency at {rate}/s"] = round(lat["p99"] / ceiling_lat[rate]["p99"], 2)
+    return out
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -190,9 +203,11 @@ def print_table(results: dict[str, Any]) -> None:
         rel = f"{r['throughput'] / ceiling_tp:10.3f}" if ceiling_tp else f"{'-':>10}"
         cpu = r.get("cpu_us_per_declaration", {})
         print(f"{label:36} {r['throughput']:14,.0f} {rel} {cpu.get('system', float('nan')):12,.0f} {cpu.get('broker', float('nan')):15,.0f}")
-    for rate, lat in ((results.get("pipeline") or {}).get("latency_ms") or {}).items():
-        print(f"latency at {float(rate):,.0f}/s offered (pipeline): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
-              f"  ({lat['measured']} declarations; worker CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl)")
+    for system in ("ceiling", "pipeline"):
+        for rate, lat in ((results.get(system) or {}).get("latency_ms") or {}).items():
+            print(f"latency at {float(rate):,.0f}/s offered ({system}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+                  f"  ({lat['measured']} declarations; CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl,"
+                  f" broker {lat['cpu_busy'].get('broker', float('nan')):.2f} busy)")
     for name, value in results.get("ratios", {}).items():
         print(f"ratio {name:40} {value:8.3f}")
     print(f"machine: {results['machine']}")

@@ -119,6 +119,7 @@ class Topology:
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
         self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
         self._credit_cache: dict[bytes, EnterpriseCredit] = {}
+        self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._wire()
 
     # ---- wiring -----------------------------------------------------------------------------
@@ -339,13 +340,20 @@ class Topology:
             if step.state is not None:
                 states[decl.declaration_id] = step.state
         for partition, controller in controllers.items():
-            out.set_table(self.capacity, partition, _capacity_key(partition), controller.to_bytes())
+            raw = controller.to_bytes()
+            out.set_table(self.capacity, partition, _capacity_key(partition), raw)
+            self._controllers[partition] = (raw, controller)
         return out
 
     def _controller(self, partition: int) -> CapacityController:
-        # Restored from the table for every batch: after a rebalance the partition's state comes
-        # from its changelog, never from a stale copy in this process.
-        return CapacityController.from_bytes(self.capacity.data.get(_capacity_key(partition)), self.services.policy.capacity)
+        # The table is the truth: the copy kept here is reused only while the table still holds the
+        # very bytes this worker wrote last, so after a rebalance or recovery the partition's state
+        # comes from its changelog, never from a stale copy in this process.
+        raw = self.capacity.data.get(_capacity_key(partition))
+        kept = self._controllers.get(partition)
+        if kept is not None and raw is not None and kept[0] is raw:
+            return kept[1]
+        return CapacityController.from_bytes(raw, self.services.policy.capacity)
 
     def publish_selection_rates(self, partitions: Iterable[int]) -> dict[tuple[str, str], float]:
         """Realised (smoothed) vs target selection rate per port and lane over the given

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
@@ -41,6 +42,18 @@ def redact_in_logs(*secrets: str) -> None:
     logging.setLogRecordFactory(factory)
 
 
+def tune_gc(gen0_threshold: int) -> None:
+    """A micro-batch allocates tens of thousands of short-lived objects (parsed declarations,
+    instruction dicts); with CPython's default gen0 threshold of 700 the collector ran dozens of
+    times per batch and walked every surviving object each time: 15-25 % of the decision CPU at
+    2,000-declaration batches (measured with bench/). The models, policy and libraries loaded so
+    far are long-lived: ``freeze`` takes them out of every future collection."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
+
+
 def run_worker(settings: Settings) -> int:
     if settings.kafka_sasl_password is not None:
         redact_in_logs(settings.kafka_sasl_password.get_secret_value())
@@ -58,6 +71,7 @@ def run_worker(settings: Settings) -> int:
         "worker %s: brokers %s, policy %s, models %s",
         settings.app_id, settings.kafka_bootstrap_servers, services.policy.version, services.scorer.active_versions(),
     )
+    tune_gc(settings.gc_gen0_threshold)
     worker = faust.Worker(topology.app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns when the worker stops (SIGINT / SIGTERM)
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 from tests.unit.factories import FIXTURE_POLICY
 from policy.config import load_policy
-from schemas import ControlInstruction
+from schemas import Action, ControlInstruction
 from streams import topics
 from streams.partitioning import partition_for
 from streams.services import Services
@@ -151,3 +151,21 @@ def test_selection_rates_are_published_for_both_lanes_across_partitions():
         assert metrics.SELECTION_RATE.labels("YPU-SEA", lane)._value.get() == pytest.approx(expected)
     assert metrics.SELECTION_RATE_TARGET.labels("YPU-SEA", "machine-check")._value.get() == 0.07
     assert metrics.SELECTION_RATE_TARGET.labels("YPU-SEA", "inspect")._value.get() == 0.02
+
+
+def test_capacity_state_restored_from_the_table_replaces_the_kept_controller():
+    from policy.capacity import CapacityController
+    from streams.topology import _capacity_key
+
+    d = TopologyDriver(Services(load_policy(FIXTURE_POLICY), FixedScorer()))
+    d.send(topics.DECLARATIONS, [(b"K1", decl("K1", port="YPU-SEA"))])
+    p = partition_for(b"K1", d.settings.partitions)
+    kept = d.topology._controller(p)
+    assert kept.observed("YPU-SEA") == 1 and d.topology._controller(p) is kept  # reused while the table holds our bytes
+    # A rebalance or recovery puts other bytes in the table (here: a controller that saw 41 declarations).
+    other = CapacityController.from_bytes(None, d.topology.services.policy.capacity)
+    for _ in range(41):
+        other.observe("YPU-SEA", Action.RELEASE)
+    d.topology.capacity.data[_capacity_key(p)] = other.to_bytes()
+    restored = d.topology._controller(p)
+    assert restored is not kept and restored.observed("YPU-SEA") == 41
