@@ -94,15 +94,17 @@ class CapacityController:
         mc, ins = self._lanes(port)
         t = self._targets[port]
         self._counts[port] += 1
+        if mc is not None and t.machine_check:
+            self._step(mc, t.machine_check, action is Action.MACHINE_CHECK)
+        if ins is not None and t.inspect:
+            self._step(ins, t.inspect, action is Action.INSPECT)
+
+    def _step(self, lane: _Lane, target: float, selected: bool) -> None:
         c = self.config.controller
-        for lane, target, selected in ((mc, t.machine_check, action is Action.MACHINE_CHECK),
-                                       (ins, t.inspect, action is Action.INSPECT)):
-            if lane is None or not target:
-                continue
-            x = 1.0 if selected else 0.0
-            lane.rate += self._alpha * (x - lane.rate)
-            # Anti-windup: the integral alone never exceeds the offset limit.
-            lane.integral = min(c.max_offset, max(-c.max_offset, lane.integral + c.gain_i * (x - target) / target))
+        x = 1.0 if selected else 0.0
+        lane.rate += self._alpha * (x - lane.rate)
+        # Anti-windup: the integral alone never exceeds the offset limit.
+        lane.integral = min(c.max_offset, max(-c.max_offset, lane.integral + c.gain_i * (x - target) / target))
 
     def realised(self, port: str) -> dict[str, float | None]:
         """The smoothed realised rate per lane (for metrics)."""
