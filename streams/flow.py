@@ -22,6 +22,8 @@ from policy.decide import Decision
 from schemas import Action, Declaration, ScanResult, ScanVerdict, SelectionReason, Stage
 
 State = dict[str, Any]
+# Hot paths read enum values as ``member._value_`` (the stored value, a plain attribute): on Python
+# 3.11 the ``.value`` property costs about 0.4 us, and a declaration paid it about ten times.
 
 AWAITING_SCAN = "awaiting-scan"
 FINAL = "final"
@@ -40,7 +42,7 @@ class Step:
 
 
 def instruction_id(declaration_id: str, revision: int, stage: Stage) -> str:
-    return f"{declaration_id}:{revision}:{stage.value}"
+    return f"{declaration_id}:{revision}:{stage._value_}"
 
 
 @lru_cache(maxsize=16)  # a micro-batch shares one clock reading: format it once
@@ -68,10 +70,10 @@ def _instruction(
         "port": decl["port"],
         "enterprise_id": decl["enterprise_id"],
         "scenario": decl["scenario"],
-        "stage": stage.value,
-        "action": action.value,
+        "stage": stage._value_,
+        "action": action._value_,
         "final": final,
-        "selection_reason": reason.value,
+        "selection_reason": reason._value_,
         "credit_class": credit_class,
         "score": score,
         "model_version": versions.model_version,
@@ -96,7 +98,7 @@ def _declaration_summary(d: Declaration) -> dict[str, Any]:
         "revision": d.revision,
         "port": d.port,
         "enterprise_id": d.enterprise_id,
-        "scenario": d.scenario.value,
+        "scenario": d.scenario._value_,
         "event_time": d.event_time.isoformat().replace("+00:00", "Z"),
     }
     if d.centralised_id is not None:
@@ -131,11 +133,11 @@ def on_declaration(
     is_mc = decision.action is Action.MACHINE_CHECK
     first = _instruction(
         summary, Stage.DECLARATION, decision.action, not is_mc, decision.selection_reason,
-        decision.credit_class.value, score, versions, decision.reasons, now,
+        decision.credit_class._value_, score, versions, decision.reasons, now,
         risk_hits=decision.risk_hits, thresholds=decision.thresholds,
     )
     new_state: State = {"phase": AWAITING_SCAN if is_mc else FINAL, "decl": summary,
-                        "credit_class": decision.credit_class.value, "score": score,
+                        "credit_class": decision.credit_class._value_, "score": score,
                         "versions": [versions.policy_version, versions.model_version],
                         "risk_hits": list(decision.risk_hits), "emitted": [first]}
     step = Step(new_state, [first], clear_deadline=state is not None and state.get("phase") == AWAITING_SCAN)

@@ -62,7 +62,8 @@ class Services:
         scores = [float(s) for s in batch.scores]
         for i, decl in enumerate(declarations):
             score = scores[i]
-            (by_scenario.get(decl.scenario.value) or by_scenario.setdefault(decl.scenario.value, [])).append(score)
+            scenario = decl.scenario._value_  # the plain attribute: see streams.flow
+            (by_scenario.get(scenario) or by_scenario.setdefault(scenario, [])).append(score)
             out[(decl.declaration_id, decl.revision)] = ScoreResult(score, batch.model_versions[i], _explainer(batch, i))
         for scenario, values in by_scenario.items():
             metrics.observe_many(metrics.SCORES.labels(scenario), values)
