@@ -49,7 +49,7 @@ test-unit: venv  ## unit tests only (no broker)
 test-integration: venv kafka-fetch  ## integration tests only (real brokers, real worker processes)
 	$(PY) -m pytest tests/integration $(ARGS)
 
-bench: venv  ## benchmark: raw-client ceiling vs naive Faust vs the pipeline (writes bench/results/latest.json)
+bench: venv kafka-fetch  ## benchmark: raw-client ceiling vs naive Faust vs the pipeline (writes bench/results/latest.json)
 	$(PY) -m bench $(ARGS)
 
 broker: venv  ## run the embedded Tansu broker in the foreground

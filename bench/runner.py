@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="latency runs: how long the gateway publisher (and its Kafka producer) lets a batch fill (default 5)")
     p.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
                    help="embedded Tansu (default) or Apache Kafka (needs `make kafka-fetch`)")
+    p.add_argument("--kafka-latency", choices=("auto", "yes", "no"), default="auto",
+                   help="also measure ceiling and pipeline latency on Apache Kafka (KRaft, one node), where the broker is not "
+                        "the bottleneck: 'auto' (default) when `make kafka-fetch` has fetched the jars")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
     p.add_argument("--partitions", type=int, default=8, help="partitions of the keyed topics (default 8)")
     p.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         attempt("pipeline_two_workers", lambda: run_pipeline(args, settings_for("two"), data, workdir, extra_env, 2, True,
                                                              profile_for("pipeline_two_workers")))
 
+    if args.rate_list and _want_kafka_latency(args.kafka_latency) and args.broker != "kafka":
+        failed |= kafka_latency(args, data, workdir, extra_env, results)
+
     results["ratios"] = ratios(results)
     results["config"] = {
         "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback",
@@ -157,9 +163,53 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _want_kafka_latency(choice: str) -> bool:
+    if choice == "auto":
+        lib = os.environ.get("RISKCTL_KAFKA_LIB") or REPO_ROOT / "deploy" / "kafka" / "target" / "lib"
+        if shutil.which("java") is None or not any(Path(lib).glob("kafka_2.13-*.jar")):
+            log("no Java or no Apache Kafka jars (`make kafka-fetch`): skipping the latency runs on Apache Kafka")
+            return False
+    return choice != "no"
+
+
+def kafka_latency(args: argparse.Namespace, data: Dataset, workdir: Path, extra_env: dict[str, str],
+                  results: dict[str, Any]) -> bool:
+    """Ceiling and pipeline latency at the same offered loads on Apache Kafka: on the embedded
+    broker every system's latency at 3,000/s is bound by the broker's own CPU (see the README).
+    A short throughput run first warms each system; only the latency figures are reported."""
+    section: dict[str, Any] = {}
+    failed = False
+    with make_broker("kafka") as broker:
+        log(f"apache kafka broker on {broker.bootstrap_servers} (latency runs)")
+        CPU_ALSO.update({"broker": [broker.pid]})
+        base = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions)
+        warm = min(args.count, KAFKA_WARM_COUNT)
+        for name in ("ceiling", "pipeline"):
+            if name not in args.only.split(","):
+                continue
+            s = base.model_copy(update={"topic_prefix": f"bench-kafka-{name}.", "app_id": f"bench-kafka-{name}",
+                                        "data_dir": workdir / f"kafka-{name}"})
+            create_topics(s)
+            try:
+                if name == "ceiling":
+                    load = lambda watcher, pids, alive, s=s: {f"{r:g}": offered_load("ceiling (kafka)", s, watcher, data, r, args.duration,  # noqa: E731
+                                                                                    args.warmup, args.run_timeout, args.gateway_linger_ms,
+                                                                                    pids, alive) for r in args.rate_list}
+                    run = ceiling.run(s, data, warm, workdir, args.run_timeout, None, load)
+                else:
+                    run = run_pipeline(args, s, data, workdir, extra_env, 1, True, None, count=warm)
+                section[name] = {"latency_ms": run["latency_ms"]}
+            except Exception as exc:  # noqa: BLE001
+                failed = True
+                log(f"{name} on apache kafka FAILED: {exc}")
+                section[name] = {"error": str(exc)}
+    results["apache_kafka"] = section
+    return failed
+
+
 def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, workdir: Path, extra_env: dict[str, str],
-                 n_workers: int, batching: bool, profile: Path | None) -> dict[str, Any]:
-    count = args.count if batching else args.single_count
+                 n_workers: int, batching: bool, profile: Path | None, count: int | None = None) -> dict[str, Any]:
+    count = count or (args.count if batching else args.single_count)
     workers = pipeline.start(settings, data, n_workers, workdir, extra_env, args.run_timeout)
     watcher = None
     try:
@@ -175,15 +225,19 @@ def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, wo
         workers.stop()
 
 
+KAFKA_WARM_COUNT = 20_000  # declarations through each system on Apache Kafka before its latency runs
+
+
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     tp = {k: v.get("throughput") for k, v in results.items() if isinstance(v, dict) and v.get("throughput")}
     pairs = [("pipeline", "ceiling"), ("pipeline", "naive_faust"), ("pipeline_single_records", "ceiling"),
              ("pipeline_single_records", "naive_faust"), ("pipeline_two_workers", "pipeline"), ("naive_faust", "ceiling")]
     out = {f"{a}/{b}": round(tp[a] / tp[b], 3) for a, b in pairs if a in tp and b in tp}
-    ceiling_lat = (results.get("ceiling") or {}).get("latency_ms") or {}
-    for rate, lat in ((results.get("pipeline") or {}).get("latency_ms") or {}).items():
-        if rate in ceiling_lat and ceiling_lat[rate]["p99"]:
-            out[f"pipeline/ceiling p99 latency at {rate}/s"] = round(lat["p99"] / ceiling_lat[rate]["p99"], 2)
+    for where, section in (("", results), (" (apache kafka)", results.get("apache_kafka") or {})):
+        ceiling_lat = (section.get("ceiling") or {}).get("latency_ms") or {}
+        for rate, lat in ((section.get("pipeline") or {}).get("latency_ms") or {}).items():
+            if rate in ceiling_lat and ceiling_lat[rate]["p99"]:
+                out[f"pipeline/ceiling p99 latency at {rate}/s{where}"] = round(lat["p99"] / ceiling_lat[rate]["p99"], 2)
     return out
 
 
@@ -203,9 +257,10 @@ def print_table(results: dict[str, Any]) -> None:
         rel = f"{r['throughput'] / ceiling_tp:10.3f}" if ceiling_tp else f"{'-':>10}"
         cpu = r.get("cpu_us_per_declaration", {})
         print(f"{label:36} {r['throughput']:14,.0f} {rel} {cpu.get('system', float('nan')):12,.0f} {cpu.get('broker', float('nan')):15,.0f}")
-    for system in ("ceiling", "pipeline"):
-        for rate, lat in ((results.get(system) or {}).get("latency_ms") or {}).items():
-            print(f"latency at {float(rate):,.0f}/s offered ({system}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+    for where, section in (("", results), (", apache kafka", results.get("apache_kafka") or {})):
+      for system in ("ceiling", "pipeline"):
+        for rate, lat in ((section.get(system) or {}).get("latency_ms") or {}).items():
+            print(f"latency at {float(rate):,.0f}/s offered ({system}{where}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
                   f"  ({lat['measured']} declarations; CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl,"
                   f" broker {lat['cpu_busy'].get('broker', float('nan')):.2f} busy)")
     for name, value in results.get("ratios", {}).items():
