@@ -193,13 +193,8 @@ class Topology:
     def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
         out = OutputBatch()
         for event in events:
-            msg = event.message
-            try:
-                credit_event = codec.parse(CreditEvent, msg.value)
-                if msg.key is not None and msg.key != credit_event.enterprise_id.encode():
-                    raise KeyMismatch("key does not match enterprise_id")
-            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
-                self.dead_letters.add(out, msg, exc)
+            credit_event = self._parse_keyed(out, event.message, CreditEvent, "enterprise_id", key_optional=True)
+            if credit_event is None:
                 continue
             key = credit_event.enterprise_id.encode()
             raw = self.credit.data.get(key)
@@ -230,17 +225,28 @@ class Topology:
     def handle_inspection_results(self, events: Sequence[faust.EventT]) -> OutputBatch:
         out = OutputBatch()
         for event in events:
-            msg = event.message
-            try:
-                result = codec.parse(InspectionResult, msg.value)
-                if msg.key != result.declaration_id.encode():
-                    raise KeyMismatch("record key does not match declaration_id")
-            except Exception as exc:  # noqa: BLE001
-                self.dead_letters.add(out, msg, exc)
+            result = self._parse_keyed(out, event.message, InspectionResult, "declaration_id")
+            if result is None:
                 continue
             metrics.EVENTS_IN.labels("inspection-result", result.port).inc()
             metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
         return out
+
+    def _parse_keyed(self, out: OutputBatch, msg: Any, model: Any, id_field: str, key_optional: bool = False,
+                     check: Callable[[Any, Any], None] | None = None) -> Any:
+        """A record whose Kafka key must be its own ``id_field`` (co-partitioning rests on it):
+        parsed and checked (``check(record, msg)`` for more), or dead-lettered with the reason and
+        None returned. A bad record never stops the batch."""
+        try:
+            record = codec.parse(model, msg.value)
+            if not (key_optional and msg.key is None) and msg.key != getattr(record, id_field).encode():
+                raise KeyMismatch(f"record key does not match {id_field}")
+            if check is not None:
+                check(record, msg)
+            return record
+        except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
+            self.dead_letters.add(out, msg, exc)
+            return None
 
     def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
         raw = _contents(self.credit).get(enterprise_id.encode())
@@ -263,10 +269,10 @@ class Topology:
         out = OutputBatch()
         for event in events:
             msg = event.message
+            centralised = self._parse_keyed(out, msg, CentralisedDeclaration, "centralised_id")
+            if centralised is None:
+                continue
             try:
-                centralised = codec.parse(CentralisedDeclaration, msg.value)
-                if msg.key != centralised.centralised_id.encode():
-                    raise KeyMismatch("record key does not match centralised_id")
                 check_centralised(self.services.policy, self.credit_of(centralised.enterprise_id), centralised.items)
                 items = centralised.item_declarations()
             except BatchNotAllowed as exc:
@@ -295,15 +301,10 @@ class Topology:
             if msg.topic == self.batch_topic_name:
                 parsed += self._parse_batch(msg, out)
                 continue
-            try:
-                decl = codec.parse(Declaration, msg.value)
-                if msg.key != decl.declaration_id.encode():
-                    raise KeyMismatch("record key does not match declaration_id")
-                self._check_partition(decl, msg.partition)
-            except Exception as exc:  # noqa: BLE001
-                self.dead_letters.add(out, msg, exc)
-                continue
-            parsed.append((msg.partition, decl))
+            decl = self._parse_keyed(out, msg, Declaration, "declaration_id",
+                                     check=lambda d, m: self._check_partition(d, m.partition))
+            if decl is not None:
+                parsed.append((msg.partition, decl))
         if not parsed:
             return out
         metrics.BATCH_SIZE.observe(len(parsed))
@@ -440,12 +441,8 @@ class Topology:
         out = OutputBatch()
         for event in events:
             msg = event.message
-            try:
-                scan = codec.parse(ScanResult, msg.value)
-                if msg.key != scan.declaration_id.encode():
-                    raise KeyMismatch("record key does not match declaration_id")
-            except Exception as exc:  # noqa: BLE001
-                self.dead_letters.add(out, msg, exc)
+            scan = self._parse_keyed(out, msg, ScanResult, "declaration_id")
+            if scan is None:
                 continue
             metrics.EVENTS_IN.labels("scan", scan.port).inc()
             step = on_scan(self._state(scan.declaration_id), scan, now)
