@@ -120,6 +120,7 @@ class Topology:
         self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
         self._credit_cache: dict[bytes, EnterpriseCredit] = {}
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
+        self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         self._wire()
 
     # ---- wiring -----------------------------------------------------------------------------
@@ -395,6 +396,17 @@ class Topology:
             if highwater is not None and position is not None:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position - 1))
 
+    def settled(self, actives: set[int], now: float) -> set[int]:
+        """The active partitions whose overdue deadlines may fire: those this worker has owned for
+        at least ``takeover_grace_s``. After a takeover (or a start) scans may already be waiting on
+        the partition; a deadline that fired before the agent read them turned clean scans into
+        inspections (up to 32 per kill -9 run in tests/integration/test_faults.py)."""
+        for partition in list(self._active_since):
+            if partition not in actives:
+                del self._active_since[partition]
+        grace = self.settings.takeover_grace_s
+        return {p for p in actives if now - self._active_since.setdefault(p, now) >= grace}
+
     def _active_declaration_partitions(self) -> set[int]:
         decl_topic = self.settings.topic(topics.DECLARATIONS)
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
@@ -452,7 +464,8 @@ class Topology:
     def expire_deadlines(self, now: float, out: OutputBatch, actives: set[int] | None = None) -> int:
         """Turn overdue machine-checks into inspect instructions. Runs on a timer, so it fires even
         when no further traffic arrives; only partitions this worker actively owns are touched
-        (``actives``: the test driver names them; the worker asks Faust's assignor)."""
+        (``actives``: the test driver names them; the worker asks Faust's assignor, and holds back
+        partitions it took over less than ``takeover_grace_s`` ago, see ``settled``)."""
         if actives is None:
             ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
             metrics.WORKER_READY.set(1 if ready else 0)
@@ -460,6 +473,9 @@ class Topology:
                 return 0
             actives = self._active_declaration_partitions()
             metrics.ASSIGNED_PARTITIONS.set(len(actives))
+            due = self.settled(actives, now)
+        else:
+            due = actives
         expired = 0
         pending = 0
         for key, raw in list(self.deadlines.data.items()):
@@ -467,7 +483,7 @@ class Topology:
             if entry["partition"] not in actives:
                 continue
             pending += 1
-            if entry["deadline"] > now:
+            if entry["deadline"] > now or entry["partition"] not in due:
                 continue
             step = on_timeout(self._state(key.decode()), entry["revision"], now)
             self._apply(out, key, step, "timeout", entry["partition"], now)

@@ -169,3 +169,15 @@ def test_capacity_state_restored_from_the_table_replaces_the_kept_controller():
     d.topology.capacity.data[_capacity_key(p)] = other.to_bytes()
     restored = d.topology._controller(p)
     assert restored is not kept and restored.observed("YPU-SEA") == 41
+
+
+def test_deadlines_of_a_partition_just_taken_over_wait_for_the_grace_period():
+    d = TopologyDriver(Services(policy(), FixedScorer()))
+    topo = d.topology
+    grace = topo.settings.takeover_grace_s
+    assert grace > 0
+    assert topo.settled({0, 1}, now=100.0) == set()  # just assigned: scans may be waiting
+    assert topo.settled({0, 1}, now=100.0 + grace) == {0, 1}
+    assert topo.settled({0, 1, 2}, now=100.0 + grace) == {0, 1}  # 2 newly taken over
+    assert topo.settled({1, 2}, now=100.0 + 2 * grace) == {1, 2}
+    assert topo.settled({0, 1, 2}, now=100.0 + 2 * grace) == {1, 2}  # 0 revoked and back: a new takeover
