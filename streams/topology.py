@@ -125,7 +125,6 @@ class Topology:
 
     # ---- wiring -----------------------------------------------------------------------------
     def _wire(self) -> None:
-        s = self.settings
         app = self.app
 
         # Every agent has the same shape: micro-batches in, the handler's output sent per batch.
@@ -197,12 +196,10 @@ class Topology:
             credit_event = self._parse_keyed(out, event.message, CreditEvent, "enterprise_id", key_optional=True)
             if credit_event is None:
                 continue
-            key = credit_event.enterprise_id.encode()
-            raw = self.credit.data.get(key)
-            state = EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
+            state = self.credit_of(credit_event.enterprise_id)
             new = apply_credit_event(state, credit_event)
             if new is not state:
-                out.set_table(self.credit, 0, key, new.to_bytes())
+                out.set_table(self.credit, 0, credit_event.enterprise_id.encode(), new.to_bytes())
                 metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
         return out
 
@@ -364,7 +361,7 @@ class Topology:
         capacity = self.services.policy.capacity
         sums: dict[tuple[str, str], list[float]] = {}
         for partition in partitions:
-            controller = CapacityController.from_bytes(self.capacity.data.get(_capacity_key(partition)), capacity)
+            controller = self._controller(partition)
             for port in controller.ports():
                 n = controller.observed(port)
                 for lane, rate in controller.realised(port).items():
