@@ -23,6 +23,22 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
+def _topics_exist(prog: str, settings: Settings, names: list[str]) -> bool:
+    """True if every topic exists; otherwise say why (unreachable broker, or which are missing)."""
+    from portsim.gateway import check_topics
+
+    try:
+        missing = check_topics(settings, names)
+    except ConnectionError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return False
+    if missing:
+        print(f"{prog}: topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)} "
+              "(create them first: riskctl topics create)", file=sys.stderr)
+        return False
+    return True
+
+
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """argparse errors as one clear line (plus a pointer to --help), exit status 2."""
 
@@ -200,18 +216,11 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace, settings: Settings) -> int:
-    from portsim.gateway import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, PortGateway, check_topics
+    from portsim.gateway import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, PortGateway
     from portsim.traffic import PortOffice
 
     prog = "riskctl simulate"
-    try:
-        missing = check_topics(settings, [DECLARATIONS, SCANS, CREDIT_EVENTS, INSTRUCTIONS])
-    except ConnectionError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    if missing:
-        print(f"{prog}: topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)} "
-              "(create them first: riskctl topics create)", file=sys.stderr)
+    if not _topics_exist(prog, settings, [DECLARATIONS, SCANS, CREDIT_EVENTS, INSTRUCTIONS]):
         return 1
     office = PortOffice(args.seed, args.enterprises)
     gateway = PortGateway(settings, office, first_index=args.first_index, lifecycle_per_declaration=args.lifecycle_ratio)
@@ -264,20 +273,13 @@ def _linger(gateway: Any, linger_s: float, progress: _Progress) -> None:
 
 
 def station(args: argparse.Namespace, settings: Settings) -> int:
-    from portsim.gateway import INSTRUCTIONS, check_topics
+    from portsim.gateway import INSTRUCTIONS
     from portsim.station import INSPECTION_RESULTS, InspectionStation
 
     prog = "riskctl station"
     if args.station_id is not None and not IDENTIFIER.match(args.station_id):
         return _fail(prog, f"--station-id {args.station_id!r} is not an identifier")
-    try:
-        missing = check_topics(settings, [INSTRUCTIONS, INSPECTION_RESULTS])
-    except ConnectionError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
-    if missing:
-        print(f"{prog}: topics missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)} "
-              "(create them first: riskctl topics create)", file=sys.stderr)
+    if not _topics_exist(prog, settings, [INSTRUCTIONS, INSPECTION_RESULTS]):
         return 1
     st = InspectionStation(
         settings, args.port, station_id=args.station_id, seed=args.seed, enterprises=args.enterprises,
