@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import os
 import signal
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
@@ -328,8 +327,6 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any],
     if truth is None:
         return
     if instr["stage"] == "declaration" and instr["action"] == "machine-check":
-        from schemas import ScanResult  # noqa: F401  (the simulator returns validated records)
-
         scan, delay = office.scan_for(did, truth, instr["port"])
         if scan is not None:
             due = time.monotonic() + delay * args.scan_delay_scale

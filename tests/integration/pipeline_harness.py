@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import orjson
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from policy.config import load_policy
 from streams import topics

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from policy.config import load_policy
-from policy.credit import UNKNOWN_ENTERPRISE
 from policy.decide import Decision
 from schemas import Action, ControlInstruction, CreditClass, SelectionReason
 from streams.flow import AWAITING_SCAN, FINAL, Versions, on_declaration, on_scan, on_timeout
