@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         msgs = [m for m in consumer.consume(BATCH, timeout=0.005) if m.error() is None]  # up to 2000, within 5 ms
         if not msgs:
             continue
+        decided_at = now_iso()  # batch start, as the pipeline stamps its decisions
         decls, partitions = [], []
         for m in msgs:
             value = orjson.loads(m.value())
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
             decls += items
             partitions += [m.partition()] * len(items)
         batch = registry.score(decls)
-        decided_at = now_iso()
         for d, partition, score, version in zip(decls, partitions, batch.scores.tolist(), batch.model_versions):
             # same partition as the input: instructions stay co-partitioned, and no re-hashing
             out.produce(out_topic, key=d["declaration_id"].encode(), value=simple_instruction(d, score, version, decided_at),

@@ -171,7 +171,9 @@ class Watcher:
     settings: Settings
     dataset: Dataset | None = None
     pending: dict[bytes, float] = field(default_factory=dict)  # key -> publish time (0: preloaded)
-    latencies: list[tuple[float, float]] = field(default_factory=list)  # (publish time, ms) for keys expected with measure=True
+    # (publish time, ms to the instruction consumed here, ms to the instruction's decided_at) for
+    # keys expected with measure=True; decided_at is when the system started on the key's batch.
+    latencies: list[tuple[float, float, float]] = field(default_factory=list)
     measured: set[bytes] = field(default_factory=set)
     seen: set[bytes] = field(default_factory=set)
     first_at: float | None = None
@@ -218,7 +220,8 @@ class Watcher:
                 continue  # from an earlier phase
             new += 1
             if key in self.measured:
-                self.latencies.append((published, (now - published) * 1000))
+                decided = datetime.fromisoformat(orjson.loads(value)["decided_at"]).timestamp()
+                self.latencies.append((published, (now - published) * 1000, (decided - published) * 1000))
             if self.dataset is not None and b'"action":"machine-check"' in value:
                 scan = self.dataset.scan_for(orjson.loads(value))
                 if scan is not None and self.scan_producer is not None:
@@ -372,12 +375,19 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
     watcher.drain(f"{what} latency at {rate:.0f}/s", timeout_s, alive)
     if not watcher.latencies:
         raise BenchError(f"{what} latency at {rate:.0f}/s: nothing measured after the warm-up")
-    published, lat = np.array(watcher.latencies).T
+    published, lat, intake = np.array(watcher.latencies).T
     p50, p95, p99 = (round(float(np.percentile(lat, q)), 1) for q in (50, 95, 99))
+    # Where the time goes: publish -> the system starts on the batch (gateway linger, broker, fetch,
+    # micro-batching, waiting for the previous batch), then -> instruction consumed here.
+    split = {name: {f"p{q}": round(float(np.percentile(ms, q)), 1) for q in (50, 99)}
+             for name, ms in (("to_batch_start", intake), ("batch_start_to_consumed", lat - intake))}
     second = (published - published.min()).astype(int)  # p99 per second of publishing: does a backlog build up?
     result = {"p50": p50, "p95": p95, "p99": p99, "max": round(float(lat.max()), 1), "measured": len(lat),
               "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
               "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
+              "split_ms": split,
               **cpu.stop(sent)}
-    log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations)")
+    log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations); "
+        f"publish -> batch start p50/p99 {split['to_batch_start']['p50']}/{split['to_batch_start']['p99']} ms, "
+        f"batch start -> consumed {split['batch_start_to_consumed']['p50']}/{split['batch_start_to_consumed']['p99']} ms")
     return result
