@@ -70,13 +70,11 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.topics import create_topics, topic_specs
-
-    from streams.topics import BrokerUnreachable
+    from streams.topics import TopicsError, create_topics, topic_specs
 
     try:
         created = create_topics(settings)
-    except BrokerUnreachable as exc:
+    except TopicsError as exc:
         print(f"riskctl: {exc}", file=sys.stderr)
         return 1
     print(f"{len(created)} topics created, {len(topic_specs(settings)) - len(created)} already existed")
@@ -92,13 +90,17 @@ def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.topics import create_topics
+    from streams.topics import TopicsError, create_topics
     from streams.worker import run_worker
 
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": args.metrics_port})
     if not args.no_create_topics:
-        create_topics(settings)
+        try:
+            create_topics(settings)
+        except TopicsError as exc:
+            print(f"riskctl: {exc}", file=sys.stderr)
+            return 1
     return run_worker(settings)
 
 

@@ -87,22 +87,48 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-class BrokerUnreachable(RuntimeError):
+class TopicsError(RuntimeError):
+    """The topics cannot be used as configured; the message says why and what to do."""
+
+
+class BrokerUnreachable(TopicsError):
     """The cluster refused or could not be reached; the message says why."""
 
 
+class TopicLayoutMismatch(TopicsError):
+    """An existing topic has another partition count than the settings give it."""
+
+
+def check_layout(settings: Settings, partition_counts: dict[str, int]) -> None:
+    """Existing topics (name -> partition count) must match the settings: a gateway places a
+    declaration by murmur2 over ``settings.partitions`` and the worker joins its scans and state on
+    that partition, so a declarations topic with another count would send records to partitions
+    the join never looks at (the worker dead-letters them as key-mismatch)."""
+    wrong = [(s.name, partition_counts[s.name], s.partitions) for s in topic_specs(settings)
+             if s.name in partition_counts and partition_counts[s.name] != s.partitions]
+    if wrong:
+        listed = ", ".join(f"{name} has {have}" for name, have, _ in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        raise TopicLayoutMismatch(
+            f"{len(wrong)} existing topic(s) do not have the partition counts of these settings "
+            f"(PARTITIONS={settings.partitions}): {listed}. Set PARTITIONS to the count the topics were "
+            f"created with, or use new topics (another TOPIC_PREFIX and APP_ID); changing the count of "
+            f"existing topics would move keys away from their state.")
+
+
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the names created."""
+    """Create missing topics and check that existing ones have the partition counts the settings
+    give them (raises TopicLayoutMismatch otherwise). Returns the names created."""
     errors: list[KafkaError] = []
     # Authentication failures surface only through the error callback: without it a wrong
     # password looks like a generic metadata timeout.
     admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})
     try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
         fatal = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL)]
         detail = (fatal or errors or [exc.args[0]])[0]
         raise BrokerUnreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {detail.str()}") from exc
+    check_layout(settings, {name: len(t.partitions) for name, t in existing.items() if t.error is None})
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     if not wanted:
         return []
