@@ -55,7 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also measure ceiling and pipeline latency on Apache Kafka (KRaft, one node), where the broker is not "
                         "the bottleneck: 'auto' (default) when `make kafka-fetch` has fetched the jars")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
-    p.add_argument("--partitions", type=int, default=8, help="partitions of the keyed topics (default 8)")
+    p.add_argument("--partitions", type=int, default=Settings.model_fields["partitions"].default,
+                   help="partitions of the keyed topics (default: the settings' default, %(default)s)")
     p.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     p.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the pipeline workers, e.g. BATCH_MAX=4000 (repeatable; recorded in the JSON)")
