@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000, description="Longest a consumer fetch waits for data.")
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
+    standby_replicas: int = Field(default=1, ge=0, le=8, description="Standby copies of each table partition kept warm by other workers.")
     takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description="Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, so that scans already waiting are read first.")
     gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description="Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc).")
     batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")

@@ -73,7 +73,7 @@ def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust
         producer_max_batch_size=1_000_000,  # OutputBatch sends a micro-batch's records per partition at once
         producer_max_request_size=4_000_000,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
-        table_standby_replicas=1,
+        table_standby_replicas=settings.standby_replicas,
         logging_config=None,
         loghandlers=[],
     )
