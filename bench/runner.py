@@ -1,4 +1,4 @@
-"""Run every system under test on one broker (embedded by default) and one data set; write JSON, print a table.
+"""Run every system under test, each on a fresh broker (embedded by default), with one data set; write JSON, print a table.
 
 Throughput at saturation: each system is started and warmed up (200 declarations decided), then
 paused (SIGSTOP) while a backlog of N declarations is written to its input, and resumed; the clock
@@ -94,57 +94,58 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     failed = False
     log(f"machine: {results['machine']}; work directory {workdir}")
-    with make_broker(args.broker) as broker:
-        log(f"{args.broker} broker on {broker.bootstrap_servers}")
-        CPU_ALSO.update({"broker": [broker.pid], "bench": [os.getpid()]})
-        base = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions)
-        data = Dataset.generate(args.seed, args.enterprises, max(args.count, args.single_count, args.naive_count))
-        log(f"generated {len(data.records)} declarations and {len(data.credit)} credit events (seed {args.seed})")
+    data = Dataset.generate(args.seed, args.enterprises, max(args.count, args.single_count, args.naive_count))
+    log(f"generated {len(data.records)} declarations and {len(data.credit)} credit events (seed {args.seed})")
 
-        def settings_for(name: str) -> Settings:
-            s = base.model_copy(update={"topic_prefix": f"bench-{name}.", "app_id": f"bench-{name}", "data_dir": workdir / name})
-            create_topics(s)
-            return s
+    def settings_for(base: Settings, name: str) -> Settings:
+        s = base.model_copy(update={"topic_prefix": f"bench-{name}.", "app_id": f"bench-{name}", "data_dir": workdir / name})
+        create_topics(s)
+        return s
 
-        def profile_for(name: str) -> Path | None:
-            return args.out.with_name(f"profile-{name}.txt") if args.profile else None
+    def profile_for(name: str) -> Path | None:
+        return args.out.with_name(f"profile-{name}.txt") if args.profile else None
 
-        def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
-            nonlocal failed
-            if name not in only:
-                return
-            try:
-                results[name] = fn()
-            except Exception as exc:  # noqa: BLE001 - one failed run must not hide the others
-                failed = True
-                log(f"{name} FAILED: {exc}")
-                if not isinstance(exc, BenchError):
-                    traceback.print_exc(file=sys.stderr)
-                results[name] = {"error": str(exc)}
+    def attempt(name: str, fn: Callable[[Settings], dict[str, Any]]) -> None:
+        """One system on a broker of its own: what earlier systems left on a broker must not slow
+        the next one down (Tansu's per-request cost grows with the data it holds)."""
+        nonlocal failed
+        if name not in only:
+            return
+        try:
+            with make_broker(args.broker) as broker:
+                log(f"{name}: fresh {args.broker} broker on {broker.bootstrap_servers}")
+                CPU_ALSO.update({"broker": [broker.pid], "bench": [os.getpid()]})
+                results[name] = fn(settings_for(Settings(kafka_bootstrap_servers=broker.bootstrap_servers,
+                                                         partitions=args.partitions), name))
+        except Exception as exc:  # noqa: BLE001 - one failed run must not hide the others
+            failed = True
+            log(f"{name} FAILED: {exc}")
+            if not isinstance(exc, BenchError):
+                traceback.print_exc(file=sys.stderr)
+            results[name] = {"error": str(exc)}
 
-        def ceiling_load(settings: Settings) -> Callable[..., dict[str, Any]]:
-            # The same offered loads as the pipeline's: the baseline its latency is compared with.
-            return lambda watcher, pids, alive: {f"{r:g}": offered_load("ceiling", settings, watcher, data, r, args.duration, args.warmup,
-                                                                         args.run_timeout, args.gateway_linger_ms, pids, alive)
-                                                 for r in args.rate_list}
+    def ceiling_load(settings: Settings) -> Callable[..., dict[str, Any]] | None:
+        # The same offered loads as the pipeline's: the baseline its latency is compared with.
+        if not args.rate_list:
+            return None
+        return lambda watcher, pids, alive: {f"{r:g}": offered_load("ceiling", settings, watcher, data, r, args.duration, args.warmup,
+                                                                     args.run_timeout, args.gateway_linger_ms, pids, alive)
+                                             for r in args.rate_list}
 
-        ceiling_settings = settings_for("ceiling") if "ceiling" in only else base
-        attempt("ceiling", lambda: ceiling.run(ceiling_settings, data, args.count, workdir, args.run_timeout, profile_for("ceiling"),
-                                               ceiling_load(ceiling_settings) if args.rate_list else None))
-        attempt("naive_faust", lambda: naive_faust.run(settings_for("naive"), data, args.naive_count, workdir, args.run_timeout,
-                                                       profile_for("naive_faust")))
-        attempt("pipeline", lambda: run_pipeline(args, settings_for("pipeline"), data, workdir, extra_env, 1, True, profile_for("pipeline")))
-        attempt("pipeline_single_records", lambda: run_pipeline(args, settings_for("single"), data, workdir, extra_env, 1, False,
-                                                                profile_for("pipeline_single_records")))
-        attempt("pipeline_two_workers", lambda: run_pipeline(args, settings_for("two"), data, workdir, extra_env, 2, True,
-                                                             profile_for("pipeline_two_workers")))
+    attempt("ceiling", lambda s: ceiling.run(s, data, args.count, workdir, args.run_timeout, profile_for("ceiling"), ceiling_load(s)))
+    attempt("naive_faust", lambda s: naive_faust.run(s, data, args.naive_count, workdir, args.run_timeout, profile_for("naive_faust")))
+    attempt("pipeline", lambda s: run_pipeline(args, s, data, workdir, extra_env, 1, True, profile_for("pipeline")))
+    attempt("pipeline_single_records", lambda s: run_pipeline(args, s, data, workdir, extra_env, 1, False,
+                                                              profile_for("pipeline_single_records")))
+    attempt("pipeline_two_workers", lambda s: run_pipeline(args, s, data, workdir, extra_env, 2, True,
+                                                           profile_for("pipeline_two_workers")))
 
     if args.rate_list and _want_kafka_latency(args.kafka_latency) and args.broker != "kafka":
         failed |= kafka_latency(args, data, workdir, extra_env, results)
 
     results["ratios"] = ratios(results)
     results["config"] = {
-        "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback",
+        "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback, a fresh one per system",
         "gateway_linger_ms": args.gateway_linger_ms, "seed": args.seed, "enterprises": args.enterprises,
         "credit_events": len(data.credit), "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
         "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
