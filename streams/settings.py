@@ -56,7 +56,12 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000, description="Longest a consumer fetch waits for data.")
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
-    standby_replicas: int = Field(default=1, ge=0, le=8, description="Standby copies of each table partition kept warm by other workers.")
+    # Warm copies of each table partition on other workers: a failover then skips re-reading the
+    # changelog, but the holder applies every change of the partitions it stands by for. On 2 cores
+    # that made two workers slower than one (bench: 8,397/s with 1 against 13,937/s with 0, one
+    # worker 12,549/s), so one machine runs without (Kafka Streams' default too); a cluster with
+    # cores to spare sets 1 (deploy/k8s).
+    standby_replicas: int = Field(default=0, ge=0, le=8, description="Warm standby copies of each table partition on other workers.")
     takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description="Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, so that scans already waiting are read first.")
     gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description="Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc).")
     batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")
