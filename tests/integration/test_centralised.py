@@ -11,7 +11,7 @@ import pytest
 from streams import topics
 from streams.gateway import DeclarationPublisher
 from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
-from tests.integration.test_pipeline import credit, scan
+from tests.integration.test_pipeline import scan, set_credit_class
 
 NOW = datetime.now(timezone.utc).isoformat()
 ITEMS = 12
@@ -42,10 +42,7 @@ def harness(broker, unique_name, tmp_path):
 def test_centralised_declaration_gets_one_final_instruction_per_item(harness: Harness) -> None:
     worker = harness.start_worker()
     worker.wait_ready()
-    harness.publish(topics.CREDIT_EVENTS, "WL1", credit("WL1", "C1", event_type="credit-class-changed", credit_class="white-list"))
-    harness.flush()
-    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
-    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")
+    set_credit_class(harness, worker, "WL1", "white-list")
 
     items = [f"IT-C1-{n:04d}" for n in range(1, ITEMS + 1)]
     early, late = items[::2], items[1::2]

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from streams import topics
-from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
+from tests.integration.pipeline_harness import Harness, WorkerProcess, metric_value, pipeline_settings, write_policy
 
 NOW = datetime.now(timezone.utc).isoformat()
 
@@ -28,6 +28,14 @@ def credit(eid: str, event_id: str, **kw) -> dict:
     return dict(event_id=event_id, enterprise_id=eid, source_agency="customs", event_time=NOW, **kw)
 
 
+def set_credit_class(harness: Harness, worker: WorkerProcess, eid: str, credit_class: str) -> None:
+    """Publish a credit-class change and wait until the worker has folded it: declarations depend on it."""
+    harness.publish(topics.CREDIT_EVENTS, eid, credit(eid, "C1", event_type="credit-class-changed", credit_class=credit_class))
+    harness.flush()
+    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
+    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")
+
+
 @pytest.fixture
 def harness(broker, unique_name, tmp_path):
     # Policy chosen so that the action is known whatever the model scores: AEO enterprises are
@@ -46,11 +54,7 @@ def harness(broker, unique_name, tmp_path):
 def test_every_declaration_gets_exactly_one_right_final_instruction(harness: Harness) -> None:
     worker = harness.start_worker()
     worker.wait_ready()
-    harness.publish(topics.CREDIT_EVENTS, "AEO1", credit("AEO1", "C1", event_type="credit-class-changed", credit_class="aeo"))
-    harness.flush()
-    # The credit state must be folded before declarations depend on it.
-    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
-    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")
+    set_credit_class(harness, worker, "AEO1", "aeo")
 
     expected: dict[str, str] = {}
     for i in range(40):
