@@ -103,11 +103,11 @@ def check_layout(settings: Settings, partition_counts: dict[str, int]) -> None:
     """Existing topics (name -> partition count) must match the settings: a gateway places a
     declaration by murmur2 over ``settings.partitions`` and the worker joins its scans and state on
     that partition, so a declarations topic with another count would send records to partitions
-    the join never looks at (the worker dead-letters them as key-mismatch)."""
-    wrong = [(s.name, partition_counts[s.name], s.partitions) for s in topic_specs(settings)
+    the join never looks at (the worker dead-letters them as wrong-partition)."""
+    wrong = [(s.name, partition_counts[s.name]) for s in topic_specs(settings)
              if s.name in partition_counts and partition_counts[s.name] != s.partitions]
     if wrong:
-        listed = ", ".join(f"{name} has {have}" for name, have, _ in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        listed = ", ".join(f"{name} has {have}" for name, have in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
         raise TopicLayoutMismatch(
             f"{len(wrong)} existing topic(s) do not have the partition counts of these settings "
             f"(PARTITIONS={settings.partitions}): {listed}. Set PARTITIONS to the count the topics were "
