@@ -219,11 +219,13 @@ class Watcher:
             if published is None:
                 continue  # from an earlier phase
             new += 1
+            instruction = None  # parsed only when needed, at most once
             if key in self.measured:
-                decided = datetime.fromisoformat(orjson.loads(value)["decided_at"]).timestamp()
+                instruction = orjson.loads(value)
+                decided = datetime.fromisoformat(instruction["decided_at"]).timestamp()
                 self.latencies.append((published, (now - published) * 1000, (decided - published) * 1000))
             if self.dataset is not None and b'"action":"machine-check"' in value:
-                scan = self.dataset.scan_for(orjson.loads(value))
+                scan = self.dataset.scan_for(instruction or orjson.loads(value))
                 if scan is not None and self.scan_producer is not None:
                     self.scan_producer.produce(self.scan_topic, key=key, value=scan)
                     self.scans_sent += 1
