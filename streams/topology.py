@@ -12,7 +12,7 @@
 Declarations, scans, instructions and the two per-declaration tables share the partition count
 and are keyed by declaration id, so a scan is always handled by the worker that holds its
 declaration's state (Faust's Stream.join is not implemented; this co-partitioned table *is* the
-join). Agents consume micro-batches (``take_events``) so that scoring runs once per batch.
+join). Agents consume micro-batches (``streams.batching``) so that scoring runs once per batch.
 Each batch's outputs go out as one record batch per partition with one batch in flight
 (``streams.outputs``); no offset is committed before they are acknowledged, so delivery is
 at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same instruction bytes
@@ -33,6 +33,7 @@ import faust
 import orjson
 
 from streams import metrics, topics
+from streams.batching import take_batches
 from streams.deadletter import DeadLetterSink, reject_reason
 from streams.faust_transport import with_fetch_wait
 from streams.outputs import Deliveries, OutputBatch
@@ -166,7 +167,7 @@ class Topology:
 
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
-            async for events in stream.take_events(s.batch_max, within=s.batch_within_s):
+            async for events in take_batches(stream, s.batch_max, s.batch_within_s):
                 in_flight = await self._run_batch(name, handler, events, in_flight)
 
         agent.__name__ = agent.__qualname__ = name
