@@ -72,6 +72,12 @@ class TopologyDriver:
         if logical_topic == topics.RISK_LISTS:
             self.topology.risk_index.sync(self.topology.risk_lists.data)
 
+    def send_together(self, records: list[tuple[str, bytes | None, bytes | dict | None]]) -> None:
+        """Deliver (logical topic, key, value) records of declarations, gateway batches and scans as
+        one micro-batch of the worker's decide_declarations agent, which reads all three topics."""
+        events = [self._event(topic, k, v if not isinstance(v, dict) else orjson.dumps(v), None) for topic, k, v in records]
+        self._run(self.topology.handle_declarations_and_scans, events)
+
     def forward(self, logical_topic: str) -> int:
         """Feed the records the topology wrote to ``logical_topic`` (since the last call) back to that
         topic's handler, one micro-batch per partition, as the broker would deliver them. Returns how many."""

@@ -4,15 +4,17 @@
     centralised-declarations ──> split_centralised_declarations ──> declarations (one per goods item)
     declarations ──┐                          │ read
                    ├─> decide_declarations ───┴─> declaration-state, scan-deadlines (Tables, changelog)
-    scans ─────────┴─> apply_scans                        │
-                                                          └─> instructions
+    scans ─────────┘                          │
+                                              └─> instructions
     (timer) expire_scan_deadlines ──> instructions (scan timeout)
     anything unparseable ──> dead-letters
 
 Declarations, scans, instructions and the two per-declaration tables share the partition count
 and are keyed by declaration id, so a scan is always handled by the worker that holds its
 declaration's state (Faust's Stream.join is not implemented; this co-partitioned table *is* the
-join). Agents consume micro-batches (``streams.batching``) so that scoring runs once per batch.
+join). One agent reads a partition's declarations and scans together, as a Kafka Streams task
+reads both sides of a join: one micro-batch loop and one output batch instead of two. Agents
+consume micro-batches (``streams.batching``) so that scoring runs once per batch.
 Each batch's outputs go out as one record batch per partition with one batch in flight
 (``streams.outputs``); no offset is committed before they are acknowledged, so delivery is
 at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same instruction bytes
@@ -95,12 +97,12 @@ class Topology:
         self.app = app or faust_app(settings, self.deliveries)
         t = settings.topic
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        # Single declarations and gateway batches feed the same agent (and share partitions).
-        self.declarations = self.app.topic(t(topics.DECLARATIONS), t(topics.DECLARATION_BATCHES), **raw)
+        # Single declarations, gateway batches and scans feed the same agent (and share partitions).
+        self.declarations_and_scans = self.app.topic(t(topics.DECLARATIONS), t(topics.DECLARATION_BATCHES), t(topics.SCANS), **raw)
         self.batch_topic_name = t(topics.DECLARATION_BATCHES)
         self.declarations_topic = t(topics.DECLARATIONS)
+        self.scans_topic_name = t(topics.SCANS)
         self.centralised = self.app.topic(t(topics.CENTRALISED_DECLARATIONS), **raw)
-        self.scans = self.app.topic(t(topics.SCANS), **raw)
         self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
         self.risk_list_topic = self.app.topic(t(topics.RISK_LISTS), **raw)
         self.inspection_results = self.app.topic(t(topics.INSPECTION_RESULTS), **raw)
@@ -134,8 +136,7 @@ class Topology:
             (self.risk_list_topic, "load_risk_lists", self.handle_risk_lists),
             (self.inspection_results, "count_inspection_results", self.handle_inspection_results),
             (self.centralised, "split_centralised_declarations", self.handle_centralised_declarations),
-            (self.declarations, "decide_declarations", self.handle_declarations),
-            (self.scans, "apply_scans", self.handle_scans),
+            (self.declarations_and_scans, "decide_declarations", self.handle_declarations_and_scans),
         ):
             app.agent(topic, name=name)(self._batch_agent(name, handler))
 
@@ -290,6 +291,18 @@ class Topology:
             metrics.CENTRALISED.labels("split").inc()
             metrics.CENTRALISED_ITEMS.inc(len(items))
         return out
+
+    def handle_declarations_and_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        """A micro-batch of one agent's declarations and scans. The declarations are decided first,
+        then the scans applied: the two topics have no order between them, so a scan that came in
+        the same batch as its declaration may as well have come just after it (and a scan that came
+        first is kept in the state, ``streams.flow.on_scan``, either way)."""
+        declarations: list[faust.EventT] = []
+        scans: list[faust.EventT] = []
+        for event in events:
+            (scans if event.message.topic == self.scans_topic_name else declarations).append(event)
+        out = self.handle_declarations(declarations)
+        return self.handle_scans(scans, out) if scans else out
 
     def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = self.clock()
@@ -446,9 +459,10 @@ class Topology:
             self.dead_letters.add(out, msg, error, value=raw)
         return good
 
-    def handle_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
+    def handle_scans(self, events: Sequence[faust.EventT], out: OutputBatch | None = None) -> OutputBatch:
+        """Scans (added to ``out``, the declarations' output of the same micro-batch, if given)."""
         now = self.clock()
-        out = OutputBatch()
+        out = out if out is not None else OutputBatch()
         for event in events:
             msg = event.message
             scan = self._parse_keyed(out, msg, ScanResult, "declaration_id")

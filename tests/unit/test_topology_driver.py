@@ -69,7 +69,7 @@ def scan(did: str, verdict: str) -> dict:
 
 @pytest.fixture
 def driver():
-    scorer = FixedScorer({"HIGH": 0.99, "MID": 0.6, "MID2": 0.6})
+    scorer = FixedScorer({"HIGH": 0.99, "MID": 0.6, "MID2": 0.6, "LATE": 0.6})
     d = TopologyDriver(Services(policy(), scorer))
     d.scorer = scorer
     return d
@@ -98,6 +98,22 @@ def test_scan_join_and_timeout_through_the_tables(driver):
     finals = {i["declaration_id"]: i for i in driver.instructions() if i["final"]}
     assert finals["MID2"]["stage"] == "timeout" and finals["MID2"]["action"] == "inspect"
     assert driver.expire(now=t0 + timeout + 120) == 0  # deadline removed: fires once
+
+
+def test_declarations_and_scans_in_one_micro_batch_join_in_either_order(driver):
+    # The worker's agent reads declarations and scans together: here a scan ahead of its
+    # declaration (MID), one after it (MID2), a scan of a declaration not seen yet (LATE), a release.
+    driver.send_together([(topics.SCANS, b"MID", scan("MID", "clean")), (topics.DECLARATIONS, b"MID", decl("MID")),
+                          (topics.DECLARATIONS, b"MID2", decl("MID2")), (topics.SCANS, b"MID2", scan("MID2", "suspicious")),
+                          (topics.SCANS, b"LATE", scan("LATE", "clean")), (topics.DECLARATIONS, b"LOW", decl("LOW"))])
+    by_stage = {(i["declaration_id"], i["stage"]): i["action"] for i in driver.instructions()}
+    assert by_stage == {("MID", "declaration"): "machine-check", ("MID", "scan"): "release",
+                        ("MID2", "declaration"): "machine-check", ("MID2", "scan"): "inspect",
+                        ("LOW", "declaration"): "release"}
+    assert driver.expire(now=time.time() + 10 * load_policy(FIXTURE_POLICY).scan.timeout_s) == 0  # no deadline left
+    driver.send(topics.DECLARATIONS, [(b"LATE", decl("LATE"))])  # the kept scan finalises it at once
+    late = {i["stage"]: i["action"] for i in driver.instructions() if i["declaration_id"] == "LATE"}
+    assert late == {"declaration": "machine-check", "scan": "release"}
 
 
 def test_bad_records_are_dead_lettered_with_reasons_and_good_ones_decided(driver):
