@@ -72,7 +72,9 @@ def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
-        producer_linger_ms=1,
+        # An output batch is complete when it is handed over; aiokafka would hold it for the linger
+        # anyway (0 vs 1 ms: p50 -1.3 ms, p99 -1.5 to -3 ms at 3,000/s, bench A/B).
+        producer_linger_ms=0,
         producer_max_batch_size=1_000_000,  # OutputBatch sends a micro-batch's records per partition at once
         producer_max_request_size=4_000_000,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
