@@ -24,6 +24,7 @@ instead of deciding again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import Counter
@@ -182,7 +183,14 @@ class Topology:
         previous one is acknowledged (one batch in flight per agent: bounded memory, and a failed
         delivery stops the agent before it sends anything after it)."""
         started = time.perf_counter()
-        out = handler(events)
+        # No cyclic collection inside a handler: a collection there walks the whole live batch
+        # (14 ms per young collection at 2,000-declaration batches, 5 % of the worker). Outside, the
+        # batch's objects are freed and a collection, when due, finds little (streams.worker.tune_gc).
+        gc.disable()
+        try:
+            out = handler(events)
+        finally:
+            gc.enable()
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
         if in_flight:

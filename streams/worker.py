@@ -47,7 +47,8 @@ def tune_gc(gen0_threshold: int) -> None:
     instruction dicts); with CPython's default gen0 threshold of 700 the collector ran dozens of
     times per batch and walked every surviving object each time: 15-25 % of the decision CPU at
     2,000-declaration batches (measured with bench/). The models, policy and libraries loaded so
-    far are long-lived: ``freeze`` takes them out of every future collection."""
+    far are long-lived: ``freeze`` takes them out of every future collection. Handlers also run
+    with the collector off (``Topology._run_batch``), so collections fall between micro-batches."""
     gc.collect()
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()

@@ -197,3 +197,28 @@ def test_deadlines_of_a_partition_just_taken_over_wait_for_the_grace_period():
     assert topo.settled({0, 1, 2}, now=100.0 + grace) == {0, 1}  # 2 newly taken over
     assert topo.settled({1, 2}, now=100.0 + 2 * grace) == {1, 2}
     assert topo.settled({0, 1, 2}, now=100.0 + 2 * grace) == {1, 2}  # 0 revoked and back: a new takeover
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_no_garbage_collection_inside_a_handler_and_it_is_back_on_after(driver, fails):
+    import asyncio
+    import gc
+
+    from streams.outputs import OutputBatch
+
+    seen: list[bool] = []
+
+    def handler(events):
+        seen.append(gc.isenabled())
+        if fails:
+            raise RuntimeError("handler failed")
+        return OutputBatch()
+
+    assert gc.isenabled()
+    run = driver.topology._run_batch("test", handler, [], [])
+    if fails:
+        with pytest.raises(RuntimeError):
+            asyncio.run(run)
+    else:
+        assert asyncio.run(run) == []
+    assert seen == [False] and gc.isenabled()
