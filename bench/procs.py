@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
+from streams.launcher import cpu_seconds
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -129,10 +131,3 @@ class CpuMeter:
                 "cpu_busy": {g: round(u / wall, 2) for g, u in used.items()}}  # 1.0 = one core all the time
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far, from /proc (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")

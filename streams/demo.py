@@ -188,6 +188,9 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     producer.flush(30)
     _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
     _wait_credit_applied(worker, tally.published["credit"])
+    # It is still reading its credit table's changelog back (Faust pays ~100 us per record): the
+    # first declarations would wait behind that (a p99 of 0.7-2 s over a 20 s demo).
+    _log(f"worker settled {worker.wait_settled():.1f}s after that (credit table changelog read back)")
 
     publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
     _publish_demo_risk_lists(producer, settings, tally)

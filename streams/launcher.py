@@ -81,6 +81,21 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_settled(self, busy_below: float = 0.3, timeout_s: float = 20.0, interval_s: float = 0.25) -> float:
+        """Wait until the worker uses less than ``busy_below`` of a core over two probe intervals in
+        a row (after a burst it keeps working after its metrics say the burst was applied: it reads
+        back its own GlobalTable changelog). Returns the seconds waited; at most ``timeout_s``."""
+        start = time.monotonic()
+        quiet = 0
+        before, at = cpu_seconds(self.proc.pid), time.monotonic()
+        while quiet < 2 and time.monotonic() - start < timeout_s and self.alive():
+            time.sleep(interval_s)  # the probe interval of a CPU measurement, bounded by timeout_s
+            now_cpu, now = cpu_seconds(self.proc.pid), time.monotonic()
+            busy = (now_cpu - before) / (now - at)
+            quiet = quiet + 1 if busy < busy_below or busy != busy else 0  # NaN: no /proc, do not wait
+            before, at = now_cpu, now
+        return time.monotonic() - start
+
     def kill(self) -> None:
         """kill -9, as a crash would."""
         if self.alive():
@@ -119,6 +134,15 @@ def worker_process(settings: Settings, log_path: Path, extra_env: dict[str, str]
         yield worker
     finally:
         worker.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc (Linux; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
