@@ -9,8 +9,12 @@ credit events too) keep paying it beside the busy one.
 ``take_batches`` is ``take_events`` (faust/streams.py, faust-streaming 0.11+) with one change:
 when its buffer is empty it waits for the first event without a timeout, and only then gives the
 batch ``within`` seconds to fill. While events keep arriving the two behave the same: the window
-starts when the agent comes back for the next batch. Acknowledgement is Faust's own: the events
-of a batch are acked after the agent has handled it.
+starts when the agent comes back for the next batch.
+
+The events of a batch are acknowledged when the agent comes back for the next batch, as in
+``take_events``, but not when the agent crashed or was stopped while handling it: ``take_events``
+acks them on the way out too, which lets the consumer commit past a batch whose outputs were never
+sent. Here that batch stays unacknowledged, nothing is committed past it, and it is read again.
 """
 
 from __future__ import annotations
@@ -65,14 +69,17 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float) -> Async
             if not events:
                 continue
             consuming = s.loop.create_future()
+            handled = False
             try:
                 yield list(events)
+                handled = True  # the agent came back for the next batch
             finally:
                 batch = list(events)
                 events.clear()
                 arrived.clear()
-                for event in batch:
-                    await s.ack(event)
+                if handled:  # not when the agent crashed or was stopped: its batch is read again
+                    for event in batch:
+                        await s.ack(event)
                 notify(consuming)
                 full.clear()
                 consumed.set()

@@ -97,3 +97,38 @@ def test_events_are_acknowledged_only_after_their_batch_is_handled() -> None:
     for i, (batch, acked_then) in enumerate(seen):
         assert not set(batch) & set(acked_then)  # none of a batch is acked while it is handled
         assert acked_then == [v for earlier, _ in seen[:i] for v in earlier]  # every earlier one is
+
+
+def test_a_batch_the_agent_crashed_on_is_not_acknowledged() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        channel, stream = await _stream()
+        acked: list[int] = []
+        original = stream.ack
+
+        async def counting(event: Any) -> bool:
+            acked.append(event.value)
+            return await original(event)
+
+        stream.ack = counting
+        handled: list[int] = []
+
+        async def agent() -> None:
+            async for events in take_batches(stream, 2, 0.05):
+                values = [e.value for e in events]
+                if 3 in values:
+                    raise RuntimeError("handler bug")
+                handled.extend(values)
+
+        task = asyncio.ensure_future(agent())
+        for value in (1, 2, 3, 4):
+            await channel.send(value=value)
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except RuntimeError:
+            pass
+        await stream.stop()
+        return handled, acked
+
+    handled, acked = asyncio.run(scenario())
+    assert handled == [1, 2]
+    assert acked == [1, 2]  # 3 and 4 stay unacknowledged: the consumer commits nothing past them
