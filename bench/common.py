@@ -389,7 +389,12 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
               "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
               "split_ms": split,
               **cpu.stop(sent)}
-    log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations); "
-        f"publish -> batch start p50/p99 {split['to_batch_start']['p50']}/{split['to_batch_start']['p99']} ms, "
-        f"batch start -> consumed {split['batch_start_to_consumed']['p50']}/{split['batch_start_to_consumed']['p99']} ms")
+    log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations); {split_text(split)}")
     return result
+
+
+def split_text(split: dict[str, dict[str, float]]) -> str:
+    """A latency's ``split_ms`` in one line (the progress log and the printed table)."""
+    intake, rest = split["to_batch_start"], split["batch_start_to_consumed"]
+    return (f"publish -> batch start p50/p99 {intake['p50']}/{intake['p99']} ms, "
+            f"batch start -> instruction consumed {rest['p50']}/{rest['p99']} ms")

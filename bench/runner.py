@@ -24,7 +24,7 @@ from typing import Any, Callable
 import orjson
 
 from bench import ceiling, naive_faust, pipeline
-from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load
+from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load, split_text
 from bench.procs import CPU_ALSO, REPO_ROOT
 from streams.brokers import make_broker
 from streams.settings import Settings
@@ -265,10 +265,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"latency at {float(rate):,.0f}/s offered ({system}{where}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
                   f"  ({lat['measured']} declarations; CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl,"
                   f" broker {lat['cpu_busy'].get('broker', float('nan')):.2f} busy)")
-            split = lat.get("split_ms")
-            if split:
-                print(f"    publish -> batch start p50/p99 {split['to_batch_start']['p50']}/{split['to_batch_start']['p99']} ms,"
-                      f" batch start -> instruction consumed {split['batch_start_to_consumed']['p50']}/{split['batch_start_to_consumed']['p99']} ms")
+            if lat.get("split_ms"):
+                print(f"    {split_text(lat['split_ms'])}")
     for name, value in results.get("ratios", {}).items():
         print(f"ratio {name:40} {value:8.3f}")
     print(f"machine: {results['machine']}")
