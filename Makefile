@@ -7,7 +7,7 @@ KAFKA_LIB := deploy/kafka/target/lib
 TOOLS := .tools
 ARGS ?=
 
-.PHONY: help venv kafka-fetch promtool-fetch demo test test-unit test-integration bench broker kafka topics worker schemas clean
+.PHONY: help venv kafka-fetch promtool-fetch demo check test test-unit test-integration bench broker kafka topics worker schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -15,10 +15,10 @@ help:  ## list targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[devkit,test]'
 	touch $@
 
-venv: $(VENV)/.installed  ## create .venv and install the project with its test dependencies
+venv: $(VENV)/.installed  ## create .venv and install the project with its demo and test extras
 
 $(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
 	mvn -B -q -f deploy/kafka/pom.xml dependency:copy-dependencies
@@ -40,7 +40,10 @@ promtool-fetch: $(TOOLS)/promtool  ## fetch promtool (Debian package) so the dep
 demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
 	$(RISKCTL) demo $(ARGS)
 
-test: venv kafka-fetch  ## run every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
+check: venv  ## static checks: import layering (import-linter)
+	$(VENV)/bin/lint-imports --no-cache
+
+test: venv kafka-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
 	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests $(ARGS)
 
 test-unit: venv  ## unit tests only (no broker)

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from bench.common import Dataset, now_iso, producer, reader, run_child_system, simple_instruction
-from streams import topics
-from streams.settings import Settings
+from clients import topics
+from common.settings import Settings
 
 BATCH = 2000  # the pipeline's default micro-batch bound (Settings.batch_max)
 

@@ -18,9 +18,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.procs import Child, CpuMeter, Profile, paused
-from streams import topics
-from streams.gateway import DeclarationPublisher
-from streams.settings import Settings
+from clients import topics
+from clients.gateway import DeclarationPublisher
+from common.settings import Settings
 
 LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
 WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)

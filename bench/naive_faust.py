@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from bench.common import Dataset, now_iso, run_child_system, simple_instruction
-from streams import topics
-from streams.settings import Settings
+from clients import topics
+from common.settings import Settings
 
 
 def run(settings: Settings, data: Dataset, count: int, workdir: Path, timeout_s: float, profile: Path | None) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def build_app(bootstrap: str, prefix: str, app_id: str, datadir: str) -> Any:
     import faust
 
     from riskmodels.serving import ModelRegistry
-    from streams.faust_transport import with_fetch_wait
+    from streams.runtime.consumer import with_fetch_wait
 
     app = faust.App(
         app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=datadir, web_enabled=False,

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LIFECYCLE_EVERY, BenchError, Dataset, Watcher, flush, log, offered_load, producer, timed_backlog, warm_up
-from streams import topics
-from streams.brokers import free_port
-from streams.gateway import DeclarationPublisher
-from streams.launcher import WorkerProcess
+from clients import topics
+from devkit.brokers import free_port
+from clients.gateway import DeclarationPublisher
+from devkit.launcher import WorkerProcess
 from streams.metrics import LATENCY_BUCKETS
-from streams.settings import Settings
+from common.settings import Settings
 
 
 class Workers:

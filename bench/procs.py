@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from streams.launcher import cpu_seconds
+from devkit.launcher import cpu_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,9 +26,9 @@ import orjson
 from bench import ceiling, naive_faust, pipeline
 from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load, split_text
 from bench.procs import CPU_ALSO, REPO_ROOT
-from streams.brokers import make_broker
-from streams.settings import Settings
-from streams.topics import create_topics
+from devkit.brokers import make_broker
+from common.settings import Settings
+from clients.topics import create_topics
 
 SYSTEMS = ("ceiling", "naive_faust", "pipeline", "pipeline_single_records", "pipeline_two_workers")
 FULL = {"count": 100_000, "single_count": 30_000, "naive_count": 8_000, "duration": 15.0, "warmup": 2.0, "enterprises": 70_000}

@@ -32,7 +32,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
-from streams.settings import Settings
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class PortGateway:
         zero-tariff declaration without a registered qualification), so live runs wait for it."""
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        from streams.topics import TABLE_ENTERPRISE_CREDIT
+        from clients.topics import TABLE_ENTERPRISE_CREDIT
 
         if expected is None:
             expected = len({e.enterprise_id for e in self.office.credit_population()})

@@ -49,7 +49,7 @@ from portsim import world
 from portsim.gateway import producer_config
 from portsim.traffic import GroundTruth, PortOffice, parse_declaration_id
 from schemas import Action, ControlInstruction, InspectionResult
-from streams.settings import Settings
+from common.settings import Settings
 
 log = logging.getLogger(__name__)
 

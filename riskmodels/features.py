@@ -116,7 +116,7 @@ def columns_from_records(records: Sequence[Any]) -> Columns:
     for i, f in enumerate(STRING_FIELDS):
         values = transposed[i]
         if f in _ENUM_FIELDS:
-            values = [getattr(v, "_value_", v) for v in values]  # _value_: the plain attribute (see streams.flow)
+            values = [getattr(v, "_value_", v) for v in values]  # _value_: the plain attribute (see decision.flow)
         cols[f] = list(values)
     for j, f in enumerate(FLOAT_FIELDS):
         cols[f] = np.array(transposed[n_str + j], dtype=np.float64)  # None -> nan

@@ -10,7 +10,7 @@ exactly where Faust itself would write it and where its recovery reads it back.
 Delivery is pipelined one micro-batch deep: an agent sends batch N, decides batch N+1 while N is
 on the wire, and waits for N's acknowledgement before it sends N+1. Faust acks N's input events
 when the agent moves on, before N is acknowledged, so ``Deliveries`` guards the commit instead:
-the worker's consumer (streams/faust_transport.py) waits for every batch sent so far before it
+the worker's consumer (streams/runtime/consumer.py) waits for every batch sent so far before it
 commits any offset, and a failed delivery stops the commit and crashes the worker. Delivery stays
 at-least-once: nothing is committed whose outputs are not on the broker.
 """

@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 import orjson
 
-from streams import topics
+from clients import topics
 from streams.outputs import OutputBatch
-from streams.partitioning import partition_for
-from streams.services import Services
-from streams.settings import Settings
+from schemas.partitioning import partition_for
+from decision.services import Services
+from common.settings import Settings
 from streams.topology import Topology
 
 

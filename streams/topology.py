@@ -14,10 +14,10 @@ and are keyed by declaration id, so a scan is always handled by the worker that 
 declaration's state (Faust's Stream.join is not implemented; this co-partitioned table *is* the
 join). One agent reads a partition's declarations and scans together, as a Kafka Streams task
 reads both sides of a join: one micro-batch loop and one output batch instead of two. Agents
-consume micro-batches (``streams.batching``) so that scoring runs once per batch.
+consume micro-batches (``streams.runtime.batching``) so that scoring runs once per batch.
 Each batch's outputs go out as one record batch per partition with one batch in flight
 (``streams.outputs``); no offset is committed before they are acknowledged, so delivery is
-at-least-once, and ``streams.flow`` makes every re-delivery re-emit the same instruction bytes
+at-least-once, and ``decision.flow`` makes every re-delivery re-emit the same instruction bytes
 instead of deciding again.
 """
 
@@ -35,15 +35,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import faust
 import orjson
 
-from streams import metrics, topics
-from streams.batching import take_batches
+from clients import topics
+from streams import metrics
+from streams.runtime.batching import take_batches
 from streams.deadletter import DeadLetterSink, reject_reason
-from streams.faust_transport import with_fetch_wait
+from streams.runtime.app import faust_app
 from streams.outputs import Deliveries, OutputBatch
-from streams.partitioning import partition_for
-from streams.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
-from streams.services import Services
-from streams.settings import Settings
+from schemas.partitioning import partition_for
+from decision.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
+from decision.services import Services
+from common.settings import Settings
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.decide import BatchNotAllowed, check_centralised, decide
@@ -54,37 +55,6 @@ from schemas import (Action, CentralisedDeclaration, CreditEvent, Declaration, D
 log = logging.getLogger(__name__)
 
 CREDIT_CACHE_MAX = 500_000  # parsed enterprise credit records kept (about 70,000 enterprises today)
-
-
-def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust.App:
-    servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{servers}",
-        broker_credentials=settings.faust_credentials(),
-        store="memory://",
-        datadir=str(settings.data_dir),
-        web_enabled=False,
-        topic_allow_declare=False,  # `riskctl topics create` owns topic creation
-        topic_partitions=settings.partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.heartbeat_interval_s,
-        broker_rebalance_timeout=settings.rebalance_timeout_s,
-        broker_commit_interval=settings.commit_interval_s,
-        # An output batch is complete when it is handed over; aiokafka would hold it for the linger
-        # anyway (0 vs 1 ms: p50 -1.3 ms, p99 -1.5 to -3 ms at 3,000/s, bench A/B).
-        producer_linger_ms=0,
-        producer_max_batch_size=1_000_000,  # OutputBatch sends a micro-batch's records per partition at once
-        producer_max_request_size=4_000_000,
-        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
-        table_standby_replicas=settings.standby_replicas,
-        logging_config=None,
-        loghandlers=[],
-    )
-    app.transport.Consumer = with_fetch_wait(settings.fetch_max_wait_ms, deliveries)
-    return app
 
 
 class Topology:
@@ -127,6 +97,8 @@ class Topology:
         self._credit_cache: dict[bytes, EnterpriseCredit] = {}
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
+        metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
+        self._publish_model_versions()
         self._wire()
 
     # ---- wiring -----------------------------------------------------------------------------
@@ -164,7 +136,13 @@ class Topology:
         async def refresh_models() -> None:
             # A watched registry: a newly activated, verified model is swapped in atomically;
             # a broken one is refused and the old one keeps serving.
-            self.services.refresh_models()
+            if self.services.refresh_models():
+                self._publish_model_versions()
+
+    def _publish_model_versions(self) -> None:
+        metrics.ACTIVE_MODEL.clear()
+        for scenario, version in self.services.scorer.active_versions().items():
+            metrics.ACTIVE_MODEL.labels(scenario, version).set(1)
 
     def _batch_agent(self, name: str, handler: Any) -> Any:
         s = self.settings
@@ -306,7 +284,7 @@ class Topology:
         """A micro-batch of one agent's declarations and scans. The declarations are decided first,
         then the scans applied: the two topics have no order between them, so a scan that came in
         the same batch as its declaration may as well have come just after it (and a scan that came
-        first is kept in the state, ``streams.flow.on_scan``, either way)."""
+        first is kept in the state, ``decision.flow.on_scan``, either way)."""
         declarations: list[faust.EventT] = []
         scans: list[faust.EventT] = []
         for event in events:
@@ -338,6 +316,7 @@ class Topology:
         states = {d.declaration_id: self._state(d.declaration_id) for _, d in parsed}
         to_score = [d for _, d in parsed if classify_declaration(states[d.declaration_id], d.revision) == "new"]
         scored = self.services.score(to_score)
+        _publish_scores(to_score, scored)
         policy = self.services.policy
         controllers: dict[int, CapacityController] = {}
         for partition, decl in parsed:
@@ -552,6 +531,15 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
     for stage, values in by_stage.items():
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
+
+
+def _publish_scores(declarations: Sequence[Declaration], scored: Mapping[tuple[str, int], Any]) -> None:
+    by_scenario: dict[str, list[float]] = {}
+    for decl in declarations:
+        scenario = decl.scenario._value_  # the plain attribute: see decision.flow
+        (by_scenario.get(scenario) or by_scenario.setdefault(scenario, [])).append(scored[(decl.declaration_id, decl.revision)].score)
+    for scenario, values in by_scenario.items():
+        metrics.observe_many(metrics.SCORES.labels(scenario), values)
 
 
 def _contents(table: Any) -> Mapping[bytes, bytes]:

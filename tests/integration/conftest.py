@@ -7,7 +7,7 @@ both). A broker starts on first use and stops at the end of the session; with bo
 pytest groups the tests by broker, so only one broker runs at a time. The Kafka jars are fetched
 with Maven when they are missing (``ensure_kafka_jars``).
 
-``broker`` yields the ``streams.brokers`` object itself: ``.bootstrap_servers``, ``.kind``, and for
+``broker`` yields the ``devkit.brokers`` object itself: ``.bootstrap_servers``, ``.kind``, and for
 Kafka ``.restart(hard=False)``, ``.kill()``, ``.suspend()``/``.resume()``. A test that restarts the
 broker must leave it running.
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from streams.brokers import BROKER_KINDS, Broker, BrokerError, ensure_kafka_jars, make_broker
+from devkit.brokers import BROKER_KINDS, Broker, BrokerError, ensure_kafka_jars, make_broker
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -12,12 +13,12 @@ import yaml
 from confluent_kafka import Producer
 
 from policy.config import load_policy
-from streams import topics
-from streams.brokers import free_port
-from streams.launcher import WorkerProcess, metric_value  # noqa: F401 (re-exported for the tests)
-from streams.readers import assigned_reader
-from streams.settings import Settings
-from streams.topics import create_topics
+from clients import topics
+from devkit.brokers import free_port
+from devkit.launcher import WorkerProcess, metric_value  # noqa: F401 (re-exported for the tests)
+from clients.readers import assigned_reader
+from common.settings import Settings
+from clients.topics import create_topics
 
 
 def pipeline_settings(bootstrap: str, name: str, tmp_path: Path, **over: Any) -> Settings:
@@ -98,3 +99,31 @@ class Harness:
         for w in self.workers:
             w.stop()
         self.reader.close()
+
+
+# ---- record builders shared by the pipeline tests ----------------------------------------------
+NOW = datetime.now(timezone.utc).isoformat()
+
+
+def declaration(did: str, enterprise: str, scenario: str = "general-trade", revision: int = 1) -> dict:
+    return dict(declaration_id=did, revision=revision, port="HAK-SEA", enterprise_id=enterprise, declarant_id="DC1",
+                scenario=scenario, hs_code="851712", origin_country="CN", departure_country="CN", transport_mode="sea",
+                declared_value=1000.0, currency="CNY", net_mass_kg=5.0, tax_rate=5.0, event_time=NOW)
+
+
+def scan(did: str, verdict: str) -> dict:
+    return dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
+                anomaly_score=0.9 if verdict == "suspicious" else 0.05, verdict=verdict,
+                suspected_categories=["narcotics"] if verdict == "suspicious" else [], event_time=NOW)
+
+
+def credit(eid: str, event_id: str, **kw) -> dict:
+    return dict(event_id=event_id, enterprise_id=eid, source_agency="customs", event_time=NOW, **kw)
+
+
+def set_credit_class(harness: Harness, worker: WorkerProcess, eid: str, credit_class: str) -> None:
+    """Publish a credit-class change and wait until the worker has folded it: declarations depend on it."""
+    harness.publish(topics.CREDIT_EVENTS, eid, credit(eid, "C1", event_type="credit-class-changed", credit_class=credit_class))
+    harness.flush()
+    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
+    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")

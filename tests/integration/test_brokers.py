@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.brokers import ApacheKafkaBroker, Broker
+from devkit.brokers import ApacheKafkaBroker, Broker
 
 pytestmark = pytest.mark.integration
 
@@ -550,7 +550,7 @@ def test_foreground_runner_leaves_no_process_behind(broker_kind: str, how: str, 
     if broker_kind == "kafka" and how == "SIGINT":
         pytest.skip("same code path as SIGTERM; saves a JVM start")
     err = open(tmp_path / "runner.err", "wb")
-    runner = subprocess.Popen([sys.executable, "-m", "streams.brokers", broker_kind], stdout=subprocess.PIPE,
+    runner = subprocess.Popen([sys.executable, "-m", "devkit.brokers", broker_kind], stdout=subprocess.PIPE,
                               stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         assert runner.stdout is not None

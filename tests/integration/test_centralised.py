@@ -8,10 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams import topics
-from streams.gateway import DeclarationPublisher
-from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
-from tests.integration.test_pipeline import scan, set_credit_class
+from clients import topics
+from clients.gateway import DeclarationPublisher
+from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, scan, set_credit_class, write_policy
 
 NOW = datetime.now(timezone.utc).isoformat()
 ITEMS = 12

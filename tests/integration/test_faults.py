@@ -45,9 +45,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams import topics
-from streams.gateway import DeclarationPublisher
-from streams.partitioning import partition_for
+from clients import topics
+from clients.gateway import DeclarationPublisher
+from schemas.partitioning import partition_for
 from tests.integration.pipeline_harness import Harness, WorkerProcess, metric_value, pipeline_settings, write_policy
 
 PARTITIONS = 4

@@ -2,7 +2,7 @@
 topic, interleaved with good ones.
 
 The corpus is built first (hypothesis, derandomized: the same records on every run), from the
-strategies of ``tests/unit/test_hostile_input.py``: invalid JSON and UTF-8, wrong types, missing and
+strategies of ``tests/hostile.py``: invalid JSON and UTF-8, wrong types, missing and
 extra fields, NaN and infinities, absurd numbers, huge strings and payloads, unknown enum values,
 implausible timestamps, nested garbage and deep nesting, duplicate keys, wrong top-level types,
 null values, plus key problems (missing, foreign, huge, non-UTF-8 keys; a declaration off its
@@ -28,10 +28,10 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from streams import topics
-from streams.partitioning import partition_for
+from clients import topics
+from schemas.partitioning import partition_for
 from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
-from tests.unit.test_hostile_input import CATEGORIES, Hostile, centralised, collect, credit, declaration, hostile, inspection, risk, scan
+from tests.hostile import CATEGORIES, Hostile, centralised, collect, credit, declaration, hostile, inspection, risk, scan
 
 PARTITIONS = 4
 PER_CATEGORY = 2  # hostile records per (topic, category)

@@ -6,35 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams import topics
-from tests.integration.pipeline_harness import Harness, WorkerProcess, metric_value, pipeline_settings, write_policy
-
-NOW = datetime.now(timezone.utc).isoformat()
-
-
-def declaration(did: str, enterprise: str, scenario: str = "general-trade", revision: int = 1) -> dict:
-    return dict(declaration_id=did, revision=revision, port="HAK-SEA", enterprise_id=enterprise, declarant_id="DC1",
-                scenario=scenario, hs_code="851712", origin_country="CN", departure_country="CN", transport_mode="sea",
-                declared_value=1000.0, currency="CNY", net_mass_kg=5.0, tax_rate=5.0, event_time=NOW)
-
-
-def scan(did: str, verdict: str) -> dict:
-    return dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
-                anomaly_score=0.9 if verdict == "suspicious" else 0.05, verdict=verdict,
-                suspected_categories=["narcotics"] if verdict == "suspicious" else [], event_time=NOW)
-
-
-def credit(eid: str, event_id: str, **kw) -> dict:
-    return dict(event_id=event_id, enterprise_id=eid, source_agency="customs", event_time=NOW, **kw)
-
-
-def set_credit_class(harness: Harness, worker: WorkerProcess, eid: str, credit_class: str) -> None:
-    """Publish a credit-class change and wait until the worker has folded it: declarations depend on it."""
-    harness.publish(topics.CREDIT_EVENTS, eid, credit(eid, "C1", event_type="credit-class-changed", credit_class=credit_class))
-    harness.flush()
-    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
-    harness.read_until(lambda h: applied(), 60, "the credit event to be applied")
-
+from clients import topics
+from tests.integration.pipeline_harness import Harness, declaration, metric_value, pipeline_settings, scan, set_credit_class, write_policy
 
 @pytest.fixture
 def harness(broker, unique_name, tmp_path):
@@ -112,8 +85,8 @@ def test_gateway_batches_and_compressed_records_are_decided_once(harness: Harnes
     """High-rate gateways pack declarations per partition; a bad item is dead-lettered alone."""
     from confluent_kafka import Producer
 
-    from streams.gateway import DeclarationPublisher
-    from streams.partitioning import partition_for
+    from clients.gateway import DeclarationPublisher
+    from schemas.partitioning import partition_for
 
     worker = harness.start_worker()
     worker.wait_ready()

@@ -10,9 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from streams import topics
-from tests.integration.pipeline_harness import Harness, pipeline_settings, write_policy
-from tests.integration.test_pipeline import declaration
+from clients import topics
+from tests.integration.pipeline_harness import Harness, declaration, pipeline_settings, write_policy
 
 NOW = datetime.now(timezone.utc)
 
@@ -69,7 +68,7 @@ def test_adding_and_retracting_an_entry_changes_decisions_without_restart(harnes
     # `riskctl explain` shows the officer why, from the instruction topic.
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": harness.settings.kafka_bootstrap_servers,
            "TOPIC_PREFIX": harness.settings.topic_prefix, "PARTITIONS": str(harness.settings.partitions)}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "explain", "RL-HIT", "--json"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "explain", "RL-HIT", "--json"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     explained = json.loads(done.stdout.strip().splitlines()[-1])

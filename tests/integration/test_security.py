@@ -4,7 +4,7 @@ A module fixture makes a throw-away PKI with ``keytool`` (a CA, and a server cer
 127.0.0.1/localhost signed by it; Java is needed for Kafka anyway) and starts its own
 :class:`ApacheKafkaBroker` with a SASL_SSL listener (SCRAM-SHA-512 and PLAIN) beside its loopback
 PLAINTEXT one. Every client in these tests -- ``riskctl topics create``, the worker (Faust over
-aiokafka, via ``Settings.faust_credentials``), the producer and the reader (confluent-kafka, via
+aiokafka, via ``streams.runtime.app.faust_credentials``), the producer and the reader (confluent-kafka, via
 ``Settings.confluent_config``) -- talks to the SASL_SSL listener only. The embedded Tansu broker
 does not do TLS/SASL, so these tests run only when Apache Kafka is selected (``--brokers``).
 
@@ -31,11 +31,12 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr, ValidationError
 
-from streams import topics
-from streams.brokers import ApacheKafkaBroker, BrokerError, ensure_kafka_jars, free_port
-from streams.launcher import WorkerProcess
-from streams.settings import Settings
-from streams.topics import create_topics
+from clients import topics
+from devkit.brokers import ApacheKafkaBroker, BrokerError, ensure_kafka_jars, free_port
+from devkit.launcher import WorkerProcess
+from common.settings import Settings
+from streams.runtime.app import faust_credentials
+from clients.topics import create_topics
 from tests.integration.conftest import selected_brokers
 from tests.integration.pipeline_harness import Harness, pipeline_settings
 
@@ -140,7 +141,7 @@ def riskctl(settings: Settings, *args: str, timeout: float = 120.0) -> subproces
                KAFKA_SASL_MECHANISM=str(settings.kafka_sasl_mechanism), KAFKA_SASL_USERNAME=str(settings.kafka_sasl_username),
                KAFKA_SASL_PASSWORD=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else "",
                KAFKA_SSL_CAFILE=str(settings.kafka_ssl_cafile))
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -301,7 +302,7 @@ def test_plaintext_and_unverified_clients_are_refused_by_the_tls_listener(secure
 def test_settings_never_show_the_password() -> None:
     s = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username=USER,
                  kafka_sasl_password=PASSWORD)
-    for text in (repr(s), str(s), s.model_dump_json(), repr(s.model_dump()), repr(s.faust_credentials())):
+    for text in (repr(s), str(s), s.model_dump_json(), repr(s.model_dump()), repr(faust_credentials(s))):
         assert_no_password(text, "the settings' text forms")
     assert s.confluent_config()["sasl.password"] == PASSWORD  # only the client config holds it
 
@@ -315,7 +316,7 @@ def test_settings_never_show_the_password() -> None:
 def test_riskctl_settings_errors_do_not_echo_the_password(bad: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_") and k != "RISKCTL_SETTINGS"}
     env.update(KAFKA_SASL_PASSWORD=PASSWORD, **bad)
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "topics", "list"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "topics", "list"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and "invalid settings" in done.stderr, done.stderr
     assert_no_password(done.stdout + done.stderr, "riskctl's settings error")
@@ -328,7 +329,7 @@ def test_settings_file_error_does_not_echo_a_numeric_password(tmp_path: Path) ->
     path.write_text(f'kafka_security_protocol = "SASL_SSL"\nkafka_sasl_mechanism = "SCRAM-SHA-512"\n'
                     f'kafka_sasl_username = "{USER}"\nkafka_sasl_password = {digits}\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_") and k != "RISKCTL_SETTINGS"}
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "--settings", str(path), "topics", "list"], env=env,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "--settings", str(path), "topics", "list"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "kafka_sasl_password" in done.stderr, done.stderr
     assert not leaks(digits, done.stdout + done.stderr), done.stderr

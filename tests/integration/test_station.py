@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from portsim.gateway import PortGateway, now_iso
 from portsim.station import InspectionStation, StationCrash
 from portsim.traffic import PortOffice
-from streams.settings import Settings
+from common.settings import Settings
 
 pytestmark = pytest.mark.integration
 

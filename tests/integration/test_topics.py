@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from streams import topics
-from streams.brokers import Broker
-from streams.settings import Settings
+from clients import topics
+from devkit.brokers import Broker
+from common.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def riskctl(broker: Broker, name: str, partitions: int, *args: str) -> subproces
     env = {k: v for k, v in os.environ.items() if k != "RISKCTL_SETTINGS"}
     env.update(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers, TOPIC_PREFIX=f"{name}.", APP_ID=name,
                PARTITIONS=str(partitions), METRICS_PORT="0", DATA_DIR=os.devnull)
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_topics_created_with_another_partition_count_are_refused(broker: Broker, unique_name: str) -> None:

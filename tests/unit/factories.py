@@ -42,3 +42,7 @@ def credit_event(**over: Any) -> CreditEvent:
 # A policy pinned for tests whose expectations are numeric (thresholds, bounds, targets), so that
 # retuning the shipped policy/default.yaml does not silently change what they check.
 FIXTURE_POLICY = Path(__file__).with_name("policy_fixture.yaml")
+
+
+def quiet(_: str) -> None:
+    """A progress callback that prints nothing."""

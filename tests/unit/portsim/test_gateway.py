@@ -12,7 +12,7 @@ import pytest
 from portsim.gateway import PortGateway, now_iso
 from portsim.traffic import PortOffice
 from schemas import CreditEvent, Declaration, ScanResult
-from streams.settings import Settings
+from common.settings import Settings
 
 
 class FakeProducer:

@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from riskmodels.starter import simulated_history
+from portsim.starter import simulated_history
 from riskmodels.train import TrainConfig, train_frames
+from tests.unit.factories import quiet
 
 DATA = Path(__file__).parent / "data"
 # Tiny models: enough to exercise scenario routing (the big scenarios get models of their own, the
@@ -17,10 +18,6 @@ TINY = TrainConfig(rounds=15, num_leaves=7, learning_rate=0.2, min_data_in_leaf=
                    min_scenario_rows=300, min_scenario_frauds=12, history_min_rows=2, history_min_frauds=1,
                    num_threads=1)  # one thread: no OpenMP spinning when the machine is busy
 SYNTH_ROWS, SYNTH_TRAIN = 8000, 6400
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 @pytest.fixture(scope="session")

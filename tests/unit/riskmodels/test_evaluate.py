@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from riskmodels.evaluate import selection_metrics
-from streams.cli import main as riskctl
+from cli.main import main as riskctl
 
 
 def test_metric_math_by_hand() -> None:

@@ -18,9 +18,9 @@ from riskmodels.features import (
     derived, expanding_history, fit_fx, fit_state, key_values,
 )
 from riskmodels.serving import ModelRegistry
-from riskmodels.starter import simulated_history, simulator_fx
+from portsim.starter import simulated_history, simulator_fx
 from riskmodels.train import train_frames
-from streams.cli import main as riskctl
+from cli.main import main as riskctl
 
 from .conftest import TINY, quiet
 

@@ -9,7 +9,7 @@ import polars as pl
 from riskmodels.data import declarations_from_frame, read_labelled
 from riskmodels.labels import export_labels
 from schemas.records import InspectionResult
-from streams.cli import main as riskctl
+from cli.main import main as riskctl
 
 
 def _result(decl_id: str, found: bool, duty: float, instruction: str | None = None) -> str:

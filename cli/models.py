@@ -1,0 +1,144 @@
+"""``riskctl`` subcommands of the model lifecycle: train, evaluate, export-labels, model-publish.
+
+Problems the user can fix (missing file, bad data, refused artifact) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from common import cliargs
+from pathlib import Path
+from typing import Any, Callable
+
+from riskmodels.errors import RiskModelError
+
+Handler = Callable[[argparse.Namespace, Any], int]
+
+
+def _guarded(command: str, fn: Callable[[argparse.Namespace], int]) -> Handler:
+    def handler(args: argparse.Namespace, settings: Any) -> int:
+        try:
+            return fn(args)
+        except RiskModelError as exc:
+            print(f"riskctl {command}: error: {exc}", file=sys.stderr)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"riskctl {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return handler
+
+
+def _fx_table(path: Path | None) -> Any:
+    from riskmodels.errors import DataError
+    from riskmodels.features import FxTable
+
+    if path is None:
+        return None
+    try:
+        return FxTable.from_json(json.loads(path.read_bytes()))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except ValueError as exc:  # bad JSON or bad table
+        raise DataError(f"{path}: not an exchange-rate table: {str(exc).splitlines()[0]}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from riskmodels.train import TrainConfig, train_files
+
+    cfg = TrainConfig(seed=args.seed, **({"rounds": args.rounds} if args.rounds else {}))
+    result = train_files(args.train, args.valid, args.out, args.format, cfg, fx=_fx_table(args.fx))
+    valid = result.metrics.get("valid")
+    if valid:
+        p = valid["precision_at"]
+        print(f"riskctl train: valid rows {valid['rows']} AUC {valid['auc']:.4f} "
+              f"P@1% {p['1']:.3f} P@2% {p['2']:.3f} P@5% {p['5']:.3f} P@10% {p['10']:.3f}", file=sys.stderr)
+    print(result.version)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from riskmodels.evaluate import evaluate, format_table
+
+    result = evaluate(args.model, args.data, args.format)
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def _export_labels(args: argparse.Namespace) -> int:
+    from riskmodels.labels import export_labels
+
+    counts = export_labels(args.input, args.declarations, args.out)
+    print(f"riskctl export-labels: wrote {counts['labelled_rows']} labelled declarations "
+          f"({counts['frauds']} frauds) to {args.out}; {counts['without_declaration']} inspected "
+          "declarations had no declaration record", file=sys.stderr)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from riskmodels.serving import publish
+
+    version = publish(args.registry, args.artifact, args.scenario or ["general"], shadow=args.shadow)
+    print(version)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    fmt_help = ("input format: 'project' (Declaration fields + fraud/critical_fraud/duty_recoverable), "
+                "'kcs' (KCS customs dataset CSV) or 'auto' (by header; default)")
+
+    p = subparsers.add_parser(
+        "train", help="train risk models from labelled declarations into an artifact directory",
+        description="Train LightGBM risk models (a general model, plus one per supervision scenario with "
+                    "enough data) from labelled historical declarations (parquet or CSV) and write a "
+                    "verified artifact directory. Progress goes to stderr; the version id to stdout.",
+    )
+    p.add_argument("--train", type=Path, required=True, metavar="FILE", help="labelled training declarations")
+    p.add_argument("--valid", type=Path, metavar="FILE",
+                   help="labelled later-period declarations for early stopping, thresholds and metrics")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="artifact directory to write (replaced if it is an artifact)")
+    p.add_argument("--format", choices=("auto", "project", "kcs"), default="auto", help=fmt_help)
+    p.add_argument("--seed", type=cliargs.seed, default=7, help="random seed; same data + seed = same model (default 7)")
+    p.add_argument("--rounds", type=cliargs.positive_int, metavar="N", help="maximum boosting rounds per model (default 300)")
+    p.add_argument("--fx", type=Path, metavar="FILE",
+                   help='exchange rates, JSON {"base": "USD", "per_base": {"CNY": 7.1, ...}} (units of each currency '
+                        "per base unit); currencies it lacks get rates learned from the training data "
+                        "(default: all learned, base = the most frequent currency)")
+    p.set_defaults(handler=_guarded("train", _train))
+
+    p = subparsers.add_parser(
+        "evaluate", help="Precision/Recall/Revenue@n%% and AUC of a model on labelled data",
+        description="Score labelled declarations (ideally from a later period than the training data) and "
+                    "print Precision@n%%, Recall@n%% and Revenue@n%% for n = 1, 2, 5, 10 (the n%% highest "
+                    "scores are selected), ROC AUC and the row count.",
+    )
+    p.add_argument("--model", type=Path, required=True, metavar="DIR", help="artifact directory or model registry directory")
+    p.add_argument("--data", type=Path, required=True, metavar="FILE", help="labelled declarations (parquet or CSV)")
+    p.add_argument("--format", choices=("auto", "project", "kcs"), default="auto", help=fmt_help)
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
+    p.set_defaults(handler=_guarded("evaluate", _evaluate))
+
+    p = subparsers.add_parser(
+        "export-labels", help="turn inspection results into a labelled training set",
+        description="Join inspection results (InspectionResult JSON lines) with declarations (Declaration "
+                    "JSON lines or parquet) into a labelled training set in the project format: fraud = found, "
+                    "duty_recoverable = duty_recovered. Only inspected declarations are written.",
+    )
+    p.add_argument("--input", type=Path, required=True, metavar="FILE", help="inspection results, JSON lines")
+    p.add_argument("--declarations", type=Path, required=True, metavar="FILE", help="declarations, JSON lines or parquet")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file (.parquet, otherwise CSV)")
+    p.set_defaults(handler=_guarded("export-labels", _export_labels))
+
+    p = subparsers.add_parser(
+        "model-publish", help="publish an artifact into a model registry (workers hot-swap to it)",
+        description="Verify an artifact, copy it into REGISTRY/versions/<version>/ and point the given "
+                    "scenarios (default: general) at it in REGISTRY/active.json. Running workers load it on "
+                    "their next refresh; a broken artifact is refused here and by the workers.",
+    )
+    p.add_argument("--artifact", type=Path, required=True, metavar="DIR", help="artifact directory (from riskctl train)")
+    p.add_argument("--registry", type=Path, required=True, metavar="DIR", help="model registry directory (created if absent)")
+    p.add_argument("--scenario", action="append", metavar="NAME",
+                   help="'general' or a scenario name (general-trade, zero-tariff, ...); repeatable")
+    p.add_argument("--shadow", action="store_true", help="publish as the shadow (challenger) model: scored, never acted on")
+    p.set_defaults(handler=_guarded("model-publish", _publish))

@@ -1,0 +1,121 @@
+"""``riskctl`` subcommands of the supervision policy: backtest, explain.
+
+Problems the user can fix (missing file, bad policy, bad model, bad data) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, NoReturn
+
+Handler = Callable[[argparse.Namespace, Any], int]
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def _guarded(command: str, fn: Callable[[argparse.Namespace, Any], int]) -> Handler:
+    def handler(args: argparse.Namespace, settings: Any) -> int:
+        from decision.backtest import BacktestError
+        from policy.config import PolicyError
+        from riskmodels.errors import RiskModelError
+
+        try:
+            return fn(args, settings)
+        except (PolicyError, BacktestError, RiskModelError) as exc:
+            message = " ".join(str(exc).split())  # pydantic messages span lines: one line for the user
+            print(f"riskctl {command}: error: {message}", file=sys.stderr)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"riskctl {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return handler
+
+
+def _existing(path: Path | None, what: str) -> None:
+    from decision.backtest import BacktestError
+
+    if path is not None and not path.exists():
+        raise BacktestError(f"{what} {path} does not exist")
+
+
+def _backtest(args: argparse.Namespace, settings: Any) -> int:
+    from decision.backtest import backtest, format_report, load_credit_events, load_risk_lists, read_history, stderr_progress
+    from policy.config import load_policy
+    from riskmodels.serving import ModelRegistry
+
+    # Check every input before the (possibly long) scoring starts.
+    for path, what in ((args.data, "history file"), (args.model, "model directory"),
+                       (args.credit_events, "credit events file"), (args.risk_lists, "risk lists file")):
+        _existing(path, what)
+    policy = load_policy(args.policy)
+    other = load_policy(args.compare) if args.compare else None
+    registry = ModelRegistry.open(args.model)
+    events = load_credit_events(args.credit_events) if args.credit_events else []
+    lists = load_risk_lists(args.risk_lists) if args.risk_lists else None
+    progress = None if args.quiet else stderr_progress()
+    frame = read_history(args.data)
+    report = backtest(policy, frame, registry, events, lists, other, progress)
+    report["data"] = str(args.data)
+    if args.json:
+        print(json.dumps(report, sort_keys=False))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _explain(args: argparse.Namespace, settings: Any) -> int:
+    from audit.explain import explanation, format_explanation, read_instructions
+
+    try:
+        found = read_instructions(settings, args.declaration_id, args.timeout)
+    except Exception as exc:  # noqa: BLE001 - broker down, topic missing, timeout: one line, exit 2
+        where = getattr(settings, "kafka_bootstrap_servers", "the brokers")
+        print(f"riskctl explain: error: cannot read the instructions from {where}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    doc = explanation(args.declaration_id, found)
+    print(json.dumps(doc) if args.json else format_explanation(doc))
+    return 0 if doc["instructions"] else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "backtest", help="run a policy and a model over labelled history (no broker)",
+        description="Score labelled history (parquet/CSV in the Declaration schema plus a 'fraud' column, e.g. "
+                    "from `riskctl simulate --history`) with a model, decide every declaration with the worker's "
+                    "decision code and report, per port, lane and credit class, selection rates, precision and "
+                    "frauds caught and missed. A machine-checked fraud counts as caught (the scan is assumed to "
+                    "find it). With --compare, a second policy side by side, with differences. Progress on stderr.",
+    )
+    _one_line_errors(p)
+    p.add_argument("--policy", type=Path, metavar="FILE", help="policy file (default: the shipped policy/default.yaml)")
+    p.add_argument("--model", type=Path, required=True, metavar="DIR", help="model artifact or registry directory")
+    p.add_argument("--data", type=Path, required=True, metavar="HISTORY", help="labelled declarations (parquet or CSV)")
+    p.add_argument("--credit-events", type=Path, metavar="FILE",
+                   help="CreditEvent JSON lines, folded in event-time order (default: every enterprise general)")
+    p.add_argument("--risk-lists", type=Path, metavar="FILE", help="RiskListEntry JSON lines")
+    p.add_argument("--compare", type=Path, metavar="OTHER_POLICY", help="a second policy file to run side by side")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(handler=_guarded("backtest", _backtest))
+
+    p = subparsers.add_parser(
+        "explain", help="show every instruction for a declaration and why it was given",
+        description="Read the instructions topic (the declaration's partition) and print, for each instruction "
+                    "of the declaration ordered by revision and stage: action, stage, selection reason, credit "
+                    "class, score, model and policy versions, risk-list hits and the plain-language reasons. "
+                    "Exit 1 if there is none.",
+    )
+    _one_line_errors(p)
+    p.add_argument("declaration_id", metavar="DECLARATION_ID")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="broker timeout (default 30)")
+    p.set_defaults(handler=_guarded("explain", _explain))

@@ -1,0 +1,149 @@
+"""Every topic the pipeline uses, declared in one place, and created idempotently.
+
+Faust must never create topics itself (``topic_allow_declare=False``): a worker that subscribes to a
+topic that does not exist yet is never assigned it on some brokers (see field notes), so
+``riskctl topics create`` makes all of them - including Faust's own changelog and assignor
+topics - before any worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+# Logical names, shared by producers, the topology and the tools. Full name = prefix + name.
+DECLARATIONS = "declarations"
+DECLARATION_BATCHES = "declaration-batches"
+CENTRALISED_DECLARATIONS = "centralised-declarations"
+SCANS = "scans"
+CREDIT_EVENTS = "credit-events"
+RISK_LISTS = "risk-lists"
+INSTRUCTIONS = "instructions"
+INSPECTION_RESULTS = "inspection-results"
+DEAD_LETTERS = "dead-letters"
+
+# Faust tables (their changelogs are named "{app_id}-{table}-changelog").
+TABLE_DECLARATION_STATE = "declaration-state"
+TABLE_SCAN_DEADLINES = "scan-deadlines"
+TABLE_ENTERPRISE_CREDIT = "enterprise-credit"
+TABLE_RISK_LISTS = "risk-lists"
+TABLE_CAPACITY = "capacity"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    description: str
+    cleanup_policy: str = "delete"
+    retention_ms: int = 7 * DAY_MS
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        conf = {"cleanup.policy": self.cleanup_policy, **self.extra}
+        if "delete" in self.cleanup_policy:
+            conf["retention.ms"] = str(self.retention_ms)
+        return conf
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """All topics, with their full names. Keyed event topics share one partition count so that
+    declarations, scans, instructions and the declaration-state changelog are co-partitioned."""
+    p = settings.partitions
+    t = settings.topic
+    app = settings.app_id
+    return [
+        TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
+        TopicSpec(t(DECLARATION_BATCHES), p, "batch_id", "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
+        TopicSpec(t(CENTRALISED_DECLARATIONS), p, "centralised_id",
+                  "Centralised declarations (many goods items) from white-list enterprises; split into one declaration per item."),
+        TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
+        TopicSpec(
+            t(CREDIT_EVENTS), 1, "enterprise_id",
+            "Credit and lifecycle events from customs and other agencies (the audit trail; the "
+            "folded current state is the compacted enterprise-credit changelog).",
+            retention_ms=365 * DAY_MS,
+        ),
+        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and other agencies' alerts (null value: delete).", cleanup_policy="compact"),
+        TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
+        TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
+        TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
+        TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id", "Faust table: per-declaration decision state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id", "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_RISK_LISTS}-changelog", 1, "entry_id", "Faust global table: validated risk-list entries.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_CAPACITY}-changelog", p, "capacity:<partition>", "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id", "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
+    ]
+
+
+class TopicsError(RuntimeError):
+    """The topics cannot be used as configured; the message says why and what to do."""
+
+
+class BrokerUnreachable(TopicsError):
+    """The cluster refused or could not be reached; the message says why."""
+
+
+class TopicLayoutMismatch(TopicsError):
+    """An existing topic has another partition count than the settings give it."""
+
+
+def check_layout(settings: Settings, partition_counts: dict[str, int]) -> None:
+    """Existing topics (name -> partition count) must match the settings: a gateway places a
+    declaration by murmur2 over ``settings.partitions`` and the worker joins its scans and state on
+    that partition, so a declarations topic with another count would send records to partitions
+    the join never looks at (the worker dead-letters them as wrong-partition)."""
+    wrong = [(s.name, partition_counts[s.name]) for s in topic_specs(settings)
+             if s.name in partition_counts and partition_counts[s.name] != s.partitions]
+    if wrong:
+        listed = ", ".join(f"{name} has {have}" for name, have in wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        raise TopicLayoutMismatch(
+            f"{len(wrong)} existing topic(s) do not have the partition counts of these settings "
+            f"(PARTITIONS={settings.partitions}): {listed}. Set PARTITIONS to the count the topics were "
+            f"created with, or use new topics (another TOPIC_PREFIX and APP_ID); changing the count of "
+            f"existing topics would move keys away from their state.")
+
+
+def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics and check that existing ones have the partition counts the settings
+    give them (raises TopicLayoutMismatch otherwise). Returns the names created."""
+    errors: list[KafkaError] = []
+    # Authentication failures surface only through the error callback: without it a wrong
+    # password looks like a generic metadata timeout.
+    admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        fatal = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL)]
+        detail = (fatal or errors or [exc.args[0]])[0]
+        raise BrokerUnreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {detail.str()}") from exc
+    check_layout(settings, {name: len(t.partitions) for name, t in existing.items() if t.error is None})
+    wanted = [s for s in topic_specs(settings) if s.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.replication_factor, config=s.config()) for s in wanted],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race
+                raise
+    log.info("created %d topics", len(created))
+    return created

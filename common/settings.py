@@ -1,0 +1,153 @@
+"""The one typed settings object. Read from the environment and an optional TOML file.
+
+Precedence (highest first): explicit keyword arguments, environment variables, the settings file
+(``--settings FILE`` or env ``RISKCTL_SETTINGS``), defaults. Environment variables are the field
+names upper-cased, e.g. ``KAFKA_BOOTSTRAP_SERVERS``, ``METRICS_PORT``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_EMBEDDED_PORT = 19092
+
+
+class Settings(BaseSettings):
+    # hide_input_in_errors: a validation error never echoes input values. pydantic otherwise quotes
+    # the offending value (a numeric password from a TOML file) or, for a model-level check, every
+    # input at once (the SASL password included) in the message that `riskctl` prints.
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True, hide_input_in_errors=True)
+
+    # --- Kafka connection -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        default=f"127.0.0.1:{DEFAULT_EMBEDDED_PORT}",
+        description="Comma-separated host:port list. Defaults to the embedded broker.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- Topics ---------------------------------------------------------------------------------
+    topic_prefix: str = Field(default="customs.", pattern=r"^[A-Za-z0-9._-]*$")
+    # Partitions of the keyed topics: the most workers that can share the work. Each one costs on
+    # every fetch and every gateway batching window, so a small machine wants few: on 2 cores at
+    # 3,000 declarations/s the p99 was 30 ms with 2 partitions and 55 ms with 8 (README, Benchmark).
+    # Fixed once the topics exist (keys would move away from their state); a cluster sets its own
+    # (24 in deploy/k8s).
+    partitions: int = Field(default=2, ge=1, le=1024, description="Partitions of the keyed event topics (the most workers that get work).")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+
+    # --- Worker ---------------------------------------------------------------------------------
+    app_id: str = Field(default="customs-risk", pattern=r"^[A-Za-z0-9._-]+$")
+    data_dir: Path = Path("var/worker")
+    # Short group timeouts: a worker is ready in seconds on one machine. Raise them in production.
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000, description="Longest a consumer fetch waits for data.")
+    batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
+    # Warm copies of each table partition on other workers: a failover then skips re-reading the
+    # changelog, but the holder applies every change of the partitions it stands by for. On 2 cores
+    # that made two workers slower than one (bench: 8,397/s with 1 against 13,937/s with 0, one
+    # worker 12,549/s), so one machine runs without (Kafka Streams' default too); a cluster with
+    # cores to spare sets 1 (deploy/k8s).
+    standby_replicas: int = Field(default=0, ge=0, le=8, description="Warm standby copies of each table partition on other workers.")
+    takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description="Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, so that scans already waiting are read first.")
+    gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description="Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc).")
+    batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")
+    model_dir: Path | None = Field(default=None, description="Model registry directory; None uses the bundled starter model.")
+    policy_file: Path | None = Field(default=None, description="Policy YAML; None uses the shipped default policy.")
+
+    # --- Operations ----------------------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"bootstrap server {server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> "Settings":
+        """TLS and SASL settings must agree with the protocol: the confluent-kafka clients follow
+        ``kafka_security_protocol`` while Faust's credentials used to follow the SASL fields, so a
+        half-configured connection silently differed between the two (or went out in plaintext)."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in (("kafka_sasl_mechanism", self.kafka_sasl_mechanism),
+                                                ("kafka_sasl_username", self.kafka_sasl_username),
+                                                ("kafka_sasl_password", self.kafka_sasl_password)) if not value]
+            if missing:
+                raise ValueError(f"kafka_security_protocol {protocol} needs {', '.join(missing)}")
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username or self.kafka_sasl_password:
+            raise ValueError(f"SASL credentials are set but kafka_security_protocol is {protocol}: "
+                             "they would not be used (set SASL_SSL or SASL_PLAINTEXT)")
+        ssl_files = [self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile]
+        if not protocol.endswith("SSL") and any(ssl_files):
+            raise ValueError(f"kafka_ssl_* files are set but kafka_security_protocol is {protocol}: "
+                             "TLS would not be used (set SSL or SASL_SSL)")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("kafka_ssl_keyfile needs kafka_ssl_certfile")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("RISKCTL_SETTINGS")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka connection settings (security included) for confluent-kafka clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username or ""
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        return conf
+
+
+def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``settings_file`` (TOML) takes the place of env ``RISKCTL_SETTINGS``."""
+    if settings_file is not None:
+        path = Path(settings_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"settings file {path} does not exist")
+        os.environ["RISKCTL_SETTINGS"] = str(path)
+    return Settings(**overrides)
+

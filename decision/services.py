@@ -1,0 +1,69 @@
+"""What a worker decides with: the active policy and the model registry, behind one small facade."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from policy.config import Policy, load_policy
+from schemas import Declaration
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ScoreBatchLike(Protocol):
+    scores: Sequence[float]
+    model_versions: Sequence[str]
+
+    def explain(self, i: int, top: int = 3) -> list[str]: ...
+
+
+class Scorer(Protocol):
+    def score(self, declarations: Sequence[Declaration]) -> ScoreBatchLike: ...
+
+    def active_versions(self) -> dict[str, str]: ...
+
+    def refresh(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    score: float
+    model_version: str
+    _explain: Callable[[], list[str]]
+
+    def explain(self) -> tuple[str, ...]:
+        return tuple(self._explain())
+
+
+class Services:
+    def __init__(self, policy: Policy, scorer: Scorer) -> None:
+        self.policy = policy
+        self.scorer = scorer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Services":
+        from riskmodels.serving import ModelRegistry
+
+        return cls(load_policy(settings.policy_file), ModelRegistry.open(settings.model_dir))
+
+    def score(self, declarations: Sequence[Declaration]) -> dict[tuple[str, int], ScoreResult]:
+        """Score a micro-batch in one model call per scenario; keyed by (declaration id, revision)."""
+        if not declarations:
+            return {}
+        batch = self.scorer.score(declarations)
+        out: dict[tuple[str, int], ScoreResult] = {}
+        scores = [float(s) for s in batch.scores]
+        for i, decl in enumerate(declarations):
+            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i))
+        return out
+
+    def refresh_models(self) -> bool:
+        """Swap in a newly activated, verified model; True when the active versions changed."""
+        return self.scorer.refresh()
+
+
+def _explainer(batch: ScoreBatchLike, i: int) -> Callable[[], list[str]]:
+    return lambda: batch.explain(i, top=3)

@@ -1,0 +1,376 @@
+"""``riskctl demo``: the whole office on one machine.
+
+Embedded broker -> topics -> one worker process -> simulated gateways publish credit events and
+declarations -> the simulated scanners answer machine-check instructions -> a station view prints
+instructions and, at the end, a summary (and one JSON line with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import yaml
+from confluent_kafka import Producer
+
+from policy.config import load_policy
+from clients import topics
+from common import cliargs
+from clients.gateway import DeclarationPublisher
+from devkit.launcher import WorkerProcess, worker_process
+from clients.readers import assigned_reader
+from common.settings import Settings
+
+if TYPE_CHECKING:
+    from portsim.centralised import CentralisedBuilder
+
+
+LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations
+CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) per this many declarations
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--duration", type=cliargs.positive_float, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
+    p.add_argument("--rate", type=cliargs.positive_float, default=50.0, help="declarations per second (default: 50)")
+    p.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
+    p.add_argument("--enterprises", type=int, default=70_000, help="simulated enterprise population (default: 70000)")
+    p.add_argument("--scan-timeout", type=cliargs.positive_float, default=8.0, help="seconds a machine-check waits for its scan (default: 8)")
+    p.add_argument("--scan-delay-scale", type=float, default=0.02, help="scale of the scanners' realistic delays (default: 0.02)")
+    p.add_argument("--drain-timeout", type=cliargs.positive_float, default=60.0, help="max seconds to wait for final instructions after publishing (default: 60)")
+    p.add_argument("--port", type=int, default=None, help="embedded broker port (default: from KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--external", action="store_true", help="use the broker at KAFKA_BOOTSTRAP_SERVERS instead of starting the embedded one")
+    p.add_argument("--quiet", action="store_true", help="do not print each instruction")
+    p.add_argument("--single-records", action="store_true", help="publish one record per declaration instead of gateway batches")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tally:
+    published: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
+    published_at: dict[str, float] = field(default_factory=dict)
+    final: dict[str, str] = field(default_factory=dict)  # declaration id -> final instruction id
+    seen_instructions: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    conflicting_finals: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    dead_letters: int = 0
+    inspections: int = 0
+    found: int = 0
+    duty_recovered: float = 0.0
+    declaration_stage: Counter = field(default_factory=Counter)  # action at declaration time
+    centralised_items: dict[str, list[str]] = field(default_factory=dict)  # centralised id -> item declaration ids
+    refused_centralised: int = 0
+
+    @property
+    def undecided(self) -> int:
+        return sum(1 for d in self.published_at if d not in self.final)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+        return {
+            "published": {"declaration": self.published["declaration"], "scan": self.published["scan"], "credit": self.published["credit"],
+                          "centralised": self.published["centralised"]},
+            "centralised_refused": self.refused_centralised,
+            "instructions": {a: self.actions[a] for a in ("release", "machine-check", "inspect")},
+            "dead_letters": self.dead_letters,
+            "undecided": self.undecided,
+            "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
+            "duplicate_instructions": self.duplicates,
+            "conflicting_final_outcomes": self.conflicting_finals,
+            "inspection_results": self.inspections,
+            "hit_rate": round(self.found / self.inspections, 4) if self.inspections else None,
+            "selection_rates": self.selection_rates(),
+        }
+
+    def selection_rates(self) -> dict[str, float | None]:
+        total = sum(self.declaration_stage.values())
+        return {lane: (round(self.declaration_stage[lane] / total, 4) if total else None) for lane in ("machine-check", "inspect")}
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from devkit.brokers import EmbeddedBroker
+    from clients.topics import create_topics
+
+    # Ctrl-C and SIGTERM both unwind through the ExitStack below: worker, then broker, stop.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    workdir = Path(tempfile.mkdtemp(prefix="riskctl-demo-"))
+    with contextlib.ExitStack() as stack:
+        if not args.external:
+            port = args.port or int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+            broker = stack.enter_context(EmbeddedBroker(port=port))
+            settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+            _log(f"embedded broker on {broker.bootstrap_servers}")
+        create_topics(settings)
+        policy = load_policy(settings.policy_file)
+        policy_file = workdir / "policy.yaml"
+        demo_policy = policy.model_dump(mode="json")
+        demo_policy["version"] = f"{policy.version}+demo"
+        demo_policy["scan"]["timeout_s"] = args.scan_timeout
+        policy_file.write_text(yaml.safe_dump(demo_policy))
+        settings = settings.model_copy(update={"policy_file": policy_file})
+        worker = stack.enter_context(worker_process(settings, workdir / "worker.log"))
+        _log(f"worker pid {worker.proc.pid}, log {worker.log_path}; metrics at {worker.metrics_url}")
+        _log(f"worker ready after {worker.wait_ready():.1f}s")
+        tally = run_traffic(settings, args, worker)
+    summary = tally.summary()
+    _print_summary(summary)
+    if args.json:
+        print(orjson.dumps(summary).decode())
+    return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 else 1
+
+
+def _wait_credit_applied(worker: WorkerProcess, expected: int, timeout_s: float = 180.0) -> None:
+    """Declarations are decided against the enterprise credit table: let it fill first."""
+    start = time.monotonic()
+    last = -1.0
+    while True:
+        applied = worker.metric("customs_credit_events_applied_total")
+        if applied >= expected:
+            _log(f"credit table ready: {applied:.0f} events applied in {time.monotonic() - start:.1f}s")
+            return
+        if not worker.alive():
+            raise RuntimeError(f"worker exited with code {worker.proc.returncode}")
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"only {applied:.0f} of {expected} credit events applied after {timeout_s:.0f}s")
+        if applied != last:
+            _log(f"  credit events applied: {applied:.0f}/{expected}")
+            last = applied
+        time.sleep(0.5)  # probe interval, bounded by the deadline above
+
+
+def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess) -> Tally:
+    from portsim.centralised import CentralisedBuilder, may_centralise
+    from portsim.traffic import PortOffice
+
+    office = PortOffice(seed=args.seed, enterprises=args.enterprises)
+    default_targets = load_policy(settings.policy_file).capacity.default
+    targets = {"machine-check": default_targets.machine_check, "inspect": default_targets.inspect}
+    producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2, "enable.idempotence": True})
+    consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS])
+    tally = Tally()
+    truths: dict[str, Any] = {}
+    scans_due: list[tuple[float, bytes, bytes]] = []
+    t_scan, t_credit, t_insp = (settings.topic(n) for n in (topics.SCANS, topics.CREDIT_EVENTS, topics.INSPECTION_RESULTS))
+
+    for event in office.credit_population():
+        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
+        tally.published["credit"] += 1
+        producer.poll(0)
+    producer.flush(30)
+    _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
+    _wait_credit_applied(worker, tally.published["credit"])
+    # It is still reading its credit table's changelog back (Faust pays ~100 us per record): the
+    # first declarations would wait behind that (a p99 of 0.7-2 s over a 20 s demo).
+    _log(f"worker settled {worker.wait_settled():.1f}s after that (credit table changelog read back)")
+
+    publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
+    _publish_demo_risk_lists(producer, settings, tally)
+    declarations = office.declaration_dicts(count=None)
+    lifecycle = office.lifecycle_events()
+    centralising: CentralisedBuilder | None = None
+    allowed = load_policy(settings.policy_file).batch.allowed_classes
+    start = time.monotonic()
+    stop_at = start + args.duration if args.duration else float("inf")
+    next_report = start + 2.0
+    interrupted = False
+    drain_until: float | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if not worker.alive():
+                raise RuntimeError(f"worker exited with code {worker.proc.returncode}; log tail:\n{worker.log_tail()}")
+            if now < stop_at:
+                due = int((now - start) * args.rate) - tally.published["declaration"]
+                for _ in range(max(0, due)):
+                    record, truth = next(declarations)
+                    if centralising is not None and centralising.offer(record, truth):
+                        if centralising.full:
+                            _publish_centralised(centralising, publisher, tally, truths)
+                            centralising = None
+                        continue
+                    if (centralising is None and tally.published["declaration"] // CENTRALISED_EVERY > tally.published["centralised"]
+                            and may_centralise(office.population, record["enterprise_id"], allowed)):
+                        cid = f"C{args.seed}-{tally.published['centralised']:06d}"
+                        centralising = CentralisedBuilder.start(cid, 2 + tally.published["centralised"] % 7, record, truth)
+                        continue
+                    record["event_time"] = _now_iso()
+                    did = record["declaration_id"]
+                    truths[did] = truth
+                    publisher.publish(record)
+                    tally.published_at[did] = time.time()
+                    tally.published["declaration"] += 1
+                    if tally.published["declaration"] % LIFECYCLE_EVERY == 0:  # agencies keep publishing
+                        event = next(lifecycle)
+                        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
+                        tally.published["credit"] += 1
+            elif drain_until is None:
+                drain_until = now + args.drain_timeout
+                _log(f"published {tally.published['declaration']} declarations; draining")
+            publisher.poll()
+            while scans_due and scans_due[0][0] <= now:
+                _, key, value = scans_due.pop(0)
+                producer.produce(t_scan, key=key, value=value)
+                tally.published["scan"] += 1
+            producer.poll(0)
+            for msg in consumer.consume(500, timeout=0.004):
+                if msg.error():
+                    continue
+                if msg.topic() == settings.topic(topics.DEAD_LETTERS):
+                    _on_dead_letter(orjson.loads(msg.value()), tally, settings)
+                    continue
+                _on_instruction(orjson.loads(msg.value()), tally, truths, office, scans_due, producer, t_insp, args)
+            if now >= next_report:
+                next_report = now + 2.0
+                _progress(tally, now - start, targets)
+            if drain_until is not None and (tally.undecided == 0 or now > drain_until):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        _log("interrupted: shutting down")
+    finally:
+        publisher.flush(10)
+        consumer.close()
+        # Drop the clients now: an interrupt's traceback would keep them alive after the broker stops.
+        publisher = producer = consumer = None  # noqa: F841
+    if interrupted:
+        raise KeyboardInterrupt
+    return tally
+
+
+def _publish_centralised(builder: CentralisedBuilder, publisher: DeclarationPublisher, tally: Tally, truths: dict[str, Any]) -> None:
+    """Each goods item is a declaration the demo expects a final instruction for."""
+    publisher.publish_centralised(builder.record(_now_iso()))
+    now = time.time()
+    for did, truth in builder.truths().items():
+        truths[did] = truth
+        tally.published_at[did] = now
+    tally.centralised_items[builder.centralised_id] = builder.item_ids()
+    tally.published["centralised"] += 1
+    tally.published["declaration"] += len(builder.goods)
+
+
+def _on_dead_letter(letter: dict[str, Any], tally: Tally, settings: Settings) -> None:
+    tally.dead_letters += 1
+    if letter["source_topic"] == settings.topic(topics.CENTRALISED_DECLARATIONS) and letter["key_b64"]:
+        # Refused (e.g. the enterprise was downgraded meanwhile): its items will get no instruction.
+        for did in tally.centralised_items.pop(base64.b64decode(letter["key_b64"]).decode(), []):
+            tally.published_at.pop(did, None)
+        tally.refused_centralised += 1
+
+
+DEMO_RISK_LISTS = (
+    # (entry id, list, kind, value, action, reason, agency)
+    ("JASC-0001", "JASC-ALERTS", "hs-prefix", "9303", "inspect", "firearms: joint anti-smuggling alert", "public security bureau"),
+    ("RL-ORIGIN-0001", "SANCTIONS", "origin", "KP", "inspect", "origin under sanctions", "customs"),
+    ("RL-WATCH-0001", "VALUATION-WATCH", "hs-prefix", "8471", "watch", "computers: valuation watch", "customs"),
+)
+
+
+def _publish_demo_risk_lists(producer: Producer, settings: Settings, tally: Tally) -> None:
+    """A few risk characteristic list entries, as the office and other agencies would publish them."""
+    valid_from = datetime(2020, 1, 1, tzinfo=timezone.utc).isoformat()
+    for entry_id, list_id, kind, value, action, reason, agency in DEMO_RISK_LISTS:
+        entry = {"schema_version": 1, "entry_id": entry_id, "list_id": list_id, "kind": kind, "value": value,
+                 "action": action, "reason": reason, "source_agency": agency, "valid_from": valid_from}
+        producer.produce(settings.topic(topics.RISK_LISTS), key=entry_id.encode(), value=orjson.dumps(entry))
+        tally.published["risk-list"] += 1
+    producer.flush(10)
+
+
+def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any], office: Any, scans_due: list,
+                    producer: Producer, t_insp: str, args: argparse.Namespace) -> None:
+    iid = instr["instruction_id"]
+    if iid in tally.seen_instructions:
+        tally.duplicates += 1
+        return
+    tally.seen_instructions.add(iid)
+    did = instr["declaration_id"]
+    tally.actions[instr["action"]] += 1
+    if instr["stage"] == "declaration":
+        tally.declaration_stage[instr["action"]] += 1
+        if did in tally.published_at:
+            tally.latencies_ms.append((time.time() - tally.published_at[did]) * 1000)
+    if instr["final"]:
+        if did in tally.final and tally.final[did] != iid:
+            tally.conflicting_finals += 1
+        tally.final[did] = iid
+    if not args.quiet and (instr["action"] != "release" or instr["stage"] != "declaration"):
+        reasons = "; ".join(instr["reasons"][:3])
+        print(f"{instr['port']:9} {did:14} {instr['stage']:11} {instr['action']:13} {instr['credit_class']:13} {reasons}", flush=True)
+    truth = truths.get(did)
+    if truth is None:
+        return
+    if instr["stage"] == "declaration" and instr["action"] == "machine-check":
+        scan, delay = office.scan_for(did, truth, instr["port"])
+        if scan is not None:
+            due = time.monotonic() + delay * args.scan_delay_scale
+            scans_due.append((due, did.encode(), orjson.dumps(scan.model_dump(mode="json"))))
+            scans_due.sort(key=lambda item: item[0])
+    elif instr["final"] and instr["action"] == "inspect":
+        from schemas import ControlInstruction
+
+        result = office.inspection_for(ControlInstruction.model_validate(instr, strict=False), truth, f"{instr['port']}-STATION")
+        producer.produce(t_insp, key=did.encode(), value=orjson.dumps(result.model_dump(mode="json")))
+        tally.inspections += 1
+        tally.found += result.found
+        tally.duty_recovered += result.duty_recovered
+
+
+def _progress(tally: Tally, elapsed: float, targets: dict[str, float | None]) -> None:
+    lat = sorted(tally.latencies_ms[-2000:])
+    p50 = lat[len(lat) // 2] if lat else 0.0
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+    a = tally.actions
+    rates = tally.selection_rates()
+    lanes = "  ".join(f"{lane} {(rates[lane] or 0):.1%} (target {targets[lane]:.1%})" if targets.get(lane) else f"{lane} {(rates[lane] or 0):.1%}"
+                      for lane in ("machine-check", "inspect"))
+    hit = f"{tally.found / tally.inspections:.0%} of {tally.inspections}" if tally.inspections else "-"
+    _log(f"[{elapsed:6.1f}s] {tally.published['declaration']} declarations ({tally.published['declaration'] / max(elapsed, 1e-9):.0f}/s), "
+         f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms | instructions: release {a['release']} machine-check {a['machine-check']} "
+         f"inspect {a['inspect']} | selected at declaration: {lanes} | scans {tally.published['scan']} | "
+         f"inspection hit rate {hit} | dead letters {tally.dead_letters} | undecided {tally.undecided}")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    print("\n=== demo summary ===")
+    print(f"published     declarations {s['published']['declaration']} (of which items of {s['published']['centralised']} centralised "
+          f"declarations, {s['centralised_refused']} refused), scans {s['published']['scan']}, credit events {s['published']['credit']}")
+    i = s["instructions"]
+    print(f"instructions  release {i['release']}, machine-check {i['machine-check']}, inspect {i['inspect']}")
+    print(f"dead letters  {s['dead_letters']}")
+    print(f"undecided     {s['undecided']}  (declarations published without a final instruction)")
+    print(f"latency       p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms  (declaration published -> first instruction consumed)")
+    print(f"duplicates    {s['duplicate_instructions']} redelivered instruction records, {s['conflicting_final_outcomes']} conflicting final outcomes")
+    rates = s["selection_rates"]
+    print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%} of declarations at declaration time")
+    print(f"inspections   {s['inspection_results']} results, hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'}")

@@ -1,0 +1,158 @@
+"""Start and stop worker processes (demo, benchmarks, tests): real processes, readiness by probe."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from common.settings import Settings
+
+READY_TIMEOUT_S = 120.0
+
+
+class WorkerProcess:
+    """One ``riskctl worker`` subprocess in its own process group, configured through env vars."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "METRICS_PORT": str(settings.metrics_port),
+            "METRICS_HOST": settings.metrics_host,
+            "APP_ID": settings.app_id,
+            "TOPIC_PREFIX": settings.topic_prefix,
+            "PARTITIONS": str(settings.partitions),
+            "DATA_DIR": str(settings.data_dir),
+            **({"POLICY_FILE": str(settings.policy_file)} if settings.policy_file else {}),
+            **({"MODEL_DIR": str(settings.model_dir)} if settings.model_dir else {}),
+            "LOG_LEVEL": settings.log_level,
+            **security_env(settings),
+        }
+        for name in SECURITY_FIELDS:  # unset here: not inherited from this process's environment
+            if getattr(settings, name) is None:
+                env.pop(name.upper(), None)
+        env.update(extra_env or {})
+        env.pop("RISKCTL_SETTINGS", None)  # everything is passed explicitly above
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker", "--no-create-topics"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+
+    def metrics_text(self) -> str:
+        return urllib.request.urlopen(self.metrics_url, timeout=2).read().decode()
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Poll the metrics endpoint until the worker owns partitions and its tables are recovered."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with code {self.proc.returncode}; log tail:\n{self.log_tail()}")
+            with contextlib.suppress(OSError):
+                body = self.metrics_text()
+                if "customs_worker_ready 1.0" in body and "customs_assigned_partitions 0.0" not in body:
+                    return time.monotonic() - start
+            time.sleep(0.2)  # probe interval; the deadline above bounds the wait
+        raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; log tail:\n{self.log_tail()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics_text(), name, **labels)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_settled(self, busy_below: float = 0.3, timeout_s: float = 20.0, interval_s: float = 0.25) -> float:
+        """Wait until the worker uses less than ``busy_below`` of a core over two probe intervals in
+        a row (after a burst it keeps working after its metrics say the burst was applied: it reads
+        back its own GlobalTable changelog). Returns the seconds waited; at most ``timeout_s``."""
+        start = time.monotonic()
+        quiet = 0
+        before, at = cpu_seconds(self.proc.pid), time.monotonic()
+        while quiet < 2 and time.monotonic() - start < timeout_s and self.alive():
+            time.sleep(interval_s)  # the probe interval of a CPU measurement, bounded by timeout_s
+            now_cpu, now = cpu_seconds(self.proc.pid), time.monotonic()
+            busy = (now_cpu - before) / (now - at)
+            quiet = quiet + 1 if busy < busy_below or busy != busy else 0  # NaN: no /proc, do not wait
+            before, at = now_cpu, now
+        return time.monotonic() - start
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+SECURITY_FIELDS = ("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
+                   "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+
+
+def security_env(settings: Settings) -> dict[str, str]:
+    """The Kafka TLS/SASL settings as the worker's environment variables. The password goes into the
+    child's environment (readable only by the same user), never onto its command line."""
+    env: dict[str, str] = {}
+    for name in SECURITY_FIELDS:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        env[name.upper()] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return env
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(settings, log_path, extra_env)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc (Linux; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (Prometheus text format) whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(m.group(4))
+    return total

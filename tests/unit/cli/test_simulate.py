@@ -1,0 +1,74 @@
+"""``riskctl simulate`` / ``riskctl station`` argument handling and the history mode."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cli import simulate as commands
+from common.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riskctl")
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return args.handler(args, Settings())
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--count", "x"],
+    ["simulate", "--count", "0"],
+    ["simulate", "--rate", "-5", "--count", "3"],
+    ["simulate", "--seed", "-1", "--count", "3"],
+    ["station"],
+    ["station", "--port", "not a port"],
+    ["station", "--port", "all", "--idle-exit", "0"],
+])
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--history", "--count", "10"],
+    ["simulate", "--history", "--out", "x.parquet"],
+    ["simulate", "--history", "--out", "x.parquet", "--count", "5", "--duration", "3"],
+    ["simulate", "--out", "x.parquet", "--count", "5"],
+    ["simulate"],
+    ["simulate", "--history", "--out", "/no/such/dir/x.parquet", "--count", "5"],
+])
+def test_inconsistent_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("riskctl simulate: error:")
+
+
+def test_history_mode_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "h.parquet"
+    rc = _run(["simulate", "--history", "--out", str(out), "--count", "2500", "--seed", "5", "--enterprises", "1000",
+               "--start", "2026-01-01T00:00:00Z"])
+    assert rc == 0
+    df = pl.read_parquet(out)
+    assert df.height == 2500
+    assert df["declaration_id"][0] == "D5-0000000000"
+    assert str(df["event_time"][0]).startswith("2026-01-01")
+    assert "wrote 2,500" in capsys.readouterr().err
+
+
+def test_help_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    for sub in ("simulate", "station"):
+        with pytest.raises(SystemExit) as exc:
+            _parser().parse_args([sub, "--help"])
+        assert exc.value.code == 0
+        assert "usage:" in capsys.readouterr().out
