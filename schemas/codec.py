@@ -43,7 +43,8 @@ from pydantic import BaseModel, ValidationError, create_model
 
 M = TypeVar("M", bound=BaseModel)
 
-Raw = bytes | bytearray | memoryview
+# What pydantic validates as JSON text (it refuses a memoryview as json_type).
+Raw = bytes | bytearray
 
 _JSON_WS_BYTES = b" \t\n\r"
 MAX_ERRORS = 256  # a record with more validation errors is rejected without listing them
@@ -156,7 +157,10 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        for dup, _ in pairs:  # stops at the first key seen twice (there is one: the lengths differ)
+            if dup in seen:
+                break
+            seen.add(dup)
         raise DuplicateKey(f"key {dup[:64]!r} appears more than once in one JSON object")
     return obj
 
@@ -208,13 +212,20 @@ def batch_items(model: type[BaseModel], raw: Raw | None, field: str) -> list[byt
         raise InvalidJson(f"unreadable JSON: {exc}") from exc
 
 
+def _ws_end(text: str, pos: int) -> int:
+    """The position after the JSON whitespace at ``pos`` (the pattern matches the empty string too)."""
+    match = _JSON_WS.match(text, pos)
+    assert match is not None  # `[ \t\n\r]*` matches at any position, even past the end
+    return match.end()
+
+
 def _top_level_array(text: str, field: str) -> list[str]:
     """Walk a JSON object's top level (refusing repeated keys); return the item texts of ``field``."""
-    ws = _JSON_WS.match
-    pos = ws(text, 0).end()
+    ws = _ws_end
+    pos = ws(text, 0)
     if text[pos] != "{":
         raise InvalidJson("not a JSON object")
-    pos = ws(text, pos + 1).end()
+    pos = ws(text, pos + 1)
     seen: set[str] = set()
     items: list[str] | None = None
     if text[pos] == "}":
@@ -226,35 +237,35 @@ def _top_level_array(text: str, field: str) -> list[str]:
         if key in seen:
             raise DuplicateKey(f"key {key[:64]!r} appears more than once in one JSON object")
         seen.add(key)
-        pos = ws(text, pos).end()
+        pos = ws(text, pos)
         if text[pos] != ":":
             raise InvalidJson("expected ':'")
-        pos = ws(text, pos + 1).end()
+        pos = ws(text, pos + 1)
         if key == field and text[pos] == "[":
             items = []
-            pos = ws(text, pos + 1).end()
+            pos = ws(text, pos + 1)
             if text[pos] == "]":
                 pos += 1
             else:
                 while True:
                     _, end = _plain.raw_decode(text, pos)
                     items.append(text[pos:end])
-                    pos = ws(text, end).end()
+                    pos = ws(text, end)
                     if text[pos] == "]":
                         pos += 1
                         break
                     if text[pos] != ",":
                         raise InvalidJson("expected ',' or ']'")
-                    pos = ws(text, pos + 1).end()
+                    pos = ws(text, pos + 1)
         else:
             _, pos = json.JSONDecoder(object_pairs_hook=_reject_duplicates).raw_decode(text, pos)
-        pos = ws(text, pos).end()
+        pos = ws(text, pos)
         if text[pos] == "}":
             break
         if text[pos] != ",":
             raise InvalidJson("expected ',' or '}'")
-        pos = ws(text, pos + 1).end()
-    if ws(text, pos + 1).end() != len(text):
+        pos = ws(text, pos + 1)
+    if ws(text, pos + 1) != len(text):
         raise InvalidJson("trailing characters")
     if items is None:
         raise InvalidJson(f"no array {field!r}")

@@ -10,16 +10,16 @@ from __future__ import annotations
 import enum
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 SCHEMA_VERSION = 1
 
 # Event times outside this window are refused: older than the customs IT system, or more than
 # a day in the future (clock skew beyond that is a gateway fault, not a declaration).
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE_S = 86_400.0
 
 
