@@ -62,8 +62,11 @@ class Settings(BaseSettings):
     # worker 12,549/s), so one machine runs without (Kafka Streams' default too); a cluster with
     # cores to spare sets 1 (deploy/k8s).
     standby_replicas: int = Field(default=0, ge=0, le=8, description="Warm standby copies of each table partition on other workers.")
-    takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description="Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, so that scans already waiting are read first.")
-    gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description="Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc).")
+    takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description=(
+        "Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, "
+        "so that scans already waiting are read first."))
+    gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description=(
+        "Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc)."))
     batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")
     model_dir: Path | None = Field(default=None, description="Model registry directory; None uses the bundled starter model.")
     policy_file: Path | None = Field(default=None, description="Policy YAML; None uses the shipped default policy.")
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_security(self) -> "Settings":
+    def _check_security(self) -> Settings:
         """TLS and SASL settings must agree with the protocol: the confluent-kafka clients follow
         ``kafka_security_protocol`` while Faust's credentials used to follow the SASL fields, so a
         half-configured connection silently differed between the two (or went out in plaintext)."""
