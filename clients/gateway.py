@@ -19,8 +19,8 @@ import orjson
 from confluent_kafka import Producer
 
 from clients import topics
-from schemas.partitioning import partition_for
 from common.settings import Settings
+from schemas.partitioning import partition_for
 
 
 class DeclarationPublisher:

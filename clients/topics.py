@@ -64,7 +64,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     app = settings.app_id
     return [
         TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
-        TopicSpec(t(DECLARATION_BATCHES), p, "batch_id", "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
+        TopicSpec(t(DECLARATION_BATCHES), p, "batch_id",
+                  "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
         TopicSpec(t(CENTRALISED_DECLARATIONS), p, "centralised_id",
                   "Centralised declarations (many goods items) from white-list enterprises; split into one declaration per item."),
         TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
@@ -74,15 +75,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "folded current state is the compacted enterprise-credit changelog).",
             retention_ms=365 * DAY_MS,
         ),
-        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and other agencies' alerts (null value: delete).", cleanup_policy="compact"),
+        TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and other agencies' alerts (null value: delete).",
+                  cleanup_policy="compact"),
         TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
-        TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id", "Faust table: per-declaration decision state.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id", "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_RISK_LISTS}-changelog", 1, "entry_id", "Faust global table: validated risk-list entries.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_CAPACITY}-changelog", p, "capacity:<partition>", "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id", "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id",
+                  "Faust table: per-declaration decision state.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id",
+                  "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_RISK_LISTS}-changelog", 1, "entry_id",
+                  "Faust global table: validated risk-list entries.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_CAPACITY}-changelog", p, "capacity:<partition>",
+                  "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
+        TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id",
+                  "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]
 
@@ -121,7 +128,8 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     errors: list[KafkaError] = []
     # Authentication failures surface only through the error callback: without it a wrong
     # password looks like a generic metadata timeout.
-    admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})
+    # confluent-kafka types AdminClient's config as scalars only; librdkafka takes error_cb as Producer/Consumer do.
+    admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})  # type: ignore[dict-item]
     try:
         existing = admin.list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
