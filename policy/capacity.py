@@ -45,7 +45,7 @@ NO_OFFSETS = LaneOffsets()
 
 
 class _Lane:
-    __slots__ = ("rate", "integral")
+    __slots__ = ("integral", "rate")
 
     def __init__(self, rate: float, integral: float) -> None:
         self.rate = rate
@@ -132,7 +132,7 @@ class CapacityController:
         return orjson.dumps({"v": STATE_VERSION, "ports": ports})
 
     @classmethod
-    def from_bytes(cls, raw: bytes | None, config: Capacity) -> "CapacityController":
+    def from_bytes(cls, raw: bytes | None, config: Capacity) -> CapacityController:
         """Restore a state (None or empty: a fresh controller). A lane whose target was removed
         from the policy is dropped; a lane that gained a target starts fresh."""
         ctrl = cls(config)

@@ -29,7 +29,7 @@ class Thresholds(_Strict):
     inspect: Probability
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Thresholds":
+    def _ordered(self) -> Thresholds:
         if self.machine_check > self.inspect:
             raise ValueError("machine_check threshold must not exceed the inspect threshold")
         return self
@@ -67,7 +67,7 @@ class Bound(_Strict):
     max: Probability = 1.0
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Bound":
+    def _ordered(self) -> Bound:
         if self.min > self.max:
             raise ValueError("bound min must not exceed max")
         return self
@@ -141,14 +141,14 @@ class Policy(_Strict):
     batch: BatchPolicy = BatchPolicy()
 
     @model_validator(mode="after")
-    def _every_class_has_thresholds(self) -> "Policy":
+    def _every_class_has_thresholds(self) -> Policy:
         missing = set(CreditClass) - set(self.thresholds)
         if missing:
             raise ValueError(f"thresholds missing for credit classes: {sorted(c.value for c in missing)}")
         return self
 
     @model_validator(mode="after")
-    def _thresholds_inside_bounds(self) -> "Policy":
+    def _thresholds_inside_bounds(self) -> Policy:
         # A configured threshold outside its class's bounds is a contradiction in the file: refuse it
         # rather than silently clamping what the officer wrote.
         tables = [("thresholds", self.thresholds)]

@@ -38,7 +38,7 @@ class EnterpriseCredit:
         )
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "EnterpriseCredit":
+    def from_bytes(cls, raw: bytes) -> EnterpriseCredit:
         data = orjson.loads(raw)
         return cls(
             credit_class=CreditClass(data["credit_class"]),

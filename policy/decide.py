@@ -144,7 +144,8 @@ def decide(
 
     refs = tuple(h.ref for h in hits)
     if not proposals:
-        below = f"risk score {score:.2f} below thresholds ({credit_class._value_}: machine-check {mc:.2f}, inspect {insp:.2f})"  # _value_: see decision.flow
+        # _value_: see decision.flow
+        below = f"risk score {score:.2f} below thresholds ({credit_class._value_}: machine-check {mc:.2f}, inspect {insp:.2f})"
         return Decision(Action.RELEASE, SelectionReason.NONE, credit_class, (below, *notes), refs, (mc, insp))
     # max() keeps the first of equally severe proposals, i.e. the earlier stage.
     action, reason, _ = max(proposals, key=lambda p: SEVERITY[p[0]])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -53,12 +54,16 @@ class RiskHit:
                 f"{self.source_agency}): {self.reason}")
 
     @classmethod
-    def of(cls, e: RiskListEntry) -> "RiskHit":
+    def of(cls, e: RiskListEntry) -> RiskHit:
         return cls(e.entry_id, e.list_id, e.kind, e.value, e.action, e.reason, e.source_agency)
 
 
 def _sort_key(hit: RiskHit) -> tuple[int, str, str]:
     return HIT_SEVERITY[hit.action], hit.list_id, hit.entry_id
+
+
+# A risk-list table's keys: entry ids, as bytes (raw Kafka keys) or as text.
+EntryKey = TypeVar("EntryKey", bytes, str)
 
 
 def _key(key: bytes | str) -> str:
@@ -111,7 +116,7 @@ class RiskListIndex:
         self.put(entry, bytes(value))
         return True
 
-    def sync(self, table: Mapping[bytes, bytes | None] | Mapping[str, bytes | None]) -> int:
+    def sync(self, table: Mapping[EntryKey, bytes | None]) -> int:
         """Make the index equal to a mapping ``entry_id -> entry JSON`` (e.g. a Faust table's
         ``.data``). Unchanged entries are skipped by byte comparison, so calling this every second
         costs a dict walk. Invalid values are skipped (they were dead-lettered when written).
@@ -189,7 +194,7 @@ class RiskListIndex:
         return b"[" + b",".join(self._entries[k].model_dump_json().encode() for k in sorted(self._entries)) + b"]"
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "RiskListIndex":
+    def from_bytes(cls, raw: bytes) -> RiskListIndex:
         return cls(RiskListEntry.model_validate_json(orjson.dumps(item)) for item in orjson.loads(raw))
 
 
