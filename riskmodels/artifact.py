@@ -22,9 +22,9 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -83,7 +83,8 @@ class Artifact:
 
     def predict(self, key: str, X: np.ndarray) -> np.ndarray:
         # One thread: micro-batches are small and the worker owns one core; threads only add overhead.
-        return self.boosters[key].predict(X, num_threads=1)
+        # A dense matrix without pred_contrib: LightGBM returns an ndarray (never a sparse matrix).
+        return cast(np.ndarray, self.boosters[key].predict(X, num_threads=1))
 
     def score(self, scenarios: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model keys for feature rows; one predict call per model used in the batch."""
@@ -208,7 +209,7 @@ def write_artifact(
         "artifact_format": ARTIFACT_FORMAT,
         "version": version,
         "feature_version": FEATURE_VERSION,
-        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds"),
         "models": models,
         "files": {name: sha256_bytes(blob) for name, blob in sorted(blobs.items())},
     }

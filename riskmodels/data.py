@@ -68,7 +68,7 @@ def _parse_time(col: pl.Expr) -> pl.Expr:
     return text.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_zone="UTC", time_unit="us", strict=False)
 
 
-def _cast_float(df: pl.DataFrame, name: str, source: Path) -> pl.Expr:
+def _cast_float(df: pl.DataFrame, name: str, source: Path) -> pl.Series:
     col = df[name]
     if col.dtype == pl.String:
         parsed = col.str.strip_chars().cast(pl.Float64, strict=False)
@@ -110,7 +110,7 @@ def _project(raw: pl.DataFrame, source: Path, need_labels: bool) -> pl.DataFrame
     if missing:
         hint = " (this looks like the KCS dataset: use --format kcs)" if "Declaration ID" in raw.columns else ""
         raise DataError(f"{source}: missing columns {', '.join(missing)}{hint}")
-    exprs: list[pl.Expr] = []
+    exprs: list[pl.Expr | pl.Series] = []
     for name in STRING_COLUMNS:
         if name in raw.columns:
             col = pl.col(name).cast(pl.String)
@@ -154,8 +154,13 @@ def kcs_to_project(raw: pl.DataFrame, source: Path | str = "<kcs>", need_labels:
     missing = [c for c in KCS_COLUMNS if c not in raw.columns and not (c == "Critical Fraud" or c == "Fraud")]
     if missing:
         raise DataError(f"{source}: not a KCS file, missing columns {', '.join(missing)}")
-    s = lambda name: pl.col(name).cast(pl.String).str.strip_chars()  # noqa: E731
-    empty_null = lambda e: pl.when(e == "").then(None).otherwise(e)  # noqa: E731
+
+    def s(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.String).str.strip_chars()
+
+    def empty_null(e: pl.Expr) -> pl.Expr:
+        return pl.when(e == "").then(None).otherwise(e)
+
     frame = raw.select(
         s("Declaration ID").alias("declaration_id"),
         s("Office ID").alias("port"),

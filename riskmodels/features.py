@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -114,7 +115,7 @@ def columns_from_records(records: Sequence[Any]) -> Columns:
     transposed = list(zip(*rows))
     cols: Columns = {}
     for i, f in enumerate(STRING_FIELDS):
-        values = transposed[i]
+        values: Sequence[Any] = transposed[i]
         if f in _ENUM_FIELDS:
             values = [getattr(v, "_value_", v) for v in values]  # _value_: the plain attribute (see decision.flow)
         cols[f] = list(values)
@@ -134,7 +135,8 @@ def derived(cols: Columns) -> Columns:
 
 def key_values(cols: Columns, parts: tuple[str, ...]) -> list[str | None]:
     if len(parts) == 1:
-        return cols[parts[0]]
+        values: list[str | None] = cols[parts[0]]
+        return values
     a, b = cols[parts[0]], cols[parts[1]]
     return [None if x is None or y is None else x + SEP + y for x, y in zip(a, b)]
 
@@ -305,7 +307,8 @@ def fit_fx(df: pl.DataFrame, given: FxTable | None = None) -> dict[str, Any]:
         for cur in todo:
             diff = med.filter(pl.col("currency") == cur).join(ref, on="hs6").select(pl.col("m") - pl.col("ref"))
             if diff.height >= MIN_FX_CODES:
-                rate = rates[anchor] * math.exp(float(diff.to_series().median()))
+                # The median of a non-empty Float64 column: a float.
+                rate = rates[anchor] * math.exp(cast(float, diff.to_series().median()))
                 rates[cur] = float(f"{rate:.{FX_DIGITS}g}")
                 source[cur] = f"learned ({diff.height} HS codes vs {anchor})"
     return {"base": base, "per_base": dict(sorted(rates.items())), "source": dict(sorted(source.items()))}

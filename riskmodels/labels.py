@@ -8,21 +8,23 @@ recovered amount (the same finding reported twice must not double the revenue).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import orjson
 import polars as pl
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from riskmodels.data import LABELS, PROJECT_COLUMNS, _project
 from riskmodels.errors import DataError
 from schemas.records import Declaration, InspectionResult
 
+M = TypeVar("M", bound=BaseModel)
 
-def _jsonl(path: Path, model: type, what: str) -> list[Any]:
+
+def _jsonl(path: Path, model: type[M], what: str) -> list[M]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    records = []
+    records: list[M] = []
     with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():

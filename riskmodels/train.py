@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -23,7 +25,13 @@ from riskmodels.data import Format, read_labelled
 from riskmodels.errors import DataError
 from riskmodels.evaluate import selection_metrics
 from riskmodels.features import (
-    CATEGORICAL, FEATURES, FxTable, build_matrix, columns_from_frame, expanding_history, fit_state,
+    CATEGORICAL,
+    FEATURES,
+    FxTable,
+    build_matrix,
+    columns_from_frame,
+    expanding_history,
+    fit_state,
 )
 
 Progress = Callable[[str], None]
@@ -99,11 +107,21 @@ def _quantiles(scores: np.ndarray, source: str) -> dict[str, Any]:
         raise ValueError("no scores to take quantiles of")
     return {
         "source": source,
-        "rows": int(len(scores)),
+        "rows": len(scores),
         "quantiles": {str(q): float(np.quantile(scores, q)) for q in QUANTILES},
         # Score at or above which a declaration is in the top n% of this population.
         "top_percent": {str(p): float(np.quantile(scores, 1 - p / 100)) for p in (1, 2, 5, 10)},
     }
+
+
+@dataclass(frozen=True)
+class _Holdout:
+    """The validation rows: the frame, its feature matrix, labels and scenarios."""
+
+    frame: pl.DataFrame
+    X: np.ndarray
+    y: np.ndarray
+    scenarios: np.ndarray
 
 
 @dataclass
@@ -137,11 +155,14 @@ def train_frames(
     X = build_matrix(columns_from_frame(train_df), state, expanding_history(train_df))
     y = train_df["fraud"].to_numpy().astype(np.float64)
     scen = train_df["scenario"].to_numpy()
-    Xv = yv = scen_v = None
+    hold = None
     if valid_df is not None:
-        Xv = build_matrix(columns_from_frame(valid_df), state)  # the serving path: whole-train statistics
-        yv = valid_df["fraud"].to_numpy().astype(np.float64)
-        scen_v = valid_df["scenario"].to_numpy()
+        hold = _Holdout(
+            valid_df,
+            build_matrix(columns_from_frame(valid_df), state),  # the serving path: whole-train statistics
+            valid_df["fraud"].to_numpy().astype(np.float64),
+            valid_df["scenario"].to_numpy(),
+        )
     progress(f"{len(FEATURES)} features in {time.perf_counter() - started:.1f}s")
 
     params = lgb_params(cfg)
@@ -153,10 +174,10 @@ def train_frames(
         dtrain = lgb.Dataset(X[rows], y[rows], feature_name=list(FEATURES), categorical_feature=list(CATEGORICAL),
                              free_raw_data=True)
         valid_sets, callbacks = [], [_progress_callback(key, cfg.rounds, progress, max(cfg.rounds // 6, 10))]
-        if Xv is not None:
-            vrows = np.ones(len(yv), bool) if key == GENERAL else scen_v == key
-            if vrows.sum() >= 50 and 0 < yv[vrows].sum() < vrows.sum():
-                valid_sets = [lgb.Dataset(Xv[vrows], yv[vrows], reference=dtrain)]
+        if hold is not None:
+            vrows = np.ones(len(hold.y), bool) if key == GENERAL else hold.scenarios == key
+            if vrows.sum() >= 50 and 0 < hold.y[vrows].sum() < vrows.sum():
+                valid_sets = [lgb.Dataset(hold.X[vrows], hold.y[vrows], reference=dtrain)]
                 callbacks.append(lgb.early_stopping(cfg.early_stopping, verbose=False))
         progress(f"[{key}] training on {int(rows.sum())} rows ({int(y[rows].sum())} frauds)")
         booster = lgb.train(params, dtrain, num_boost_round=cfg.rounds, valid_sets=valid_sets,
@@ -169,25 +190,25 @@ def train_frames(
     art = Artifact(version="unsaved", state=state, boosters={k: lgb.Booster(model_str=t) for k, t in texts.items()})
     thresholds: dict[str, Any] = {}
     metrics: dict[str, Any] = {"valid": None, "valid_by_model": {}}
-    if Xv is not None:
-        valid_scores, valid_keys = art.score(valid_df["scenario"].to_list(), Xv)
-        valid_rev = valid_df["duty_recoverable"].to_numpy()
-        metrics["valid"] = selection_metrics(valid_scores, yv, valid_rev)
+    if hold is not None:
+        valid_scores, valid_keys = art.score(hold.frame["scenario"].to_list(), hold.X)
+        valid_rev = hold.frame["duty_recoverable"].to_numpy()
+        metrics["valid"] = selection_metrics(valid_scores, hold.y, valid_rev)
     train_scores, train_keys = art.score(train_df["scenario"].to_list(), X)
     for key in keys:
-        if Xv is not None and (valid_keys == key).sum() >= 100:
+        if hold is not None and (valid_keys == key).sum() >= 100:
             sel = valid_keys == key
             thresholds[key] = _quantiles(valid_scores[sel], "valid")
-            metrics["valid_by_model"][key] = selection_metrics(valid_scores[sel], yv[sel], valid_rev[sel])
+            metrics["valid_by_model"][key] = selection_metrics(valid_scores[sel], hold.y[sel], valid_rev[sel])
         elif (train_keys == key).any():
             thresholds[key] = _quantiles(train_scores[train_keys == key], "train (in-sample)")
         else:
             # Every training scenario has a model of its own: the general model only scores
             # scenarios it has never seen, so describe it on all rows (what it would face).
-            if Xv is not None and len(yv) >= 100:
-                general_valid = art.predict(key, Xv)
+            if hold is not None and len(hold.y) >= 100:
+                general_valid = art.predict(key, hold.X)
                 thresholds[key] = _quantiles(general_valid, "valid (all rows; fallback model only)")
-                metrics["valid_by_model"][key] = selection_metrics(general_valid, yv, valid_rev)
+                metrics["valid_by_model"][key] = selection_metrics(general_valid, hold.y, valid_rev)
             else:
                 thresholds[key] = _quantiles(art.predict(key, X), "train (in-sample, all rows; fallback model only)")
     elapsed = time.perf_counter() - started
@@ -195,11 +216,14 @@ def train_frames(
         metrics["training_seconds"] = round(elapsed, 2)
 
     t = train_df["event_time"]
+    first, last = t.min(), t.max()
+    assert isinstance(first, date) and isinstance(last, date)  # a Datetime column (riskmodels.data), not empty
+    period = [first.isoformat(), last.isoformat()]
     summary = {
         "rows": train_df.height,
         "frauds": int(y.sum()),
         "fraud_rate": float(y.mean()),
-        "period": [t.min().isoformat(), t.max().isoformat()],
+        "period": period,
         "scenarios": {s: int(c) for s, c in train_df["scenario"].value_counts().sort("scenario").iter_rows()},
         "valid_rows": None if valid_df is None else valid_df.height,
         "models": model_info,
@@ -207,7 +231,7 @@ def train_frames(
         "params": params,
         "source": source or {},
     }
-    created = None if record_time else summary["period"][1]
+    created = None if record_time else period[1]
     version = write_artifact(out, state, texts, summary, metrics, thresholds, created_at=created)
     progress(f"wrote {out} (version {version}) in {elapsed:.1f}s")
     return TrainResult(version, summary, metrics)
