@@ -90,8 +90,8 @@ def read_instructions(settings: Any, declaration_id: str, timeout_s: float = 30.
     from confluent_kafka import TopicPartition
 
     from clients import topics
-    from schemas.partitioning import partition_for
     from clients.readers import assigned_reader
+    from schemas.partitioning import partition_for
 
     key = declaration_id.encode()
     consumer = assigned_reader(settings, [topics.INSTRUCTIONS], timeout_s)
