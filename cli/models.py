@@ -8,10 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from common import cliargs
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from common import cliargs
 from riskmodels.errors import RiskModelError
 
 Handler = Callable[[argparse.Namespace, Any], int]
@@ -84,7 +85,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt_help = ("input format: 'project' (Declaration fields + fraud/critical_fraud/duty_recoverable), "
                 "'kcs' (KCS customs dataset CSV) or 'auto' (by header; default)")
 

@@ -10,14 +10,15 @@ from common import cliargs
 from common.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("broker", help="run the embedded Tansu broker on loopback (foreground)",
                        description="Run the embedded Kafka-compatible Tansu broker (memory storage) on loopback until Ctrl-C.")
     p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
     p.set_defaults(handler=cmd_broker)
 
     p = sub.add_parser("kafka", help="run Apache Kafka 4.x (KRaft, single node) on loopback (foreground)",
-                       description="Fetch Apache Kafka from Maven Central (once, with mvn) and run one KRaft node on loopback until Ctrl-C.")
+                       description="Fetch Apache Kafka from Maven Central (once, with mvn) and run one KRaft node on loopback "
+                                   "until Ctrl-C.")
     p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--data-dir", type=Path, default=None, help="log directory (default: a temporary directory)")
     p.set_defaults(handler=cmd_kafka)
@@ -28,12 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = tsub.add_parser("create", help="create missing topics (existing ones are left alone)",
                         description="Create missing topics with the confluent-kafka AdminClient.")
     c.set_defaults(handler=cmd_topics_create)
-    c = tsub.add_parser("list", help="print the topic declarations", description="Print every topic: name, partitions, key, cleanup policy.")
+    c = tsub.add_parser("list", help="print the topic declarations",
+                        description="Print every topic: name, partitions, key, cleanup policy.")
     c.set_defaults(handler=cmd_topics_list)
 
     p = sub.add_parser("worker", help="run one pipeline worker (Faust)",
                        description="Run one Faust worker of the pipeline. Start several for more throughput: they share the partitions.")
-    p.add_argument("--metrics-port", type=cliargs.tcp_port, default=None, help="Prometheus endpoint port (0 disables; default from settings: 9464)")
+    p.add_argument("--metrics-port", type=cliargs.tcp_port, default=None,
+                   help="Prometheus endpoint port (0 disables; default from settings: 9464)")
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics before starting")
     p.set_defaults(handler=cmd_worker)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 Handler = Callable[[argparse.Namespace, Any], int]
 
@@ -19,7 +20,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
         print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
-    parser.error = error  # type: ignore[method-assign]
+    parser.error = error  # type: ignore[method-assign]  # argparse has no hook for the error line: replace it on this parser only
 
 
 def _guarded(command: str, fn: Callable[[argparse.Namespace, Any], int]) -> Handler:
@@ -86,7 +87,7 @@ def _explain(args: argparse.Namespace, settings: Any) -> int:
     return 0 if doc["instructions"] else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "backtest", help="run a policy and a model over labelled history (no broker)",
         description="Score labelled history (parquet/CSV in the Declaration schema plus a 'fraud' column, e.g. "

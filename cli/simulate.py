@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,7 +46,7 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
         print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
-    parser.error = error  # type: ignore[method-assign]
+    parser.error = error  # type: ignore[method-assign]  # argparse has no hook for the error line: replace it on this parser only
 
 
 def _utc_time(text: str) -> datetime:
@@ -54,7 +54,7 @@ def _utc_time(text: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date/time (e.g. 2025-09-01T00:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _port(text: str) -> str:
@@ -89,7 +89,8 @@ def register(subparsers: Any) -> None:
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
     sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file")
-    sim.add_argument("--start", type=_utc_time, metavar="TIME", help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
+    sim.add_argument("--start", type=_utc_time, metavar="TIME",
+                     help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
     sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
                      help="multiply the scanners' realistic delays (tens of seconds) by F, e.g. 0.05 for demos (default 1)")
     sim.add_argument("--no-scanners", action="store_true", help="live mode: do not answer machine-check instructions")
