@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,8 +32,10 @@ from pydantic import ValidationError
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.decide import decide
-from policy.risklists import RiskListIndex
+from policy.risklists import RiskHit, RiskListIndex
+from decision.batch import decide_batch
+from decision.services import Services
+from decision.state import DeclarationState
 from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
 
 LANES = (Action.RELEASE.value, Action.MACHINE_CHECK.value, Action.INSPECT.value)
@@ -91,8 +94,41 @@ _REASONS = list(SelectionReason)
 _CLASSES = list(CreditClass)
 
 
+class _Scored:
+    """A ``Scorer`` that answers from scores computed once per chunk, so every policy decides on
+    the same scores without scoring again; explanations are not needed for a backtest."""
+
+    def __init__(self, declarations: Sequence[Declaration], scores: Sequence[float], versions: Sequence[str]) -> None:
+        self._by_key = {(d.declaration_id, d.revision): (float(s), v) for d, s, v in zip(declarations, scores, versions)}
+
+    def score(self, declarations: Sequence[Declaration]) -> Any:
+        found = [self._by_key[(d.declaration_id, d.revision)] for d in declarations]
+        return SimpleNamespace(scores=[s for s, _ in found], model_versions=[v for _, v in found], explain=lambda i, top=3: [])
+
+    def active_versions(self) -> dict[str, str]:
+        return {}
+
+    def refresh(self) -> bool:
+        return False
+
+
+class _AsOf:
+    """``References`` as of each declaration's event time: credit events are folded up to it (the
+    history is in event-time order), risk-list hits are matched once and shared by every policy."""
+
+    def __init__(self, credit: dict[tuple[str, int], EnterpriseCredit], hits: dict[tuple[str, int], list[RiskHit]]) -> None:
+        self._credit = credit
+        self._hits = hits
+
+    def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
+        return self._credit[(declaration.declaration_id, declaration.revision)]
+
+    def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
+        return self._hits[(declaration.declaration_id, declaration.revision)]
+
+
 class _Run:
-    """One policy's pass: its own capacity controller, compact per-row codes."""
+    """One policy's pass: its own capacity controller (one for the whole history), compact per-row codes."""
 
     def __init__(self, policy: Policy, n: int) -> None:
         self.policy = policy
@@ -101,12 +137,25 @@ class _Run:
         self.reason = np.zeros(n, dtype=np.int8)
         self.credit_class = np.zeros(n, dtype=np.int8)
 
-    def decide(self, row: int, decl: Declaration, credit: EnterpriseCredit, score: float, hits: list) -> None:
-        d = decide(self.policy, decl, credit, score, hits, self.controller.offsets(decl.port))
-        self.controller.observe(decl.port, d.action)
-        self.action[row] = _ACTIONS.index(d.action)
-        self.reason[row] = _REASONS.index(d.selection_reason)
-        self.credit_class[row] = _CLASSES.index(d.credit_class)
+    def decide(self, rows: list[int], decls: list[Declaration], scorer: _Scored, references: _AsOf) -> None:
+        """The worker's own decision function over the chunk, every declaration new (no stored state)."""
+        states: dict[str, DeclarationState | None] = {d.declaration_id: None for d in decls}
+        steps = decide_batch([(0, d) for d in decls], states, Services(self.policy, scorer), references,
+                             lambda _: self.controller, now=0.0)
+        decided: dict[tuple[str, int], int] = {}
+        for row, decl, step in zip(rows, decls, steps):
+            key = (decl.declaration_id, decl.revision)
+            if not step.instructions:  # the same id and revision again: decided once, counted as that decision
+                first_row = decided.get(key)
+                if first_row is not None:
+                    self.action[row], self.reason[row] = self.action[first_row], self.reason[first_row]
+                    self.credit_class[row] = self.credit_class[first_row]
+                continue
+            decided[key] = row
+            first = step.instructions[0]
+            self.action[row] = _ACTIONS.index(first.action)
+            self.reason[row] = _REASONS.index(first.selection_reason)
+            self.credit_class[row] = _CLASSES.index(first.credit_class)
 
 
 def run(
@@ -119,9 +168,10 @@ def run(
 ) -> tuple[list[pl.DataFrame], list[str], int]:
     """Decide every row of a project-format frame (in event-time order) under each policy.
 
-    Streams in chunks of CHUNK rows (only one chunk's Declaration objects and features are alive): validate as ``Declaration`` (rows the schema refuses are
-    skipped and counted), score once with ``scorer.score_frame``, fold credit events up to each
-    declaration's time, match risk lists once, then decide under every policy. Returns one frame
+    Streams in chunks of CHUNK rows (only one chunk's Declaration objects and features are alive):
+    validate as ``Declaration`` (rows the schema refuses are skipped and counted), score once with
+    ``scorer.score_frame``, fold credit events up to each declaration's time, match risk lists
+    once, then decide under every policy with ``decision.batch.decide_batch``. Returns one frame
     per policy (port, credit_class, action, reason, risk_hit, fraud, duty), the model versions
     used and the number of skipped rows."""
     n = frame.height
@@ -147,18 +197,23 @@ def run(
             continue
         batch = scorer.score_frame(chunk if len(rows) == chunk.height else frame[rows])
         versions.update(batch.model_versions)
-        for decl, row, score in zip(decls, rows, batch.scores):
+        credit_at: dict[tuple[str, int], EnterpriseCredit] = {}
+        hits_at: dict[tuple[str, int], list[RiskHit]] = {}
+        for decl, row in zip(decls, rows):
             # Rows are in event-time order (read_labelled sorts them): fold the credit events up
             # to this declaration's time, so it sees the state in force when it arrived.
             while ev < len(credit_events) and credit_events[ev].event_time <= decl.event_time:
                 e = credit_events[ev]
                 credit[e.enterprise_id] = apply_credit_event(credit.get(e.enterprise_id, UNKNOWN_ENTERPRISE), e)
                 ev += 1
-            hits = index.matches(decl)
-            hit[row] = bool(hits)
-            state = credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE)
-            for r in runs:
-                r.decide(row, decl, state, float(score), hits)
+            key = (decl.declaration_id, decl.revision)
+            hits_at.setdefault(key, index.matches(decl))
+            credit_at.setdefault(key, credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE))
+            hit[row] = bool(hits_at[key])
+        scored = _Scored(decls, batch.scores, batch.model_versions)
+        references = _AsOf(credit_at, hits_at)
+        for r in runs:
+            r.decide(rows, decls, scored, references)
         valid[rows] = True
         done = min(start + CHUNK, n)
         if progress and (done % PROGRESS_EVERY < CHUNK or done == n):

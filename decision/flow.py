@@ -4,11 +4,12 @@
                └──> machine-check (pre-determined) ──> scan: clean -> release, suspicious -> inspect
                                                   └──> no scan before the port's deadline -> inspect
 
-The worker keeps one state record per declaration id in a changelog-backed Faust table; every
-function here takes that record (or None) and returns the new record plus what to emit. Keeping
-the transitions free of I/O is what lets the tests drive them deterministically, and what makes
-at-least-once delivery safe: a redelivered event finds its own effect in the state and re-emits
-the *same* instruction bytes (consumers deduplicate by ``instruction_id``) instead of deciding again.
+The worker keeps one ``DeclarationState`` per declaration id in a changelog-backed Faust table;
+every function here takes that state (or None) and returns a ``Step``: the new state and what to
+emit. Keeping the transitions free of I/O is what lets the tests drive them deterministically, and
+what makes at-least-once delivery safe: a redelivered event finds its own effect in the state and
+re-emits the *same* instruction bytes (consumers deduplicate by ``instruction_id``) instead of
+deciding again.
 """
 
 from __future__ import annotations
@@ -16,29 +17,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
 
+from msgspec.structs import replace
+
+from decision.state import (
+    SCHEMA_VERSION,
+    DeclarationState,
+    DeclarationSummary,
+    Instruction,
+    Outcome,
+    Phase,
+    RevisionKind,
+    ScanSummary,
+    encode_instruction,
+)
 from policy.decide import Decision
-from schemas import Action, Declaration, ScanResult, ScanVerdict, SelectionReason, Stage
+from schemas import Action, CreditClass, Declaration, ScanResult, ScanVerdict, SelectionReason, Stage
 
-State = dict[str, Any]
 # Hot paths read enum values as ``member._value_`` (the stored value, a plain attribute): on Python
-# 3.11 the ``.value`` property costs about 0.4 us, and a declaration paid it about ten times.
-
-AWAITING_SCAN = "awaiting-scan"
-FINAL = "final"
-SCAN_FIRST = "scan-first"  # a scan arrived before its declaration
+# 3.11 the ``.value`` property is a descriptor call, and a declaration would pay it about ten times.
 
 
 @dataclass(slots=True)
 class Step:
     """The result of one transition."""
 
-    state: State | None  # new state to store (None: leave the table as it is)
-    instructions: list[dict[str, Any]] = field(default_factory=list)
+    state: DeclarationState | None  # new state to store (None: leave the table as it is)
+    instructions: list[Instruction] = field(default_factory=list)  # decided by this step
+    emit: list[bytes] = field(default_factory=list)  # instruction bytes to send: the new ones, or a duplicate's stored ones
     deadline: float | None = None  # set a scan deadline (epoch seconds)
     clear_deadline: bool = False
-    outcome: str = "decided"  # decided | duplicate | stale | late-revision | early-scan | ignored-scan
+    outcome: Outcome = Outcome.DECIDED
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    policy_version: str
+    model_version: str | None
 
 
 def instruction_id(declaration_id: str, revision: int, stage: Stage) -> str:
@@ -50,159 +65,155 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Versions:
-    policy_version: str
-    model_version: str | None
-
-
 def _instruction(
-    decl: dict[str, Any], stage: Stage, action: Action, final: bool, reason: SelectionReason,
-    credit_class: str, score: float | None, versions: Versions, reasons: tuple[str, ...], now: float,
-    suspected: tuple[str, ...] = (), scan_id: str | None = None,
-    risk_hits: tuple[str, ...] = (), thresholds: tuple[float, float] | None = None,
-) -> dict[str, Any]:
-    instruction: dict[str, Any] = {
-        "schema_version": 1,
-        "instruction_id": instruction_id(decl["declaration_id"], decl["revision"], stage),
-        "declaration_id": decl["declaration_id"],
-        "revision": decl["revision"],
-        "port": decl["port"],
-        "enterprise_id": decl["enterprise_id"],
-        "scenario": decl["scenario"],
-        "stage": stage._value_,
-        "action": action._value_,
-        "final": final,
-        "selection_reason": reason._value_,
-        "credit_class": credit_class,
-        "score": score,
-        "model_version": versions.model_version,
-        "policy_version": versions.policy_version,
-        "reasons": list(reasons),
-        "risk_hits": list(risk_hits),
-        "thresholds": list(thresholds) if thresholds is not None else None,
-        "suspected_categories": list(suspected),
-        "scan_id": scan_id,
-        "event_time": decl["event_time"],
-        "decided_at": _iso(now),
-    }
-    if "centralised_id" in decl:  # only then: an ordinary declaration's instruction bytes stay as they were
-        instruction["centralised_id"] = decl["centralised_id"]
-    return instruction
+    decl: DeclarationSummary, stage: Stage, action: Action, final: bool, reason: SelectionReason,
+    credit_class: CreditClass, score: float | None, versions: Versions, reasons: tuple[str, ...] | list[str], now: float,
+    suspected: list[str] | None = None, scan_id: str | None = None,
+    risk_hits: tuple[str, ...] | list[str] = (), thresholds: tuple[float, float] | None = None,
+) -> Instruction:
+    return Instruction(
+        schema_version=SCHEMA_VERSION,
+        instruction_id=instruction_id(decl.declaration_id, decl.revision, stage),
+        declaration_id=decl.declaration_id,
+        revision=decl.revision,
+        port=decl.port,
+        enterprise_id=decl.enterprise_id,
+        scenario=decl.scenario,
+        stage=stage,
+        action=action,
+        final=final,
+        selection_reason=reason,
+        credit_class=credit_class,
+        score=score,
+        model_version=versions.model_version,
+        policy_version=versions.policy_version,
+        reasons=list(reasons),
+        risk_hits=list(risk_hits),
+        thresholds=thresholds,
+        suspected_categories=suspected or [],
+        scan_id=scan_id,
+        event_time=decl.event_time,
+        decided_at=_iso(now),
+        centralised_id=decl.centralised_id,
+    )
 
 
-def _declaration_summary(d: Declaration) -> dict[str, Any]:
-    """What later stages need to know about the declaration (kept in the state record)."""
-    summary: dict[str, Any] = {
-        "declaration_id": d.declaration_id,
-        "revision": d.revision,
-        "port": d.port,
-        "enterprise_id": d.enterprise_id,
-        "scenario": d.scenario._value_,
-        "event_time": d.event_time.isoformat().replace("+00:00", "Z"),
-    }
-    if d.centralised_id is not None:
-        summary["centralised_id"] = d.centralised_id
-    return summary
+def _summary(d: Declaration) -> DeclarationSummary:
+    return DeclarationSummary(
+        d.declaration_id, d.revision, d.port, d.enterprise_id, d.scenario,
+        d.event_time.isoformat().replace("+00:00", "Z"), d.centralised_id,
+    )
 
 
-def classify_declaration(state: State | None, revision: int) -> str:
+def scan_summary(scan: ScanResult) -> ScanSummary:
+    return ScanSummary(scan.scan_id, scan.revision, scan.device_type._value_, scan.anomaly_score, scan.verdict,
+                       list(scan.suspected_categories))
+
+
+def classify_declaration(state: DeclarationState | None, revision: int) -> RevisionKind:
     """What a declaration revision means given the stored state, before any scoring."""
-    if state is None or state.get("phase") == SCAN_FIRST or "decl" not in state:
-        return "new"
-    stored = state["decl"]["revision"]
+    if state is None or state.decl is None:
+        return RevisionKind.NEW
+    stored = state.decl.revision
     if revision < stored:
-        return "stale"
+        return RevisionKind.STALE
     if revision == stored:
-        return "duplicate"
-    return "late-revision" if state["phase"] == FINAL else "new"
+        return RevisionKind.DUPLICATE
+    return RevisionKind.LATE_REVISION if state.phase is Phase.FINAL else RevisionKind.NEW
 
 
 def on_declaration(
-    state: State | None, decl: Declaration, decision: Decision | None, score: float | None,
+    state: DeclarationState | None, decl: Declaration, decision: Decision | None, score: float | None,
     versions: Versions, scan_timeout_s: float, now: float,
 ) -> Step:
     kind = classify_declaration(state, decl.revision)
-    if kind == "duplicate":
+    if kind is RevisionKind.DUPLICATE:
         assert state is not None
-        return Step(None, list(state["emitted"]), outcome="duplicate")
-    if kind in ("stale", "late-revision"):
-        return Step(None, outcome=kind)
+        return Step(None, emit=list(state.emitted), outcome=Outcome.DUPLICATE)
+    if kind is RevisionKind.STALE:
+        return Step(None, outcome=Outcome.STALE)
+    if kind is RevisionKind.LATE_REVISION:
+        return Step(None, outcome=Outcome.LATE_REVISION)
     assert decision is not None, "a new declaration revision needs a decision"
-    summary = _declaration_summary(decl)
+    summary = _summary(decl)
     is_mc = decision.action is Action.MACHINE_CHECK
     first = _instruction(
         summary, Stage.DECLARATION, decision.action, not is_mc, decision.selection_reason,
-        decision.credit_class._value_, score, versions, decision.reasons, now,
+        decision.credit_class, score, versions, decision.reasons, now,
         risk_hits=decision.risk_hits, thresholds=decision.thresholds,
     )
-    new_state: State = {"phase": AWAITING_SCAN if is_mc else FINAL, "decl": summary,
-                        "credit_class": decision.credit_class._value_, "score": score,
-                        "versions": [versions.policy_version, versions.model_version],
-                        "risk_hits": list(decision.risk_hits), "emitted": [first]}
-    step = Step(new_state, [first], clear_deadline=state is not None and state.get("phase") == AWAITING_SCAN)
-    early = (state or {}).get("early_scan")
-    if is_mc and early is not None and early["revision"] == decl.revision:
+    first_bytes = encode_instruction(first)
+    new_state = DeclarationState(
+        Phase.AWAITING_SCAN if is_mc else Phase.FINAL, summary, decision.credit_class, score,
+        versions.policy_version, versions.model_version, list(decision.risk_hits), [first_bytes],
+    )
+    step = Step(new_state, [first], [first_bytes], clear_deadline=state is not None and state.phase is Phase.AWAITING_SCAN)
+    early = state.early_scan if state is not None else None
+    if is_mc and early is not None and early.revision == decl.revision:
         final = _scan_instruction(new_state, early, now)
-        new_state["phase"] = FINAL
-        new_state["emitted"].append(final)
+        final_bytes = encode_instruction(final)
+        new_state.phase = Phase.FINAL
+        new_state.emitted.append(final_bytes)
         step.instructions.append(final)
+        step.emit.append(final_bytes)
     elif is_mc:
         step.deadline = now + scan_timeout_s
         step.clear_deadline = False
     return step
 
 
-def _stored_versions(state: State) -> Versions:
+def _stored_versions(state: DeclarationState) -> Versions:
     """Later stages record the versions that made the declaration-time decision."""
-    return Versions(*state["versions"])
+    return Versions(state.policy_version, state.model_version)
 
 
-def _scan_instruction(state: State, scan: dict[str, Any], now: float) -> dict[str, Any]:
-    suspicious = scan["verdict"] == ScanVerdict.SUSPICIOUS.value
-    categories = tuple(scan.get("suspected_categories") or ())
+def _scan_instruction(state: DeclarationState, scan: ScanSummary, now: float) -> Instruction:
+    assert state.decl is not None
+    suspicious = scan.verdict is ScanVerdict.SUSPICIOUS
+    categories = scan.suspected_categories
     if suspicious:
         what = ", ".join(categories) if categories else "unspecified goods"
-        reasons = (f"scan {scan['scan_id']} ({scan['device_type']}) suspicious: {what}; anomaly score {scan['anomaly_score']:.2f}",)
+        reasons = (f"scan {scan.scan_id} ({scan.device_type}) suspicious: {what}; anomaly score {scan.anomaly_score:.2f}",)
         action = Action.INSPECT
     else:
-        reasons = (f"scan {scan['scan_id']} ({scan['device_type']}) clean; anomaly score {scan['anomaly_score']:.2f}",)
+        reasons = (f"scan {scan.scan_id} ({scan.device_type}) clean; anomaly score {scan.anomaly_score:.2f}",)
         action = Action.RELEASE
     return _instruction(
-        state["decl"], Stage.SCAN, action, True, SelectionReason.SCAN, state["credit_class"], state["score"],
-        _stored_versions(state), reasons, now, suspected=categories if suspicious else (), scan_id=scan["scan_id"],
-        risk_hits=tuple(state.get("risk_hits", ())),
+        state.decl, Stage.SCAN, action, True, SelectionReason.SCAN, state.credit_class, state.score,
+        _stored_versions(state), reasons, now, suspected=list(categories) if suspicious else [], scan_id=scan.scan_id,
+        risk_hits=state.risk_hits,
     )
 
 
-def on_scan(state: State | None, scan: ScanResult, now: float) -> Step:
-    scan_dict = scan.model_dump(mode="json")
-    if state is None or "decl" not in state or state["decl"]["revision"] < scan.revision:
+def on_scan(state: DeclarationState | None, scan: ScanResult, now: float) -> Step:
+    if state is None or state.decl is None or state.decl.revision < scan.revision:
         # The declaration (or this revision of it) has not arrived yet: keep the scan for it.
-        base = dict(state) if state else {"phase": SCAN_FIRST}
-        if base.get("early_scan", {}).get("scan_id") == scan.scan_id:
-            return Step(None, outcome="duplicate")
-        base["early_scan"] = scan_dict
-        return Step(base, outcome="early-scan")
-    if state["decl"]["revision"] > scan.revision:
-        return Step(None, outcome="stale")
-    if state["phase"] == FINAL:
-        if state.get("final_scan_id") == scan.scan_id:
-            return Step(None, [state["emitted"][-1]], outcome="duplicate")
-        return Step(None, outcome="ignored-scan")
-    final = _scan_instruction(state, scan_dict, now)
-    new_state = {**state, "phase": FINAL, "final_scan_id": scan.scan_id, "emitted": [*state["emitted"], final]}
-    return Step(new_state, [final], clear_deadline=True)
+        if state is not None and state.early_scan is not None and state.early_scan.scan_id == scan.scan_id:
+            return Step(None, outcome=Outcome.DUPLICATE)
+        early = scan_summary(scan)
+        kept = DeclarationState(Phase.SCAN_FIRST, early_scan=early) if state is None else replace(state, early_scan=early)
+        return Step(kept, outcome=Outcome.EARLY_SCAN)
+    if state.decl.revision > scan.revision:
+        return Step(None, outcome=Outcome.STALE)
+    if state.phase is Phase.FINAL:
+        if state.final_scan_id == scan.scan_id:
+            return Step(None, emit=[state.emitted[-1]], outcome=Outcome.DUPLICATE)
+        return Step(None, outcome=Outcome.IGNORED_SCAN)
+    final = _scan_instruction(state, scan_summary(scan), now)
+    final_bytes = encode_instruction(final)
+    new_state = replace(state, phase=Phase.FINAL, final_scan_id=scan.scan_id, emitted=[*state.emitted, final_bytes])
+    return Step(new_state, [final], [final_bytes], clear_deadline=True)
 
 
-def on_timeout(state: State | None, revision: int, now: float) -> Step:
+def on_timeout(state: DeclarationState | None, revision: int, now: float) -> Step:
     """The port's scan deadline passed. Only a declaration still awaiting this revision's scan moves."""
-    if state is None or state.get("phase") != AWAITING_SCAN or state["decl"]["revision"] != revision:
-        return Step(None, clear_deadline=True, outcome="ignored-timeout")
+    if state is None or state.phase is not Phase.AWAITING_SCAN or state.decl is None or state.decl.revision != revision:
+        return Step(None, clear_deadline=True, outcome=Outcome.IGNORED_TIMEOUT)
     final = _instruction(
-        state["decl"], Stage.TIMEOUT, Action.INSPECT, True, SelectionReason.TIMEOUT, state["credit_class"],
-        state["score"], _stored_versions(state), ("scan timeout: no scan result before the port's deadline",), now,
-        risk_hits=tuple(state.get("risk_hits", ())),
+        state.decl, Stage.TIMEOUT, Action.INSPECT, True, SelectionReason.TIMEOUT, state.credit_class,
+        state.score, _stored_versions(state), ("scan timeout: no scan result before the port's deadline",), now,
+        risk_hits=state.risk_hits,
     )
-    new_state = {**state, "phase": FINAL, "emitted": [*state["emitted"], final]}
-    return Step(new_state, [final], clear_deadline=True, outcome="timeout")
+    final_bytes = encode_instruction(final)
+    new_state = replace(state, phase=Phase.FINAL, emitted=[*state.emitted, final_bytes])
+    return Step(new_state, [final], [final_bytes], clear_deadline=True, outcome=Outcome.TIMEOUT)

@@ -1,56 +1,15 @@
-"""Dead-letter records: the original bytes, where they came from, and a reason an operator can act on."""
+"""Rejected records, bound for the dead-letter topic with their reason, counted and logged."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
-
+from schemas.deadletters import dead_letter_record
 from streams import metrics
+from streams.outputs import OutputBatch
 
 log = logging.getLogger(__name__)
-
-MAX_ERROR_CHARS = 2000
-# Base64 grows a value by 4/3: keep dead letters well inside one producer batch / Kafka record.
-MAX_ORIGINAL_BYTES = 256 * 1024
-MAX_KEY_BYTES = 1024
-
-
-def reject_reason(exc: BaseException) -> tuple[str, str]:
-    """A short, stable reason code (a metric label) and a readable detail for one rejection."""
-    if isinstance(exc, ValidationError):
-        errors = exc.errors(include_url=False, include_input=False)
-        first = errors[0] if errors else {"type": "invalid", "loc": ()}
-        if first["type"] in ("json_invalid", "json_type"):
-            return "invalid-json", str(first.get("msg", ""))[:MAX_ERROR_CHARS]
-        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in errors[:10])
-        return "schema-violation", detail[:MAX_ERROR_CHARS]
-    code = getattr(exc, "reason_code", None) or type(exc).__name__
-    return str(code), str(exc)[:MAX_ERROR_CHARS]
-
-
-def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, exc: BaseException) -> tuple[str, bytes]:
-    reason, detail = reject_reason(exc)
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "source_topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "key_b64": base64.b64encode(key[:MAX_KEY_BYTES]).decode() if key is not None else None,
-        "value_b64": base64.b64encode(value[:MAX_ORIGINAL_BYTES]).decode() if value is not None else None,
-        "value_size": len(value) if value is not None else None,
-        "value_sha256": hashlib.sha256(value).hexdigest() if value is not None else None,
-        "truncated": (value is not None and len(value) > MAX_ORIGINAL_BYTES) or (key is not None and len(key) > MAX_KEY_BYTES),
-        "reason": reason,
-        "error": detail,
-        "received_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-    }
-    return reason, orjson.dumps(record)
 
 
 class DeadLetterSink:
@@ -59,7 +18,7 @@ class DeadLetterSink:
     def __init__(self, topic: str) -> None:
         self.topic = topic
 
-    def add(self, out: Any, message: Any, exc: BaseException, value: bytes | None = None) -> None:
+    def add(self, out: OutputBatch, message: Any, exc: BaseException, value: bytes | None = None) -> None:
         """Dead-letter ``message`` (or, with ``value``, one item of the batch ``message`` carried)."""
         original = message.value if value is None else value
         reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, original, exc)

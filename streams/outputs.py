@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -38,6 +39,12 @@ class OutputBatch:
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self._records[(topic, partition)].append((key, value))
         self.count += 1
+
+    def records(self) -> Iterator[tuple[str, int, bytes | None, bytes | None]]:
+        """Every record added so far: (topic, partition, key, value), in order per partition."""
+        for (topic, partition), records in self._records.items():
+            for key, value in records:
+                yield topic, partition, key, value
 
     def set_table(self, table: faust.Table, partition: int, key: bytes, value: bytes | None) -> None:
         """Write (or delete, with None) a table key and record the change on its changelog."""

@@ -1,24 +1,30 @@
 """A deterministic driver for the topology, without a broker (in the spirit of Kafka Streams'
-TopologyTestDriver): feed records to the agents' handlers, read back what they would produce.
+TopologyTestDriver): feed records to the agents, advance a clock that fires the timers, read back
+what they produced.
 
-The Faust app is built but never started; handlers are the same synchronous functions the agents
-call for every micro-batch, so this exercises parsing, dead-lettering, scoring, the policy, the
-state machine and table writes exactly as the worker runs them.
+The Faust app is built but never started. A record sent to a topic goes, as a one-record-per-event
+micro-batch, to the handler of the agent that subscribes to that topic (``Topology.agents``): the
+very function the agent runs, so parsing, dead-lettering, scoring, the policy, the state machine
+and table writes run exactly as in the worker. ``advance`` moves the driver's clock and fires every
+timer (``Topology.timers``) whose interval has elapsed, as Kafka Streams' ``advanceWallClockTime``
+fires punctuators. The driver owns every partition and takes over none (no takeover grace).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
 from clients import topics
-from streams.outputs import OutputBatch
-from schemas.partitioning import partition_for
-from decision.services import Services
 from common.settings import Settings
+from decision.services import Services
+from schemas.partitioning import partition_for
+from streams.outputs import OutputBatch
 from streams.topology import Topology
 
 
@@ -36,74 +42,113 @@ class FakeEvent:
     message: FakeMessage
 
 
+class ManualClock:
+    """The driver's wall clock: it moves only when the test says so."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Value = bytes | dict[str, Any] | None
+
+
 class TopologyDriver:
     def __init__(self, services: Services, settings: Settings | None = None, clock: Callable[[], float] | None = None) -> None:
-        self.settings = settings or Settings(app_id="driver", partitions=4)
+        self.settings = settings or Settings(app_id="driver", partitions=4, takeover_grace_s=0)
         self.topology = Topology(self.settings, services)
-        if clock is not None:  # decided_at and deadlines come from it: the same clock replays the same bytes
-            self.topology.clock = clock
+        # decided_at and deadlines come from the clock: the same clock replays the same bytes.
+        self.clock: Callable[[], float] = clock or ManualClock()
+        self.topology.clock = self.clock
+        every = set(range(self.settings.partitions))
+        self.topology.owned_partitions = lambda: every  # type: ignore[method-assign] - the driver owns every partition
+        start = self.clock()
+        self._next_fire = {name: start + interval for name, (interval, _) in self.topology.timers.items()}
         self._offsets = itertools.count()
         self.outputs: list[tuple[str, int, bytes | None, bytes | None]] = []
         self._forwarded: dict[str, int] = {}  # logical topic -> outputs already fed back
 
-    def _event(self, logical_topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> FakeEvent:
+    # ---- input -----------------------------------------------------------------------------------
+    def _event(self, logical_topic: str, key: bytes | None, value: Value, partition: int | None) -> FakeEvent:
         if partition is None:
             partition = partition_for(key, self.settings.partitions) if key is not None else 0
-        return FakeEvent(FakeMessage(self.settings.topic(logical_topic), partition, next(self._offsets), key, value))
+        raw = orjson.dumps(value) if isinstance(value, dict) else value
+        return FakeEvent(FakeMessage(self.settings.topic(logical_topic), partition, next(self._offsets), key, raw))
 
-    def _run(self, handler: Callable[[list[FakeEvent]], OutputBatch], events: list[FakeEvent]) -> None:
-        out = handler(events)
-        for (topic, partition), records in out._records.items():
-            self.outputs += [(topic, partition, k, v) for k, v in records]
+    def _handler(self, topic_name: str) -> Callable[[list[Any]], OutputBatch]:
+        for source, handler in self.topology.agents.values():
+            if topic_name in source.topics:
+                return handler
+        raise KeyError(f"no agent reads {topic_name}")
 
-    def send(self, logical_topic: str, records: list[tuple[bytes | None, bytes | dict | None]], partition: int | None = None) -> None:
-        """Deliver records (key, value) to the handler of ``logical_topic`` as one micro-batch."""
-        handlers = {
-            topics.DECLARATIONS: self.topology.handle_declarations,
-            topics.DECLARATION_BATCHES: self.topology.handle_declarations,
-            topics.CENTRALISED_DECLARATIONS: self.topology.handle_centralised_declarations,
-            topics.SCANS: self.topology.handle_scans,
-            topics.CREDIT_EVENTS: self.topology.handle_credit_events,
-            topics.RISK_LISTS: self.topology.handle_risk_lists,
-            topics.INSPECTION_RESULTS: self.topology.handle_inspection_results,
-        }
-        events = [self._event(logical_topic, k, v if not isinstance(v, dict) else orjson.dumps(v), partition) for k, v in records]
-        self._run(handlers[logical_topic], events)
-        if logical_topic == topics.RISK_LISTS:
-            self.topology.risk_index.sync(self.topology.risk_lists.data)
+    def _collect(self, out: OutputBatch | None) -> None:
+        if out is not None:
+            self.outputs += [(topic, partition, k, v) for topic, partition, k, v in out.records()]
 
-    def send_together(self, records: list[tuple[str, bytes | None, bytes | dict | None]]) -> None:
-        """Deliver (logical topic, key, value) records of declarations, gateway batches and scans as
-        one micro-batch of the worker's decide_declarations agent, which reads all three topics."""
-        events = [self._event(topic, k, v if not isinstance(v, dict) else orjson.dumps(v), None) for topic, k, v in records]
-        self._run(self.topology.handle_declarations_and_scans, events)
+    def send(self, logical_topic: str, records: list[tuple[bytes | None, Value]], partition: int | None = None) -> None:
+        """Deliver records (key, value) on ``logical_topic`` to the agent that reads it, as one micro-batch."""
+        self.send_together([(logical_topic, k, v) for k, v in records], partition)
+
+    def send_together(self, records: list[tuple[str, bytes | None, Value]], partition: int | None = None) -> None:
+        """Deliver (logical topic, key, value) records as one micro-batch of the agent that reads
+        all their topics (declarations, gateway batches and scans share ``decide_declarations``)."""
+        if not records:
+            return
+        events = [self._event(topic, k, v, partition) for topic, k, v in records]
+        handlers = {self._handler(e.message.topic) for e in events}
+        if len(handlers) != 1:
+            raise ValueError("records of one micro-batch must all be read by one agent")
+        self._collect(handlers.pop()(events))
 
     def forward(self, logical_topic: str) -> int:
-        """Feed the records the topology wrote to ``logical_topic`` (since the last call) back to that
-        topic's handler, one micro-batch per partition, as the broker would deliver them. Returns how many."""
+        """Feed the records the topology wrote to ``logical_topic`` (since the last call) back to the
+        agent that reads it, one micro-batch per partition, as the broker would deliver them.
+        Returns how many."""
         name = self.settings.topic(logical_topic)
         start = self._forwarded.get(logical_topic, 0)
-        records = [(i, p, k, v) for i, (t, p, k, v) in enumerate(self.outputs) if t == name and i >= start]
+        records = [(p, k, v) for i, (t, p, k, v) in enumerate(self.outputs) if t == name and i >= start]
         self._forwarded[logical_topic] = len(self.outputs)
-        for partition in sorted({p for _, p, _, _ in records}):
-            self.send(logical_topic, [(k, v) for _, p, k, v in records if p == partition], partition=partition)
+        for partition in sorted({p for p, _, _ in records}):
+            self.send(logical_topic, [(k, v) for p, k, v in records if p == partition], partition=partition)
         return len(records)
 
+    # ---- time ------------------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward (a ManualClock only) and fire every timer that falls due."""
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("advance() needs the driver's ManualClock; with another clock, move it and call fire_timers()")
+        self.clock.now += seconds
+        self.fire_timers()
+
+    def fire_timers(self) -> None:
+        """Fire every timer due at the clock's current reading, once (a worker that was busy for
+        several intervals also fires a timer once when it gets to it), in the order they fell due."""
+        now = self.clock()
+        for name in sorted((n for n, t in self._next_fire.items() if t <= now), key=self._next_fire.__getitem__):
+            interval, tick = self.topology.timers[name]
+            missed = (now - self._next_fire[name]) // interval + 1
+            self._next_fire[name] += missed * interval
+            self._collect(tick())
+
+    def expire(self, now: float) -> int:
+        """Set the clock to ``now``, fire the due timers; returns the scan timeouts they emitted."""
+        before = len(self.outputs)
+        if isinstance(self.clock, ManualClock):
+            self.clock.now = max(self.clock.now, now)
+        self.fire_timers()
+        name = self.settings.topic(topics.INSTRUCTIONS)
+        return sum(1 for t, _, _, v in self.outputs[before:] if t == name and v is not None and orjson.loads(v)["stage"] == "timeout")
+
+    # ---- output ----------------------------------------------------------------------------------
     def records(self, logical_topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
         """(partition, key, value) of everything the topology wrote to ``logical_topic``."""
         name = self.settings.topic(logical_topic)
         return [(p, k, v) for t, p, k, v in self.outputs if t == name]
 
-    def expire(self, now: float) -> int:
-        out = OutputBatch()
-        expired = self.topology.expire_deadlines(now, out, actives=set(range(self.settings.partitions)))
-        self._run(lambda _: out, [])
-        return expired
-
     def instructions(self) -> list[dict[str, Any]]:
-        name = self.settings.topic(topics.INSTRUCTIONS)
-        return [orjson.loads(v) for t, _, _, v in self.outputs if t == name]
+        return [orjson.loads(v) for _, _, v in self.records(topics.INSTRUCTIONS) if v is not None]
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        name = self.settings.topic(topics.DEAD_LETTERS)
-        return [orjson.loads(v) for t, _, _, v in self.outputs if t == name]
+        return [orjson.loads(v) for _, _, v in self.records(topics.DEAD_LETTERS) if v is not None]

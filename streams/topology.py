@@ -28,33 +28,35 @@ import gc
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import faust
-import orjson
+from pydantic import BaseModel
 
 from clients import topics
-from streams import metrics
-from streams.runtime.batching import take_batches
-from streams.deadletter import DeadLetterSink, reject_reason
-from streams.runtime.app import faust_app
-from streams.outputs import Deliveries, OutputBatch
-from schemas.partitioning import partition_for
-from decision.flow import Step, Versions, on_declaration, on_scan, on_timeout, classify_declaration
-from decision.services import Services
 from common.settings import Settings
+from decision.batch import CreditBook, ReferenceData, decide_batch
+from decision.flow import Step, on_scan, on_timeout
+from decision.services import Services
+from decision.state import DeclarationState, Outcome, ScanDeadline, decode_deadline, decode_state, encode_deadline, encode_state
 from policy.capacity import CapacityController
-from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.decide import BatchNotAllowed, check_centralised, decide
+from policy.credit import apply_credit_event
+from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
-from schemas import (Action, CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry,
-                     ScanResult, codec)
+from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
+from schemas.partitioning import partition_for
+from schemas.validation import KeyMismatch, check_partition, parse_declaration_batch, parse_keyed
+from streams import metrics
+from streams.deadletter import DeadLetterSink
+from streams.outputs import Deliveries, OutputBatch
+from streams.runtime.app import faust_app
+from streams.runtime.batching import take_batches
 
 log = logging.getLogger(__name__)
 
-CREDIT_CACHE_MAX = 500_000  # parsed enterprise credit records kept (about 70,000 enterprises today)
+R = TypeVar("R", bound=BaseModel)
 
 
 class Topology:
@@ -94,7 +96,8 @@ class Topology:
         # One capacity-controller state per declarations partition, key b"capacity:<partition>".
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
         self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
-        self._credit_cache: dict[bytes, EnterpriseCredit] = {}
+        self.credit_book = CreditBook(lambda: _contents(self.credit))
+        self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
@@ -104,40 +107,36 @@ class Topology:
     # ---- wiring -----------------------------------------------------------------------------
     def _wire(self) -> None:
         app = self.app
-
         # Every agent has the same shape: micro-batches in, the handler's output sent per batch.
-        for topic, name, handler in (
-            (self.credit_events, "fold_credit_events", self.handle_credit_events),
-            (self.risk_list_topic, "load_risk_lists", self.handle_risk_lists),
-            (self.inspection_results, "count_inspection_results", self.handle_inspection_results),
-            (self.centralised, "split_centralised_declarations", self.handle_centralised_declarations),
-            (self.declarations_and_scans, "decide_declarations", self.handle_declarations_and_scans),
-        ):
+        # The test driver feeds records to the same handlers (``streams.testing``).
+        self.agents: dict[str, tuple[faust.TopicT, Callable[[Sequence[Any]], OutputBatch]]] = {
+            "fold_credit_events": (self.credit_events, self.handle_credit_events),
+            "load_risk_lists": (self.risk_list_topic, self.handle_risk_lists),
+            "count_inspection_results": (self.inspection_results, self.handle_inspection_results),
+            "split_centralised_declarations": (self.centralised, self.handle_centralised_declarations),
+            "decide_declarations": (self.declarations_and_scans, self.handle_declarations_and_scans),
+        }
+        for name, (topic, handler) in self.agents.items():
             app.agent(topic, name=name)(self._batch_agent(name, handler))
+        # Timers: (seconds between firings, synchronous body); the test driver fires the same bodies
+        # as its clock advances.
+        self.timers: dict[str, tuple[float, Callable[[], OutputBatch | None]]] = {
+            "expire_scan_deadlines": (1.0, self.tick_scan_deadlines),
+            "sync_reference_data": (1.0, self.tick_reference_data),
+            "refresh_models": (5.0, self.tick_models),
+        }
+        for name, (interval, tick) in self.timers.items():
+            app.timer(interval=interval, name=name)(self._timer(name, tick))
 
-        @app.timer(interval=1.0, name="expire_scan_deadlines")
-        async def expire_scan_deadlines() -> None:
-            out = OutputBatch()
-            self.expire_deadlines(self.clock(), out)
-            _publish_instruction_metrics(out)
-            await asyncio.gather(*await out.send(app))
+    def _timer(self, name: str, tick: Callable[[], OutputBatch | None]) -> Callable[[], Awaitable[None]]:
+        async def timer() -> None:
+            out = tick()
+            if out is not None and out.count:
+                _publish_instruction_metrics(out)
+                await asyncio.gather(*await out.send(self.app))
 
-        @app.timer(interval=1.0, name="sync_risk_lists")
-        async def sync_risk_lists() -> None:
-            # Added or expired entries change decisions within a second, without a restart.
-            changed = self.risk_index.sync(self.risk_lists.data)
-            if changed:
-                log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
-            metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
-            self._publish_lag()
-            self.publish_selection_rates(self._active_declaration_partitions())
-
-        @app.timer(interval=5.0, name="refresh_models")
-        async def refresh_models() -> None:
-            # A watched registry: a newly activated, verified model is swapped in atomically;
-            # a broken one is refused and the old one keeps serving.
-            if self.services.refresh_models():
-                self._publish_model_versions()
+        timer.__name__ = timer.__qualname__ = name
+        return timer
 
     def _publish_model_versions(self) -> None:
         metrics.ACTIVE_MODEL.clear()
@@ -179,6 +178,29 @@ class Topology:
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
         return futures
 
+    # ---- timers (synchronous bodies: the test driver fires them as its clock advances) ---------
+    def tick_scan_deadlines(self) -> OutputBatch:
+        """Overdue machine-checks become inspect instructions (fires even without new traffic)."""
+        out = OutputBatch()
+        self.expire_deadlines(self.clock(), out)
+        return out
+
+    def tick_reference_data(self) -> None:
+        """Risk-list entries added, retracted or expired change decisions within a second, without
+        a restart; the lag and selection-rate gauges are refreshed on the same beat."""
+        changed = self.risk_index.sync(self.risk_lists.data)
+        if changed:
+            log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
+        metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
+        self._publish_lag()
+        self.publish_selection_rates(self._active_declaration_partitions())
+
+    def tick_models(self) -> None:
+        """A watched registry: a newly activated, verified model is swapped in atomically; a broken
+        one is refused and the old one keeps serving."""
+        if self.services.refresh_models():
+            self._publish_model_versions()
+
     # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
     def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
         out = OutputBatch()
@@ -186,7 +208,7 @@ class Topology:
             credit_event = self._parse_keyed(out, event.message, CreditEvent, "enterprise_id", key_optional=True)
             if credit_event is None:
                 continue
-            state = self.credit_of(credit_event.enterprise_id)
+            state = self.credit_book.of(credit_event.enterprise_id)
             new = apply_credit_event(state, credit_event)
             if new is not state:
                 out.set_table(self.credit, 0, credit_event.enterprise_id.encode(), new.to_bytes())
@@ -201,10 +223,8 @@ class Topology:
                 if msg.key is None:
                     raise KeyMismatch("risk-list record without a key (entry_id)")
                 if msg.value is not None:  # null: delete the entry
-                    entry = codec.parse(RiskListEntry, msg.value)
-                    if msg.key != entry.entry_id.encode():
-                        raise KeyMismatch("record key does not match entry_id")
-            except Exception as exc:  # noqa: BLE001
+                    parse_keyed(RiskListEntry, msg.key, msg.value, "entry_id")
+            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
                 self.dead_letters.add(out, msg, exc)
                 continue
             out.set_table(self.risk_lists, 0, bytes(msg.key), msg.value)
@@ -220,34 +240,14 @@ class Topology:
             metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
         return out
 
-    def _parse_keyed(self, out: OutputBatch, msg: Any, model: Any, id_field: str, key_optional: bool = False,
-                     check: Callable[[Any, Any], None] | None = None) -> Any:
-        """A record whose Kafka key must be its own ``id_field`` (co-partitioning rests on it):
-        parsed and checked (``check(record, msg)`` for more), or dead-lettered with the reason and
-        None returned. A bad record never stops the batch."""
+    def _parse_keyed(self, out: OutputBatch, msg: Any, model: type[R], id_field: str, key_optional: bool = False) -> R | None:
+        """``schemas.validation.parse_keyed``, or the record dead-lettered with its reason and None
+        returned: a bad record never stops the batch."""
         try:
-            record = codec.parse(model, msg.value)
-            if not (key_optional and msg.key is None) and msg.key != getattr(record, id_field).encode():
-                raise KeyMismatch(f"record key does not match {id_field}")
-            if check is not None:
-                check(record, msg)
-            return record
+            return parse_keyed(model, msg.key, msg.value, id_field, key_optional=key_optional)
         except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
             self.dead_letters.add(out, msg, exc)
             return None
-
-    def credit_of(self, enterprise_id: str) -> EnterpriseCredit:
-        raw = _contents(self.credit).get(enterprise_id.encode())
-        if not raw:
-            return UNKNOWN_ENTERPRISE
-        # Parsed once per distinct stored value (equal bytes, equal credit): most declarations come
-        # from enterprises whose credit has not changed since their last declaration.
-        credit = self._credit_cache.get(raw)
-        if credit is None:
-            if len(self._credit_cache) >= CREDIT_CACHE_MAX:
-                self._credit_cache.clear()
-            credit = self._credit_cache[raw] = EnterpriseCredit.from_bytes(raw)
-        return credit
 
     def handle_centralised_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         """Split each centralised declaration the policy allows into one declaration per goods item,
@@ -261,7 +261,7 @@ class Topology:
             if centralised is None:
                 continue
             try:
-                check_centralised(self.services.policy, self.credit_of(centralised.enterprise_id), centralised.items)
+                check_centralised(self.services.policy, self.credit_book.of(centralised.enterprise_id), centralised.items)
                 items = centralised.item_declarations()
             except BatchNotAllowed as exc:
                 metrics.CENTRALISED.labels("refused").inc()
@@ -296,51 +296,40 @@ class Topology:
         now = self.clock()
         out = OutputBatch()
         parsed: list[tuple[int, Declaration]] = []
+        partitions = self.settings.partitions
         for event in events:
             msg = event.message
             if msg.topic == self.batch_topic_name:
-                parsed += self._parse_batch(msg, out)
+                parsed += self._batch_items(msg, out)
                 continue
-            decl = self._parse_keyed(out, msg, Declaration, "declaration_id",
-                                     check=lambda d, m: self._check_partition(d, m.partition))
-            if decl is not None:
-                parsed.append((msg.partition, decl))
+            try:
+                decl = parse_keyed(Declaration, msg.key, msg.value, "declaration_id")
+                check_partition(decl, msg.partition, partitions)
+            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
+                self.dead_letters.add(out, msg, exc)
+                continue
+            parsed.append((msg.partition, decl))
         if not parsed:
             return out
         metrics.BATCH_SIZE.observe(len(parsed))
-        count_by_port = Counter(d.port for _, d in parsed)
-        for port, n in count_by_port.items():
+        for port, n in Counter(d.port for _, d in parsed).items():
             metrics.EVENTS_IN.labels("declaration", port).inc(n)
-        # Each id's state is read once per batch and then carried along (a batch may hold several
-        # revisions of one declaration). Score, in one batch, every revision not decided yet.
+        # Each id's state is read once per batch; decide_batch carries it along.
         states = {d.declaration_id: self._state(d.declaration_id) for _, d in parsed}
-        to_score = [d for _, d in parsed if classify_declaration(states[d.declaration_id], d.revision) == "new"]
-        scored = self.services.score(to_score)
-        _publish_scores(to_score, scored)
-        policy = self.services.policy
         controllers: dict[int, CapacityController] = {}
-        for partition, decl in parsed:
-            key = decl.declaration_id.encode()
-            state = states[decl.declaration_id]
-            result = scored.get((decl.declaration_id, decl.revision))
-            decision = score = None
-            versions = Versions(policy.version, None)
-            if result is None and classify_declaration(state, decl.revision) == "new":
-                # Only reachable when a superseded revision sat in the same batch: score it now.
-                result = self.services.score([decl])[(decl.declaration_id, decl.revision)]
-            if result is not None:
-                score = result.score
-                versions = Versions(policy.version, result.model_version)
-                controller = controllers.get(partition) or controllers.setdefault(partition, self._controller(partition))
-                decision = decide(policy, decl, self.credit_of(decl.enterprise_id), score,
-                                  self.risk_index.matches(decl), controller.offsets(decl.port))
-                controller.observe(decl.port, decision.action)
-                if decision.action is not Action.RELEASE:
-                    decision = replace(decision, reasons=decision.reasons + result.explain())
-            step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
-            self._apply(out, key, step, "declaration", partition, now, decl.event_time.timestamp())
-            if step.state is not None:
-                states[decl.declaration_id] = step.state
+
+        def controller_for(partition: int) -> CapacityController:
+            return controllers.get(partition) or controllers.setdefault(partition, self._controller(partition))
+
+        steps = decide_batch(parsed, states, self.services, self.references, controller_for, now)
+        scores: dict[str, list[float]] = {}
+        for (partition, decl), step in zip(parsed, steps):
+            self._apply(out, decl.declaration_id.encode(), step, "declaration", partition, now, decl.event_time.timestamp())
+            if step.instructions and step.instructions[0].score is not None:
+                scenario = decl.scenario._value_  # the plain attribute: see decision.flow
+                (scores.get(scenario) or scores.setdefault(scenario, [])).append(step.instructions[0].score)
+        for scenario, values in scores.items():
+            metrics.observe_many(metrics.SCORES.labels(scenario), values)
         for partition, controller in controllers.items():
             raw = controller.to_bytes()
             out.set_table(self.capacity, partition, _capacity_key(partition), raw)
@@ -411,41 +400,21 @@ class Topology:
         decl_topic = self.settings.topic(topics.DECLARATIONS)
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
 
-    def _check_partition(self, decl: Declaration, partition: int) -> None:
-        if partition_for(decl.declaration_id.encode(), self.settings.partitions) != partition:
-            raise WrongPartition(
-                f"declaration {decl.declaration_id} is on partition {partition}, not on its murmur2 partition: "
-                "its scans would be joined elsewhere (publish with Kafka's default partitioner)"
-            )
-
-    def _parse_batch(self, msg: Any, out: OutputBatch) -> list[tuple[int, Declaration]]:
-        """A gateway batch: one Rust-side validation for the whole record in the normal case; when that
-        fails, each declaration is validated alone so that only the bad ones are dead-lettered."""
+    def _batch_items(self, msg: Any, out: OutputBatch) -> list[tuple[int, Declaration]]:
+        """A gateway batch's good declarations; each bad item (or the whole record, if its envelope
+        is unusable) dead-lettered with its original bytes."""
         try:
-            batch = codec.parse(DeclarationBatch, msg.value)
-            items: list[tuple[Declaration | None, bytes, Exception | None]] = [(d, b"", None) for d in batch.declarations]
-        except Exception as exc:  # noqa: BLE001
-            try:  # the envelope is checked, then each item's original bytes are validated alone
-                raw_items = codec.batch_items(DeclarationBatch, msg.value, "declarations")
-            except Exception:  # noqa: BLE001 - the envelope itself is unusable
-                self.dead_letters.add(out, msg, exc)
-                return []
-            items = []
-            for raw in raw_items:
-                try:
-                    items.append((codec.parse(Declaration, raw), raw, None))
-                except Exception as item_exc:  # noqa: BLE001
-                    items.append((None, raw, item_exc))
+            items = parse_declaration_batch(msg.value, msg.partition, self.settings.partitions)
+        except Exception as exc:  # noqa: BLE001 - the envelope itself is unusable
+            self.dead_letters.add(out, msg, exc)
+            return []
         good: list[tuple[int, Declaration]] = []
         for decl, raw, error in items:
             if decl is not None:
-                try:
-                    self._check_partition(decl, msg.partition)
-                    good.append((msg.partition, decl))
-                    continue
-                except WrongPartition as exc:
-                    error, raw = exc, decl.model_dump_json().encode()
-            self.dead_letters.add(out, msg, error, value=raw)
+                good.append((msg.partition, decl))
+            else:
+                assert error is not None
+                self.dead_letters.add(out, msg, error, value=raw)
         return good
 
     def handle_scans(self, events: Sequence[faust.EventT], out: OutputBatch | None = None) -> OutputBatch:
@@ -462,63 +431,65 @@ class Topology:
             self._apply(out, scan.declaration_id.encode(), step, "scan", msg.partition, now)
         return out
 
-    def expire_deadlines(self, now: float, out: OutputBatch, actives: set[int] | None = None) -> int:
-        """Turn overdue machine-checks into inspect instructions. Runs on a timer, so it fires even
-        when no further traffic arrives; only partitions this worker actively owns are touched
-        (``actives``: the test driver names them; the worker asks Faust's assignor, and holds back
-        partitions it took over less than ``takeover_grace_s`` ago, see ``settled``)."""
+    def expire_deadlines(self, now: float, out: OutputBatch) -> int:
+        """Turn overdue machine-checks into inspect instructions, on the partitions this worker
+        actively owns (held back for ``takeover_grace_s`` after it takes one over, see ``settled``)."""
+        actives = self.owned_partitions()
+        metrics.WORKER_READY.set(0 if actives is None else 1)
         if actives is None:
-            ready = not self.app.rebalancing and self.app.tables.recovery.completed.is_set()
-            metrics.WORKER_READY.set(1 if ready else 0)
-            if not ready:
-                return 0
-            actives = self._active_declaration_partitions()
-            metrics.ASSIGNED_PARTITIONS.set(len(actives))
-            due = self.settled(actives, now)
-        else:
-            due = actives
+            return 0
+        metrics.ASSIGNED_PARTITIONS.set(len(actives))
+        due = self.settled(actives, now)
         expired = 0
         pending = 0
-        for key, raw in list(self.deadlines.data.items()):
-            entry = orjson.loads(raw)
-            if entry["partition"] not in actives:
+        for key, raw in list(_contents(self.deadlines).items()):
+            entry = decode_deadline(raw)
+            if entry.partition not in actives:
                 continue
             pending += 1
-            if entry["deadline"] > now or entry["partition"] not in due:
+            if entry.deadline > now or entry.partition not in due:
                 continue
-            step = on_timeout(self._state(key.decode()), entry["revision"], now)
-            self._apply(out, key, step, "timeout", entry["partition"], now)
-            if step.outcome == "timeout":
-                metrics.SCAN_TIMEOUTS.labels(entry["port"]).inc()
+            step = on_timeout(self._state(key.decode()), entry.revision, now)
+            self._apply(out, key, step, "timeout", entry.partition, now)
+            if step.outcome is Outcome.TIMEOUT:
+                metrics.SCAN_TIMEOUTS.labels(entry.port).inc()
                 expired += 1
         metrics.PENDING_MACHINE_CHECKS.set(pending - expired)
         return expired
 
+    def owned_partitions(self) -> set[int] | None:
+        """The declarations partitions this worker actively owns, or None while it is not ready
+        (rebalancing, or its tables still recovering). The test driver replaces this."""
+        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+            return None
+        return self._active_declaration_partitions()
+
     # ---- effects -----------------------------------------------------------------------------
-    def _state(self, declaration_id: str) -> dict[str, Any] | None:
+    def _state(self, declaration_id: str) -> DeclarationState | None:
         raw = _contents(self.state).get(declaration_id.encode())
-        return orjson.loads(raw) if raw else None
+        return decode_state(raw) if raw else None
 
     def _apply(self, out: OutputBatch, key: bytes, step: Step, source: str, partition: int, now: float,
                event_ts: float | None = None) -> None:
         """Emit a step's instructions and table writes (``event_ts``: the event time as epoch
         seconds when the caller has it, saving a parse per instruction)."""
+        for raw in step.emit:
+            out.add(self.instructions_topic, partition, key, raw)
         for instruction in step.instructions:
-            out.add(self.instructions_topic, partition, key, orjson.dumps(instruction))
-            if step.outcome != "duplicate":
-                # Counted here, published once per micro-batch (label look-ups cost more than the rest).
-                out.tally[(instruction["action"], instruction["stage"], instruction["port"], instruction["credit_class"])] += 1
-                if event_ts is None:
-                    event_ts = datetime.fromisoformat(instruction["event_time"]).timestamp()
-                out.latencies.append((instruction["stage"], now - event_ts))
-        if step.outcome not in ("decided", "timeout"):
-            metrics.DUPLICATES.labels(source, step.outcome).inc()
+            # Counted here, published once per micro-batch (label look-ups cost more than the rest).
+            stage = instruction.stage._value_
+            out.tally[(instruction.action._value_, stage, instruction.port, instruction.credit_class._value_)] += 1
+            if event_ts is None:
+                event_ts = datetime.fromisoformat(instruction.event_time).timestamp()
+            out.latencies.append((stage, now - event_ts))
+        if step.outcome is not Outcome.DECIDED and step.outcome is not Outcome.TIMEOUT:
+            metrics.DUPLICATES.labels(source, step.outcome._value_).inc()
         if step.state is not None:
-            out.set_table(self.state, partition, key, orjson.dumps(step.state))
+            out.set_table(self.state, partition, key, encode_state(step.state))
         if step.deadline is not None:
-            decl = step.state["decl"] if step.state else {}
-            entry = {"deadline": step.deadline, "revision": decl.get("revision"), "port": decl.get("port"), "partition": partition}
-            out.set_table(self.deadlines, partition, key, orjson.dumps(entry))
+            decl = step.state.decl if step.state is not None else None
+            assert decl is not None, "a deadline is set only with the decided revision's state"
+            out.set_table(self.deadlines, partition, key, encode_deadline(ScanDeadline(step.deadline, decl.revision, decl.port, partition)))
         elif step.clear_deadline and key in _contents(self.deadlines):
             out.set_table(self.deadlines, partition, key, None)
 
@@ -531,15 +502,6 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
     for stage, values in by_stage.items():
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
-
-
-def _publish_scores(declarations: Sequence[Declaration], scored: Mapping[tuple[str, int], Any]) -> None:
-    by_scenario: dict[str, list[float]] = {}
-    for decl in declarations:
-        scenario = decl.scenario._value_  # the plain attribute: see decision.flow
-        (by_scenario.get(scenario) or by_scenario.setdefault(scenario, [])).append(scored[(decl.declaration_id, decl.revision)].score)
-    for scenario, values in by_scenario.items():
-        metrics.observe_many(metrics.SCORES.labels(scenario), values)
 
 
 def _contents(table: Any) -> Mapping[bytes, bytes]:
@@ -555,16 +517,4 @@ def _capacity_key(partition: int) -> bytes:
     return b"capacity:%d" % partition
 
 
-class WrongPartition(ValueError):
-    """A declaration outside its murmur2 partition would miss its scans."""
-
-    reason_code = "wrong-partition"
-
-
-class KeyMismatch(ValueError):
-    """A record whose Kafka key is not its own id would break co-partitioning."""
-
-    reason_code = "key-mismatch"
-
-
-__all__ = ["Topology", "faust_app", "KeyMismatch", "reject_reason"]
+__all__ = ["Topology"]

@@ -1,7 +1,7 @@
 """Hostile-input strategies for every input record type (hypothesis).
 
 Every malformed or hostile record is to be rejected with a clear reason code (the one
-``streams.deadletter.reject_reason`` gives it and the dead-letter topic carries). The unit tests
+``schemas.deadletters.reject_reason`` gives it and the dead-letter topic carries). The unit tests
 (``tests/unit/streams/test_hostile_input.py``) check that against the codec and the topology; the
 integration fuzz suite (``tests/integration/test_fuzz.py``) throws the same corpus at a real worker.
 
@@ -29,7 +29,8 @@ from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.types import StringConstraints
 
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
-from streams.deadletter import DeadLetterSink, dead_letter_record, reject_reason
+from schemas.deadletters import dead_letter_record, reject_reason
+from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
 from common.settings import Settings
 from streams.topology import Topology

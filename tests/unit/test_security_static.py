@@ -31,7 +31,7 @@ PACKAGES = ("common", "schemas", "clients", "policy", "riskmodels", "decision", 
 
 # Modules that handle records read from Kafka (or data derived from them on the way to a decision).
 EVENT_MODULES = (
-    "streams/topology.py", "decision/flow.py", "streams/deadletter.py", "streams/outputs.py",
+    "streams/topology.py", "decision/flow.py", "streams/deadletter.py", "schemas/deadletters.py", "schemas/validation.py", "streams/outputs.py",
     "schemas/partitioning.py", "streams/runtime/consumer.py", "clients/readers.py",
     "schemas/codec.py", "schemas/records.py",
     "policy/decide.py", "policy/credit.py", "policy/risklists.py", "policy/capacity.py", "audit/explain.py",

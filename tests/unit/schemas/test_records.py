@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from schemas import ControlInstruction, CreditEvent, Declaration
 from schemas.export import export_json_schemas
-from streams.deadletter import dead_letter_record
+from schemas.deadletters import dead_letter_record
 from tests.unit.factories import credit_event, declaration
 
 GOOD = orjson.loads(declaration().model_dump_json())

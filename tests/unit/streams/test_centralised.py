@@ -15,7 +15,7 @@ from policy.config import Policy
 from schemas import CentralisedDeclaration, ControlInstruction, Declaration, codec
 from schemas.records import MAX_CENTRALISED_ITEMS
 from clients import topics
-from streams.deadletter import reject_reason
+from schemas.deadletters import reject_reason
 from schemas.partitioning import partition_for
 from decision.services import Services
 from streams.testing import TopologyDriver

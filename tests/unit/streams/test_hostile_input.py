@@ -25,9 +25,11 @@ from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.types import StringConstraints
 
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
-from streams.deadletter import DeadLetterSink, dead_letter_record, reject_reason
+from schemas.deadletters import dead_letter_record, reject_reason
+from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
 from common.settings import Settings
+from decision.batch import CreditBook
 from streams.topology import Topology
 
 
@@ -173,6 +175,7 @@ def stub_topology() -> Topology:
         return SimpleNamespace(data={}, changelog_topic=SimpleNamespace(get_topic_name=lambda: name))
 
     topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
+    topo.credit_book = CreditBook(lambda: topo.credit.data)
     return topo
 
 
@@ -190,7 +193,7 @@ def run_handler(topo: Topology, kind: str, key: bytes | None, value: bytes | Non
         "risk": topo.handle_risk_lists, "inspection": topo.handle_inspection_results,
     }.get(kind)  # type: ignore[assignment]
     if kind == "batch":
-        result = topo._parse_batch(msg, out)
+        result = topo._batch_items(msg, out)
     else:
         result = out = handler([SimpleNamespace(message=msg)])
     reasons = []
@@ -266,7 +269,7 @@ def test_batch_fallback_keeps_good_items_and_dead_letters_the_original_bytes_of_
     raw = b'{"batch_id":"B","gateway":"G","declarations":[' + orjson.dumps(declaration(ids[0])) + b"," + dup + b"," + bad + b"]}"
     out = OutputBatch()
     msg = SimpleNamespace(topic="declaration-batches", partition=0, offset=1, key=b"B", value=raw)
-    good = stub_topology()._parse_batch(msg, out)
+    good = stub_topology()._batch_items(msg, out)
     assert [d.declaration_id for _, d in good] == [ids[0]]
     import base64
 

@@ -14,6 +14,7 @@ from policy.config import load_policy
 from schemas import Action, ControlInstruction
 from clients import topics
 from schemas.partitioning import partition_for
+from common.settings import Settings
 from decision.services import Services
 from streams.testing import TopologyDriver
 
@@ -80,8 +81,10 @@ def test_risk_list_entry_applies_and_retracts(driver):
     entry = {"schema_version": 1, "entry_id": "E1", "list_id": "L1", "kind": "origin", "value": "CN", "action": "inspect",
              "reason": "alert", "source_agency": "customs", "valid_from": (NOW - timedelta(days=1)).isoformat()}
     driver.send(topics.RISK_LISTS, [(b"E1", entry)])
+    driver.advance(1.0)  # the worker re-indexes the risk lists every second
     driver.send(topics.DECLARATIONS, [(b"A", decl("A"))])
     driver.send(topics.RISK_LISTS, [(b"E1", None)])
+    driver.advance(1.0)
     driver.send(topics.DECLARATIONS, [(b"B", decl("B"))])
     by_id = {i["declaration_id"]: i for i in driver.instructions()}
     assert by_id["A"]["action"] == "inspect" and by_id["A"]["risk_hits"] == ["L1/E1"]
@@ -138,7 +141,7 @@ def test_capacity_state_restored_from_the_table_replaces_the_kept_controller():
 
 
 def test_deadlines_of_a_partition_just_taken_over_wait_for_the_grace_period():
-    d = TopologyDriver(Services(policy(), FixedScorer()))
+    d = TopologyDriver(Services(policy(), FixedScorer()), settings=Settings(app_id="driver", partitions=4))
     topo = d.topology
     grace = topo.settings.takeover_grace_s
     assert grace > 0
@@ -172,3 +175,16 @@ def test_no_garbage_collection_inside_a_handler_and_it_is_back_on_after(driver, 
     else:
         assert asyncio.run(run) == []
     assert seen == [False] and gc.isenabled()
+
+
+def test_advancing_the_clock_fires_the_deadline_timer_without_new_traffic(driver):
+    driver.send(topics.DECLARATIONS, [(b"MID", decl("MID"))])
+    [mc] = driver.instructions()
+    assert mc["action"] == "machine-check"
+    driver.advance(1.0)
+    assert len(driver.instructions()) == 1  # not yet due
+    driver.advance(load_policy(FIXTURE_POLICY).scan.timeout_s + 1.0)
+    timeout = driver.instructions()[-1]
+    assert timeout["stage"] == "timeout" and timeout["action"] == "inspect" and timeout["final"]
+    driver.advance(60.0)
+    assert len(driver.instructions()) == 2  # the deadline fired once

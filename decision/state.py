@@ -1,0 +1,193 @@
+"""What the worker keeps per declaration, and the instruction it emits: typed, with versioned bytes.
+
+``DeclarationState`` is the value of the ``declaration-state`` table (key: declaration id) and
+``ScanDeadline`` the value of the ``scan-deadlines`` table. Both are stored as one format byte
+followed by msgpack (``msgspec``, positional fields); a reader refuses a format byte it does not
+know instead of guessing. Records written as JSON objects by earlier releases (first byte ``{``)
+are still read, so a worker can be upgraded over an existing changelog.
+
+``Instruction`` is the engine's typed ``schemas.ControlInstruction``: the same fields in the same
+order (a unit test pins that), encoded to the JSON the stations read. The instructions a state
+has emitted are kept as their exact bytes, so a redelivered event re-emits the same bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+import msgspec
+import orjson
+
+from schemas import Action, CreditClass, ScanVerdict, Scenario, SelectionReason, Stage
+
+SCHEMA_VERSION: Final = 1  # of the instruction record (schemas.ControlInstruction)
+FORMAT_V1: Final = b"\x01"  # state and deadline values: this byte, then msgpack
+
+
+class Phase(enum.Enum):
+    AWAITING_SCAN = "awaiting-scan"  # machine-check issued, waiting for the scan or the deadline
+    FINAL = "final"  # the final instruction of the stored revision was emitted
+    SCAN_FIRST = "scan-first"  # a scan arrived before its declaration
+
+
+class Outcome(enum.Enum):
+    """What one transition did (a metric label for everything but DECIDED and TIMEOUT)."""
+
+    DECIDED = "decided"
+    DUPLICATE = "duplicate"  # redelivered: the stored instruction bytes are emitted again
+    STALE = "stale"  # an older revision than the stored one
+    LATE_REVISION = "late-revision"  # a new revision after the final outcome: not reopened
+    EARLY_SCAN = "early-scan"  # kept until its declaration arrives
+    IGNORED_SCAN = "ignored-scan"  # another scan after the final outcome
+    IGNORED_TIMEOUT = "ignored-timeout"  # the deadline of a revision no longer awaiting its scan
+    TIMEOUT = "timeout"  # no scan before the deadline: inspect
+
+
+class RevisionKind(enum.Enum):
+    """A declaration revision against the stored state, before any scoring."""
+
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    LATE_REVISION = "late-revision"
+
+
+class Instruction(msgspec.Struct, omit_defaults=True):
+    """A control instruction (``schemas.ControlInstruction``), as the engine builds it.
+
+    ``omit_defaults``: only ``centralised_id`` has a default, so only it is left out when unset
+    (an ordinary declaration's instruction has no such key)."""
+
+    schema_version: int
+    instruction_id: str
+    declaration_id: str
+    revision: int
+    port: str
+    enterprise_id: str
+    scenario: Scenario
+    stage: Stage
+    action: Action
+    final: bool
+    selection_reason: SelectionReason
+    credit_class: CreditClass
+    score: float | None
+    model_version: str | None
+    policy_version: str
+    reasons: list[str]
+    risk_hits: list[str]
+    thresholds: tuple[float, float] | None
+    suspected_categories: list[str]
+    scan_id: str | None
+    event_time: str  # ISO 8601, UTC, "Z"
+    decided_at: str  # ISO 8601, UTC, "Z"
+    centralised_id: str | None = None
+
+
+class DeclarationSummary(msgspec.Struct, array_like=True):
+    """What later stages need to know about the decided revision."""
+
+    declaration_id: str
+    revision: int
+    port: str
+    enterprise_id: str
+    scenario: Scenario
+    event_time: str  # ISO 8601, UTC, "Z", as the instructions carry it
+    centralised_id: str | None = None
+
+
+class ScanSummary(msgspec.Struct, array_like=True):
+    """What a scan instruction needs of the scan result (kept when the scan comes first)."""
+
+    scan_id: str
+    revision: int
+    device_type: str
+    anomaly_score: float
+    verdict: ScanVerdict
+    suspected_categories: list[str]
+
+
+class DeclarationState(msgspec.Struct, array_like=True):
+    phase: Phase
+    decl: DeclarationSummary | None = None  # None only in SCAN_FIRST
+    credit_class: CreditClass = CreditClass.GENERAL
+    score: float | None = None
+    policy_version: str = ""
+    model_version: str | None = None
+    risk_hits: list[str] = msgspec.field(default_factory=list)
+    emitted: list[bytes] = msgspec.field(default_factory=list)  # the exact bytes of every instruction emitted
+    early_scan: ScanSummary | None = None  # a scan for a revision not decided yet
+    final_scan_id: str | None = None  # the scan that gave the final outcome
+
+
+class ScanDeadline(msgspec.Struct, array_like=True):
+    """A machine-check awaiting its scan (``scan-deadlines`` table)."""
+
+    deadline: float  # epoch seconds
+    revision: int
+    port: str
+    partition: int
+
+
+_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(DeclarationState)
+_deadline_decoder = msgspec.msgpack.Decoder(ScanDeadline)
+_instruction_encoder = msgspec.json.Encoder()
+
+
+class UnknownFormat(ValueError):
+    """A stored value in a format this release does not know (written by a newer one?)."""
+
+
+def encode_instruction(instruction: Instruction) -> bytes:
+    return _instruction_encoder.encode(instruction)
+
+
+def encode_state(state: DeclarationState) -> bytes:
+    return FORMAT_V1 + _encoder.encode(state)
+
+
+def decode_state(raw: bytes) -> DeclarationState:
+    if raw[:1] == FORMAT_V1:
+        return _state_decoder.decode(memoryview(raw)[1:])
+    if raw[:1] == b"{":
+        return _state_from_json(orjson.loads(raw))
+    raise UnknownFormat(f"declaration state in unknown format {raw[:1]!r}")
+
+
+def encode_deadline(deadline: ScanDeadline) -> bytes:
+    return FORMAT_V1 + _encoder.encode(deadline)
+
+
+def decode_deadline(raw: bytes) -> ScanDeadline:
+    if raw[:1] == FORMAT_V1:
+        return _deadline_decoder.decode(memoryview(raw)[1:])
+    if raw[:1] == b"{":
+        d = orjson.loads(raw)
+        return ScanDeadline(d["deadline"], d["revision"], d["port"], d["partition"])
+    raise UnknownFormat(f"scan deadline in unknown format {raw[:1]!r}")
+
+
+def _state_from_json(d: dict) -> DeclarationState:  # type: ignore[type-arg] - the JSON shape of earlier releases
+    """A state record of the JSON format (releases before the typed state)."""
+    decl = d.get("decl")
+    early = d.get("early_scan")
+    versions = d.get("versions") or ["", None]
+    return DeclarationState(
+        phase=Phase(d["phase"]),
+        decl=None if decl is None else DeclarationSummary(
+            decl["declaration_id"], decl["revision"], decl["port"], decl["enterprise_id"], Scenario(decl["scenario"]),
+            decl["event_time"], decl.get("centralised_id"),
+        ),
+        credit_class=CreditClass(d.get("credit_class", CreditClass.GENERAL.value)),
+        score=d.get("score"),
+        policy_version=versions[0],
+        model_version=versions[1],
+        risk_hits=list(d.get("risk_hits", ())),
+        emitted=[orjson.dumps(i) for i in d.get("emitted", ())],
+        early_scan=None if early is None else ScanSummary(
+            early["scan_id"], early["revision"], early["device_type"], early["anomaly_score"], ScanVerdict(early["verdict"]),
+            list(early.get("suspected_categories") or ()),
+        ),
+        final_scan_id=d.get("final_scan_id"),
+    )
