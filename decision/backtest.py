@@ -29,13 +29,13 @@ import numpy as np
 import polars as pl
 from pydantic import ValidationError
 
+from decision.batch import decide_batch
+from decision.services import Services
+from decision.state import DeclarationState
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.risklists import RiskHit, RiskListIndex
-from decision.batch import decide_batch
-from decision.services import Services
-from decision.state import DeclarationState
 from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
 
 LANES = (Action.RELEASE.value, Action.MACHINE_CHECK.value, Action.INSPECT.value)
@@ -199,7 +199,7 @@ def run(
         versions.update(batch.model_versions)
         credit_at: dict[tuple[str, int], EnterpriseCredit] = {}
         hits_at: dict[tuple[str, int], list[RiskHit]] = {}
-        for decl, row in zip(decls, rows):
+        for decl, pos in zip(decls, rows):
             # Rows are in event-time order (read_labelled sorts them): fold the credit events up
             # to this declaration's time, so it sees the state in force when it arrived.
             while ev < len(credit_events) and credit_events[ev].event_time <= decl.event_time:
@@ -209,7 +209,7 @@ def run(
             key = (decl.declaration_id, decl.revision)
             hits_at.setdefault(key, index.matches(decl))
             credit_at.setdefault(key, credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE))
-            hit[row] = bool(hits_at[key])
+            hit[pos] = bool(hits_at[key])
         scored = _Scored(decls, batch.scores, batch.model_versions)
         references = _AsOf(credit_at, hits_at)
         for r in runs:
@@ -248,7 +248,7 @@ def _summary(df: pl.DataFrame) -> dict[str, Any]:
     by_lane = {r["action"]: r for r in df.group_by("action").agg(
         pl.len().alias("count"), pl.col("fraud").sum().alias("frauds"), pl.col("duty").filter(pl.col("fraud") == 1).sum().alias("duty"),
     ).iter_rows(named=True)}
-    lanes = {}
+    lanes: dict[str, dict[str, Any]] = {}
     for lane in LANES:
         r = by_lane.get(lane, {"count": 0, "frauds": 0, "duty": 0.0})
         lanes[lane] = {"count": int(r["count"]), "rate": _ratio(r["count"], n), "frauds": int(r["frauds"]),

@@ -15,7 +15,7 @@ deciding again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from msgspec.structs import replace
@@ -62,7 +62,7 @@ def instruction_id(declaration_id: str, revision: int, stage: Stage) -> str:
 
 @lru_cache(maxsize=16)  # a micro-batch shares one clock reading: format it once
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _instruction(

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
+from common.settings import Settings
 from policy.config import Policy, load_policy
 from schemas import Declaration
-from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class ScoreBatchLike(Protocol):
-    scores: Sequence[float]
-    model_versions: Sequence[str]
+    """What a model call returns (``riskmodels.serving.ScoreBatch``): a score and the version of
+    the model that gave it for every declaration, in order, and explanations on demand."""
+
+    @property
+    def scores(self) -> Iterable[float]: ...
+
+    @property
+    def model_versions(self) -> Sequence[str]: ...
 
     def explain(self, i: int, top: int = 3) -> list[str]: ...
 
@@ -44,7 +51,7 @@ class Services:
         self.scorer = scorer
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Services":
+    def from_settings(cls, settings: Settings) -> Services:
         from riskmodels.serving import ModelRegistry
 
         return cls(load_policy(settings.policy_file), ModelRegistry.open(settings.model_dir))

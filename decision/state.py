@@ -14,7 +14,7 @@ has emitted are kept as their exact bytes, so a redelivered event re-emits the s
 from __future__ import annotations
 
 import enum
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import orjson
@@ -168,7 +168,7 @@ def decode_deadline(raw: bytes) -> ScanDeadline:
     raise UnknownFormat(f"scan deadline in unknown format {raw[:1]!r}")
 
 
-def _state_from_json(d: dict) -> DeclarationState:  # type: ignore[type-arg] - the JSON shape of earlier releases
+def _state_from_json(d: dict[str, Any]) -> DeclarationState:
     """A state record of the JSON format (releases before the typed state)."""
     decl = d.get("decl")
     early = d.get("early_scan")

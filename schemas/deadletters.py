@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
-
 
 MAX_ERROR_CHARS = 2000
 # Base64 grows a value by 4/3: keep dead letters well inside one producer batch / Kafka record.
@@ -33,7 +32,9 @@ def reject_reason(exc: BaseException) -> tuple[str, str]:
     return str(code), str(exc)[:MAX_ERROR_CHARS]
 
 
-def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, exc: BaseException) -> tuple[str, bytes]:
+def dead_letter_record(
+    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, exc: BaseException,
+) -> tuple[str, bytes]:
     reason, detail = reject_reason(exc)
     record: dict[str, Any] = {
         "schema_version": 1,
@@ -47,6 +48,6 @@ def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | Non
         "truncated": (value is not None and len(value) > MAX_ORIGINAL_BYTES) or (key is not None and len(key) > MAX_KEY_BYTES),
         "reason": reason,
         "error": detail,
-        "received_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     return reason, orjson.dumps(record)

@@ -50,7 +50,9 @@ def check_partition(declaration: Declaration, partition: int, partitions: int) -
         )
 
 
-def parse_declaration_batch(value: bytes | None, partition: int, partitions: int) -> list[tuple[Declaration | None, bytes, Exception | None]]:
+def parse_declaration_batch(
+    value: bytes | None, partition: int, partitions: int,
+) -> list[tuple[Declaration | None, bytes, Exception | None]]:
     """A gateway batch record, item by item: ``(declaration, b"", None)`` for a good item on this
     partition, ``(None, original item bytes, error)`` for a bad one. The whole record is validated
     in one pass in the normal case; when that fails, each item is validated alone so that only the

@@ -9,17 +9,20 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
+from cli.main import main
 from decision.backtest import backtest, format_report, load_credit_events
 from policy.config import load_policy
 from policy.risklists import RiskListIndex
 from portsim.starter import simulated_history
 from schemas import RiskListEntry
-from cli.main import main
 from tests.unit.factories import FIXTURE_POLICY, NOW, credit_event, declaration
 
 POLICY = load_policy(FIXTURE_POLICY).model_copy(update={
     "random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.0}),
-    "capacity": load_policy(FIXTURE_POLICY).capacity.model_copy(update={"default": load_policy(FIXTURE_POLICY).capacity.default.model_copy(update={"machine_check": None, "inspect": None}), "ports": {}}),
+    "capacity": load_policy(FIXTURE_POLICY).capacity.model_copy(update={
+        "default": load_policy(FIXTURE_POLICY).capacity.default.model_copy(update={"machine_check": None, "inspect": None}),
+        "ports": {},
+    }),
 })
 T = POLICY.thresholds
 
@@ -74,7 +77,8 @@ def test_risk_lists_and_compare():
     lists = RiskListIndex([RiskListEntry.model_validate(dict(
         entry_id="R1", list_id="L1", kind="origin", value="CN", action="inspect", reason="alert",
         source_agency="customs", valid_from=NOW - timedelta(days=1)), strict=False)])
-    stricter = POLICY.model_copy(update={"version": "strict", "thresholds": {**T, "general": T["general"].model_copy(update={"machine_check": 0.45})}})
+    general = T["general"].model_copy(update={"machine_check": 0.45})
+    stricter = POLICY.model_copy(update={"version": "strict", "thresholds": {**T, "general": general}})
     r = run_backtest(POLICY, [({}, 0.0, 1), ({"origin_country": "VN"}, 0.5, 0)], risk_lists=lists, other=stricter)
     assert r["risk_list_hits"] == 1 and r["selection_reasons"] == {"none": 1, "risk-list": 1}
     c = r["compare"]

@@ -33,7 +33,7 @@ def test_one_model_call_per_batch_and_one_step_per_declaration() -> None:
 
 
 def test_a_redelivered_declaration_in_the_same_batch_is_decided_once() -> None:
-    steps, controller, scorer = decide([declaration(declaration_id="A"), declaration(declaration_id="A")])
+    steps, controller, _ = decide([declaration(declaration_id="A"), declaration(declaration_id="A")])
     assert [s.outcome for s in steps] == [Outcome.DECIDED, Outcome.DUPLICATE]
     assert steps[1].emit == steps[0].emit and not steps[1].instructions
     assert controller.observed("HAK-SEA") == 1  # the selection is counted once

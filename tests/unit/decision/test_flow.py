@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from policy.decide import Decision
-from schemas import Action, ControlInstruction, CreditClass, SelectionReason, Stage
 from decision.flow import Versions, on_declaration, on_scan, on_timeout
 from decision.state import Outcome, Phase
+from policy.decide import Decision
+from schemas import Action, ControlInstruction, CreditClass, SelectionReason, Stage
 from tests.unit.factories import declaration, scan
 
 V = Versions("policy-1", "model-1")
@@ -22,7 +22,7 @@ def decide_mc(state, decl=None, now=100.0):
 def test_release_is_final_and_valid_instruction():
     step = on_declaration(None, declaration(), RELEASE, 0.1, V, 60.0, 100.0)
     assert step.state.phase is Phase.FINAL
-    [instr] = step.instructions
+    assert len(step.instructions) == 1
     parsed = ControlInstruction.model_validate_json(step.emit[0])
     assert parsed.instruction_id == "D1:1:declaration"
     assert parsed.final and parsed.action is Action.RELEASE
