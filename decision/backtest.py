@@ -35,7 +35,8 @@ from decision.state import DeclarationState
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.risklists import RiskHit, RiskListIndex
+from policy.risklists import RiskHit, RiskListIndex, load_jsonl
+from riskmodels.data import read_labelled
 from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
 
 LANES = (Action.RELEASE.value, Action.MACHINE_CHECK.value, Action.INSPECT.value)
@@ -78,8 +79,6 @@ def load_credit_events(path: Path | str) -> list[CreditEvent]:
 
 
 def load_risk_lists(path: Path | str) -> RiskListIndex:
-    from policy.risklists import load_jsonl
-
     try:
         with open(path, "rb") as fh:
             return load_jsonl(fh, str(path))
@@ -389,8 +388,6 @@ def stderr_progress(prefix: str = "riskctl backtest") -> Progress:
 
 def read_history(path: Path | str) -> pl.DataFrame:
     """A labelled history file as a validated project-format frame, sorted by event time."""
-    from riskmodels.data import read_labelled
-
     return read_labelled(path, "auto", need_labels=True)
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from common.settings import Settings
 from policy.config import Policy, load_policy
+from riskmodels.serving import ModelRegistry
 from schemas import Declaration
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        from riskmodels.serving import ModelRegistry
-
         return cls(load_policy(settings.policy_file), ModelRegistry.open(settings.model_dir))
 
     def score(self, declarations: Sequence[Declaration]) -> dict[tuple[str, int], ScoreResult]:
