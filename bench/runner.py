@@ -177,7 +177,7 @@ def _want_kafka_latency(choice: str) -> bool:
 def kafka_latency(args: argparse.Namespace, data: Dataset, workdir: Path, extra_env: dict[str, str],
                   results: dict[str, Any]) -> bool:
     """Ceiling and pipeline latency at the same offered loads on Apache Kafka: on the embedded
-    broker every system's latency at 3,000/s is bound by the broker's own CPU (see the README).
+    broker every system's latency at 3,000/s is bound by the broker's own CPU (docs/benchmark.md).
     A short throughput run first warms each system; only the latency figures are reported."""
     section: dict[str, Any] = {}
     failed = False

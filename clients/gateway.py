@@ -1,7 +1,7 @@
 """The reference port-gateway publisher: declarations packed per partition into batch records.
 
-A Faust worker pays a fixed cost for every Kafka record it consumes (about 170 us on one core,
-see the field notes), whatever the record holds. A gateway that transmits many declarations per
+A Faust worker pays a fixed cost of CPU for every Kafka record it consumes, whatever the record
+holds (docs/benchmark.md, "Fixed costs"). A gateway that transmits many declarations per
 second therefore packs the declarations bound for each partition into one ``DeclarationBatch``
 record every few milliseconds, the way Kafka's own producer batches on the wire, but visible to
 the application. Each declaration goes to the murmur2 partition of its id, exactly where it

