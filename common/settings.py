@@ -86,9 +86,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
-        """TLS and SASL settings must agree with the protocol: the confluent-kafka clients follow
-        ``kafka_security_protocol`` while Faust's credentials used to follow the SASL fields, so a
-        half-configured connection silently differed between the two (or went out in plaintext)."""
+        """TLS and SASL settings must agree with the protocol. Every client (confluent-kafka and Faust)
+        follows ``kafka_security_protocol``, so SASL fields or TLS files that the protocol does not use
+        are a mistake, refused here: ignored, they would let a connection meant to be secured go out
+        in plaintext."""
         protocol = self.kafka_security_protocol
         if protocol.startswith("SASL_"):
             missing = [name for name, value in (("kafka_sasl_mechanism", self.kafka_sasl_mechanism),
