@@ -63,7 +63,7 @@ class TopologyDriver:
         self.clock: Callable[[], float] = clock or ManualClock()
         self.topology.clock = self.clock
         every = set(range(self.settings.partitions))
-        self.topology.owned_partitions = lambda: every  # type: ignore[method-assign] - the driver owns every partition
+        self.topology.owned_partitions = lambda: every  # type: ignore[method-assign]  # the driver owns every partition
         start = self.clock()
         self._next_fire = {name: start + interval for name, (interval, _) in self.topology.timers.items()}
         self._offsets = itertools.count()

@@ -12,28 +12,21 @@ what a JSON serializer would never write: NaN literals, duplicate keys, invalid 
 from __future__ import annotations
 
 import enum
-import json
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.types import StringConstraints
 
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
-from schemas.deadletters import dead_letter_record, reject_reason
-from streams.deadletter import DeadLetterSink
-from streams.outputs import OutputBatch
-from common.settings import Settings
-from streams.topology import Topology
 
 # ---- what each input topic carries ----------------------------------------------------------------
 KINDS = ("declaration", "batch", "centralised", "scan", "credit", "risk", "inspection")
@@ -53,7 +46,7 @@ SHORT_TEXT = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_
 
 
 def recent(minutes: int = 10) -> str:
-    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
 
 # ---- valid records ---------------------------------------------------------------------------------
@@ -227,7 +220,9 @@ def big_text(max_chars: int) -> st.SearchStrategy[str]:
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | SHORT_TEXT
-NESTED = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(SHORT_TEXT, inner, max_size=3), max_leaves=12)
+NESTED = st.recursive(
+    JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(SHORT_TEXT, inner, max_size=3), max_leaves=12,
+)
 
 
 def wrong_type_values(spec: FieldSpec) -> st.SearchStrategy[Any]:
@@ -256,7 +251,9 @@ def bad_strings(spec: FieldSpec) -> st.SearchStrategy[str]:
         return SHORT_TEXT.filter(lambda s: s not in spec.enum_values) | empty
     if spec.pattern:
         rx = re.compile(spec.pattern)
-        tricky = st.sampled_from(["../../etc/passwd", "a b", " lead", "x\n", "\u0000", "é", "'; DROP TABLE x;--", "${jndi:ldap://x}", "{{7*7}}"])
+        tricky = st.sampled_from(
+            ["../../etc/passwd", "a b", " lead", "x\n", "\u0000", "é", "'; DROP TABLE x;--", "${jndi:ldap://x}", "{{7*7}}"],
+        )
         return (tricky | SHORT_TEXT).filter(lambda s: not rx.match(s)) | empty
     return empty
 
@@ -332,7 +329,8 @@ def mutate(draw: st.DrawFn, kind: str, record: dict[str, Any], max_bytes: int,
             value: Any = draw(st.floats(max_value=-1e-6, allow_infinity=False) | st.floats(min_value=2e13, allow_infinity=False))
         else:
             value = draw(st.integers(max_value=0) | st.integers(min_value=1001, max_value=10**300))
-        return category, render(replace(pairs, target, orjson.dumps(value) if isinstance(value, float) else str(value).encode())), "schema-violation"
+        raw = orjson.dumps(value) if isinstance(value, float) else str(value).encode()
+        return category, render(replace(pairs, target, raw)), "schema-violation"
     if category == "huge-string":
         target = draw(st.sampled_from([n for n, s in specs.items() if s.kind in ("str", "enum", "str-tuple")]))
         text = draw(big_text(max_bytes // 4))
@@ -353,13 +351,15 @@ def mutate(draw: st.DrawFn, kind: str, record: dict[str, Any], max_bytes: int,
         return category, render(replace(pairs, target, orjson.dumps(value))), "schema-violation"
     if category == "implausible-time":
         target = draw(st.sampled_from([n for n in specs if n in EVENT_TIME_FIELDS]))
-        when = draw(st.datetimes(max_value=datetime(1999, 12, 31), timezones=st.just(timezone.utc))
-                    | st.datetimes(min_value=datetime.now() + timedelta(days=2), timezones=st.just(timezone.utc)))
+        when = draw(st.datetimes(max_value=datetime(1999, 12, 31), timezones=st.just(UTC))
+                    | st.datetimes(min_value=datetime.now() + timedelta(days=2), timezones=st.just(UTC)))
         return category, render(replace(pairs, target, orjson.dumps(when.isoformat()))), "schema-violation"
     if category == "malformed-time":
         target = draw(st.sampled_from([n for n, s in specs.items() if s.kind == "datetime"]))
         value = draw(st.sampled_from(["2026-11-28T10:00:00", "2026-13-01T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-28T25:00:00Z",
-                                      "2026-11-28T10:00:00+25:00", "yesterday", "", "99999-01-01T00:00:00Z", "2026-11-28", "28/11/2026 10:00"]) | st.datetimes(timezones=st.none()).map(datetime.isoformat))
+                                      "2026-11-28T10:00:00+25:00", "yesterday", "", "99999-01-01T00:00:00Z", "2026-11-28",
+                                      "28/11/2026 10:00"])
+                   | st.datetimes(timezones=st.none()).map(datetime.isoformat))
         return category, render(replace(pairs, target, orjson.dumps(value))), "schema-violation"
     if category == "nested-garbage":
         garbage = draw(st.dictionaries(SHORT_TEXT, NESTED, min_size=1, max_size=4))

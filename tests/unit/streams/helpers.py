@@ -3,12 +3,12 @@ capacity selection, and JSON-ready declarations and scans."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from policy.config import load_policy
 from tests.unit.factories import FIXTURE_POLICY
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 class FixedScorer:
@@ -44,7 +44,10 @@ def policy():
     base = load_policy(FIXTURE_POLICY)
     return base.model_copy(update={
         "random_selection": base.random_selection.model_copy(update={"share": 0.0}),
-        "capacity": base.capacity.model_copy(update={"default": base.capacity.default.model_copy(update={"machine_check": None, "inspect": None}), "ports": {}}),
+        "capacity": base.capacity.model_copy(update={
+            "default": base.capacity.default.model_copy(update={"machine_check": None, "inspect": None}),
+            "ports": {},
+        }),
     })
 
 

@@ -3,7 +3,7 @@ driven through the topology without a broker."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -11,17 +11,17 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
+from clients import topics
+from decision.services import Services
 from policy.config import Policy
 from schemas import CentralisedDeclaration, ControlInstruction, Declaration, codec
-from schemas.records import MAX_CENTRALISED_ITEMS
-from clients import topics
 from schemas.deadletters import reject_reason
 from schemas.partitioning import partition_for
-from decision.services import Services
+from schemas.records import MAX_CENTRALISED_ITEMS
 from streams.testing import TopologyDriver
 from tests.unit.streams.helpers import FixedScorer, decl, policy, scan
 
-NOW = datetime.now(timezone.utc).isoformat()
+NOW = datetime.now(UTC).isoformat()
 
 
 def item(no: int, **over: Any) -> dict[str, Any]:

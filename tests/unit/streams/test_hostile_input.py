@@ -4,37 +4,49 @@ are in ``tests/hostile.py``)."""
 
 from __future__ import annotations
 
-from tests.hostile import *  # noqa: F401,F403 - the strategies and the record models they cover
-
-
-import enum
 import json
-import re
-import types
-import typing
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import AwareDatetime, BaseModel, ValidationError
-from pydantic.types import StringConstraints
+from pydantic import BaseModel, ValidationError
 
-from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
+from common.settings import Settings
+from decision.batch import CreditBook
+from schemas import Declaration, DeclarationBatch, ScanResult, codec
 from schemas.deadletters import dead_letter_record, reject_reason
 from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
-from common.settings import Settings
-from decision.batch import CreditBook
 from streams.topology import Topology
-
+from tests.hostile import (
+    CATEGORIES,
+    EXPECTED_EXCEPTIONS,
+    KINDS,
+    MODELS,
+    REASONS,
+    batch,
+    centralised,
+    credit,
+    declaration,
+    hostile,
+    inspection,
+    nesting,
+    render,
+    replace,
+    risk,
+    scan,
+    to_pairs,
+    valid_record,
+)
 
 # ---- unit tests: the codec ------------------------------------------------------------------------------
-FUZZ = settings(max_examples=8, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+FUZZ = settings(max_examples=8, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
 
 
 def rejection(model: type[BaseModel], value: bytes | None) -> tuple[str, str]:
@@ -285,7 +297,7 @@ def test_schema_version_is_not_coerced_from_true_or_float(value: bytes) -> None:
 
 
 def test_event_time_is_not_coerced_from_a_unix_timestamp_string() -> None:
-    raw = orjson.dumps({**scan("D1"), "event_time": str(int(datetime.now(timezone.utc).timestamp()) - 60)})
+    raw = orjson.dumps({**scan("D1"), "event_time": str(int(datetime.now(UTC).timestamp()) - 60)})
     assert rejection(ScanResult, raw)[0] == "schema-violation"
 
 

@@ -22,7 +22,8 @@ def _pair() -> tuple[CollectorRegistry, Histogram, CollectorRegistry, Histogram]
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for m in registry.collect() for s in m.samples if not s.name.endswith("_created")}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect() for s in m.samples if not s.name.endswith("_created")}
 
 
 @settings(max_examples=200, deadline=None)
@@ -41,7 +42,7 @@ def test_observe_many_equals_observe_for_each_value(xs: list[float]) -> None:
 
 def test_observe_many_on_boundaries_counts_like_prometheus() -> None:
     ra, a, rb, b = _pair()
-    xs = list(LATENCY_BUCKETS) + [0.0, 1e9]
+    xs = [*LATENCY_BUCKETS, 0.0, 1e9]
     for x in xs:
         a.labels("scan").observe(x)
     observe_many(b.labels("scan"), xs)

@@ -9,15 +9,15 @@ were received)."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from policy.config import load_policy
-from riskmodels.serving import ModelRegistry
 from clients import topics
 from decision.services import Services
+from policy.config import load_policy
+from riskmodels.serving import ModelRegistry
 from streams.testing import TopologyDriver
 
 T0 = 1_800_000_000.0  # the drivers' clock: decided_at and scan deadlines derive from it
@@ -38,7 +38,7 @@ class Clock:
 
 def generate(seed: int) -> list[Op]:
     rng = random.Random(seed)
-    event_time = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
+    event_time = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     ops: list[Op] = []
 
     def send(topic: str, records: list[tuple[bytes, Any]]) -> None:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import orjson
 import pytest
 
-from tests.unit.factories import FIXTURE_POLICY
-from tests.unit.streams.helpers import NOW, FixedScorer, decl, policy, scan
-from policy.config import load_policy
-from schemas import Action, ControlInstruction
 from clients import topics
-from schemas.partitioning import partition_for
 from common.settings import Settings
 from decision.services import Services
+from policy.config import load_policy
+from schemas import Action, ControlInstruction
+from schemas.partitioning import partition_for
 from streams.testing import TopologyDriver
+from tests.unit.factories import FIXTURE_POLICY
+from tests.unit.streams.helpers import NOW, FixedScorer, decl, policy, scan
+
 
 @pytest.fixture
 def driver():
@@ -93,8 +94,10 @@ def test_risk_list_entry_applies_and_retracts(driver):
 
 def test_credit_state_is_folded_and_used(driver):
     driver.send(topics.CREDIT_EVENTS, [(b"E1", {"event_id": "C1", "enterprise_id": "E1", "event_type": "qualification-registered",
-                                                 "qualification": "zero-tariff", "source_agency": "customs", "event_time": NOW.isoformat()})])
-    driver.send(topics.DECLARATIONS, [(b"ZT1", decl("ZT1", scenario="zero-tariff")), (b"ZT2", decl("ZT2", scenario="zero-tariff", enterprise_id="E2"))])
+                                                 "qualification": "zero-tariff", "source_agency": "customs",
+                                                 "event_time": NOW.isoformat()})])
+    driver.send(topics.DECLARATIONS, [(b"ZT1", decl("ZT1", scenario="zero-tariff")),
+                                      (b"ZT2", decl("ZT2", scenario="zero-tariff", enterprise_id="E2"))])
     by_id = {i["declaration_id"]: i for i in driver.instructions()}
     assert by_id["ZT1"]["action"] == "release"
     assert by_id["ZT2"]["action"] == "inspect" and by_id["ZT2"]["selection_reason"] == "rule"
