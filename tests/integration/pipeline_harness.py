@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import yaml
 from confluent_kafka import Producer
 
-from policy.config import load_policy
 from clients import topics
-from devkit.brokers import free_port
-from devkit.launcher import WorkerProcess, metric_value  # noqa: F401 (re-exported for the tests)
 from clients.readers import assigned_reader
-from common.settings import Settings
 from clients.topics import create_topics
+from common.settings import Settings
+from devkit.brokers import free_port
+from devkit.launcher import WorkerProcess, metric_value
+from policy.config import load_policy
 
 
 def pipeline_settings(bootstrap: str, name: str, tmp_path: Path, **over: Any) -> Settings:
@@ -66,7 +67,7 @@ class Harness:
     def flush(self) -> None:
         assert self.producer.flush(30) == 0, "producer could not deliver every record"
 
-    def read_until(self, done: Callable[["Harness"], bool], timeout_s: float, what: str) -> None:
+    def read_until(self, done: Callable[[Harness], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while not done(self):
             if time.monotonic() > deadline:
@@ -102,7 +103,7 @@ class Harness:
 
 
 # ---- record builders shared by the pipeline tests ----------------------------------------------
-NOW = datetime.now(timezone.utc).isoformat()
+NOW = datetime.now(UTC).isoformat()
 
 
 def declaration(did: str, enterprise: str, scenario: str = "general-trade", revision: int = 1) -> dict:

@@ -43,7 +43,7 @@ def create_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, dic
          for name, n in topics.items()],
         operation_timeout=timeout, request_timeout=timeout,
     )
-    for name, fut in futures.items():
+    for _name, fut in futures.items():
         fut.result(timeout=timeout)
     deadline = time.monotonic() + timeout
     while True:
@@ -274,7 +274,7 @@ class FaustWorker:
         self.started_at = 0.0
 
     def start(self) -> None:
-        self._fh = open(self.log, "wb")
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - the worker writes to it until stop() closes it
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "itfaustapp", "worker", "--loglevel", os.environ.get("IT_FAUST_LOGLEVEL", "info")],
@@ -549,31 +549,30 @@ def _gone(pid: int) -> bool:
 def test_foreground_runner_leaves_no_process_behind(broker_kind: str, how: str, tmp_path: Path) -> None:
     if broker_kind == "kafka" and how == "SIGINT":
         pytest.skip("same code path as SIGTERM; saves a JVM start")
-    err = open(tmp_path / "runner.err", "wb")
-    runner = subprocess.Popen([sys.executable, "-m", "devkit.brokers", broker_kind], stdout=subprocess.PIPE,
-                              stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert runner.stdout is not None
-        address = runner.stdout.readline().decode().strip()  # the runner prints it once ready
-        assert address.startswith("127.0.0.1:"), (address, (tmp_path / "runner.err").read_text())
-        md = AdminClient({"bootstrap.servers": address}).list_topics(timeout=10)
-        assert md.brokers
-        brokers = _children(runner.pid)
-        assert len(brokers) == 1, brokers
-        runner.send_signal(getattr(signal, how))
-        rc = runner.wait(timeout=60)
-        if how != "SIGKILL":
-            assert rc == 0, (rc, (tmp_path / "runner.err").read_text())
-        # SIGKILL leaves no chance to clean up: PR_SET_PDEATHSIG takes the broker down with its parent.
-        wait_for(lambda: _gone(brokers[0]), timeout=30, what=f"broker pid {brokers[0]} to exit after runner {how}")
-        workdir = re.search(r"log (/\S+)/(?:kafka|tansu)\.log", (tmp_path / "runner.err").read_text())
-        assert workdir, (tmp_path / "runner.err").read_text()
-        if how == "SIGKILL":  # the runner's temp dir (logs, data) is left behind: remove it here
-            shutil.rmtree(workdir.group(1), ignore_errors=True)
-        else:
-            assert not Path(workdir.group(1)).exists(), f"{workdir.group(1)} not removed on {how}"
-    finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait(timeout=10)
-        err.close()
+    with open(tmp_path / "runner.err", "wb") as err:
+        runner = subprocess.Popen([sys.executable, "-m", "devkit.brokers", broker_kind], stdout=subprocess.PIPE,
+                                  stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            assert runner.stdout is not None
+            address = runner.stdout.readline().decode().strip()  # the runner prints it once ready
+            assert address.startswith("127.0.0.1:"), (address, (tmp_path / "runner.err").read_text())
+            md = AdminClient({"bootstrap.servers": address}).list_topics(timeout=10)
+            assert md.brokers
+            brokers = _children(runner.pid)
+            assert len(brokers) == 1, brokers
+            runner.send_signal(getattr(signal, how))
+            rc = runner.wait(timeout=60)
+            if how != "SIGKILL":
+                assert rc == 0, (rc, (tmp_path / "runner.err").read_text())
+            # SIGKILL leaves no chance to clean up: PR_SET_PDEATHSIG takes the broker down with its parent.
+            wait_for(lambda: _gone(brokers[0]), timeout=30, what=f"broker pid {brokers[0]} to exit after runner {how}")
+            workdir = re.search(r"log (/\S+)/(?:kafka|tansu)\.log", (tmp_path / "runner.err").read_text())
+            assert workdir, (tmp_path / "runner.err").read_text()
+            if how == "SIGKILL":  # the runner's temp dir (logs, data) is left behind: remove it here
+                shutil.rmtree(workdir.group(1), ignore_errors=True)
+            else:
+                assert not Path(workdir.group(1)).exists(), f"{workdir.group(1)} not removed on {how}"
+        finally:
+            if runner.poll() is None:
+                os.killpg(runner.pid, signal.SIGKILL)
+                runner.wait(timeout=10)

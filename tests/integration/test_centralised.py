@@ -4,7 +4,7 @@ with its own scan (before or after the split); a general enterprise's is dead-le
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,7 +12,7 @@ from clients import topics
 from clients.gateway import DeclarationPublisher
 from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, scan, set_credit_class, write_policy
 
-NOW = datetime.now(timezone.utc).isoformat()
+NOW = datetime.now(UTC).isoformat()
 ITEMS = 12
 
 
@@ -69,10 +69,12 @@ def test_centralised_declaration_gets_one_final_instruction_per_item(harness: Ha
     finals = harness.finals()
     assert {d: len(finals[d]) for d in items} == {d: 1 for d in items}
     assert {harness.final_action(d) for d in items} == {"release"}
-    assert {(i["centralised_id"], i["stage"] if i["final"] else "pre") for i in harness.instructions} == {("IT-C1", "scan"), ("IT-C1", "pre")}
+    assert {(i["centralised_id"], i["stage"] if i["final"] else "pre") for i in harness.instructions} == {
+        ("IT-C1", "scan"), ("IT-C1", "pre")}
     assert not any(i["declaration_id"].startswith("IT-C2") for i in harness.instructions)
     (letter,) = harness.dead_letters
-    assert (letter["reason"], letter["source_topic"]) == ("centralised-not-allowed", harness.settings.topic(topics.CENTRALISED_DECLARATIONS))
+    assert (letter["reason"], letter["source_topic"]) == (
+        "centralised-not-allowed", harness.settings.topic(topics.CENTRALISED_DECLARATIONS))
     text = worker.metrics_text()
     assert metric_value(text, "customs_centralised_declarations_total", outcome="split") == 2
     assert metric_value(text, "customs_centralised_declarations_total", outcome="refused") == 1

@@ -35,10 +35,11 @@ import struct
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -79,7 +80,7 @@ def fault_policy(path: Path, timeout_s: float, port_timeouts: dict[str, float] |
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def declaration(did: str, kind: str, port: str = PORT) -> dict[str, Any]:
@@ -257,7 +258,7 @@ class Traffic:
         if err is not None:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         self._thread.start()
         return self
 

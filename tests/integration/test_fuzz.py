@@ -6,10 +6,11 @@ strategies of ``tests/hostile.py``: invalid JSON and UTF-8, wrong types, missing
 extra fields, NaN and infinities, absurd numbers, huge strings and payloads, unknown enum values,
 implausible timestamps, nested garbage and deep nesting, duplicate keys, wrong top-level types,
 null values, plus key problems (missing, foreign, huge, non-UTF-8 keys; a declaration off its
-partition) and a record near Kafka's 1 MB limit on every topic. Then everything is sent, shuffled, with good declarations, batches, scans, credit
-events, risk-list entries and inspection results among it, and a last wave of good records on every
-topic after it. Each sent record's (partition, offset) is known from its delivery report, so every
-dead letter is matched to the record it came from.
+partition) and a record near Kafka's 1 MB limit on every topic. Then everything is sent, shuffled,
+with good declarations, batches, scans, credit events, risk-list entries and inspection results
+among it, and a last wave of good records on every topic after it. Each sent record's (partition,
+offset) is known from its delivery report, so every dead letter is matched to the record it came
+from.
 
 Not sent as "bad": a batch's Kafka key is not checked (its partition is what matters), and a credit
 event may come without a key (by design: the topic has one partition).
@@ -30,8 +31,8 @@ from confluent_kafka import Message
 
 from clients import topics
 from schemas.partitioning import partition_for
-from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
 from tests.hostile import CATEGORIES, Hostile, centralised, collect, credit, declaration, hostile, inspection, risk, scan
+from tests.integration.pipeline_harness import Harness, metric_value, pipeline_settings, write_policy
 
 PARTITIONS = 4
 PER_CATEGORY = 2  # hostile records per (topic, category)
@@ -114,7 +115,8 @@ def key_problems(keyless_compacted: bool) -> list[Outgoing]:
         for what, key in (("no key", None), ("foreign key", b"OTHER"), ("huge key", huge), ("non-UTF-8 key", b"\xff\xfe" + did.encode())):
             out.append(Outgoing(topics.DECLARATIONS, key, value, ("key-mismatch",), f"declaration: {what}"))
         wrong = (partition_for(did.encode(), PARTITIONS) + 1) % PARTITIONS
-        out.append(Outgoing(topics.DECLARATIONS, did.encode(), value, ("wrong-partition",), "declaration: wrong partition", partition=wrong))
+        out.append(Outgoing(topics.DECLARATIONS, did.encode(), value, ("wrong-partition",), "declaration: wrong partition",
+                            partition=wrong))
         value = orjson.dumps(centralised(f"KEYC{i}"))
         for what, key in (("no key", None), ("foreign key", b"OTHER"), ("huge key", huge)):
             out.append(Outgoing(topics.CENTRALISED_DECLARATIONS, key, value, ("key-mismatch",), f"centralised: {what}"))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
 
 from clients import topics
-from tests.integration.pipeline_harness import Harness, declaration, metric_value, pipeline_settings, scan, set_credit_class, write_policy
+from tests.integration.pipeline_harness import Harness, declaration, pipeline_settings, scan, set_credit_class, write_policy
+
 
 @pytest.fixture
 def harness(broker, unique_name, tmp_path):
@@ -112,7 +111,8 @@ def test_gateway_batches_and_compressed_records_are_decided_once(harness: Harnes
     for codec in ("gzip", "snappy", "lz4", "zstd"):
         producer = Producer({**harness.settings.confluent_config(), "partitioner": "murmur2_random", "compression.type": codec})
         did = f"C-{codec}"
-        producer.produce(harness.settings.topic(topics.DECLARATIONS), key=did.encode(), value=orjson.dumps(declaration(did, "GEN1", scenario="zero-tariff")))
+        producer.produce(harness.settings.topic(topics.DECLARATIONS), key=did.encode(),
+                         value=orjson.dumps(declaration(did, "GEN1", scenario="zero-tariff")))
         assert producer.flush(30) == 0
         expected.add(did)
     harness.flush()

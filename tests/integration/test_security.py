@@ -21,10 +21,11 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -32,11 +33,11 @@ from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr, ValidationError
 
 from clients import topics
+from clients.topics import create_topics
+from common.settings import Settings
 from devkit.brokers import ApacheKafkaBroker, BrokerError, ensure_kafka_jars, free_port
 from devkit.launcher import WorkerProcess
-from common.settings import Settings
 from streams.runtime.app import faust_credentials
-from clients.topics import create_topics
 from tests.integration.conftest import selected_brokers
 from tests.integration.pipeline_harness import Harness, pipeline_settings
 
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.integration
 USER = "alice"
 PASSWORD = f"pw-{secrets.token_hex(12)}"
 WRONG_PASSWORD = f"pw-{secrets.token_hex(12)}"
-NOW = datetime.now(timezone.utc).isoformat()
+NOW = datetime.now(UTC).isoformat()
 
 
 # ------------------------------------------------------------------------------------------------

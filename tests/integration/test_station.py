@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from common.settings import Settings
 from portsim.gateway import PortGateway, now_iso
 from portsim.station import InspectionStation, StationCrash
 from portsim.traffic import PortOffice
-from common.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def instructions_for(office: PortOffice, first: int, n: int) -> list[dict]:
         }
 
         def ins(stage: str, action: str, final: bool, **extra: Any) -> dict:
-            return {**base, "instruction_id": f"{d['declaration_id']}:1:{stage}", "stage": stage, "action": action,
+            return {**base, "instruction_id": f"{d['declaration_id']}:1:{stage}", "stage": stage, "action": action,  # noqa: B023 - called only within this iteration
                     "final": final, **extra}
 
         kind = k % 5
@@ -148,7 +148,7 @@ def test_duplicates_produce_one_action(settings: Settings, office: PortOffice, t
     assert max(ids.values()) == 1
     # the findings are the simulator's ground truth, reproduced from the declaration id
     by_id = {r["instruction_id"]: r for r in results}
-    for rid, r in by_id.items():
+    for _rid, r in by_id.items():
         truth = office.truth_for(r["declaration_id"])
         assert truth is not None
         if r["found"]:

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from clients import topics
-from devkit.brokers import Broker
 from common.settings import Settings
+from devkit.brokers import Broker
 
 pytestmark = pytest.mark.integration
 
