@@ -31,7 +31,8 @@ PACKAGES = ("common", "schemas", "clients", "policy", "riskmodels", "decision", 
 
 # Modules that handle records read from Kafka (or data derived from them on the way to a decision).
 EVENT_MODULES = (
-    "streams/topology.py", "decision/flow.py", "streams/deadletter.py", "schemas/deadletters.py", "schemas/validation.py", "streams/outputs.py",
+    "streams/topology.py", "decision/flow.py", "streams/deadletter.py", "schemas/deadletters.py", "schemas/validation.py",
+    "streams/outputs.py",
     "schemas/partitioning.py", "streams/runtime/consumer.py", "clients/readers.py",
     "schemas/codec.py", "schemas/records.py",
     "policy/decide.py", "policy/credit.py", "policy/risklists.py", "policy/capacity.py", "audit/explain.py",
@@ -155,10 +156,8 @@ class _Scanner(ast.NodeVisitor):
         if last in {"read_pickle", "to_pickle"} or func in {"torch.load"}:
             self._at(node, "unsafe-deserialiser", self.code)
         # -- filesystem access (only reported for the event modules) ------------------------------
-        if isinstance(node.func, ast.Name) and node.func.id in FS_FUNCTIONS:
-            self._at(node, "filesystem", self.filesystem)
-        elif isinstance(node.func, ast.Attribute) and (
-                node.func.attr in FS_METHODS or _name(node.func.value) in FS_MODULES):
+        if (isinstance(node.func, ast.Name) and node.func.id in FS_FUNCTIONS) or (
+                isinstance(node.func, ast.Attribute) and (node.func.attr in FS_METHODS or _name(node.func.value) in FS_MODULES)):
             self._at(node, "filesystem", self.filesystem)
         if func.endswith("Booster") and _keyword(node, "model_file") is not None:
             self._at(node, "filesystem", self.filesystem)
@@ -282,10 +281,10 @@ def test_the_policy_and_the_models_are_parsed_as_data() -> None:
 
 
 def test_worker_refuses_a_tampered_model(tmp_path: Path) -> None:
+    from common.settings import Settings
+    from decision.services import Services
     from riskmodels.errors import ArtifactError
     from riskmodels.serving import STARTER_DIR
-    from decision.services import Services
-    from common.settings import Settings
 
     model_dir = tmp_path / "model"
     shutil.copytree(STARTER_DIR, model_dir)
@@ -300,9 +299,9 @@ def test_worker_refuses_a_tampered_model(tmp_path: Path) -> None:
 
 
 def test_worker_refuses_a_policy_with_a_python_object_tag(tmp_path: Path) -> None:
-    from policy.config import PolicyError
-    from decision.services import Services
     from common.settings import Settings
+    from decision.services import Services
+    from policy.config import PolicyError
 
     marker = tmp_path / "executed"
     policy = tmp_path / "policy.yaml"

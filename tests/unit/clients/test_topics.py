@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clients import topics
-from common.settings import Settings
 from clients.topics import TopicLayoutMismatch, check_layout, topic_specs
+from common.settings import Settings
 
 
 def counts(settings: Settings) -> dict[str, int]:

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from policy.config import load_policy
-from streams import metrics
 from cli.main import build_parser
 from common.settings import Settings
+from policy.config import load_policy
+from streams import metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -276,7 +276,8 @@ def test_every_issue_metric_is_defined() -> None:
 
 def test_selector_parser_sees_misspelt_and_suffixless_names() -> None:
     """The checks below must be able to fail: they parse names and labels out of PromQL."""
-    selectors = promql_selectors('sum by (port) (rate(customs_scan_timeout_total{port=~"$port"}[$__rate_interval])) / customs_decision_latency_seconds')
+    selectors = promql_selectors(
+        'sum by (port) (rate(customs_scan_timeout_total{port=~"$port"}[$__rate_interval])) / customs_decision_latency_seconds')
     assert [name for name, _ in selectors] == ["customs_scan_timeout_total", "customs_decision_latency_seconds"]
     assert all(name not in CATALOGUE for name, _ in selectors)
     assert promql_selectors('customs_dead_letters_total{reasn="x", job="customs-worker"}') == [
@@ -504,7 +505,8 @@ def test_dockerfile_builds_the_riskctl_image() -> None:
     assert re.search(r'^ENTRYPOINT \["riskctl"\]', text, re.M)
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
-    packages = set(re.findall(r'include = \[(.*?)\]', (ROOT / "pyproject.toml").read_text())[0].replace('"', "").replace("*", "").replace(" ", "").split(","))
+    include = re.findall(r'include = \[(.*?)\]', (ROOT / "pyproject.toml").read_text())[0]
+    packages = set(include.replace('"', "").replace("*", "").replace(" ", "").split(","))
     copied = set(re.findall(r"^COPY (\w+) ", text, re.M))
     assert packages <= copied, f"packages not copied into the image: {sorted(packages - copied)}"
     env = dict(re.findall(r"(\w+)=(\S+)", text.split("ENV", 1)[1].split("EXPOSE")[0]))
@@ -601,7 +603,8 @@ def test_k8s_services_pdb_and_job_select_the_workers() -> None:
     for service in services:
         assert matches(service["spec"]["selector"], labels), service["metadata"]["name"]
         for port in service["spec"]["ports"]:
-            assert port["targetPort"] in port_names, f"{service['metadata']['name']}: targetPort {port['targetPort']} is not a named container port"
+            assert port["targetPort"] in port_names, (
+                f"{service['metadata']['name']}: targetPort {port['targetPort']} is not a named container port")
     pdb = k8s_object("PodDisruptionBudget")
     assert matches(pdb["spec"]["selector"]["matchLabels"], labels)
     assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable")

@@ -140,5 +140,5 @@ def test_configured_thresholds_must_lie_inside_their_bounds(tmp_path):
     raw["capacity"]["bounds"]["aeo"]["machine_check"]["min"] = 0.95  # above the configured 0.90
     path = tmp_path / "p.yaml"
     path.write_text(json.dumps(raw))
-    with pytest.raises(PolicyError, match="outside capacity.bounds.aeo.machine_check"):
+    with pytest.raises(PolicyError, match=r"outside capacity\.bounds\.aeo\.machine_check"):
         load_policy(path)

@@ -40,7 +40,8 @@ def test_readme_example_is_a_valid_policy(tmp_path):
 ])
 def test_errors_are_one_line_and_name_the_field(tmp_path, patch, field):
     base = "version: x\nseed: 1\nthresholds: {aeo: {machine_check: 0.9, inspect: 0.98}, white-list: {machine_check: 0.7, inspect: 0.9}, " \
-           "general: {machine_check: 0.5, inspect: 0.85}, focus-list: {machine_check: 0.3, inspect: 0.6}, joint-penalty: {machine_check: 0, inspect: 0.4}}\n"
+           "general: {machine_check: 0.5, inspect: 0.85}, focus-list: {machine_check: 0.3, inspect: 0.6}, " \
+           "joint-penalty: {machine_check: 0, inspect: 0.4}}\n"
     path = tmp_path / "p.yaml"
     path.write_text(base + patch + "\n")
     with pytest.raises(PolicyError) as info:

@@ -9,12 +9,22 @@ import pytest
 from policy.capacity import LaneOffsets
 from policy.config import PolicyError, load_policy
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
-from policy.decide import BatchNotAllowed, Decision, TooManyItems, check_centralised, decide, decide_items, effective_thresholds, random_draw
+from policy.decide import (
+    BatchNotAllowed,
+    Decision,
+    TooManyItems,
+    check_centralised,
+    decide,
+    decide_items,
+    effective_thresholds,
+    random_draw,
+)
 from policy.risklists import RiskListIndex
 from schemas import Action, CreditClass, RiskListEntry, Scenario, SelectionReason
 from tests.unit.factories import FIXTURE_POLICY, NOW, credit_event, declaration
 
-POLICY = load_policy(FIXTURE_POLICY).model_copy(update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.0})})
+POLICY = load_policy(FIXTURE_POLICY).model_copy(
+    update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.0})})
 
 
 def credit(cls: CreditClass, **kw) -> EnterpriseCredit:
@@ -63,9 +73,11 @@ def test_joint_penalty_overrides_certification():
 
 
 def test_random_selection_is_deterministic_and_near_its_share():
-    policy = load_policy(FIXTURE_POLICY).model_copy(update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.05})})
+    policy = load_policy(FIXTURE_POLICY).model_copy(
+        update={"random_selection": load_policy(FIXTURE_POLICY).random_selection.model_copy(update={"share": 0.05})})
     ids = [f"D{i}" for i in range(20000)]
-    picked = [i for i in ids if decide(policy, declaration(declaration_id=i), credit(CreditClass.GENERAL), 0.0).selection_reason is SelectionReason.RANDOM]
+    picked = [i for i in ids
+              if decide(policy, declaration(declaration_id=i), credit(CreditClass.GENERAL), 0.0).selection_reason is SelectionReason.RANDOM]
     again = [i for i in ids if random_draw(policy.seed, i) < 0.05]
     assert picked == again
     assert 0.045 < len(picked) / len(ids) < 0.055
@@ -79,7 +91,8 @@ def test_credit_fold_is_idempotent_and_tracks_lifecycle():
     s1 = apply_credit_event(s, reg)
     assert s1.qualified_for(__import__("schemas").Qualification.ZERO_TARIFF)
     assert apply_credit_event(s1, reg) is s1
-    s2 = apply_credit_event(s1, credit_event(event_id="Q2", event_type="qualification-revoked", credit_class=None, qualification="zero-tariff"))
+    s2 = apply_credit_event(
+        s1, credit_event(event_id="Q2", event_type="qualification-revoked", credit_class=None, qualification="zero-tariff"))
     assert s2.qualifications["zero-tariff"] == "revoked"
     assert type(s2).from_bytes(s2.to_bytes()) == s2
 

@@ -46,19 +46,19 @@ def test_refuses_tampered_model(art: Path) -> None:
 
 def test_refuses_tampered_encodings(art: Path) -> None:
     (art / "encodings.json").write_bytes((art / "encodings.json").read_bytes().replace(b'"n":[', b'"n":[9', 1))
-    with pytest.raises(ArtifactError, match="encodings.json: sha256 mismatch"):
+    with pytest.raises(ArtifactError, match=r"encodings\.json: sha256 mismatch"):
         load_artifact(art)
 
 
 def test_refuses_missing_file(art: Path) -> None:
     (art / "thresholds.json").unlink()
-    with pytest.raises(ArtifactError, match="thresholds.json: missing"):
+    with pytest.raises(ArtifactError, match=r"thresholds\.json: missing"):
         load_artifact(art)
 
 
 def test_refuses_missing_manifest(art: Path) -> None:
     (art / "manifest.json").unlink()
-    with pytest.raises(ArtifactError, match="no readable manifest.json"):
+    with pytest.raises(ArtifactError, match=r"no readable manifest\.json"):
         load_artifact(art)
 
 
@@ -66,7 +66,7 @@ def test_refuses_file_not_listed_in_manifest(art: Path) -> None:
     manifest = json.loads((art / "manifest.json").read_text())
     del manifest["files"]["metrics.json"]
     (art / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="no sha256 for metrics.json"):
+    with pytest.raises(ArtifactError, match=r"no sha256 for metrics\.json"):
         load_artifact(art)
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from riskmodels.evaluate import selection_metrics
 from cli.main import main as riskctl
+from riskmodels.evaluate import selection_metrics
 
 
 def test_metric_math_by_hand() -> None:

@@ -11,16 +11,27 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cli.main import main as riskctl
 from portsim import world
+from portsim.starter import simulated_history, simulator_fx
 from riskmodels.data import declarations_from_frame, read_labelled
 from riskmodels.features import (
-    FEATURES, HISTORY_KEYS, INDEX, FxTable, History, build_matrix, columns_from_frame, columns_from_records,
-    derived, expanding_history, fit_fx, fit_state, key_values,
+    FEATURES,
+    HISTORY_KEYS,
+    INDEX,
+    FxTable,
+    History,
+    build_matrix,
+    columns_from_frame,
+    columns_from_records,
+    derived,
+    expanding_history,
+    fit_fx,
+    fit_state,
+    key_values,
 )
 from riskmodels.serving import ModelRegistry
-from portsim.starter import simulated_history, simulator_fx
 from riskmodels.train import train_frames
-from cli.main import main as riskctl
 
 from .conftest import TINY, quiet
 

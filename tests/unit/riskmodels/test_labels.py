@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
+from cli.main import main as riskctl
 from riskmodels.data import declarations_from_frame, read_labelled
 from riskmodels.labels import export_labels
 from schemas.records import InspectionResult
-from cli.main import main as riskctl
 
 
 def _result(decl_id: str, found: bool, duty: float, instruction: str | None = None) -> str:
     return InspectionResult(
         instruction_id=instruction or f"{decl_id}:1:declaration", declaration_id=decl_id, revision=1,
         port="CNHAK-SEA", station_id="ST-1", found=found, duty_recovered=duty,
-        inspected_at=datetime(2025, 7, 1, tzinfo=timezone.utc),
+        inspected_at=datetime(2025, 7, 1, tzinfo=UTC),
     ).model_dump_json()
 
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import ControlInstruction, CreditEvent, Declaration
-from schemas.export import export_json_schemas
 from schemas.deadletters import dead_letter_record
+from schemas.export import export_json_schemas
 from tests.unit.factories import credit_event, declaration
 
 GOOD = orjson.loads(declaration().model_dump_json())
