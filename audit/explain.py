@@ -14,6 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from clients import topics
+from clients.readers import assigned_reader
+from schemas.partitioning import partition_for
 
 STAGE_ORDER = {"declaration": 0, "scan": 1, "timeout": 2}
 FIELDS = (
@@ -87,12 +92,6 @@ def format_explanation(doc: dict[str, Any]) -> str:
 
 def read_instructions(settings: Any, declaration_id: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """The instruction records keyed by ``declaration_id`` (needs a broker)."""
-    from confluent_kafka import TopicPartition
-
-    from clients import topics
-    from clients.readers import assigned_reader
-    from schemas.partitioning import partition_for
-
     key = declaration_id.encode()
     consumer = assigned_reader(settings, [topics.INSTRUCTIONS], timeout_s)
     try:
@@ -108,8 +107,6 @@ def read_instructions(settings: Any, declaration_id: str, timeout_s: float = 30.
 
 
 def _read_partitions(consumer: Any, tp_cls: Any, topic: str, partitions: list[int], key: bytes, timeout_s: float) -> list[dict[str, Any]]:
-    from confluent_kafka import OFFSET_BEGINNING
-
     ends: dict[int, int] = {}
     for p in partitions:
         low, high = consumer.get_watermark_offsets(tp_cls(topic, p), timeout=timeout_s)

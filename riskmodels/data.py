@@ -13,6 +13,7 @@ from typing import Literal
 import polars as pl
 
 from riskmodels.errors import DataError
+from schemas.records import Declaration
 
 Format = Literal["auto", "project", "kcs"]
 
@@ -210,8 +211,6 @@ def declarations_from_frame(df: pl.DataFrame) -> list:
 
     Raises pydantic's ValidationError for rows the schema refuses (e.g. KCS rows with zero mass).
     """
-    from schemas.records import Declaration
-
     fields = set(Declaration.model_fields)
     cols = [c for c in df.columns if c in fields]
     return [

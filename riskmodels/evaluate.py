@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from riskmodels.data import Format, read_labelled
+from riskmodels.serving import ModelRegistry
 
 PERCENTS = (1, 2, 5, 10)
 
@@ -50,8 +51,6 @@ def selection_metrics(
 
 def evaluate(model: Path | str, data: Path | str, fmt: Format = "auto") -> dict[str, Any]:
     """Score a labelled file with a model (artifact or registry directory) and compute the metrics."""
-    from riskmodels.serving import ModelRegistry  # local: serving imports this module's siblings
-
     df = read_labelled(data, fmt, need_labels=True)
     registry = ModelRegistry.open(Path(model))
     batch = registry.score_frame(df)
