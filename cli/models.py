@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from common import cliargs
-from riskmodels.errors import RiskModelError
+from riskmodels.errors import DataError, RiskModelError
+
+# The handlers import polars and lightgbm (riskmodels.*) when they run: `riskctl --help` stays fast.
 
 Handler = Callable[[argparse.Namespace, Any], int]
 
@@ -32,7 +34,6 @@ def _guarded(command: str, fn: Callable[[argparse.Namespace], int]) -> Handler:
 
 
 def _fx_table(path: Path | None) -> Any:
-    from riskmodels.errors import DataError
     from riskmodels.features import FxTable
 
     if path is None:

@@ -6,8 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from clients.topics import TopicsError, create_topics, topic_specs
 from common import cliargs
 from common.settings import Settings
+from devkit.demo import add_demo_arguments, cmd_demo
+from schemas.export import export_json_schemas
+
+# The worker (Faust) and the broker runners (libc via ctypes) are imported when their subcommand runs: `riskctl --help` stays fast.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,8 +52,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--out", type=Path, default=Path("schemas/json"), help="output directory (default: schemas/json)")
     c.set_defaults(handler=cmd_schemas_export)
 
-    from devkit.demo import add_demo_arguments, cmd_demo
-
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded broker with simulated port traffic",
                        description="Start the embedded broker, create topics, start a worker, publish simulated port traffic "
                                    "(credit events, declarations, scans) and print instructions as an inspection station would.")
@@ -73,8 +76,6 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
-    from clients.topics import TopicsError, create_topics, topic_specs
-
     try:
         created = create_topics(settings)
     except TopicsError as exc:
@@ -85,15 +86,12 @@ def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
-    from clients.topics import topic_specs
-
     for s in topic_specs(settings):
         print(f"{s.name:45} partitions={s.partitions:<3} key={s.key:15} cleanup={s.cleanup_policy:8} {s.description}")
     return 0
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from clients.topics import TopicsError, create_topics
     from streams.worker import run_worker
 
     if args.metrics_port is not None:
@@ -108,8 +106,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schemas_export(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.export import export_json_schemas
-
     for path in export_json_schemas(args.out):
         print(path)
     return 0

@@ -12,6 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from audit.explain import explanation, format_explanation, read_instructions
+from policy.config import PolicyError, load_policy
+from riskmodels.errors import RiskModelError
+
+# The handlers import polars and lightgbm (decision.backtest, riskmodels.serving) when they run: `riskctl --help` stays fast.
+
 Handler = Callable[[argparse.Namespace, Any], int]
 
 
@@ -26,8 +32,6 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 def _guarded(command: str, fn: Callable[[argparse.Namespace, Any], int]) -> Handler:
     def handler(args: argparse.Namespace, settings: Any) -> int:
         from decision.backtest import BacktestError
-        from policy.config import PolicyError
-        from riskmodels.errors import RiskModelError
 
         try:
             return fn(args, settings)
@@ -50,7 +54,6 @@ def _existing(path: Path | None, what: str) -> None:
 
 def _backtest(args: argparse.Namespace, settings: Any) -> int:
     from decision.backtest import backtest, format_report, load_credit_events, load_risk_lists, read_history, stderr_progress
-    from policy.config import load_policy
     from riskmodels.serving import ModelRegistry
 
     # Check every input before the (possibly long) scoring starts.
@@ -74,8 +77,6 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _explain(args: argparse.Namespace, settings: Any) -> int:
-    from audit.explain import explanation, format_explanation, read_instructions
-
     try:
         found = read_instructions(settings, args.declaration_id, args.timeout)
     except Exception as exc:  # noqa: BLE001 - broker down, topic missing, timeout: one line, exit 2

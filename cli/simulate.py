@@ -13,6 +13,12 @@ from typing import Any, NoReturn
 
 from common import cliargs
 from common.settings import Settings
+from portsim import world
+from portsim.gateway import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, PortGateway, check_topics
+from portsim.station import INSPECTION_RESULTS, InspectionStation
+from portsim.traffic import PortOffice
+
+# History mode imports pyarrow (portsim.history) when it runs: `riskctl --help` stays fast.
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 DEFAULT_LIVE_RATE = 100.0
@@ -25,8 +31,6 @@ def _fail(prog: str, message: str) -> int:
 
 def _topics_exist(prog: str, settings: Settings, names: list[str]) -> bool:
     """True if every topic exists; otherwise say why (unreachable broker, or which are missing)."""
-    from portsim.gateway import check_topics
-
     try:
         missing = check_topics(settings, names)
     except ConnectionError as exc:
@@ -64,8 +68,6 @@ def _port(text: str) -> str:
 
 
 def register(subparsers: Any) -> None:
-    from portsim import world
-
     sim = subparsers.add_parser(
         "simulate",
         help="publish simulated port traffic (and play the ports' scanners), or write a labelled history file",
@@ -194,7 +196,6 @@ def simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from portsim.history import write_history
-    from portsim.traffic import PortOffice
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -217,9 +218,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace, settings: Settings) -> int:
-    from portsim.gateway import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, PortGateway
-    from portsim.traffic import PortOffice
-
     prog = "riskctl simulate"
     if not _topics_exist(prog, settings, [DECLARATIONS, SCANS, CREDIT_EVENTS, INSTRUCTIONS]):
         return 1
@@ -274,9 +272,6 @@ def _linger(gateway: Any, linger_s: float, progress: _Progress) -> None:
 
 
 def station(args: argparse.Namespace, settings: Settings) -> int:
-    from portsim.gateway import INSTRUCTIONS
-    from portsim.station import INSPECTION_RESULTS, InspectionStation
-
     prog = "riskctl station"
     if args.station_id is not None and not IDENTIFIER.match(args.station_id):
         return _fail(prog, f"--station-id {args.station_id!r} is not an identifier")
