@@ -15,9 +15,10 @@ from typing import Any
 
 import orjson
 
-from bench.common import Dataset, now_iso, producer, reader, run_child_system, simple_instruction
+from bench.common import Dataset, producer, reader, run_child_system, simple_instruction
 from clients import topics
 from common.settings import Settings
+from common.timefmt import utc_iso
 
 BATCH = 2000  # the pipeline's default micro-batch bound (Settings.batch_max)
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         msgs = [m for m in consumer.consume(BATCH, timeout=0.005) if m.error() is None]  # up to 2000, within 5 ms
         if not msgs:
             continue
-        decided_at = now_iso()  # batch start, as the pipeline stamps its decisions
+        decided_at = utc_iso()  # batch start, as the pipeline stamps its decisions
         decls, partitions = [], []
         for m in msgs:
             value = orjson.loads(m.value())

@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,6 +21,7 @@ from bench.procs import Child, CpuMeter, Profile, paused
 from clients import topics
 from clients.gateway import DeclarationPublisher
 from common.settings import Settings
+from common.timefmt import utc_iso
 
 LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
 WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)
@@ -34,10 +35,6 @@ class BenchError(RuntimeError):
 
 def log(msg: str) -> None:
     print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def machine() -> str:
@@ -78,7 +75,7 @@ class Dataset:
 
     def more(self, count: int) -> list[dict[str, Any]]:
         """The next ``count`` declarations of the same seeded stream (fresh ids, same distribution)."""
-        stamp = now_iso()  # a plausible event time; latency runs overwrite it with the publish time
+        stamp = utc_iso()  # a plausible event time; latency runs overwrite it with the publish time
         out = []
         for record, truth in self.office.declaration_dicts(count, first_index=self._next_index):
             record["event_time"] = stamp
@@ -90,7 +87,7 @@ class Dataset:
     def lifecycle(self, count: int) -> list[tuple[bytes, bytes]]:
         """The next ``count`` credit / lifecycle events (key, value), event time now: the credit
         traffic that goes with declarations (the simulator's ratio is one per 200)."""
-        stamp = now_iso()
+        stamp = utc_iso()
         out = []
         for event in self.office.lifecycle_events(count, first_index=self._next_lifecycle):
             value = event.model_dump(mode="json")
@@ -359,7 +356,7 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
         if now < end:
             for _ in range(min(int((now - start) * rate), len(records)) - sent):
                 r = records[sent]
-                r["event_time"] = now_iso()
+                r["event_time"] = utc_iso()
                 published = time.time()
                 publisher.publish(r)
                 watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)

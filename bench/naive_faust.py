@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 
-from bench.common import Dataset, now_iso, run_child_system, simple_instruction
+from bench.common import Dataset, run_child_system, simple_instruction
 from clients import topics
 from common.settings import Settings
+from common.timefmt import utc_iso
 
 
 def run(settings: Settings, data: Dataset, count: int, workdir: Path, timeout_s: float, profile: Path | None) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def build_app(bootstrap: str, prefix: str, app_id: str, datadir: str) -> Any:
         async for event in stream.events():
             decl = orjson.loads(event.value)
             scored = registry.score([decl])
-            value = simple_instruction(decl, float(scored.scores[0]), scored.model_versions[0], now_iso())
+            value = simple_instruction(decl, float(scored.scores[0]), scored.model_versions[0], utc_iso())
             await sink.send(key=event.key, value=value)
 
     return app

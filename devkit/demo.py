@@ -31,6 +31,7 @@ from clients.gateway import DeclarationPublisher
 from devkit.launcher import WorkerProcess, worker_process
 from clients.readers import assigned_reader
 from common.settings import Settings
+from common.timefmt import utc_iso
 
 if TYPE_CHECKING:
     from portsim.centralised import CentralisedBuilder
@@ -53,10 +54,6 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="do not print each instruction")
     p.add_argument("--single-records", action="store_true", help="publish one record per declaration instead of gateway batches")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _log(msg: str) -> None:
@@ -223,7 +220,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                         cid = f"C{args.seed}-{tally.published['centralised']:06d}"
                         centralising = CentralisedBuilder.start(cid, 2 + tally.published["centralised"] % 7, record, truth)
                         continue
-                    record["event_time"] = _now_iso()
+                    record["event_time"] = utc_iso()
                     did = record["declaration_id"]
                     truths[did] = truth
                     publisher.publish(record)
@@ -269,7 +266,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
 
 def _publish_centralised(builder: CentralisedBuilder, publisher: DeclarationPublisher, tally: Tally, truths: dict[str, Any]) -> None:
     """Each goods item is a declaration the demo expects a final instruction for."""
-    publisher.publish_centralised(builder.record(_now_iso()))
+    publisher.publish_centralised(builder.record(utc_iso()))
     now = time.time()
     for did, truth in builder.truths().items():
         truths[did] = truth

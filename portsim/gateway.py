@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
 from common.settings import Settings
+from common.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ INSTRUCTIONS = "instructions"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The gateway's time stamp: now, UTC, with microseconds (fixed width)."""
+    return utc_iso(timespec="microseconds")
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:

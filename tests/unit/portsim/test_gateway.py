@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from portsim.gateway import PortGateway, now_iso
+from portsim.gateway import PortGateway
 from portsim.traffic import PortOffice
+from common.timefmt import utc_iso
 from schemas import CreditEvent, Declaration, ScanResult
 from common.settings import Settings
 
@@ -78,7 +79,7 @@ def test_scanner_answers_each_machine_check_once(gateway: Any) -> None:
     gw, fake = gateway
     gw.publish_declarations(300)
     decls = [d for _, d in fake.on("t.declarations")]
-    now = now_iso()
+    now = utc_iso()
     for d in decls:
         gw._on_instruction(_machine_check(d, now), 0.0, 900.0)
     for d in decls[:20]:  # redelivered
@@ -101,7 +102,7 @@ def test_scanner_answers_each_machine_check_once(gateway: Any) -> None:
 def test_scan_delays_are_scaled(gateway: Any) -> None:
     gw, fake = gateway
     gw.publish_declarations(50)
-    now = now_iso()
+    now = utc_iso()
     for _, d in fake.on("t.declarations"):
         gw._on_instruction(_machine_check(d, now), 1.0, 900.0)  # real delays: tens of seconds
     gw._publish_due_scans()
