@@ -39,6 +39,11 @@ TABLE_RISK_LISTS = "risk-lists"
 TABLE_CAPACITY = "capacity"
 
 
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The full name of the changelog topic of one of the app's Faust tables (``TABLE_*`` above)."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -80,15 +85,15 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
-        TopicSpec(f"{app}-{TABLE_DECLARATION_STATE}-changelog", p, "declaration_id",
+        TopicSpec(changelog_topic(settings, TABLE_DECLARATION_STATE), p, "declaration_id",
                   "Faust table: per-declaration decision state.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_SCAN_DEADLINES}-changelog", p, "declaration_id",
+        TopicSpec(changelog_topic(settings, TABLE_SCAN_DEADLINES), p, "declaration_id",
                   "Faust table: machine-checks awaiting a scan, with deadlines.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_RISK_LISTS}-changelog", 1, "entry_id",
+        TopicSpec(changelog_topic(settings, TABLE_RISK_LISTS), 1, "entry_id",
                   "Faust global table: validated risk-list entries.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_CAPACITY}-changelog", p, "capacity:<partition>",
+        TopicSpec(changelog_topic(settings, TABLE_CAPACITY), p, "capacity:<partition>",
                   "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
-        TopicSpec(f"{app}-{TABLE_ENTERPRISE_CREDIT}-changelog", 1, "enterprise_id",
+        TopicSpec(changelog_topic(settings, TABLE_ENTERPRISE_CREDIT), 1, "enterprise_id",
                   "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]

@@ -31,17 +31,12 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
+from clients.topics import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, TABLE_ENTERPRISE_CREDIT, changelog_topic
 from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
 from common.settings import Settings
 from common.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
-
-DECLARATIONS = "declarations"
-SCANS = "scans"
-CREDIT_EVENTS = "credit-events"
-INSTRUCTIONS = "instructions"
-
 
 def now_iso() -> str:
     """The gateway's time stamp: now, UTC, with microseconds (fixed width)."""
@@ -162,11 +157,9 @@ class PortGateway:
         zero-tariff declaration without a registered qualification), so live runs wait for it."""
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        from clients.topics import TABLE_ENTERPRISE_CREDIT
-
         if expected is None:
             expected = len({e.enterprise_id for e in self.office.credit_population()})
-        topic = f"{self.settings.app_id}-{TABLE_ENTERPRISE_CREDIT}-changelog"
+        topic = changelog_topic(self.settings, TABLE_ENTERPRISE_CREDIT)
         consumer = Consumer({**self.settings.confluent_config(), "group.id": f"{self.settings.app_id}.portsim-probe",
                              "enable.auto.commit": False})
         keys: set[bytes] = set()

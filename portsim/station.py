@@ -45,6 +45,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from clients.topics import INSPECTION_RESULTS, INSTRUCTIONS
 from portsim import world
 from portsim.gateway import producer_config
 from portsim.traffic import GroundTruth, PortOffice, parse_declaration_id
@@ -53,8 +54,6 @@ from common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = "instructions"
-INSPECTION_RESULTS = "inspection-results"
 ALL_PORTS = "all"
 
 
