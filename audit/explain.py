@@ -1,10 +1,14 @@
 """``riskctl explain``: every instruction issued for one declaration, and why.
 
-Formatting is pure (:func:`explanation`, :func:`format_explanation`) so it is unit-tested without
-a broker; :func:`read_instructions` is the only part that talks to Kafka. Instructions are written
-to the partition of their declaration, which is Kafka's murmur2 partition of the declaration id
-(the gateways' partitioner), so only that partition is read; if it holds nothing for the id, the
-others are scanned too (a producer with another partitioner).
+Formatting is pure (:func:`explanation`, :func:`format_explanation`, :func:`format_history`) so it
+is unit-tested without a broker. :func:`explain` answers from the decision archive first (every
+revision, instruction, scan and inspection result it holds; see ``archive.queries``) and reads the
+topics only from the positions the archive holds, i.e. only what it has not caught up with; with
+the declaration in the archive it answers with no broker at all. :func:`read_topics` is the only
+part that talks to Kafka. Instructions are written to the partition of their declaration, which is
+Kafka's murmur2 partition of the declaration id (the gateways' partitioner), so only that partition
+is read; if it holds nothing for the id, the others are scanned too (a producer with another
+partitioner).
 """
 
 from __future__ import annotations
@@ -92,29 +96,48 @@ def format_explanation(doc: dict[str, Any]) -> str:
 
 def read_instructions(settings: Any, declaration_id: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """The instruction records keyed by ``declaration_id`` (needs a broker)."""
+    return read_topics(settings, declaration_id, timeout_s)[topics.INSTRUCTIONS]
+
+
+# The topics whose records explain a declaration; all keyed by declaration id and co-partitioned.
+TAIL_TOPICS = (topics.INSTRUCTIONS, topics.SCANS, topics.INSPECTION_RESULTS)
+
+
+def read_topics(settings: Any, declaration_id: str, timeout_s: float = 30.0,
+                starts: dict[str, dict[int, int | None]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The records keyed by ``declaration_id`` on the instructions, scans and inspection-results
+    topics, each partition read from ``starts[logical topic][partition]`` (the archive's position;
+    absent or None: from the beginning). Needs a broker."""
     key = declaration_id.encode()
-    consumer = assigned_reader(settings, [topics.INSTRUCTIONS], timeout_s)
+    consumer = assigned_reader(settings, list(TAIL_TOPICS), timeout_s)
     try:
-        topic = settings.topic(topics.INSTRUCTIONS)
-        partitions = sorted(tp.partition for tp in consumer.assignment())
-        home = partition_for(key, len(partitions))
-        found = _read_partitions(consumer, TopicPartition, topic, [home], key, timeout_s)
-        if not found:
-            found = _read_partitions(consumer, TopicPartition, topic, [p for p in partitions if p != home], key, timeout_s)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for logical in TAIL_TOPICS:
+            topic = settings.topic(logical)
+            partitions = sorted(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+            first = (starts or {}).get(logical, {})
+            home = partition_for(key, len(partitions))
+            found[logical] = _read_partitions(consumer, TopicPartition, topic, [home], key, timeout_s, first)
+            if not found[logical] and logical == topics.INSTRUCTIONS:  # a producer with another partitioner
+                others = [p for p in partitions if p != home]
+                found[logical] = _read_partitions(consumer, TopicPartition, topic, others, key, timeout_s, first)
         return found
     finally:
         consumer.close()
 
 
-def _read_partitions(consumer: Any, tp_cls: Any, topic: str, partitions: list[int], key: bytes, timeout_s: float) -> list[dict[str, Any]]:
+def _read_partitions(consumer: Any, tp_cls: Any, topic: str, partitions: list[int], key: bytes, timeout_s: float,
+                     starts: dict[int, int | None] | None = None) -> list[dict[str, Any]]:
     ends: dict[int, int] = {}
+    begin: dict[int, int] = {}
     for p in partitions:
         low, high = consumer.get_watermark_offsets(tp_cls(topic, p), timeout=timeout_s)
-        if high > low:
+        begin[p] = max(low, (starts or {}).get(p) or 0)
+        if high > begin[p]:
             ends[p] = high
     if not ends:
         return []
-    consumer.assign([tp_cls(topic, p, OFFSET_BEGINNING) for p in ends])
+    consumer.assign([tp_cls(topic, p, begin[p] if begin[p] > 0 else OFFSET_BEGINNING) for p in ends])
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while ends and time.monotonic() < deadline:
@@ -125,9 +148,95 @@ def _read_partitions(consumer: Any, tp_cls: Any, topic: str, partitions: list[in
                 try:
                     found.append(orjson.loads(msg.value()))
                 except orjson.JSONDecodeError:
-                    pass  # not an instruction the worker wrote; nothing to explain
+                    pass  # not a record the pipeline wrote; nothing to explain
             if msg.offset() + 1 >= ends.get(msg.partition(), 0):
                 ends.pop(msg.partition(), None)
     if ends:
         raise TimeoutError(f"reading {topic} partitions {sorted(ends)} did not finish within {timeout_s:g}s")
     return found
+
+
+# ---- the archive first, then the topics' records it has not caught up with --------------------------
+ARCHIVE_TABLES = {topics.INSTRUCTIONS: "instructions", topics.SCANS: "scans", topics.INSPECTION_RESULTS: "inspection_results"}
+# With the declaration in the archive, the topics only add what the archive has not caught up with:
+# an unreachable broker then costs at most this long before the archive's answer is shown.
+TAIL_TIMEOUT_WITH_ARCHIVE_S = 5.0
+
+
+def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive_dir: Any = None,
+            use_archive: bool = True, use_topics: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The explanation document and notes for the user (what was not read, and why).
+
+    The archive (``archive_dir``, default the setting) answers first; the topics are read from the
+    positions the archive holds, so only the records it has not caught up with are read. Raises when
+    neither source could be read, or when the topics could not be read and the archive knows nothing
+    of the declaration."""
+    from archive.queries import Archive  # polars loads only when explain runs
+
+    notes: list[str] = []
+    history: dict[str, Any] | None = None
+    starts: dict[str, dict[int, int | None]] | None = None
+    if use_archive:
+        store = Archive(archive_dir if archive_dir is not None else settings.archive_dir)
+        if store.exists():
+            history = store.history(declaration_id)
+            starts = {}
+            for logical, table in ARCHIVE_TABLES.items():
+                topic = settings.topic(logical)
+                starts[logical] = store.positions(table, topic, range(settings.partitions))
+        else:
+            notes.append(f"no archive in {store.dir}: read the topics only")
+    known = bool(history and (history["declarations"] or history["instructions"] or history["centralised_items"]))
+    tail: dict[str, list[dict[str, Any]]] = {logical: [] for logical in TAIL_TOPICS}
+    if use_topics:
+        try:
+            tail = read_topics(settings, declaration_id, min(timeout_s, TAIL_TIMEOUT_WITH_ARCHIVE_S) if known else timeout_s, starts)
+        except Exception as exc:  # broker down, topic missing, timeout: the archive may still answer
+            if not known:
+                raise
+            notes.append(f"the topics were not read ({' '.join(str(exc).split())}): the archive's records only")
+    history = history or {"declarations": [], "centralised_items": [], "instructions": [], "scans": [], "inspection_results": []}
+    doc = explanation(declaration_id, [*history["instructions"], *tail[topics.INSTRUCTIONS]])
+    doc["revisions"] = [{f: d.get(f) for f in DECLARATION_FIELDS} for d in history["declarations"]]
+    doc["centralised"] = [{f: d.get(f) for f in ("centralised_id", "item_no", "revision", "items")} for d in history["centralised_items"]]
+    doc["scans"] = _unique([*history["scans"], *tail[topics.SCANS]], "scan_id", SCAN_FIELDS)
+    doc["inspection_results"] = _unique([*history["inspection_results"], *tail[topics.INSPECTION_RESULTS]], "instruction_id",
+                                        INSPECTION_FIELDS)
+    doc["sources"] = {"archive": starts is not None,
+                      "archived_instructions": len(history["instructions"]), "topic_instructions": len(tail[topics.INSTRUCTIONS])}
+    return doc, notes
+
+
+DECLARATION_FIELDS = ("revision", "source", "batch_id", "centralised_id", "port", "enterprise_id", "declarant_id", "scenario",
+                      "hs_code", "origin_country", "departure_country", "transport_mode", "declared_value", "currency",
+                      "tax_rate", "event_time")
+SCAN_FIELDS = ("scan_id", "revision", "port", "device_id", "device_type", "verdict", "anomaly_score", "suspected_categories",
+               "event_time")
+INSPECTION_FIELDS = ("instruction_id", "revision", "port", "station_id", "found", "category", "duty_recovered", "inspected_at")
+
+
+def _unique(records: Iterable[dict[str, Any]], key: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        seen.setdefault(str(rec.get(key)), {f: rec.get(f) for f in fields})
+    return sorted(seen.values(), key=lambda r: (int(r.get("revision") or 0), str(r.get("event_time") or r.get("inspected_at") or "")))
+
+
+def format_history(doc: dict[str, Any]) -> str:
+    """The declaration's revisions, scans and inspection results (the archive's part of the answer)."""
+    lines: list[str] = []
+    for r in doc.get("revisions", []):
+        via = {"batch": f"gateway batch {r['batch_id']}", "declaration": "single record"}.get(str(r["source"]), str(r["source"]))
+        if r.get("centralised_id"):
+            via += f", item of centralised declaration {r['centralised_id']}"
+        lines.append(f"revision {r['revision']} ({via}): port {r['port']}  enterprise {r['enterprise_id']}  "
+                     f"scenario {r['scenario']}  hs {r['hs_code']}  origin {r['origin_country']}  "
+                     f"value {r['declared_value']} {r['currency']}  event {r['event_time']}")
+    for s in doc.get("scans", []):
+        cats = ", ".join(s.get("suspected_categories") or []) or "none"
+        lines.append(f"scan {s['scan_id']} (revision {s['revision']}): {s['verdict']}  {s['device_type']} {s['device_id']}  "
+                     f"anomaly {_score(s['anomaly_score'])}  suspected: {cats}  at {s['event_time']}")
+    for i in doc.get("inspection_results", []):
+        what = f"found {i['category'] or 'something'}, duty recovered {i['duty_recovered']}" if i["found"] else "nothing found"
+        lines.append(f"inspection {i['instruction_id']} at station {i['station_id']}: {what}  at {i['inspected_at']}")
+    return "\n".join(lines)

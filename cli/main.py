@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cli.models",
     "cli.policy",
     "cli.simulate",
+    "cli.archive",
 )
 
 

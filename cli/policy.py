@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from audit.explain import explanation, format_explanation, read_instructions
+from audit.explain import explain, format_explanation, format_history
 from policy.config import PolicyError, load_policy
 from riskmodels.errors import RiskModelError
 
@@ -78,13 +78,19 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
 
 def _explain(args: argparse.Namespace, settings: Any) -> int:
     try:
-        found = read_instructions(settings, args.declaration_id, args.timeout)
-    except Exception as exc:  # noqa: BLE001 - broker down, topic missing, timeout: one line, exit 2
+        doc, notes = explain(settings, args.declaration_id, args.timeout, archive_dir=args.archive_dir,
+                             use_archive=not args.topics_only, use_topics=not args.archive_only)
+    except Exception as exc:  # noqa: BLE001 - broker down, topic missing, timeout, unreadable archive: one line, exit 2
         where = getattr(settings, "kafka_bootstrap_servers", "the brokers")
         print(f"riskctl explain: error: cannot read the instructions from {where}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    doc = explanation(args.declaration_id, found)
-    print(json.dumps(doc) if args.json else format_explanation(doc))
+    for note in notes:
+        print(f"riskctl explain: note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        history = format_history(doc)
+        print(format_explanation(doc) + (f"\n\n{history}" if history else ""))
     return 0 if doc["instructions"] else 1
 
 
@@ -111,13 +117,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = subparsers.add_parser(
         "explain", help="show every instruction for a declaration and why it was given",
-        description="Read the instructions topic (the declaration's partition) and print, for each instruction "
-                    "of the declaration ordered by revision and stage: action, stage, selection reason, credit "
-                    "class, score, model and policy versions, risk-list hits and the plain-language reasons. "
-                    "Exit 1 if there is none.",
+        description="Print, for each instruction of the declaration ordered by revision and stage: action, stage, "
+                    "selection reason, credit class, score, model and policy versions, risk-list hits and the "
+                    "plain-language reasons; then the declaration's revisions, scans and inspection results. The "
+                    "decision archive (`riskctl archive`) answers first; the instructions, scans and "
+                    "inspection-results topics (the declaration's partition) are read only from where the archive "
+                    "stops, so a declaration in the archive is explained with no broker running. Exit 1 if there is "
+                    "no instruction.",
     )
     _one_line_errors(p)
     p.add_argument("declaration_id", metavar="DECLARATION_ID")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="broker timeout (default 30)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="broker timeout (default 30; at most 5 when the archive holds the declaration)")
+    p.add_argument("--archive-dir", type=Path, metavar="DIR", help="the decision archive (default: setting ARCHIVE_DIR)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--archive-only", action="store_true", help="answer from the archive alone (no broker)")
+    source.add_argument("--topics-only", action="store_true", help="read the topics from the beginning, not the archive")
     p.set_defaults(handler=_guarded("explain", _explain))

@@ -144,6 +144,17 @@ class Settings(BaseSettings):
             conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
         return conf
 
+    # --- Archive (`riskctl archive`, archive/) ----------------------------------------------------
+    archive_dir: Path = Field(default=Path("var/archive"), description="Directory of the archive's Delta tables.")
+    archive_group_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description=(
+        "Consumer group of the archive sink; None: '<app_id>-archive'. Only a hint for lag tools: the tables hold the positions."))
+    archive_metrics_port: int = Field(default=9465, ge=0, le=65535, description="The archive sink's Prometheus port (0: none).")
+    archive_flush_records: int = Field(default=50_000, ge=1, le=5_000_000, description="Rows buffered before the sink commits.")
+    archive_flush_interval_s: float = Field(default=5.0, gt=0, le=3600, description="Longest a consumed record waits for its commit.")
+    # A table that gets no rows (dead_letters, usually) still gets its positions committed this often:
+    # the replay after a restart never goes further back.
+    archive_idle_commit_s: float = Field(default=60.0, gt=0, le=86_400, description="Most seconds between commits of a lagging table.")
+
 
 def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``settings_file`` (TOML) takes the place of env ``RISKCTL_SETTINGS``."""

@@ -1,0 +1,149 @@
+"""Questions the archive answers, with polars lazy scans of the Delta tables (no broker needed).
+
+For a console::
+
+    from archive.queries import history, report
+    history("D-2026-000042")                      # every revision, instruction, scan and inspection
+    report(date(2026, 11, 1), date(2026, 11, 30), port="HAK-SEA")
+
+``archive_dir`` defaults to the setting ``ARCHIVE_DIR``. Rows come back as plain JSON-ready dicts
+(times as ISO 8601 strings in UTC). Instructions, scans and inspection results are deduplicated by
+their ids (the topics deliver at least once; the archive keeps every record it read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from archive import tables as t
+
+PROVENANCE_COLUMNS = [name for name, _ in t.PROVENANCE]
+
+
+def _default_dir(archive_dir: Path | str | None) -> Path:
+    if archive_dir is not None:
+        return Path(archive_dir)
+    from common.settings import Settings
+
+    return Settings().archive_dir
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _json_ready(v) for k, v in row.items()} for row in frame.to_dicts()]
+
+
+class Archive:
+    """The archive directory's tables, read with polars (a table that does not exist reads as empty)."""
+
+    def __init__(self, archive_dir: Path | str | None = None) -> None:
+        self.dir = _default_dir(archive_dir)
+
+    def exists(self) -> bool:
+        return t.open_table(self.dir, t.INSTRUCTIONS) is not None
+
+    def scan(self, table: str) -> pl.LazyFrame:
+        if t.open_table(self.dir, table) is None:
+            return pl.LazyFrame(schema=pl.Schema(pl.DataFrame(t.SPECS[table].schema.empty_table()).schema))
+        return pl.scan_delta(str(t.table_path(self.dir, table)))
+
+    def positions(self, table: str, topic: str, partitions: Iterable[int]) -> dict[int, int | None]:
+        """The next offset of each partition of ``topic`` (full name) that ``table`` does not hold yet."""
+        dt = t.open_table(self.dir, table)
+        return {p: (dt.transaction_version(t.app_id(topic, p)) if dt is not None else None) for p in partitions}
+
+    def _of(self, table: str, declaration_id: str, order: list[str], unique: str | None = None) -> list[dict[str, Any]]:
+        frame = self.scan(table).filter(pl.col("declaration_id") == declaration_id).collect()
+        frame = frame.sort([*order, "kafka_partition", "kafka_offset", "item_index"])
+        if unique is not None:
+            frame = frame.unique(subset=unique, keep="first", maintain_order=True)
+        return _rows(frame.drop(["day"]))
+
+    def history(self, declaration_id: str) -> dict[str, Any]:
+        """Everything the archive holds about one declaration."""
+        return {
+            "declaration_id": declaration_id,
+            "declarations": self._of(t.DECLARATIONS, declaration_id, ["revision"]),
+            "centralised_items": self._of(t.CENTRALISED_ITEMS, declaration_id, ["revision"]),
+            "instructions": self._of(t.INSTRUCTIONS, declaration_id, ["revision", "decided_at"], unique="instruction_id"),
+            "scans": self._of(t.SCANS, declaration_id, ["revision", "event_time"], unique="scan_id"),
+            "inspection_results": self._of(t.INSPECTION_RESULTS, declaration_id, ["revision", "inspected_at"], unique="instruction_id"),
+        }
+
+    def report(self, day_from: date, day_to: date, port: str | None = None) -> dict[str, Any]:
+        """Counts per port and lane over ``day_from``..``day_to`` (inclusive, UTC days of the records' times)."""
+        def window(table: str) -> pl.LazyFrame:
+            frame = self.scan(table).filter(pl.col("day").is_between(day_from, day_to))
+            if port is not None and "port" in t.SPECS[table].partition_by:
+                frame = frame.filter(pl.col("port") == port)
+            return frame
+
+        decls = window(t.DECLARATIONS).select("port", "declaration_id", "revision").unique().collect()
+        ins = window(t.INSTRUCTIONS).unique(subset="instruction_id", keep="first").select(
+            "port", "stage", "action", "final", "declaration_id").collect()
+        results = window(t.INSPECTION_RESULTS).unique(subset="instruction_id", keep="first").select(
+            "port", "found", "duty_recovered").collect()
+        dead = window(t.DEAD_LETTERS).select("origin", "reason").collect()
+
+        def counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+            return {str(k): int(v) for k, v in frame.group_by(column).len().sort(column).iter_rows()}
+
+        def port_block(p: str) -> dict[str, Any]:
+            d = decls.filter(pl.col("port") == p)
+            i = ins.filter(pl.col("port") == p)
+            r = results.filter(pl.col("port") == p)
+            first = i.filter(pl.col("stage") == "declaration")
+            lanes = counts(first, "action")
+            decided = max(first.height, 1)
+            found = int(r["found"].sum()) if r.height else 0
+            return {
+                "declarations": d["declaration_id"].n_unique(),
+                "revisions": d.height,
+                "instructions": counts(i, "action"),
+                "lanes": lanes,
+                "selection_rates": {lane: round(lanes.get(lane, 0) / decided, 6) for lane in ("machine-check", "inspect")},
+                "final": counts(i.filter(pl.col("final")), "action"),
+                "scan_timeouts": i.filter(pl.col("stage") == "timeout").height,
+                "inspections": r.height,
+                "found": found,
+                "hit_rate": round(found / r.height, 6) if r.height else None,
+                "duty_recovered": float(r["duty_recovered"].sum()) if r.height else 0.0,
+            }
+
+        ports = sorted(set(decls["port"].to_list()) | set(ins["port"].to_list()) | set(results["port"].to_list()))
+        found = int(results["found"].sum()) if results.height else 0
+        return {
+            "from": day_from.isoformat(), "to": day_to.isoformat(), "port": port,
+            "declarations": decls["declaration_id"].n_unique(),
+            "instructions": counts(ins, "action"),
+            "inspection_results": {"total": results.height, "found": found,
+                                   "hit_rate": round(found / results.height, 6) if results.height else None,
+                                   "duty_recovered": float(results["duty_recovered"].sum()) if results.height else 0.0},
+            "scan_timeouts": ins.filter(pl.col("stage") == "timeout").height,
+            "dead_letters": {"total": dead.height, "by_reason": counts(dead, "reason"), "by_origin": counts(dead, "origin")},
+            "by_port": {p: port_block(p) for p in ports},
+        }
+
+
+def history(declaration_id: str, archive_dir: Path | str | None = None) -> dict[str, Any]:
+    """Every revision, instruction, scan and inspection result of one declaration in the archive."""
+    return Archive(archive_dir).history(declaration_id)
+
+
+def report(day_from: date, day_to: date, port: str | None = None, archive_dir: Path | str | None = None) -> dict[str, Any]:
+    """Declarations, instructions by action, inspections, hit rate, duty, scan timeouts, dead letters, per port."""
+    return Archive(archive_dir).report(day_from, day_to, port)

@@ -1,0 +1,167 @@
+"""The archive's Delta tables: one per kind of record, each with an explicit Arrow schema.
+
+Every table is partitioned by ``day`` (the UTC date of the record's own time: event time,
+inspection time, reception time; for risk-list changes the Kafka record time) and, where the
+record names one, by ``port``: a report over some days and ports reads only those directories.
+
+Every row carries where it came from: ``kafka_topic``, ``kafka_partition``, ``kafka_offset`` and
+``item_index`` (the position inside a gateway batch or a centralised declaration, 0 otherwise).
+That quadruple is unique in a table, which is what "exactly once" means here and what the tests
+check.
+
+Which tables a topic feeds (:data:`TOPIC_TABLES`) matters for resuming: a partition's records go to
+its own table, and the ones that do not parse go to ``dead_letters``, so the sink resumes a
+partition from the lowest position the two tables hold for it and skips, per table, what that
+table already has (:mod:`archive.sink`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from clients import topics
+
+STR = pa.string()
+I32 = pa.int32()
+I64 = pa.int64()
+F64 = pa.float64()
+BOOL = pa.bool_()
+TS = pa.timestamp("us", tz="UTC")
+DATE = pa.date32()
+STRS = pa.list_(pa.string())
+
+# Where a row came from; last in every schema.
+PROVENANCE: tuple[tuple[str, pa.DataType], ...] = (
+    ("kafka_topic", STR), ("kafka_partition", I32), ("kafka_offset", I64), ("item_index", I32),
+    ("kafka_timestamp", TS), ("archived_at", TS),
+)
+
+FORM_CODES: tuple[tuple[str, pa.DataType], ...] = (
+    ("procedure_code", STR), ("import_type", STR), ("import_use", STR), ("payment_type", STR), ("tax_type", STR),
+    ("origin_indicator", STR), ("courier_id", STR),
+)
+GOODS: tuple[tuple[str, pa.DataType], ...] = (
+    ("hs_code", STR), ("origin_country", STR), ("declared_value", F64), ("currency", STR), ("quantity", F64),
+    ("net_mass_kg", F64), ("tax_rate", F64), ("seller_id", STR),
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    what: str
+
+
+def _spec(name: str, what: str, fields: tuple[tuple[str, pa.DataType], ...], by_port: bool = True) -> TableSpec:
+    columns = [("day", DATE), *fields, *PROVENANCE]
+    names = [n for n, _ in columns]
+    assert len(names) == len(set(names)), f"{name}: duplicate column"
+    return TableSpec(name, pa.schema([pa.field(n, t) for n, t in columns]), ("day", "port") if by_port else ("day",), what)
+
+
+DECLARATIONS = "declarations"
+CENTRALISED_ITEMS = "centralised_items"
+SCANS = "scans"
+INSTRUCTIONS = "instructions"
+INSPECTION_RESULTS = "inspection_results"
+CREDIT_EVENTS = "credit_events"
+RISK_LISTS = "risk_lists"
+DEAD_LETTERS = "dead_letters"
+
+SPECS: dict[str, TableSpec] = {s.name: s for s in (
+    _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
+                        "declaration revision as received; the items the worker splits off a centralised declaration arrive "
+                        "on the declarations topic and carry centralised_id.", (
+        ("declaration_id", STR), ("revision", I32), ("port", STR), ("enterprise_id", STR), ("declarant_id", STR),
+        ("scenario", STR), ("transport_mode", STR), ("departure_country", STR), ("event_time", TS), *GOODS, *FORM_CODES,
+        ("centralised_id", STR), ("source", STR), ("batch_id", STR), ("gateway", STR), ("schema_version", I32),
+    )),
+    _spec(CENTRALISED_ITEMS, "Centralised declarations as submitted, one row per goods item with the declaration id it "
+                             "becomes ({centralised_id}-{item_no:04d}), whether or not the policy allowed it.", (
+        ("centralised_id", STR), ("item_no", I32), ("declaration_id", STR), ("revision", I32), ("port", STR),
+        ("enterprise_id", STR), ("declarant_id", STR), ("scenario", STR), ("transport_mode", STR), ("departure_country", STR),
+        ("event_time", TS), *GOODS, *FORM_CODES, ("items", I32), ("schema_version", I32),
+    )),
+    _spec(SCANS, "X-ray / CT scan results.", (
+        ("scan_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("device_id", STR), ("device_type", STR),
+        ("anomaly_score", F64), ("verdict", STR), ("suspected_categories", STRS), ("image_ref", STR), ("event_time", TS),
+        ("schema_version", I32),
+    )),
+    _spec(INSTRUCTIONS, "Control instructions with everything that explains them.", (
+        ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("enterprise_id", STR),
+        ("scenario", STR), ("stage", STR), ("action", STR), ("final", BOOL), ("selection_reason", STR), ("credit_class", STR),
+        ("score", F64), ("model_version", STR), ("policy_version", STR), ("reasons", STRS), ("risk_hits", STRS),
+        ("thresholds", pa.list_(F64)), ("suspected_categories", STRS), ("scan_id", STR), ("event_time", TS),
+        ("decided_at", TS), ("centralised_id", STR), ("schema_version", I32),
+    )),
+    _spec(INSPECTION_RESULTS, "What the inspection stations found (day: inspection time).", (
+        ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("station_id", STR),
+        ("found", BOOL), ("category", STR), ("duty_recovered", F64), ("inspected_at", TS), ("schema_version", I32),
+    )),
+    _spec(CREDIT_EVENTS, "Enterprise credit and lifecycle events.", (
+        ("event_id", STR), ("enterprise_id", STR), ("event_type", STR), ("credit_class", STR), ("qualification", STR),
+        ("source_agency", STR), ("reason", STR), ("event_time", TS), ("schema_version", I32),
+    ), by_port=False),
+    _spec(RISK_LISTS, "Risk-list changes: an entry as published, or its retraction (a null value; day: Kafka record time).", (
+        ("entry_id", STR), ("retracted", BOOL), ("list_id", STR), ("kind", STR), ("value", STR), ("action", STR),
+        ("reason", STR), ("source_agency", STR), ("valid_from", TS), ("valid_until", TS), ("schema_version", I32),
+    ), by_port=False),
+    _spec(DEAD_LETTERS, "Rejected records with their original bytes: origin 'worker' (read from the dead-letter topic) or "
+                        "'archive' (a record on any topic that the archive could not parse; day: reception time).", (
+        ("origin", STR), ("source_topic", STR), ("source_partition", I32), ("source_offset", I64), ("key_b64", STR),
+        ("value_b64", STR), ("value_size", I64), ("value_sha256", STR), ("truncated", BOOL), ("reason", STR), ("error", STR),
+        ("received_at", TS), ("schema_version", I32),
+    ), by_port=False),
+)}
+
+# Logical topic -> the table its good records go to. Every topic also feeds DEAD_LETTERS.
+PRIMARY_TABLE: dict[str, str] = {
+    topics.DECLARATIONS: DECLARATIONS,
+    topics.DECLARATION_BATCHES: DECLARATIONS,
+    topics.CENTRALISED_DECLARATIONS: CENTRALISED_ITEMS,
+    topics.SCANS: SCANS,
+    topics.INSTRUCTIONS: INSTRUCTIONS,
+    topics.INSPECTION_RESULTS: INSPECTION_RESULTS,
+    topics.CREDIT_EVENTS: CREDIT_EVENTS,
+    topics.RISK_LISTS: RISK_LISTS,
+    topics.DEAD_LETTERS: DEAD_LETTERS,
+}
+ARCHIVED_TOPICS: tuple[str, ...] = tuple(PRIMARY_TABLE)
+TOPIC_TABLES: dict[str, tuple[str, ...]] = {t: tuple(dict.fromkeys((table, DEAD_LETTERS))) for t, table in PRIMARY_TABLE.items()}
+
+
+def app_id(topic: str, partition: int) -> str:
+    """The Delta application-transaction id of a Kafka partition (full topic name; Kafka topic names
+    cannot contain ':', so the id is unambiguous)."""
+    return f"{topic}:{partition}"
+
+
+def table_path(archive_dir: Path, name: str) -> Path:
+    return archive_dir / name
+
+
+def ensure_tables(archive_dir: Path) -> dict[str, DeltaTable]:
+    """Open every table, creating the missing ones (empty, with their schema and partitioning), so
+    that readers find all of them from the first start of the sink on. Safe to race: creating a
+    table that another process has just created leaves it alone."""
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, DeltaTable] = {}
+    for name, spec in SPECS.items():
+        path = str(table_path(archive_dir, name))
+        if not DeltaTable.is_deltatable(path):
+            DeltaTable.create(path, schema=spec.schema, partition_by=list(spec.partition_by), mode="ignore",
+                              name=name, description=spec.what)
+        tables[name] = DeltaTable(path)
+    return tables
+
+
+def open_table(archive_dir: Path, name: str) -> DeltaTable | None:
+    """The table, or None when the archive has not created it (no sink has run on this directory)."""
+    path = str(table_path(archive_dir, name))
+    return DeltaTable(path) if DeltaTable.is_deltatable(path) else None

@@ -1,0 +1,126 @@
+"""``riskctl`` subcommands of the decision archive: archive (the sink), report, export-labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import date
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from common.cliargs import tcp_port
+
+# The handlers import archive.* (pyarrow, deltalake, polars) when they run: `riskctl --help` stays fast.
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _archive_dir(args: argparse.Namespace, settings: Any) -> Path:
+    return Path(args.archive_dir) if args.archive_dir else Path(settings.archive_dir)
+
+
+def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
+    from archive import metrics
+    from archive.sink import ArchiveSink
+    from clients.topics import BrokerUnreachable, TopicsError, create_topics
+
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"archive_metrics_port": args.metrics_port})
+    if not args.no_create_topics:
+        try:
+            create_topics(settings)
+        except (BrokerUnreachable, TopicsError) as exc:
+            print(f"riskctl archive: error: {exc}", file=sys.stderr)
+            return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    metrics.serve(settings.metrics_host, settings.archive_metrics_port)
+    ArchiveSink(settings, _archive_dir(args, settings)).run(stop)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Any) -> int:
+    from archive.queries import Archive
+
+    if args.day_to < args.day_from:
+        print("riskctl report: error: --to is before --from", file=sys.stderr)
+        return 2
+    store = Archive(_archive_dir(args, settings))
+    if not store.exists():
+        print(f"riskctl report: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+        return 2
+    doc = store.report(args.day_from, args.day_to, args.port)
+    print(json.dumps(doc) if args.json else format_report(doc))
+    return 0
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def format_report(doc: dict[str, Any]) -> str:
+    ins = doc["inspection_results"]
+    dead = doc["dead_letters"]
+    lines = [f"archive report {doc['from']} .. {doc['to']}" + (f", port {doc['port']}" if doc["port"] else ""),
+             f"declarations {doc['declarations']}   instructions {_counts(doc['instructions'])}",
+             f"inspections {ins['total']}  found {ins['found']}  hit rate {_rate(ins['hit_rate'])}  "
+             f"duty recovered {ins['duty_recovered']:.2f}   scan timeouts {doc['scan_timeouts']}",
+             f"dead letters {dead['total']}" + (f"  by reason {_counts(dead['by_reason'])}" if dead["total"] else ""),
+             "",
+             f"{'port':<16}{'decl.':>9}{'machine-check':>15}{'inspect':>10}{'mc rate':>10}{'insp. rate':>12}"
+             f"{'timeouts':>10}{'inspections':>13}{'hit rate':>10}{'duty':>14}"]
+    for port, p in doc["by_port"].items():
+        lines.append(f"{port:<16}{p['declarations']:>9}{p['lanes'].get('machine-check', 0):>15}{p['lanes'].get('inspect', 0):>10}"
+                     f"{_rate(p['selection_rates']['machine-check']):>10}{_rate(p['selection_rates']['inspect']):>12}"
+                     f"{p['scan_timeouts']:>10}{p['inspections']:>13}{_rate(p['hit_rate']):>10}{p['duty_recovered']:>14.2f}")
+    return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "archive", help="run the archive sink: every topic's records into Delta tables, exactly once",
+        description="Consume every pipeline topic (declarations, gateway batches, centralised declarations, scans, "
+                    "instructions, inspection results, credit events, risk lists, dead letters) in the consumer group "
+                    "ARCHIVE_GROUP_ID (default <APP_ID>-archive) and append the records to Delta Lake tables under "
+                    "ARCHIVE_DIR, partitioned by day and port. Each commit carries the Kafka positions it completes, so "
+                    "a restart resumes from the tables and neither loses nor repeats a record. Records that do not "
+                    "parse are archived as dead letters with their original bytes. Metrics on ARCHIVE_METRICS_PORT; "
+                    "SIGTERM or Ctrl-C flushes and stops.",
+    )
+    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR, var/archive)")
+    p.add_argument("--metrics-port", type=tcp_port, metavar="PORT", help="Prometheus port (default: setting ARCHIVE_METRICS_PORT; 0: none)")
+    p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics first")
+    p.set_defaults(handler=cmd_archive)
+
+    p = subparsers.add_parser(
+        "report", help="office report from the archive: counts per port and lane, selection and hit rates",
+        description="Read the decision archive (no broker) for the UTC days FROM..TO (inclusive; the days of the records' "
+                    "event, inspection and reception times) and print per port: declarations, declaration-time lane counts "
+                    "and selection rates, scan timeouts, inspections, hit rate and duty recovered; then instructions by "
+                    "action and dead letters by reason. Instructions and inspection results count once per id.",
+    )
+    p.add_argument("--from", dest="day_from", type=_day, required=True, metavar="DAY", help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="day_to", type=_day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--port", metavar="PORT", help="only this port")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
+    p.set_defaults(handler=cmd_report)
+

@@ -1,0 +1,115 @@
+"""Kafka records to archive rows: every topic, bad input as dead letters, rows that fit their schemas."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from archive import tables as t
+from archive.convert import Record, original_bytes, rows_of
+from clients import topics
+from schemas.deadletters import dead_letter_record
+from tests.unit.archive import fakes
+
+NOW = datetime.now(UTC)
+
+
+def rec(value: dict[str, Any] | bytes | None, key: bytes | None = b"K", topic: str = "customs.x", offset: int = 7) -> Record:
+    return Record(topic, 1, offset, key, fakes.encode(value), NOW)
+
+
+def fits(table: str, rows: list[dict[str, Any]], complete: bool = True) -> pa.Table:
+    """Rows carry no column the table lacks (from_pylist would silently drop it) and, from a whole
+    record, every column the table has."""
+    schema = t.SPECS[table].schema
+    for row in rows:
+        assert set(row) <= set(schema.names), f"{table}: extra {set(row) - set(schema.names)}"
+        assert not complete or set(row) == set(schema.names), f"{table}: missing {set(schema.names) - set(row)}"
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+GOOD = [
+    (topics.DECLARATIONS, fakes.declaration("D1"), t.DECLARATIONS, 1),
+    (topics.DECLARATION_BATCHES, fakes.batch("B1", [fakes.declaration("D1"), fakes.declaration("D2", port="HAK-AIR")]), t.DECLARATIONS, 2),
+    (topics.CENTRALISED_DECLARATIONS, fakes.centralised("CD1", items=3), t.CENTRALISED_ITEMS, 3),
+    (topics.SCANS, fakes.scan("D1"), t.SCANS, 1),
+    (topics.INSTRUCTIONS, fakes.instruction("D1"), t.INSTRUCTIONS, 1),
+    (topics.INSPECTION_RESULTS, fakes.inspection("D1"), t.INSPECTION_RESULTS, 1),
+    (topics.CREDIT_EVENTS, fakes.credit("E1"), t.CREDIT_EVENTS, 1),
+    (topics.RISK_LISTS, fakes.risk_entry("RL1"), t.RISK_LISTS, 1),
+    (topics.DEAD_LETTERS, fakes.dead_letter(3), t.DEAD_LETTERS, 1),
+]
+
+
+@pytest.mark.parametrize("logical,value,table,count", GOOD, ids=[g[0] for g in GOOD])
+def test_every_topic_becomes_rows_of_its_table(logical: str, value: dict[str, Any], table: str, count: int) -> None:
+    rows = rows_of(logical, rec(value), NOW)
+    assert [name for name, _ in rows] == [table] * count
+    arrow = fits(table, [r for _, r in rows])
+    assert arrow.column("kafka_offset").to_pylist() == [7] * count
+    assert arrow.column("item_index").to_pylist() == list(range(count))
+    assert arrow.column("day").to_pylist()[0] == NOW.date()
+
+
+def test_enums_and_times_are_plain_values_in_arrow() -> None:
+    row = fits(t.INSTRUCTIONS, [r for _, r in rows_of(topics.INSTRUCTIONS, rec(fakes.instruction("D1", "scan", "inspect")), NOW)])
+    first = row.to_pylist()[0]
+    assert first["action"] == "inspect" and first["stage"] == "scan" and first["credit_class"] == "general"
+    assert first["thresholds"] == [0.55, 0.8] and first["risk_hits"] == ["RL/1"]
+    assert first["event_time"] == fakes.NOW
+
+
+def test_batch_items_keep_their_batch_and_centralised_items_their_declaration_id() -> None:
+    rows = [r for _, r in rows_of(topics.DECLARATION_BATCHES, rec(fakes.batch("B1", [fakes.declaration("D1")])), NOW)]
+    assert rows[0]["source"] == "batch" and rows[0]["batch_id"] == "B1" and rows[0]["gateway"] == "GW1"
+    items = [r for _, r in rows_of(topics.CENTRALISED_DECLARATIONS, rec(fakes.centralised("CD1", items=2)), NOW)]
+    assert [(r["declaration_id"], r["item_no"], r["items"]) for r in items] == [("CD1-0001", 1, 2), ("CD1-0002", 2, 2)]
+    assert items[1]["declared_value"] == 20.0 and items[1]["port"] == "HAK-SEA"
+
+
+@pytest.mark.parametrize("logical", list(t.PRIMARY_TABLE))
+def test_garbage_on_any_topic_is_one_dead_letter_with_the_original_bytes(logical: str) -> None:
+    raw = b'{"not": "a record", \xff'
+    rows = rows_of(logical, rec(raw, topic="customs.t"), NOW)
+    assert [name for name, _ in rows] == [t.DEAD_LETTERS]
+    row = rows[0][1]
+    fits(t.DEAD_LETTERS, [row])
+    assert original_bytes(row) == raw and row["origin"] == "archive"
+    assert (row["source_topic"], row["source_partition"], row["source_offset"]) == ("customs.t", 1, 7)
+    # The same shape as the worker's dead letters.
+    _, payload = dead_letter_record("customs.t", 1, 7, b"K", raw, ValueError("x"))
+    worker = orjson.loads(payload)
+    assert {row["key_b64"], row["value_b64"], row["value_sha256"]} == {worker["key_b64"], worker["value_b64"], worker["value_sha256"]}
+
+
+def test_a_batch_keeps_its_good_items_and_dead_letters_each_bad_one() -> None:
+    bad = fakes.declaration("D2", hs_code="12")
+    raw = orjson.dumps(fakes.batch("B1", [fakes.declaration("D1"), bad, fakes.declaration("D3")]))
+    rows = rows_of(topics.DECLARATION_BATCHES, rec(raw), NOW)
+    assert [(name, r["item_index"]) for name, r in rows] == [(t.DECLARATIONS, 0), (t.DEAD_LETTERS, 1), (t.DECLARATIONS, 2)]
+    letter = rows[1][1]
+    assert letter["reason"] == "schema-violation" and orjson.loads(original_bytes(letter) or b"") == bad
+    assert rows[2][1]["batch_id"] == "B1"
+
+
+def test_tombstones_missing_values_and_duplicate_keys() -> None:
+    (name, row), = rows_of(topics.DECLARATIONS, rec(None), NOW)
+    assert name == t.DEAD_LETTERS and row["reason"] == "missing-value" and row["value_b64"] is None
+    (name, row), = rows_of(topics.RISK_LISTS, rec(None, key=b"RL9"), NOW)
+    assert name == t.RISK_LISTS and row["retracted"] and row["entry_id"] == "RL9" and row["day"] == NOW.date()
+    fits(t.RISK_LISTS, [row], complete=False)
+    (name, row), = rows_of(topics.RISK_LISTS, rec(None, key=b"\xff"), NOW)
+    assert name == t.DEAD_LETTERS and row["reason"] == "invalid-key"
+    dup = b'{"scan_id": "S1", "scan_id": "S2",' + orjson.dumps(fakes.scan("D1"))[1:].replace(b'"scan_id":"S-D1",', b"", 1)
+    (name, row), = rows_of(topics.SCANS, rec(dup), NOW)
+    assert name == t.DEAD_LETTERS and row["reason"] == "duplicate-key"
+
+
+def test_worker_dead_letters_keep_their_source() -> None:
+    (_, row), = rows_of(topics.DEAD_LETTERS, rec(fakes.dead_letter(42)), NOW)
+    assert row["origin"] == "worker" and row["source_offset"] == 42 and base64.b64decode(row["value_b64"]) == b"x"
