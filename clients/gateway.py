@@ -47,7 +47,7 @@ class DeclarationPublisher:
         """Queue one JSON-ready declaration (as ``Declaration.model_dump(mode="json")`` gives it)."""
         key = declaration["declaration_id"].encode()
         if not self.batching:
-            self.producer.produce(self._single_topic, key=key, value=orjson.dumps(declaration))
+            self.produce(self._single_topic, key, orjson.dumps(declaration))
             self.records_sent += 1
             return
         partition = partition_for(key, self.partitions)
@@ -62,8 +62,21 @@ class DeclarationPublisher:
         """Send one JSON-ready ``CentralisedDeclaration``, keyed by its id. It is never batched: the
         worker splits it into one declaration per goods item, each on its own murmur2 partition."""
         key = centralised["centralised_id"].encode()
-        self.producer.produce(self._centralised_topic, key=key, value=orjson.dumps(centralised))
+        self.produce(self._centralised_topic, key, orjson.dumps(centralised))
         self.records_sent += 1
+
+    def produce(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
+        """Send one record through the publisher's producer (declarations, or the gateway's other
+        traffic); while the producer's local queue is full, wait for it to drain."""
+        while True:
+            try:
+                if partition is None:
+                    self.producer.produce(topic, key=key, value=value)
+                else:
+                    self.producer.produce(topic, key=key, value=value, partition=partition)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
 
     def poll(self) -> None:
         """Send batches whose linger time has passed; call this often (it is cheap)."""
@@ -84,5 +97,5 @@ class DeclarationPublisher:
         self._seq += 1
         batch_id = f"{self.gateway}-{partition}-{self._seq}"
         value = orjson.dumps({"schema_version": 1, "batch_id": batch_id, "gateway": self.gateway, "declarations": declarations})
-        self.producer.produce(self._batch_topic, key=batch_id.encode(), value=value, partition=partition)
+        self.produce(self._batch_topic, batch_id.encode(), value, partition)
         self.records_sent += 1

@@ -1,17 +1,24 @@
 """Live traffic: the port gateways publishing to Kafka, and the ports' scanners answering machine-checks.
 
-:class:`PortGateway` is the library behind ``riskctl simulate`` and is meant to be used in-process
-(``riskctl demo``)::
+:class:`PortGateway` is the one traffic driver: the library behind ``riskctl simulate``, and what the
+demo (``devkit/demo.py``) and the benchmark (``bench/``) publish and scan through::
 
     gateway = PortGateway(settings, PortOffice(seed=7))
     gateway.publish_credit_population()
+    gateway.wait_for_credit_register()
     scanners = gateway.start_scanners(scan_delay_scale=0.05)
     gateway.publish_declarations(count=50_000, rate_per_s=2_000)
     ...
     gateway.close()  # stops the scanners, flushes the producer
 
+Declarations go out through the reference gateway publisher (:class:`clients.gateway.DeclarationPublisher`):
+one record each by default, packed per partition with ``batching=True``; credit lifecycle events
+follow at a fixed ratio. A caller with a loop of its own (the demo, the bench) publishes with
+:meth:`PortGateway.publish` and plays the scanners with :meth:`PortGateway.answer` and
+:meth:`PortGateway.poll` instead of the scanner thread.
+
 Declarations carry the wall-clock time of publication as ``event_time`` (so decision latency is
-measurable); everything else is the office's seeded traffic. The ground truth of every published
+measurable; :meth:`PortGateway.publish` leaves setting it to the caller); everything else is the office's seeded traffic. The ground truth of every published
 declaration is available through :meth:`PortGateway.truth` (recent ones from memory, older ones
 regenerated from the id).
 """
@@ -23,45 +30,39 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
+from clients.gateway import DeclarationPublisher
+from clients.producers import producer_config
 from clients.topics import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, TABLE_ENTERPRISE_CREDIT, changelog_topic
-from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
 from common.settings import Settings
 from common.timefmt import utc_iso
+from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
+from schemas import CreditEvent
 
 log = logging.getLogger(__name__)
+
+# The topic names are the catalogue's (clients.topics), named here too for cli/simulate.py.
+__all__ = ["CREDIT_EVENTS", "DECLARATIONS", "INSTRUCTIONS", "SCANS", "GatewayStats", "PortGateway", "check_topics", "now_iso"]
+
 
 def now_iso() -> str:
     """The gateway's time stamp: now, UTC, with microseconds (fixed width)."""
     return utc_iso(timespec="microseconds")
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """librdkafka producer settings: Java-compatible key hashing, so keyed topics are co-partitioned."""
-    return {
-        **settings.confluent_config(),
-        "partitioner": "murmur2_random",
-        "linger.ms": 5,
-        "batch.num.messages": 10_000,
-        "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-        "acks": "all",
-        **extra,
-    }
-
-
 @dataclass
 class GatewayStats:
     started: float = field(default_factory=time.monotonic)
     credit_events: int = 0
-    declarations: int = 0
+    declarations: int = 0  # including the items of centralised declarations
+    centralised: int = 0
     lifecycle_events: int = 0
     instructions_seen: int = 0
     machine_checks: int = 0
@@ -81,23 +82,30 @@ class PortGateway:
     def __init__(
         self, settings: Settings, office: PortOffice, *, first_index: int = 0,
         lifecycle_per_declaration: float = LIFECYCLE_PER_DECLARATION, truth_capacity: int = 200_000,
-        producer: Producer | None = None,
+        producer: Producer | None = None, producer_options: dict[str, Any] | None = None,
+        batching: bool = False, gateway_id: str = "GW1", linger_s: float = 0.005,
+        truths: Mapping[str, GroundTruth] | None = None, lifecycle: Iterator[CreditEvent] | None = None,
     ) -> None:
+        """``producer_options`` override :func:`clients.producers.producer_config` for the gateway's own
+        producer (``producer`` replaces it). ``batching``, ``gateway_id`` and ``linger_s`` configure the
+        :class:`DeclarationPublisher`. ``truths``: ground truths the caller keeps (of declarations it
+        generated itself), looked up first; ``lifecycle``: the credit lifecycle stream to continue
+        (default: the office's, from its start)."""
         self.settings = settings
         self.office = office
         self.stats = GatewayStats()
-        self._own_producer = producer is None
         self.producer = producer or Producer(producer_config(
-            settings, **{"delivery.report.only.error": True, "on_delivery": self._on_delivery}
+            settings, **{"delivery.report.only.error": True, "on_delivery": self._on_delivery, **(producer_options or {})}
         ))
-        self._t_decl = settings.topic(DECLARATIONS)
+        self.publisher = DeclarationPublisher(self.producer, settings, gateway=gateway_id, batching=batching, linger_s=linger_s)
         self._t_scans = settings.topic(SCANS)
         self._t_credit = settings.topic(CREDIT_EVENTS)
         self._t_instructions = settings.topic(INSTRUCTIONS)
         self._decls = office.declaration_dicts(None, first_index=first_index)
-        self._lifecycle = office.lifecycle_events(None)
+        self._lifecycle = lifecycle if lifecycle is not None else office.lifecycle_events(None)
         self._lifecycle_ratio = lifecycle_per_declaration
-        self._lifecycle_debt = 0.0
+        self._lifecycle_mixed = 0  # lifecycle events sent along with the declarations
+        self._known: Mapping[str, GroundTruth] = truths if truths is not None else {}
         self._truth: dict[str, GroundTruth] = {}
         self._truth_capacity = truth_capacity
         self._scanner_stop = threading.Event()
@@ -107,16 +115,19 @@ class PortGateway:
         self._seen_checks: dict[tuple[str, int], None] = {}
         self.last_instruction_at = 0.0  # monotonic time of the last machine-check seen
         self.scanners_ready = threading.Event()
+        self.credit_enterprises = 0  # enterprises in the credit register published: entries the credit table must hold
 
     # ------------------------------------------------------------------ ground truth
 
     def truth(self, declaration_id: str) -> GroundTruth | None:
         """Ground truth of a declaration published by this gateway (or generated with its seed)."""
-        found = self._truth.get(declaration_id)
+        found = self._known.get(declaration_id)
+        if found is None:
+            found = self._truth.get(declaration_id)
         return found if found is not None else self.office.truth_for(declaration_id)
 
-    def _remember(self, truth: GroundTruth) -> None:
-        self._truth[truth.declaration_id] = truth
+    def _remember(self, declaration_id: str, truth: GroundTruth) -> None:
+        self._truth[declaration_id] = truth
         if len(self._truth) > self._truth_capacity:
             for key in list(itertools.islice(iter(self._truth), self._truth_capacity // 4)):
                 self._truth.pop(key, None)
@@ -129,36 +140,36 @@ class PortGateway:
             if self.stats.delivery_errors <= 5 or self.stats.delivery_errors % 1000 == 0:
                 log.error("delivery failed (%d so far): %s", self.stats.delivery_errors, err)
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key)
-                return
-            except BufferError:  # local queue full: let librdkafka drain it
-                self.producer.poll(0.05)
-
     def publish_credit_population(self, at: datetime | None = None) -> int:
         """The credit register's initial state (one or more events per non-general enterprise)."""
         n = 0
-        for event in self.office.credit_population(at or datetime.now(timezone.utc)):
-            self._produce(self._t_credit, event.enterprise_id.encode(), orjson.dumps(event.model_dump(mode="json")))
+        enterprises: set[str] = set()
+        for event in self.office.credit_population(at or datetime.now(UTC)):
+            self.publisher.produce(self._t_credit, event.enterprise_id.encode(), orjson.dumps(event.model_dump(mode="json")))
+            enterprises.add(event.enterprise_id)
             n += 1
             if n % 10_000 == 0:
                 self.producer.poll(0)
         self.stats.credit_events += n
+        self.credit_enterprises = len(enterprises)
         self.flush()
         return n
 
-    def wait_for_credit_register(self, timeout_s: float = 30.0, expected: int | None = None) -> int:
+    def wait_for_credit_register(
+        self, timeout_s: float = 30.0, expected: int | None = None, *,
+        check: Callable[[], None] | None = None, progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Wait until the workers' enterprise-credit table (its changelog) holds an entry for every
-        enterprise of the credit population, or ``timeout_s`` passes. Returns the entries seen.
+        enterprise of the credit population (or ``expected`` entries), or ``timeout_s`` passes.
+        Returns the entries seen. Between reads ``progress`` gets the count so far and ``check``
+        runs; it may raise to give up (e.g. the worker died).
 
         Declarations decided before the register is folded meet "unknown enterprise" credit (e.g. a
         zero-tariff declaration without a registered qualification), so live runs wait for it."""
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         if expected is None:
-            expected = len({e.enterprise_id for e in self.office.credit_population()})
+            expected = self.credit_enterprises or len({e.enterprise_id for e in self.office.credit_population()})
         topic = changelog_topic(self.settings, TABLE_ENTERPRISE_CREDIT)
         consumer = Consumer({**self.settings.confluent_config(), "group.id": f"{self.settings.app_id}.portsim-probe",
                              "enable.auto.commit": False})
@@ -173,6 +184,10 @@ class PortGateway:
                 for msg in consumer.consume(10_000, timeout=0.2):
                     if not msg.error() and msg.key() is not None:
                         keys.add(msg.key())
+                if progress is not None:
+                    progress(len(keys))
+                if check is not None:
+                    check()
         finally:
             consumer.close()
         return len(keys)
@@ -182,9 +197,37 @@ class PortGateway:
         for _ in range(count):
             event = next(self._lifecycle).model_dump(mode="json")
             event["event_time"] = ts
-            self._produce(self._t_credit, event["enterprise_id"].encode(), orjson.dumps(event))
+            self.publisher.produce(self._t_credit, event["enterprise_id"].encode(), orjson.dumps(event))
         self.stats.lifecycle_events += count
         return count
+
+    def _mix_lifecycle(self) -> None:
+        """Credit lifecycle events keep pace with the declarations: ``lifecycle_per_declaration`` each."""
+        due = int(self.stats.declarations * self._lifecycle_ratio) - self._lifecycle_mixed
+        if due > 0:
+            self._lifecycle_mixed += self.publish_lifecycle_events(due)
+
+    def next_declaration(self) -> tuple[dict[str, Any], GroundTruth]:
+        """The office's next declaration (JSON-ready, ``event_time`` still to set) and its ground truth."""
+        return next(self._decls)
+
+    def publish(self, declaration: dict[str, Any], truth: GroundTruth | None = None) -> None:
+        """Publish one JSON-ready declaration as it is (the caller sets its ``event_time``); ``truth``
+        is kept for the scanners. Credit lifecycle events follow at the gateway's ratio."""
+        if truth is not None:
+            self._remember(declaration["declaration_id"], truth)
+        self.publisher.publish(declaration)
+        self.stats.declarations += 1
+        self._mix_lifecycle()
+
+    def publish_centralised(self, centralised: dict[str, Any], truths: Mapping[str, GroundTruth]) -> None:
+        """Publish one JSON-ready centralised declaration; ``truths``: its items' (by item declaration id)."""
+        for declaration_id, truth in truths.items():
+            self._remember(declaration_id, truth)
+        self.publisher.publish_centralised(centralised)
+        self.stats.centralised += 1
+        self.stats.declarations += len(centralised["items"])
+        self._mix_lifecycle()
 
     def publish_declarations(
         self, count: int | None = None, *, duration_s: float | None = None, rate_per_s: float = 0.0,
@@ -199,7 +242,7 @@ class PortGateway:
         deadline = None if duration_s is None else t0 + duration_s
         next_progress = t0 + progress_interval_s
         sent = 0
-        produce, topic, decls, dumps = self._produce, self._t_decl, self._decls, orjson.dumps
+        publish, remember, decls = self.publisher.publish, self._remember, self._decls
         while count is None or sent < count:
             now = time.monotonic()
             if (stop is not None and stop.is_set()) or (deadline is not None and now >= deadline):
@@ -211,7 +254,7 @@ class PortGateway:
                 allowed = int((now - t0) * rate_per_s) + 1 - sent
                 if allowed <= 0:
                     time.sleep(min(0.05, (sent + 1) / rate_per_s - (now - t0)))
-                    self.producer.poll(0)
+                    self.publisher.poll()
                     continue
                 n = min(allowed, 5_000)
             else:
@@ -221,23 +264,25 @@ class PortGateway:
             ts = now_iso()
             for d, truth in itertools.islice(decls, n):
                 d["event_time"] = ts
-                self._remember(truth)
-                produce(topic, d["declaration_id"].encode(), dumps(d))
+                remember(truth.declaration_id, truth)
+                publish(d)
             sent += n
             self.stats.declarations += n
-            self._lifecycle_debt += n * self._lifecycle_ratio
-            if self._lifecycle_debt >= 1:
-                whole = int(self._lifecycle_debt)
-                self.publish_lifecycle_events(whole)
-                self._lifecycle_debt -= whole
-            self.producer.poll(0)
+            self._mix_lifecycle()
+            self.publisher.poll()
         self.flush()
         if on_progress is not None:
             on_progress(self.stats)
         return sent
 
+    def poll(self) -> None:
+        """For a caller with a loop of its own (not with the scanner thread): send the scans that are
+        due and the declaration batches whose linger has passed, serve delivery reports."""
+        self.publish_due_scans()
+        self.publisher.poll()
+
     def flush(self, timeout_s: float = 60.0) -> None:
-        remaining = self.producer.flush(timeout_s)
+        remaining = self.publisher.flush(timeout_s)
         if remaining:
             raise RuntimeError(f"{remaining} records not delivered after {timeout_s:.0f}s (is the broker up?)")
 
@@ -296,28 +341,39 @@ class PortGateway:
                             log.warning("scanner consume error: %s", msg.error())
                         continue
                     self._on_instruction(msg.value(), scan_delay_scale, max_instruction_age_s)
-                self._publish_due_scans()
+                self.publish_due_scans()
                 self.producer.poll(0)
         finally:
             consumer.close()
 
     def _on_instruction(self, raw: bytes | None, scale: float, max_age_s: float) -> None:
-        self.stats.instructions_seen += 1
         try:
             ins = orjson.loads(raw or b"")
-            if ins.get("stage") != "declaration" or ins.get("action") != "machine-check":
-                return
-            declaration_id, revision, port = ins["declaration_id"], int(ins["revision"]), ins["port"]
-            decided = datetime.fromisoformat(ins["decided_at"]).timestamp()
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        except orjson.JSONDecodeError:
+            ins = None  # counted and ignored by answer()
+        self.answer(ins, scan_delay_scale=scale, max_instruction_age_s=max_age_s)
+
+    def answer(self, instruction: Any, *, scan_delay_scale: float = 1.0, max_instruction_age_s: float = 900.0) -> bool:
+        """Play the port's scanner for one instruction (decoded JSON): a machine-check at the
+        declaration stage gets a scan result after the port's realistic delay times
+        ``scan_delay_scale`` (sent by :meth:`publish_due_scans`), or, sometimes, none. Other
+        instructions, repeats, unreadable ones and those decided more than ``max_instruction_age_s``
+        ago are ignored. True if a scan was scheduled."""
+        self.stats.instructions_seen += 1
+        try:
+            if instruction.get("stage") != "declaration" or instruction.get("action") != "machine-check":
+                return False
+            declaration_id, revision, port = instruction["declaration_id"], int(instruction["revision"]), instruction["port"]
+            decided = datetime.fromisoformat(instruction["decided_at"]).timestamp()
+        except (KeyError, TypeError, ValueError, AttributeError):
             log.debug("scanner ignored an unreadable instruction")
-            return
-        if time.time() - decided > max_age_s:
+            return False
+        if time.time() - decided > max_instruction_age_s:
             self.stats.stale_instructions += 1
-            return
+            return False
         key = (declaration_id, revision)
         if key in self._seen_checks:  # a redelivered instruction: the scanner already has it
-            return
+            return False
         self._seen_checks[key] = None
         if len(self._seen_checks) > 200_000:
             for old in list(itertools.islice(iter(self._seen_checks), 50_000)):
@@ -328,31 +384,37 @@ class PortGateway:
             scan, delay = self.office.scan_for(declaration_id, self.truth(declaration_id), port, revision=revision)
         except ValueError as exc:  # e.g. an id the scan schema refuses
             log.warning("no scan for %s: %s", declaration_id, exc)
-            return
+            return False
         if scan is None:
             self.stats.scans_withheld += 1
-            return
-        heapq.heappush(self._heap, (time.monotonic() + delay * scale, next(self._seq), scan.model_dump(mode="json")))
+            return False
+        due = time.monotonic() + delay * scan_delay_scale
+        heapq.heappush(self._heap, (due, next(self._seq), scan.model_dump(mode="json")))
         self.stats.scans_scheduled += 1
+        return True
 
-    def _publish_due_scans(self) -> None:
+    def publish_due_scans(self) -> int:
+        """Send the scan results whose delay has passed, stamped with the time they go out; returns how many."""
         now = time.monotonic()
         heap = self._heap
         if not heap or heap[0][0] > now:
-            return
+            return 0
         ts = now_iso()
+        sent = 0
         while heap and heap[0][0] <= now:
             _, _, scan = heapq.heappop(heap)
             scan["event_time"] = ts
-            self._produce(self._t_scans, scan["declaration_id"].encode(), orjson.dumps(scan))
-            self.stats.scans_published += 1
+            self.publisher.produce(self._t_scans, scan["declaration_id"].encode(), orjson.dumps(scan))
+            sent += 1
+        self.stats.scans_published += sent
+        return sent
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         self.stop_scanners()
         try:
-            self.flush(30.0)
+            self.flush(timeout_s)
         except RuntimeError as exc:
             log.error("%s", exc)
 

@@ -45,12 +45,12 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import ValidationError
 
+from clients.producers import producer_config
 from clients.topics import INSPECTION_RESULTS, INSTRUCTIONS
+from common.settings import Settings
 from portsim import world
-from portsim.gateway import producer_config
 from portsim.traffic import GroundTruth, PortOffice, parse_declaration_id
 from schemas import Action, ControlInstruction, InspectionResult
-from common.settings import Settings
 
 log = logging.getLogger(__name__)
 

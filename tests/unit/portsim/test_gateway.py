@@ -20,7 +20,7 @@ class FakeProducer:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes, bytes]] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+    def produce(self, topic: str, value: bytes, key: bytes, partition: int = -1) -> None:
         self.records.append((topic, key, value))
 
     def poll(self, _timeout: float = 0) -> int:
@@ -89,7 +89,7 @@ def test_scanner_answers_each_machine_check_once(gateway: Any) -> None:
     old = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()
     gw._on_instruction(_machine_check({**decls[0], "declaration_id": "D11-0000099999"}, old), 0.0, 900.0)
     assert gw.stats.stale_instructions == 1
-    gw._publish_due_scans()
+    gw.publish_due_scans()
     scans = fake.on("t.scans")
     assert gw.stats.machine_checks == 300
     assert len(scans) + gw.stats.scans_withheld == 300
@@ -105,6 +105,57 @@ def test_scan_delays_are_scaled(gateway: Any) -> None:
     now = utc_iso()
     for _, d in fake.on("t.declarations"):
         gw._on_instruction(_machine_check(d, now), 1.0, 900.0)  # real delays: tens of seconds
-    gw._publish_due_scans()
+    gw.publish_due_scans()
     assert fake.on("t.scans") == []
     assert gw.pending_scans == gw.stats.scans_scheduled > 0
+
+
+def test_a_callers_loop_publishes_batches_and_plays_the_scanners(small_office: PortOffice) -> None:
+    """The demo's and the bench's way: publish() one by one (batched per partition), answer()
+    instructions as they come, poll() for the scans due."""
+    fake = FakeProducer()
+    gw = PortGateway(Settings(topic_prefix="t.", partitions=4), small_office, producer=fake,  # type: ignore[arg-type]
+                     batching=True, gateway_id="GW-T", lifecycle_per_declaration=0.01)
+    records = []
+    for _ in range(400):
+        record, truth = gw.next_declaration()
+        record["event_time"] = utc_iso()
+        gw.publish(record, truth)
+        records.append(record)
+    gw.flush()
+    assert fake.on("t.declarations") == []
+    batches = [b for _, b in fake.on("t.declaration-batches")]
+    assert all(b["gateway"] == "GW-T" for b in batches)
+    assert sorted(d["declaration_id"] for b in batches for d in b["declarations"]) == sorted(r["declaration_id"] for r in records)
+    assert len(fake.on("t.credit-events")) == gw.stats.lifecycle_events == 4
+    assert gw.stats.declarations == 400
+
+    now = utc_iso()
+    answered = [gw.answer(orjson.loads(_machine_check(d, now)), scan_delay_scale=0.0) for d in records]
+    assert not gw.answer(orjson.loads(_machine_check(records[0], now)), scan_delay_scale=0.0)  # a repeat
+    assert not gw.answer({"stage": "declaration", "action": "release"})
+    assert not gw.answer(None)
+    assert sum(answered) == gw.stats.scans_scheduled == 400 - gw.stats.scans_withheld
+    gw.poll()
+    scans = fake.on("t.scans")
+    assert len(scans) == gw.stats.scans_published == sum(answered)
+    for key, s in scans:
+        assert key == ScanResult.model_validate_json(orjson.dumps(s)).declaration_id.encode()
+
+
+def test_truths_kept_by_the_caller_and_centralised_items(small_office: PortOffice) -> None:
+    fake = FakeProducer()
+    (record, truth), (other, other_truth) = small_office.declaration_dicts(2, first_index=5_000)
+    gw = PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, truths={"X-1": truth})  # type: ignore[arg-type]
+    assert gw.truth("X-1") == truth
+    gw.publish_centralised({"centralised_id": "C1-000001", "items": [{}, {}]}, {"C1-000001-0001": truth, "C1-000001-0002": other_truth})
+    assert gw.truth("C1-000001-0002") == other_truth
+    assert gw.stats.centralised == 1 and gw.stats.declarations == 2
+    assert [k for k, _ in fake.on("t.centralised-declarations")] == [b"C1-000001"]
+
+
+def test_the_credit_register_size_is_what_the_table_must_hold(gateway: Any) -> None:
+    gw, _ = gateway
+    n = gw.publish_credit_population()
+    assert 0 < gw.credit_enterprises < n
+    assert gw.credit_enterprises == len({e.enterprise_id for e in gw.office.credit_population()})
