@@ -76,6 +76,20 @@ class GatewayStats:
         return {k: v for k, v in self.__dict__.items() if k != "started"} | {"elapsed_s": time.monotonic() - self.started}
 
 
+def _delivery_errors_into(stats: GatewayStats) -> Callable[[KafkaError | None, Any], None]:
+    """The producer's delivery callback. It holds the stats, not the gateway: a gateway dropped by its
+    caller frees its producer at once (no reference cycle waiting for the collector), so the
+    producer does not outlive the broker of a demo or a bench run."""
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            stats.delivery_errors += 1
+            if stats.delivery_errors <= 5 or stats.delivery_errors % 1000 == 0:
+                log.error("delivery failed (%d so far): %s", stats.delivery_errors, err)
+
+    return on_delivery
+
+
 class PortGateway:
     """Publishes the office's traffic and plays the ports' scanners."""
 
@@ -95,7 +109,7 @@ class PortGateway:
         self.office = office
         self.stats = GatewayStats()
         self.producer = producer or Producer(producer_config(
-            settings, **{"delivery.report.only.error": True, "on_delivery": self._on_delivery, **(producer_options or {})}
+            settings, **{"delivery.report.only.error": True, "on_delivery": _delivery_errors_into(self.stats), **(producer_options or {})}
         ))
         self.publisher = DeclarationPublisher(self.producer, settings, gateway=gateway_id, batching=batching, linger_s=linger_s)
         self._t_scans = settings.topic(SCANS)
@@ -133,12 +147,6 @@ class PortGateway:
                 self._truth.pop(key, None)
 
     # ------------------------------------------------------------------ producing
-
-    def _on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            self.stats.delivery_errors += 1
-            if self.stats.delivery_errors <= 5 or self.stats.delivery_errors % 1000 == 0:
-                log.error("delivery failed (%d so far): %s", self.stats.delivery_errors, err)
 
     def publish_credit_population(self, at: datetime | None = None) -> int:
         """The credit register's initial state (one or more events per non-general enterprise)."""
