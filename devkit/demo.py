@@ -22,22 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
-from confluent_kafka import Producer
 
-from policy.config import load_policy
 from clients import topics
-from common import cliargs
-from clients.gateway import DeclarationPublisher
-from devkit.launcher import WorkerProcess, worker_process
 from clients.readers import assigned_reader
+from common import cliargs
 from common.settings import Settings
 from common.timefmt import utc_iso
+from devkit.launcher import WorkerProcess, worker_process
+from policy.config import load_policy
 
 if TYPE_CHECKING:
     from portsim.centralised import CentralisedBuilder
+    from portsim.gateway import PortGateway
 
 
-LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations
 CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) per this many declarations
 
 
@@ -113,8 +111,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from devkit.brokers import EmbeddedBroker
     from clients.topics import create_topics
+    from devkit.brokers import EmbeddedBroker
 
     # Ctrl-C and SIGTERM both unwind through the ExitStack below: worker, then broker, stop.
     signal.signal(signal.SIGINT, _interrupt)
@@ -146,54 +144,51 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 else 1
 
 
-def _wait_credit_applied(worker: WorkerProcess, expected: int, timeout_s: float = 180.0) -> None:
+def _wait_credit_table(gateway: PortGateway, worker: WorkerProcess, timeout_s: float = 180.0) -> None:
     """Declarations are decided against the enterprise credit table: let it fill first."""
     start = time.monotonic()
-    last = -1.0
-    while True:
-        applied = worker.metric("customs_credit_events_applied_total")
-        if applied >= expected:
-            _log(f"credit table ready: {applied:.0f} events applied in {time.monotonic() - start:.1f}s")
-            return
+    expected = gateway.credit_enterprises
+    next_line = start + 1.0
+
+    def check() -> None:
         if not worker.alive():
             raise RuntimeError(f"worker exited with code {worker.proc.returncode}")
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"only {applied:.0f} of {expected} credit events applied after {timeout_s:.0f}s")
-        if applied != last:
-            _log(f"  credit events applied: {applied:.0f}/{expected}")
-            last = applied
-        time.sleep(0.5)  # probe interval, bounded by the deadline above
+
+    def progress(seen: int) -> None:
+        nonlocal next_line
+        if time.monotonic() >= next_line:
+            _log(f"  credit table: {seen}/{expected} enterprises")
+            next_line += 1.0
+
+    seen = gateway.wait_for_credit_register(timeout_s, expected, check=check, progress=progress)
+    if seen < expected:
+        raise TimeoutError(f"the credit table holds only {seen} of {expected} enterprises after {timeout_s:.0f}s")
+    _log(f"credit table ready: {seen} enterprises in {time.monotonic() - start:.1f}s")
 
 
 def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess) -> Tally:
     from portsim.centralised import CentralisedBuilder, may_centralise
+    from portsim.gateway import PortGateway
     from portsim.traffic import PortOffice
 
     office = PortOffice(seed=args.seed, enterprises=args.enterprises)
     default_targets = load_policy(settings.policy_file).capacity.default
     targets = {"machine-check": default_targets.machine_check, "inspect": default_targets.inspect}
-    producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2, "enable.idempotence": True})
+    gateway = PortGateway(settings, office, batching=not args.single_records, gateway_id="DEMO-GW",
+                          producer_options={"linger.ms": 2, "enable.idempotence": True})
     consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS])
     tally = Tally()
-    truths: dict[str, Any] = {}
-    scans_due: list[tuple[float, bytes, bytes]] = []
-    t_scan, t_credit, t_insp = (settings.topic(n) for n in (topics.SCANS, topics.CREDIT_EVENTS, topics.INSPECTION_RESULTS))
+    t_insp = settings.topic(topics.INSPECTION_RESULTS)
 
-    for event in office.credit_population():
-        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
-        tally.published["credit"] += 1
-        producer.poll(0)
-    producer.flush(30)
+    gateway.publish_credit_population()
+    _count_gateway(tally, gateway)
     _log(f"published {tally.published['credit']} credit events (enterprise population); waiting for the worker to fold them")
-    _wait_credit_applied(worker, tally.published["credit"])
+    _wait_credit_table(gateway, worker)
     # It is still reading its credit table's changelog back (a cost per record, docs/benchmark.md):
     # the first declarations would wait behind that and the summary would time the backlog.
     _log(f"worker settled {worker.wait_settled():.1f}s after that (credit table changelog read back)")
 
-    publisher = DeclarationPublisher(producer, settings, gateway="DEMO-GW", batching=not args.single_records)
-    _publish_demo_risk_lists(producer, settings, tally)
-    declarations = office.declaration_dicts(count=None)
-    lifecycle = office.lifecycle_events()
+    _publish_demo_risk_lists(gateway, settings, tally)
     centralising: CentralisedBuilder | None = None
     allowed = load_policy(settings.policy_file).batch.allowed_classes
     start = time.monotonic()
@@ -209,10 +204,10 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
             if now < stop_at:
                 due = int((now - start) * args.rate) - tally.published["declaration"]
                 for _ in range(max(0, due)):
-                    record, truth = next(declarations)
+                    record, truth = gateway.next_declaration()
                     if centralising is not None and centralising.offer(record, truth):
                         if centralising.full:
-                            _publish_centralised(centralising, publisher, tally, truths)
+                            _publish_centralised(centralising, gateway, tally)
                             centralising = None
                         continue
                     if (centralising is None and tally.published["declaration"] // CENTRALISED_EVERY > tally.published["centralised"]
@@ -221,33 +216,23 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                         centralising = CentralisedBuilder.start(cid, 2 + tally.published["centralised"] % 7, record, truth)
                         continue
                     record["event_time"] = utc_iso()
-                    did = record["declaration_id"]
-                    truths[did] = truth
-                    publisher.publish(record)
-                    tally.published_at[did] = time.time()
+                    gateway.publish(record, truth)  # agencies' credit lifecycle events go along
+                    tally.published_at[record["declaration_id"]] = time.time()
                     tally.published["declaration"] += 1
-                    if tally.published["declaration"] % LIFECYCLE_EVERY == 0:  # agencies keep publishing
-                        event = next(lifecycle)
-                        producer.produce(t_credit, key=event.enterprise_id.encode(), value=orjson.dumps(event.model_dump(mode="json")))
-                        tally.published["credit"] += 1
             elif drain_until is None:
                 drain_until = now + args.drain_timeout
                 _log(f"published {tally.published['declaration']} declarations; draining")
-            publisher.poll()
-            while scans_due and scans_due[0][0] <= now:
-                _, key, value = scans_due.pop(0)
-                producer.produce(t_scan, key=key, value=value)
-                tally.published["scan"] += 1
-            producer.poll(0)
+            gateway.poll()
             for msg in consumer.consume(500, timeout=0.004):
                 if msg.error():
                     continue
                 if msg.topic() == settings.topic(topics.DEAD_LETTERS):
                     _on_dead_letter(orjson.loads(msg.value()), tally, settings)
                     continue
-                _on_instruction(orjson.loads(msg.value()), tally, truths, office, scans_due, producer, t_insp, args)
+                _on_instruction(orjson.loads(msg.value()), tally, gateway, t_insp, args)
             if now >= next_report:
                 next_report = now + 2.0
+                _count_gateway(tally, gateway)
                 _progress(tally, now - start, targets)
             if drain_until is not None and (tally.undecided == 0 or now > drain_until):
                 break
@@ -255,21 +240,28 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
         interrupted = True
         _log("interrupted: shutting down")
     finally:
-        publisher.flush(10)
+        gateway.close(10.0)
+        _count_gateway(tally, gateway)
         consumer.close()
         # Drop the clients now: an interrupt's traceback would keep them alive after the broker stops.
-        publisher = producer = consumer = None  # noqa: F841
+        gateway = consumer = None  # noqa: F841
     if interrupted:
         raise KeyboardInterrupt
     return tally
 
 
-def _publish_centralised(builder: CentralisedBuilder, publisher: DeclarationPublisher, tally: Tally, truths: dict[str, Any]) -> None:
+def _count_gateway(tally: Tally, gateway: PortGateway) -> None:
+    """The gateway's credit and scan records in the tally (declarations the demo counts itself)."""
+    tally.published["credit"] = gateway.stats.credit_events + gateway.stats.lifecycle_events
+    tally.published["scan"] = gateway.stats.scans_published
+
+
+def _publish_centralised(builder: CentralisedBuilder, gateway: PortGateway, tally: Tally) -> None:
     """Each goods item is a declaration the demo expects a final instruction for."""
-    publisher.publish_centralised(builder.record(utc_iso()))
+    truths = builder.truths()
+    gateway.publish_centralised(builder.record(utc_iso()), truths)
     now = time.time()
-    for did, truth in builder.truths().items():
-        truths[did] = truth
+    for did in truths:
         tally.published_at[did] = now
     tally.centralised_items[builder.centralised_id] = builder.item_ids()
     tally.published["centralised"] += 1
@@ -293,19 +285,18 @@ DEMO_RISK_LISTS = (
 )
 
 
-def _publish_demo_risk_lists(producer: Producer, settings: Settings, tally: Tally) -> None:
+def _publish_demo_risk_lists(gateway: PortGateway, settings: Settings, tally: Tally) -> None:
     """A few risk characteristic list entries, as the office and other agencies would publish them."""
     valid_from = datetime(2020, 1, 1, tzinfo=timezone.utc).isoformat()
     for entry_id, list_id, kind, value, action, reason, agency in DEMO_RISK_LISTS:
         entry = {"schema_version": 1, "entry_id": entry_id, "list_id": list_id, "kind": kind, "value": value,
                  "action": action, "reason": reason, "source_agency": agency, "valid_from": valid_from}
-        producer.produce(settings.topic(topics.RISK_LISTS), key=entry_id.encode(), value=orjson.dumps(entry))
+        gateway.publisher.produce(settings.topic(topics.RISK_LISTS), entry_id.encode(), orjson.dumps(entry))
         tally.published["risk-list"] += 1
-    producer.flush(10)
+    gateway.flush(10.0)
 
 
-def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any], office: Any, scans_due: list,
-                    producer: Producer, t_insp: str, args: argparse.Namespace) -> None:
+def _on_instruction(instr: dict[str, Any], tally: Tally, gateway: PortGateway, t_insp: str, args: argparse.Namespace) -> None:
     iid = instr["instruction_id"]
     if iid in tally.seen_instructions:
         tally.duplicates += 1
@@ -324,20 +315,16 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, truths: dict[str, Any],
     if not args.quiet and (instr["action"] != "release" or instr["stage"] != "declaration"):
         reasons = "; ".join(instr["reasons"][:3])
         print(f"{instr['port']:9} {did:14} {instr['stage']:11} {instr['action']:13} {instr['credit_class']:13} {reasons}", flush=True)
-    truth = truths.get(did)
-    if truth is None:
-        return
     if instr["stage"] == "declaration" and instr["action"] == "machine-check":
-        scan, delay = office.scan_for(did, truth, instr["port"])
-        if scan is not None:
-            due = time.monotonic() + delay * args.scan_delay_scale
-            scans_due.append((due, did.encode(), orjson.dumps(scan.model_dump(mode="json"))))
-            scans_due.sort(key=lambda item: item[0])
+        gateway.answer(instr, scan_delay_scale=args.scan_delay_scale)  # the port's scanner: a scan after a delay, or none
     elif instr["final"] and instr["action"] == "inspect":
         from schemas import ControlInstruction
 
-        result = office.inspection_for(ControlInstruction.model_validate(instr, strict=False), truth, f"{instr['port']}-STATION")
-        producer.produce(t_insp, key=did.encode(), value=orjson.dumps(result.model_dump(mode="json")))
+        truth = gateway.truth(did)
+        if truth is None:
+            return
+        result = gateway.office.inspection_for(ControlInstruction.model_validate(instr, strict=False), truth, f"{instr['port']}-STATION")
+        gateway.publisher.produce(t_insp, did.encode(), orjson.dumps(result.model_dump(mode="json")))
         tally.inspections += 1
         tally.found += result.found
         tally.duty_recovered += result.duty_recovered
