@@ -112,9 +112,10 @@ def read_topics(settings: Any, declaration_id: str, timeout_s: float = 30.0,
     consumer = assigned_reader(settings, list(TAIL_TOPICS), timeout_s)
     try:
         found: dict[str, list[dict[str, Any]]] = {}
+        assigned = consumer.assignment()  # every partition of the topics; _read_partitions re-assigns
         for logical in TAIL_TOPICS:
             topic = settings.topic(logical)
-            partitions = sorted(tp.partition for tp in consumer.assignment() if tp.topic == topic)
+            partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
             first = (starts or {}).get(logical, {})
             home = partition_for(key, len(partitions))
             found[logical] = _read_partitions(consumer, TopicPartition, topic, [home], key, timeout_s, first)
