@@ -28,7 +28,7 @@ def build_app(bootstrap: str, prefix: str, app_id: str, datadir: str) -> Any:
     import faust
 
     from riskmodels.serving import ModelRegistry
-    from streams.runtime.consumer import with_fetch_wait
+    from streams.runtime.consumer import in_order_consumer
 
     app = faust.App(
         app_id, broker=f"kafka://{bootstrap}", store="memory://", datadir=datadir, web_enabled=False,
@@ -38,7 +38,7 @@ def build_app(bootstrap: str, prefix: str, app_id: str, datadir: str) -> Any:
     )
     # The pipeline's own transport tweak (fetch wait 20 ms instead of Faust's 1.5 s, which Tansu
     # holds in full): without it the agent idles up to 1.5 s after it resumes on its backlog.
-    app.transport.Consumer = with_fetch_wait(Settings.model_fields["fetch_max_wait_ms"].default)
+    app.transport.Consumer = in_order_consumer(Settings.model_fields["fetch_max_wait_ms"].default)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(prefix + topics.DECLARATIONS, **raw)
     sink = app.topic(prefix + topics.INSTRUCTIONS, **raw)

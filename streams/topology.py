@@ -50,9 +50,11 @@ from schemas.partitioning import partition_for
 from schemas.validation import KeyMismatch, check_partition, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
-from streams.outputs import Deliveries, OutputBatch
+from streams.outputs import OutputBatch
+from streams.runtime import status, tables
 from streams.runtime.app import faust_app
 from streams.runtime.batching import take_batches
+from streams.runtime.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,8 @@ class Topology:
     def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
         self.settings = settings
         self.services = services
-        self.deliveries = Deliveries()  # the consumer commits no offset before these are acknowledged
-        self.app = app or faust_app(settings, self.deliveries)
+        self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
+        self.app = app or faust_app(settings, self.checkpoint)
         t = settings.topic
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         # Single declarations, gateway batches and scans feed the same agent (and share partitions).
@@ -158,7 +160,8 @@ class Topology:
                          in_flight: list[asyncio.Future]) -> list[asyncio.Future]:
         """Decide this micro-batch while the previous one is on the wire; send this one once the
         previous one is acknowledged (one batch in flight per agent: bounded memory, and a failed
-        delivery stops the agent before it sends anything after it)."""
+        delivery stops the agent before it sends anything after it). Steps 1-3 of the protocol in
+        ``streams.runtime.checkpoint``."""
         started = time.perf_counter()
         # No cyclic collection inside a handler: a collection there walks the whole live batch
         # (14 ms per young collection at 2,000-declaration batches, 5 % of the worker). Outside, the
@@ -170,10 +173,7 @@ class Topology:
             gc.enable()
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
-        if in_flight:
-            await asyncio.gather(*in_flight)
-        futures = await out.send(self.app)
-        self.deliveries.track(futures)
+        futures = await self.checkpoint.produce(self.app, out, in_flight)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
         return futures
@@ -372,18 +372,8 @@ class Topology:
     def _publish_lag(self) -> None:
         """Records behind the partition's high watermark, per owned input partition (on brokers
         that report watermarks correctly; the embedded Tansu does not)."""
-        consumer = self.app.consumer
-        read = getattr(consumer, "_read_offset", {})
-        for tp in self.app.assignor.assigned_actives():
-            if tp.topic.endswith("-changelog"):
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - no fetch response yet
-                continue
-            position = read.get(tp)
-            if highwater is not None and position is not None:
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position - 1))
+        for topic, partition, lag in status.input_lag(self.app):
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
 
     def settled(self, actives: set[int], now: float) -> set[int]:
         """The active partitions whose overdue deadlines may fire: those this worker has owned for
@@ -398,7 +388,7 @@ class Topology:
 
     def _active_declaration_partitions(self) -> set[int]:
         decl_topic = self.settings.topic(topics.DECLARATIONS)
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == decl_topic}
+        return {tp.partition for tp in status.active_partitions(self.app) if tp.topic == decl_topic}
 
     def _batch_items(self, msg: Any, out: OutputBatch) -> list[tuple[int, Declaration]]:
         """A gateway batch's good declarations; each bad item (or the whole record, if its envelope
@@ -460,7 +450,7 @@ class Topology:
     def owned_partitions(self) -> set[int] | None:
         """The declarations partitions this worker actively owns, or None while it is not ready
         (rebalancing, or its tables still recovering). The test driver replaces this."""
-        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+        if not status.ready(self.app):
             return None
         return self._active_declaration_partitions()
 
@@ -505,12 +495,8 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
 
 
 def _contents(table: Any) -> Mapping[bytes, bytes]:
-    """A table's key -> value mapping for reads on the hot path: the plain dict inside Faust's
-    memory store (its ``Store`` wrapper costs about a microsecond per look-up through the generic
-    ``Mapping`` methods), or the store itself for any other store."""
-    store = table.data
-    inner = getattr(store, "data", None)
-    return inner if isinstance(inner, dict) else store
+    """A table's key -> value mapping for reads on the hot path (``streams.runtime.tables``)."""
+    return tables.contents(table)
 
 
 def _capacity_key(partition: int) -> bytes:

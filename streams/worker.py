@@ -8,8 +8,8 @@ import logging
 import faust
 from prometheus_client import start_http_server
 
-from decision.services import Services
 from common.settings import Settings
+from decision.services import Services
 from streams.topology import Topology
 
 log = logging.getLogger(__name__)

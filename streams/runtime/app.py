@@ -9,11 +9,13 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
 from common.settings import Settings
-from streams.outputs import Deliveries
-from streams.runtime.consumer import with_fetch_wait
+from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.consumer import in_order_consumer
 
 
-def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust.App:
+def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust.App:
+    """The worker's app (not started: ``faust.Worker`` starts it), its consumer guarded by
+    ``checkpoint`` (``streams.runtime.consumer.in_order_consumer``)."""
     servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -30,17 +32,18 @@ def faust_app(settings: Settings, deliveries: Deliveries | None = None) -> faust
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_commit_interval=settings.commit_interval_s,
-        # An output batch is complete when it is handed over; aiokafka would hold it for the linger
-        # anyway (0 vs 1 ms: p50 -1.3 ms, p99 -1.5 to -3 ms at 3,000/s, bench A/B).
+        # An output batch is complete when it is handed over: a linger would only delay it
+        # (docs/benchmark.md).
         producer_linger_ms=0,
-        producer_max_batch_size=1_000_000,  # OutputBatch sends a micro-batch's records per partition at once
+        producer_max_batch_size=1_000_000,  # streams.runtime.producer sends a micro-batch per partition at once
         producer_max_request_size=4_000_000,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         table_standby_replicas=settings.standby_replicas,
         logging_config=None,
         loghandlers=[],
     )
-    app.transport.Consumer = with_fetch_wait(settings.fetch_max_wait_ms, deliveries)
+    transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
+    transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint)
     return app
 
 
@@ -48,9 +51,11 @@ def faust_credentials(settings: Settings) -> Any:
     """Faust/aiokafka credentials matching the confluent-kafka ones (TLS and/or SASL)."""
     context = None
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        context = ssl.create_default_context(cafile=cafile)
         if settings.kafka_ssl_certfile:
-            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+            keyfile = str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
+            context.load_cert_chain(str(settings.kafka_ssl_certfile), keyfile)
     if settings.kafka_security_protocol.startswith("SASL_"):  # like confluent_config(): the protocol decides
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
         return SASLCredentials(

@@ -6,7 +6,7 @@ futures and a timer, which measured as most of an idle worker's CPU (0.07 of a c
 Under load the quiet agents (risk lists, inspection results, centralised declarations, mostly
 credit events too) keep paying it beside the busy one.
 
-``take_batches`` is ``take_events`` (faust/streams.py, faust-streaming 0.11+) with one change:
+``take_batches`` is Faust's ``Stream.take_events`` (faust/streams.py) with one change:
 when its buffer is empty it waits for the first event without a timeout, and only then gives the
 batch ``within`` seconds to fill. While events keep arriving the two behave the same: the window
 starts when the agent comes back for the next batch.
@@ -14,13 +14,15 @@ starts when the agent comes back for the next batch.
 The events of a batch are acknowledged when the agent comes back for the next batch, as in
 ``take_events``, but not when the agent crashed or was stopped while handling it: ``take_events``
 acks them on the way out too, which lets the consumer commit past a batch whose outputs were never
-sent. Here that batch stays unacknowledged, nothing is committed past it, and it is read again.
+sent. Here that batch stays unacknowledged, nothing is committed past it, and it is read again
+(step 4 of the protocol in ``streams.runtime.checkpoint``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import faust
 from mode.utils.futures import notify

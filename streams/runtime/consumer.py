@@ -1,39 +1,55 @@
-"""Adjustments to Faust's aiokafka consumer, found by measurement and fault injection.
+"""The worker's Faust consumer: Faust's aiokafka consumer with three changes.
 
-1. Fetch wait. Faust hard-codes ``fetch_max_wait_ms=1500``. A broker answers a fetch as soon as data
-   arrives, but some (the embedded Tansu among them) hold it for the whole wait, which put 0.5-1.5 s
-   of pure waiting into every decision at low traffic. The wait comes from settings.
+1. Fetch wait. Faust hard-codes aiokafka's ``fetch_max_wait_ms`` at 1500. A broker answers a fetch
+   as soon as data arrives, but some (the embedded Tansu among them) hold it for the whole wait,
+   which puts up to that wait into every decision at low traffic. The wait comes from settings.
 
-2. Contiguous consumption of input topics. faust-streaming 0.15.3 loses records around rebalances
-   (seen in about half of the kill -9 runs on Apache Kafka, tests/integration/test_faults.py): on
-   revoke ``getmany`` drops records it already fetched without moving the fetch position back; after
-   the reassignment ``perform_seek`` goes to the committed offset but the next record delivered can
-   be further on; ``_add_gap`` then marks the skipped offsets as processed and ``_new_offset``
-   commits past records nobody acknowledged. Here every input partition is read strictly in order:
-   the expected next offset is set from the committed offset on seek, a record beyond it makes the
-   consumer seek back, records dropped by a flow stop are re-fetched, gaps are not treated as
-   processed, and nothing is committed while the first unacknowledged offset is not the committed
-   one. (Input topics here are never compacted nor written transactionally, so their offsets are
-   contiguous; changelog topics keep Faust's own handling.)
+2. Input partitions are read strictly in order. Around a rebalance Faust's consumer can skip
+   records and commit past them: on revoke ``getmany`` drops records it already fetched without
+   moving the fetch position back; after the reassignment ``perform_seek`` goes to the committed
+   offset, but the next record delivered can be further on; ``_add_gap`` then marks the skipped
+   offsets as processed, and ``_new_offset`` commits past records nobody acknowledged (the
+   kill -9 runs of tests/integration/test_faults.py catch it). Here the expected next offset of
+   each input partition is set from the committed offset on seek; a record beyond it makes the
+   consumer seek back to it; records fetched but not delivered (flow stopped, generation changed)
+   are fetched again; gaps are never treated as processed; and nothing is committed while the
+   record at the committed offset is unacknowledged. Input topics here are never compacted nor
+   written transactionally, so their offsets are contiguous; changelog topics keep Faust's own
+   handling.
+
+3. Commit guard. ``_commit_offsets`` commits only once the ``Checkpoint``
+   (``streams.runtime.checkpoint``) has every output sent so far on the broker, and crashes the
+   worker instead if one was lost.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.tables import is_changelog
 
 log = logging.getLogger(__name__)
 
 
-def _is_input(tp: Any) -> bool:
-    return not tp.topic.endswith("-changelog")
+def is_input(tp: Any) -> bool:
+    return not is_changelog(tp.topic)
 
 
-def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
-    """The worker's Faust consumer class (``deliveries``: a ``streams.outputs.Deliveries`` that must
-    be acknowledged before any offset is committed)."""
+def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
+    """Whether the partition's first acknowledged offset lies beyond its committed offset (the
+    next one to process): the record at the head is not acknowledged, so nothing may be committed."""
+    return bool(acked) and committed is not None and min(acked) > committed
+
+
+def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None) -> type:
+    """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
+    ``max_wait_ms``, input partitions are delivered and committed strictly in order, and no offset
+    is committed before ``checkpoint`` (if given) has every output sent so far delivered."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -50,33 +66,24 @@ def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
-            if not _is_input(tp):
+            if not is_input(tp):
                 await super()._add_gap(tp, offset_from, offset_to)
             # Input offsets are contiguous: a "gap" is records not delivered yet, never processed.
 
         def _new_offset(self, tp: Any) -> int | None:
-            acked = self._acked[tp]
-            committed = self._committed_offset[tp]
-            if _is_input(tp) and acked and committed is not None and min(acked) > committed:
+            if is_input(tp) and head_unacknowledged(self._acked[tp], self._committed_offset[tp]):
                 return None  # the head of the partition was not processed: commit nothing past it
             return super()._new_offset(tp)
 
         async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-            # Agents send outputs without waiting (one micro-batch in flight) and Faust has acked
-            # those inputs already: commit only once everything sent so far is on the broker.
-            if deliveries is not None:
-                try:
-                    await deliveries.wait()
-                except Exception as exc:  # noqa: BLE001 - DeliveryFailed: never commit past lost outputs
-                    log.error("not committing offsets: %s", exc)
-                    await self.crash(exc)
-                    return False
+            if checkpoint is not None and not await checkpoint.may_commit(self.crash):
+                return False
             return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
             for tp, offset in self._committed_offset.items():
-                if offset is not None and _is_input(tp):
+                if offset is not None and is_input(tp):
                     self._expected[tp] = offset
 
         async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -92,7 +99,7 @@ def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
             except Exception as exc:  # noqa: BLE001 - the next fetch retries; nothing is committed past it
                 log.warning("%s[%d]: %s, seek back to %d failed: %r", tp.topic, tp.partition, why, offset, exc)
 
-        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # type: ignore[override]
+        async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             # Faust's getmany (faust/transport/consumer.py), with in-order delivery of input partitions.
             records, active_partitions = await self._wait_next_records(timeout)
             generation_id = self.app.consumer_generation_id
@@ -119,7 +126,7 @@ def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
                     continue
                 if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
                     want = self._expected.get(tp)
-                    if want is not None and _is_input(tp):
+                    if want is not None and is_input(tp):
                         if record.offset < want:
                             last[tp] = record.offset
                             continue  # already delivered
@@ -129,12 +136,12 @@ def with_fetch_wait(max_wait_ms: int, deliveries: Any = None) -> type:
                             continue
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     last[tp] = record.offset
-                    if _is_input(tp):
+                    if is_input(tp):
                         self._expected[tp] = record.offset + 1
                     yield tp, to_message(tp, record)
             # Records fetched but not delivered (flow stopped, rebalance): fetch them again.
             for tp, batch in records.items():
-                if tp in skip or not _is_input(tp):
+                if tp in skip or not is_input(tp):
                     continue
                 seen = last.get(tp)
                 dropped = [r.offset for r in batch if seen is None or r.offset > seen]

@@ -1,0 +1,106 @@
+"""The worker's at-least-once protocol, in one object: nothing is committed whose outputs are not
+on the broker (in the spirit of Quix Streams' ``checkpointing/checkpoint.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.outputs import OutputBatch
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker did not acknowledge an output batch: offsets must not be committed past it."""
+
+
+class Checkpoint:
+    """Output batches handed to the producer and not yet acknowledged, across all agents, and the
+    guard that holds Faust's offset commit back until they are.
+
+    Order of operations for micro-batch N of one agent (``Topology._run_batch``):
+
+    1. Handle. ``take_batches`` (``streams.runtime.batching``) yields N's events, and the handler
+       turns them, synchronously, into an ``OutputBatch``: instructions, dead letters, and the
+       changelog record of every table write. A table write updates the table's local store at
+       once (``streams.runtime.tables``), so N+1 reads what N wrote.
+    2. Wait for N-1. ``produce`` first awaits the deliveries of the agent's previous batch: one
+       batch in flight per agent, so memory stays bounded, and a failed delivery raises in the
+       agent before it sends anything after it (the agent crashes on N, see 4).
+    3. Produce. N's records go to Faust's producer as one record batch per topic partition
+       (``streams.runtime.producer``); the delivery futures are tracked here and returned to the
+       agent, which passes them back in at step 2 of N+1. N+1 is handled while N is on the wire.
+    4. Acknowledge. When the agent asks for N+1, ``take_batches`` acks N's events to Faust. A batch
+       whose handler raised, or whose agent crashed or was stopped, is never acked.
+    5. Commit. Every commit Faust makes (its commit timer, on stop, after an agent error) ends in
+       the consumer's ``_commit_offsets`` (``streams.runtime.consumer``), which first calls
+       ``may_commit``: it awaits every delivery tracked so far, of every agent; if one failed (an
+       error or a cancellation) it crashes the worker and commits nothing, then or later.
+       Otherwise Faust commits, per input partition, the acknowledged offsets up to the first
+       unacknowledged one; the in-order consumer commits nothing while the record at the
+       committed offset is unacknowledged.
+
+    Faust acks N's events (4) before the broker acknowledges N's outputs, so the commit, not the
+    ack, is where the protocol waits; and N's deliveries are tracked (3) before its events are
+    acked (4), so a commit that covers N's offsets always waits for N's outputs. After a crash the
+    inputs past the last commit are read again, and ``decision.flow`` makes a re-delivered input
+    re-emit the same bytes. Timers send their output, which no input offset depends on, and await
+    it themselves.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future] = set()
+        self.failure: BaseException | None = None  # the first failed delivery; it sticks
+
+    async def produce(self, app: Any, out: OutputBatch, previous: Sequence[asyncio.Future]) -> list[asyncio.Future]:
+        """Steps 2 and 3: await ``previous`` (the agent's last batch: raises if it was not
+        delivered), then hand ``out`` to the producer and track its deliveries; returns them,
+        not awaited."""
+        if previous:
+            await asyncio.gather(*previous)
+        futures = await out.send(app)
+        self.track(futures)
+        return futures
+
+    def track(self, futures: Sequence[asyncio.Future]) -> None:
+        for future in futures:
+            if not future.done():
+                self._pending.add(future)
+                future.add_done_callback(self._done)
+            else:
+                self._done(future)
+
+    def _done(self, future: asyncio.Future) -> None:
+        self._pending.discard(future)
+        if self.failure is None:
+            if future.cancelled():
+                self.failure = asyncio.CancelledError("delivery cancelled")
+            elif future.exception() is not None:
+                self.failure = future.exception()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def wait_delivered(self) -> None:
+        """Until every batch tracked so far is acknowledged; raises DeliveryFailed if one (now or
+        before) was not."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
+        if self.failure is not None:
+            raise DeliveryFailed(f"an output batch was not delivered: {self.failure!r}") from self.failure
+
+    async def may_commit(self, crash: Callable[[BaseException], Awaitable[Any]]) -> bool:
+        """Step 5's guard: True once every tracked delivery is on the broker; if one failed, logs,
+        calls ``crash`` (the consumer's) with the error and returns False."""
+        try:
+            await self.wait_delivered()
+        except Exception as exc:  # noqa: BLE001 - DeliveryFailed: never commit past lost outputs
+            log.error("not committing offsets: %s", exc)
+            await crash(exc)
+            return False
+        return True
