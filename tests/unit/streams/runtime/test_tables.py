@@ -1,0 +1,104 @@
+"""Table stores read and written directly, and the worker's status, on a real (never started) app."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from faust.types import TP
+
+from common.settings import Settings
+from streams.outputs import OutputBatch
+from streams.runtime import status, tables
+from streams.runtime.app import faust_app
+
+RAW = {"key_type": bytes, "value_type": bytes}
+
+
+def _app(tmp_path: Path) -> Any:
+    return faust_app(Settings(app_id="tables-test", partitions=4, data_dir=tmp_path / "data"))
+
+
+def test_a_table_write_updates_the_store_and_records_the_changelog(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        table = app.Table("state", partitions=4, **RAW)
+        out = OutputBatch()
+        out.set_table(table, 2, b"k", b"v1")
+        assert tables.contents(table)[b"k"] == b"v1" and table[b"k"] == b"v1"
+        out.set_table(table, 2, b"k", None)  # a delete
+        out.set_table(table, 2, b"gone", None)  # deleting a missing key is fine
+        assert b"k" not in tables.contents(table)
+        assert list(out.records()) == [
+            ("tables-test-state-changelog", 2, b"k", b"v1"),
+            ("tables-test-state-changelog", 2, b"k", None),
+            ("tables-test-state-changelog", 2, b"gone", None),
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_contents_is_the_memory_store_s_plain_dict(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        table = _app(tmp_path).Table("state", partitions=4, **RAW)
+        assert type(tables.contents(table)) is dict
+        assert tables.contents(table) is table.data.data
+
+    asyncio.run(scenario())
+
+
+def test_contents_falls_back_to_the_store_itself() -> None:
+    class OtherStore(dict):  # a store without an inner dict
+        pass
+
+    class Table:
+        data = OtherStore(a=1)
+
+    assert tables.contents(Table()) is Table.data
+
+
+def test_changelog_topics_are_recognised(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        return tables.changelog_topic(_app(tmp_path).Table("state", partitions=4, **RAW))
+
+    name = asyncio.run(scenario())
+    assert name == "tables-test-state-changelog"
+    assert tables.is_changelog(name) and not tables.is_changelog("customs.declarations")
+
+
+def test_a_worker_is_ready_once_its_tables_recovered_and_no_rebalance_runs(tmp_path: Path) -> None:
+    async def scenario() -> list[bool]:
+        app = _app(tmp_path)
+        seen = [status.ready(app)]  # tables not recovered yet
+        app.tables.recovery.completed.set()
+        seen.append(status.ready(app))
+        app.rebalancing = True
+        seen.append(status.ready(app))
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, False]
+
+
+def test_input_lag_skips_changelogs_and_partitions_without_a_position(tmp_path: Path) -> None:
+    decl0, decl1, decl2 = (TP("customs.declarations", p) for p in range(3))
+    changelog = TP("tables-test-state-changelog", 0)
+
+    async def scenario() -> tuple[list[tuple[str, int, int]], set[Any]]:
+        app = _app(tmp_path)
+        app.assignor.assigned_actives = lambda: {decl0, decl1, decl2, changelog}
+        consumer = app.consumer
+
+        def highwater(tp: TP) -> int:
+            if tp == decl2:
+                raise KeyError(tp)  # no fetch response yet
+            return 50
+
+        consumer.highwater = highwater
+        consumer._read_offset[decl0] = 39  # the last record delivered
+        consumer._read_offset[changelog] = 0
+        return sorted(status.input_lag(app)), status.active_partitions(app)
+
+    lag, actives = asyncio.run(scenario())
+    assert lag == [("customs.declarations", 0, 10)]
+    assert actives == {decl0, decl1, decl2, changelog}
