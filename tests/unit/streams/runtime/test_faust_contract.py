@@ -1,0 +1,272 @@
+"""What streams/runtime/ relies on in Faust, aiokafka and mode, pinned.
+
+Written against faust-streaming 0.15.3, aiokafka 0.14.0 and mode-streaming 0.7.1 (pyproject allows
+faust-streaming >=0.15.3,<0.16 and aiokafka >=0.14,<0.15). Three kinds of pin:
+
+- Source pins: every Faust method the adapter rewrites, overrides or mirrors, by the sha256 of its
+  source. When an upgrade changes one, the test says what to re-check in the adapter; once done,
+  put the new digest (printed in the failure) in ``REWRITTEN``.
+- Signature pins: every other internal the adapter calls, by parameter list.
+- Behaviour pins: the facts the adapter assumes, checked on real (never started) objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from collections import defaultdict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aiokafka
+import faust
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from faust.stores import memory
+from faust.streams import Stream
+from faust.transport import base as faust_transport
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils import futures as mode_futures
+
+from common.settings import Settings
+from streams.runtime.app import faust_app
+from streams.runtime.checkpoint import Checkpoint
+
+PINNED = "faust-streaming 0.15.3 / aiokafka 0.14.0 / mode-streaming 0.7.1"
+SUPPORTED = {"faust-streaming": "0.15.", "aiokafka": "0.14."}
+
+
+def test_installed_versions_are_the_ones_the_adapter_was_checked_against() -> None:
+    for package, prefix in SUPPORTED.items():
+        assert version(package).startswith(prefix), (
+            f"{package} {version(package)} is installed; streams/runtime/ was checked against {PINNED}. "
+            "Run this file: every pin below must hold (or be re-checked) before the range in pyproject.toml moves."
+        )
+
+
+# ---- source pins: what the adapter rewrites, overrides or mirrors --------------------------------
+C = faust_consumer.Consumer
+REWRITTEN: dict[str, tuple[Any, str, str]] = {
+    "faust.transport.consumer.Consumer.getmany": (
+        C.getmany, "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e",
+        "streams/runtime/consumer.py getmany is a copy with in-order delivery added: carry the change over",
+    ),
+    "faust.transport.consumer.Consumer._add_gap": (
+        C._add_gap, "4df2573ded7c1c2cde04dc6bde6d4480cb5875ef565256e56966b585ae39b1c1",
+        "the override skips it for input partitions: is a gap still marked processed?",
+    ),
+    "faust.transport.consumer.Consumer._new_offset": (
+        C._new_offset, "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0",
+        "the override returns None while the head of an input partition is unacknowledged; "
+        "does Faust still read _acked/_committed_offset that way, and commit past a missing head?",
+    ),
+    "faust.transport.consumer.Consumer._commit_offsets": (
+        C._commit_offsets, "1a6979904118844111259d182ca1c6e92ccc16364ccbe55c58e59d6e254a7adb",
+        "the commit guard (Checkpoint.may_commit) runs before it: is it still the one place every commit goes through?",
+    ),
+    "faust.transport.consumer.Consumer.perform_seek": (
+        C.perform_seek, "0e8c130ff4b0afd82c0be9c5fd831316e10febc62c94032833911096e156d7c6",
+        "the override sets the expected offsets from _committed_offset after it: does it still fill it?",
+    ),
+    "faust.transport.consumer.Consumer.on_partitions_revoked": (
+        C.on_partitions_revoked, "d04b7ae72c6fc206924a2879d6c90dd383f3e8ba6f4b10a19ca99a921eb8f4db",
+        "the override forgets the revoked partitions' expected offsets first",
+    ),
+    "faust.transport.consumer.Consumer._drain_messages": (
+        C._drain_messages, "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
+        "the loop that calls getmany and _add_gap and moves _read_offset (the lag gauge reads it): "
+        "does a re-fetched record still get through, and are gaps still reported through _add_gap?",
+    ),
+    "faust.transport.drivers.aiokafka.Consumer._new_consumer_thread": (
+        faust_aiokafka.Consumer._new_consumer_thread, "0870ec53dea75083995e3565c0f0a25a1c63ecceaeb238e92e2585e3623af5a9",
+        "the override builds our ConsumerThread the same way",
+    ),
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer": (
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer,
+        "c2701bfc3e6f6cad95c2be36d6a255a86e2c57d18d36cc1082b5fb5c482d99d7",
+        "the override sets _fetch_max_wait_ms on the consumer it returns: is the wait still hard-coded, or now a setting?",
+    ),
+    "faust.streams.Stream.take_events": (
+        Stream.take_events, "607d48aead118ba8ea868718a0df87de1c5fcecd10ec542c659b448796728e08",
+        "streams/runtime/batching.py take_batches mirrors it (buffering processor, passive drain, "
+        "manual acks): carry the change over, and check it still acks a crashed batch and polls a quiet stream",
+    ),
+}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(REWRITTEN))
+def test_the_faust_code_the_adapter_rewrites_is_unchanged(name: str) -> None:
+    obj, pinned, recheck = REWRITTEN[name]
+    actual = _digest(obj)
+    assert actual == pinned, (
+        f"{name} changed since {PINNED} (installed: faust-streaming {version('faust-streaming')}, "
+        f"aiokafka {version('aiokafka')}). Re-check: {recheck}. Then pin sha256 {actual}."
+    )
+
+
+# ---- signature pins: the other internals the adapter calls --------------------------------------
+def _params(fn: Any) -> list[str]:
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        text = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        if p.kind is p.KEYWORD_ONLY:
+            text = "kw:" + text
+        if p.default is not p.empty:
+            text += f"={p.default!r}"
+        out.append(text)
+    return out
+
+
+CALLED: dict[str, tuple[Any, list[str], str]] = {
+    # streams/runtime/consumer.py
+    "Consumer._wait_next_records": (C._wait_next_records, ["self", "timeout"], "getmany"),
+    "Consumer._to_message": (faust_aiokafka.Consumer._to_message, ["self", "tp", "record"], "getmany"),
+    "Consumer.seek": (C.seek, ["self", "partition", "offset"], "the in-order consumer's seek back"),
+    "Consumer.highwater": (faust_aiokafka.Consumer.highwater, ["self", "tp"], "getmany, status.input_lag"),
+    "Consumer.crash": (C.crash, ["self", "reason"], "the commit guard"),
+    "Consumer.__post_init__": (C.__post_init__, ["self"], "the in-order consumer's state"),
+    "Consumer.commit": (C.commit, ["self", "topics=None", "start_new_transaction=True"], "every commit"),
+    "Consumer._commit_offsets": (C._commit_offsets, ["self", "offsets", "start_new_transaction=True"], "the guard's override"),
+    "Consumer._add_gap": (C._add_gap, ["self", "tp", "offset_from", "offset_to"], "override"),
+    "Consumer._new_offset": (C._new_offset, ["self", "tp"], "override"),
+    "Consumer.getmany": (C.getmany, ["self", "timeout"], "override"),
+    "Consumer.on_partitions_revoked": (C.on_partitions_revoked, ["self", "revoked"], "override"),
+    "AIOKafkaConsumerThread.__init__": (
+        faust_aiokafka.AIOKafkaConsumerThread.__init__, ["self", "consumer", "**kwargs"], "_new_consumer_thread",
+    ),
+    "AIOKafkaConsumerThread._create_worker_consumer": (
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer, ["self", "transport"], "the fetch wait",
+    ),
+    "Transport.create_consumer": (faust_transport.Transport.create_consumer, ["self", "callback", "**kwargs"], "faust_app"),
+    # streams/runtime/producer.py
+    "faust Producer._ensure_producer": (faust_aiokafka.Producer._ensure_producer, ["self"], "send_records"),
+    "AIOKafkaProducer.create_batch": (aiokafka.AIOKafkaProducer.create_batch, ["self"], "send_records"),
+    "AIOKafkaProducer.send_batch": (aiokafka.AIOKafkaProducer.send_batch, ["self", "batch", "topic", "kw:partition"], "send_records"),
+    "BatchBuilder.append": (BatchBuilder.append, ["self", "kw:timestamp", "kw:key", "kw:value", "kw:headers=[]"], "send_records"),
+    # streams/runtime/batching.py
+    "Stream.add_processor": (Stream.add_processor, ["self", "processor"], "take_batches"),
+    "Stream._enable_passive": (Stream._enable_passive, ["self", "channel", "kw:declare=False"], "take_batches"),
+    "Stream.ack": (Stream.ack, ["self", "event"], "take_batches"),
+    "Stream.wait_for_stopped": (Stream.wait_for_stopped, ["self", "*coros", "kw:timeout=None"], "take_batches"),
+    "Stream.wait": (Stream.wait, ["self", "*coros", "kw:timeout=None"], "take_batches"),
+    "mode.utils.futures.notify": (mode_futures.notify, ["fut", "result=None"], "take_batches"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLED))
+def test_the_faust_internals_the_adapter_calls_keep_their_signature(name: str) -> None:
+    fn, expected, user = CALLED[name]
+    assert _params(fn) == expected, (
+        f"{name} changed its signature since {PINNED}: now {_params(fn)}. Re-check its use in streams/runtime/ ({user})."
+    )
+
+
+# ---- behaviour pins -------------------------------------------------------------------------------
+def _app(tmp_path: Path, checkpoint: Checkpoint | None = None) -> Any:
+    return faust_app(Settings(app_id="contract", partitions=4, data_dir=tmp_path / "data"), checkpoint)
+
+
+def test_faust_app_builds_without_a_broker_and_runs_our_consumer(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path, Checkpoint())
+        consumer = app.consumer  # Transport.create_consumer builds transport.Consumer
+        assert type(consumer) is app.transport.Consumer
+        assert type(consumer).__module__ == "streams.runtime.consumer"
+        assert isinstance(consumer, faust_aiokafka.Consumer)
+        assert type(consumer._thread).__module__ == "streams.runtime.consumer"  # our ConsumerThread
+
+    asyncio.run(scenario())
+
+
+def test_the_consumer_state_the_in_order_consumer_reads(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        consumer = _app(tmp_path).consumer
+        for name in ("_acked", "_committed_offset", "_read_offset", "_gap"):
+            assert isinstance(getattr(consumer, name), defaultdict), name
+        assert consumer._acked[("t", 0)] == []
+        assert consumer._committed_offset[("t", 0)] is None and consumer._read_offset[("t", 0)] is None
+        assert isinstance(consumer._buffered_partitions, set)
+        assert callable(consumer.scheduler.iterate)
+        assert consumer.flow_active is True and consumer.should_stop is False
+        assert isinstance(consumer.app.consumer_generation_id, int)
+        assert callable(consumer.app.monitor.track_tp_end_offset)
+
+    asyncio.run(scenario())
+
+
+def test_aiokafka_starts_its_fetcher_with_the_consumer_s_fetch_wait() -> None:
+    async def scenario() -> int:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=37)
+        wait: int = consumer._fetch_max_wait_ms
+        return wait
+
+    assert asyncio.run(scenario()) == 37
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+def test_a_batch_builder_signals_full_with_none_and_takes_any_first_record() -> None:
+    batch = BatchBuilder(100, 0)
+    assert batch.append(timestamp=None, key=b"k", value=b"x" * 500) is not None  # the first always fits
+    assert batch.append(timestamp=None, key=b"k", value=b"x") is None  # full: start a new batch
+
+
+def test_faust_s_producer_hands_out_the_aiokafka_producer_once_started(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        producer = _app(tmp_path).producer
+        with pytest.raises(Exception, match="not yet started"):
+            producer._ensure_producer()
+        producer._producer = sentinel = object()
+        assert producer._ensure_producer() is sentinel
+
+    asyncio.run(scenario())
+
+
+def test_a_memory_table_store_wraps_a_plain_dict_and_names_its_changelog(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        table = app.Table("state", partitions=4, key_type=bytes, value_type=bytes)
+        assert isinstance(table.data, memory.Store)
+        assert type(table.data.data) is dict
+        table.data[b"k"] = b"v"  # a direct store write: no changelog record, visible to the table
+        assert table[b"k"] == b"v" and table.data.data == {b"k": b"v"}
+        assert table.data.pop(b"k", None) == b"v" and table.data.pop(b"k", None) is None
+        # streams.runtime.tables.is_changelog tells changelogs from inputs by this suffix.
+        assert table.changelog_topic.get_topic_name() == "contract-state-changelog"
+
+    asyncio.run(scenario())
+
+
+def test_the_readiness_facts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        assert app.rebalancing is False
+        assert app.tables.recovery.completed.is_set() is False  # set by Faust once tables recovered
+        assert app.assignor.assigned_actives() == set()
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_s_buffering_hooks(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = faust.App("contract-stream", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                        datadir=str(tmp_path))
+        stream: Any = app.stream(app.channel())
+        assert stream.enable_acks is True and stream.current_event is None
+        assert isinstance(stream._processors, list)
+
+        def processor(value: Any) -> Any:
+            return value
+
+        stream.add_processor(processor)
+        assert stream._processors[-1] is processor
+        stream._processors.remove(processor)
+        assert processor not in stream._processors
+
+    asyncio.run(scenario())
