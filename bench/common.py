@@ -8,10 +8,11 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -19,11 +20,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.procs import Child, CpuMeter, Profile, paused
 from clients import topics
-from clients.gateway import DeclarationPublisher
+from clients.producers import producer_config
 from common.settings import Settings
 from common.timefmt import utc_iso
 
-LIFECYCLE_EVERY = 200  # one credit / lifecycle event per this many declarations (portsim's ratio)
+if TYPE_CHECKING:
+    from portsim.gateway import PortGateway
+
+# What the bench's producers change in the reference configuration (clients.producers): room for a
+# whole pre-loaded backlog, records (gateway batches) of up to 4 MB, a 2 ms linger.
+PRODUCER_OPTIONS: dict[str, Any] = {"linger.ms": 2, "queue.buffering.max.messages": 2_000_000,
+                                    "queue.buffering.max.kbytes": 2_000_000, "message.max.bytes": 4_000_000}
 WARMUP = 200  # declarations each system decides before it is timed (connections, model, first batches)
 STALL_S = 30.0  # no new decision for this long after the first one: the system under test is stuck
 _T0 = time.monotonic()
@@ -52,23 +59,24 @@ def machine() -> str:
 # ---- data ---------------------------------------------------------------------------------------
 @dataclass
 class Dataset:
-    """One generated office: declarations (JSON-ready dicts, event_time = generation time), their
-    ground truth (for the simulated scanners) and the enterprises' credit population."""
+    """One generated office: declarations (JSON-ready dicts, event_time = generation time) and their
+    ground truth, generated before any clock starts. Every run publishes and plays the scanners
+    through a gateway of this office (:meth:`gateway`)."""
 
     office: Any
     records: list[dict[str, Any]]
     truths: dict[str, Any]
-    credit: list[tuple[bytes, bytes]]
+    credit_events: int  # events in the office's credit register
+    lifecycle: Iterator[Any]  # the office's credit lifecycle stream: each run's gateways continue it
     warmup: list[dict[str, Any]] = field(default_factory=list)  # decided before any clock starts
     _next_index: int = 0
-    _next_lifecycle: int = 0
 
     @classmethod
     def generate(cls, seed: int, enterprises: int, count: int) -> "Dataset":
         from portsim.traffic import PortOffice
 
         office = PortOffice(seed=seed, enterprises=enterprises)
-        ds = cls(office, [], {}, [(e.enterprise_id.encode(), orjson.dumps(e.model_dump(mode="json"))) for e in office.credit_population()])
+        ds = cls(office, [], {}, sum(1 for _ in office.credit_population()), office.lifecycle_events(None))
         ds.records = ds.more(count)
         ds.warmup = ds.more(WARMUP)
         return ds
@@ -84,23 +92,15 @@ class Dataset:
         self._next_index += count
         return out
 
-    def lifecycle(self, count: int) -> list[tuple[bytes, bytes]]:
-        """The next ``count`` credit / lifecycle events (key, value), event time now: the credit
-        traffic that goes with declarations (the simulator's ratio is one per 200)."""
-        stamp = utc_iso()
-        out = []
-        for event in self.office.lifecycle_events(count, first_index=self._next_lifecycle):
-            value = event.model_dump(mode="json")
-            value["event_time"] = stamp
-            out.append((event.enterprise_id.encode(), orjson.dumps(value)))
-        self._next_lifecycle += count
-        return out
+    def gateway(self, settings: Settings, *, linger_ms: float = PRODUCER_OPTIONS["linger.ms"], **options: Any) -> PortGateway:
+        """A gateway of this office on ``settings`` (``options`` as :class:`PortGateway` takes them),
+        with the bench's producer lingering ``linger_ms``. It publishes declarations as they are
+        (with the simulator's credit lifecycle events, one per 200, continuing the data set's
+        stream) and its scanners know the generated declarations' ground truth."""
+        from portsim.gateway import PortGateway
 
-    def scan_for(self, instruction: dict[str, Any]) -> bytes | None:
-        """What the port's scanner reports for a machine-check (answered at once: no scan delay)."""
-        did = instruction["declaration_id"]
-        scan, _delay = self.office.scan_for(did, self.truths.get(did), instruction["port"])
-        return None if scan is None else orjson.dumps(scan.model_dump(mode="json"))
+        return PortGateway(settings, self.office, truths=self.truths, lifecycle=self.lifecycle, gateway_id="BENCH-GW",
+                           producer_options={**PRODUCER_OPTIONS, "linger.ms": linger_ms}, **options)
 
 
 def simple_instruction(decl: dict[str, Any], score: float, model_version: str, decided_at: str) -> bytes:
@@ -115,10 +115,7 @@ def simple_instruction(decl: dict[str, Any], score: float, model_version: str, d
 
 # ---- clients ------------------------------------------------------------------------------------
 def producer(settings: Settings, **extra: Any) -> Producer:
-    # murmur2_random: Kafka's default partitioner, the one co-partitioning of scans rests on.
-    return Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 2,
-                     "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 2_000_000,
-                     "message.max.bytes": 4_000_000, **extra})
+    return Producer(producer_config(settings, **{**PRODUCER_OPTIONS, **extra}))
 
 
 def reader(settings: Settings, logical_topics: list[str]) -> Consumer:
@@ -162,11 +159,11 @@ def flush(p: Producer, timeout_s: float = 60.0) -> None:
 @dataclass
 class Watcher:
     """Reads the instructions topic of one system and counts, per declaration, its first
-    declaration-stage instruction (raw duplicates are counted apart). When a dataset is given,
-    machine-check instructions are answered with the simulated scanner's result on ``scans``."""
+    declaration-stage instruction (raw duplicates are counted apart). When a scanner (a gateway,
+    ``Dataset.gateway``) is given, it answers machine-check instructions at once (no scan delay)."""
 
     settings: Settings
-    dataset: Dataset | None = None
+    scanner: PortGateway | None = None
     pending: dict[bytes, float] = field(default_factory=dict)  # key -> publish time (0: preloaded)
     # (publish time, ms to the instruction consumed here, ms to the instruction's decided_at) for
     # keys expected with measure=True; decided_at is when the system started on the key's batch.
@@ -182,8 +179,6 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.consumer = reader(self.settings, [topics.INSTRUCTIONS])
-        self.scan_producer = producer(self.settings, **{"linger.ms": 5}) if self.dataset else None
-        self.scan_topic = self.settings.topic(topics.SCANS)
 
     def expect(self, key: bytes, published_at: float = 0.0, measure: bool = False) -> None:
         self.pending[key] = published_at
@@ -221,11 +216,8 @@ class Watcher:
                 instruction = orjson.loads(value)
                 decided = datetime.fromisoformat(instruction["decided_at"]).timestamp()
                 self.latencies.append((published, (now - published) * 1000, (decided - published) * 1000))
-            if self.dataset is not None and b'"action":"machine-check"' in value:
-                scan = self.dataset.scan_for(instruction or orjson.loads(value))
-                if scan is not None and self.scan_producer is not None:
-                    self.scan_producer.produce(self.scan_topic, key=key, value=scan)
-                    self.scans_sent += 1
+            if self.scanner is not None and b'"action":"machine-check"' in value:
+                self.scanner.answer(instruction or orjson.loads(value), scan_delay_scale=0.0)
             if b'"action":"release"' in value:
                 self.actions["release"] += 1
             elif b'"action":"inspect"' in value:
@@ -237,8 +229,9 @@ class Watcher:
                 self.first_at = now
             self.last_at = now
             self.decided += new
-        if self.scan_producer is not None:
-            self.scan_producer.poll(0)
+        if self.scanner is not None:
+            self.scans_sent += self.scanner.publish_due_scans()
+            self.scanner.publisher.poll()
         return new
 
     def drain(self, what: str, timeout_s: float, alive: Callable[[], str | None] = lambda: None) -> None:
@@ -270,8 +263,8 @@ class Watcher:
                 "raw_duplicate_instructions": self.raw_duplicates, "scans_answered": self.scans_sent, "actions": dict(self.actions)}
 
     def close(self) -> None:
-        if self.scan_producer is not None:
-            self.scan_producer.flush(10)
+        if self.scanner is not None:
+            self.scanner.close(10.0)
         self.consumer.close()
 
 
@@ -341,10 +334,7 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
     first ``warmup_s`` are not counted. Credit events (1 per 200) and scans flow meanwhile.
     The gateway publisher batches for ``linger_ms``; its Kafka producer lingers only 1 ms on top."""
     records = data.more(int(rate * duration_s) + 1)
-    credit = iter(data.lifecycle(len(records) // LIFECYCLE_EVERY + 1))
-    credit_topic = settings.topic(topics.CREDIT_EVENTS)
-    publisher = DeclarationPublisher(producer(settings, **{"linger.ms": 1}), settings, gateway="BENCH-GW", batching=True,
-                                     linger_s=linger_ms / 1000)
+    gateway = data.gateway(settings, linger_ms=1, batching=True, linger_s=linger_ms / 1000)
     watcher.reset()
     log(f"{what} latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
     cpu = CpuMeter(pids)
@@ -358,19 +348,16 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
                 r = records[sent]
                 r["event_time"] = utc_iso()
                 published = time.time()
-                publisher.publish(r)
+                gateway.publish(r)  # and a credit lifecycle event every 200
                 watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
                 sent += 1
-                if sent % LIFECYCLE_EVERY == 0:
-                    key, value = next(credit)
-                    publisher.producer.produce(credit_topic, key=key, value=value)
-        publisher.poll()
+        gateway.poll()
         watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
         if now >= end:
             break
         if (why := alive()) is not None:
             raise BenchError(f"{what} latency at {rate:.0f}/s: {why}")
-    publisher.flush(30)
+    gateway.close(30.0)
     watcher.drain(f"{what} latency at {rate:.0f}/s", timeout_s, alive)
     if not watcher.latencies:
         raise BenchError(f"{what} latency at {rate:.0f}/s: nothing measured after the warm-up")

@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import LIFECYCLE_EVERY, BenchError, Dataset, Watcher, flush, log, offered_load, producer, timed_backlog, warm_up
-from clients import topics
+from bench.common import BenchError, Dataset, Watcher, log, offered_load, timed_backlog, warm_up
+from common.settings import Settings
 from devkit.brokers import free_port
-from clients.gateway import DeclarationPublisher
 from devkit.launcher import WorkerProcess
 from streams.metrics import LATENCY_BUCKETS
-from common.settings import Settings
 
 
 class Workers:
@@ -61,13 +59,17 @@ def start(settings: Settings, data: Dataset, n: int, workdir: Path, extra_env: d
         for w in workers.procs:
             w.wait_ready(timeout_s)
             log(f"pipeline {settings.app_id}: worker pid {w.proc.pid} ready {time.monotonic() - started:.1f}s after start")
-        p = producer(settings)
-        credit_topic = settings.topic(topics.CREDIT_EVENTS)
-        for key, value in data.credit:
-            p.produce(credit_topic, key=key, value=value)
-        flush(p)
-        wait_for(lambda: workers.metric("customs_credit_events_applied_total") >= len(data.credit), timeout_s, workers,
-                 f"the workers to fold {len(data.credit)} credit events")
+        gateway = data.gateway(settings)
+        gateway.publish_credit_population()
+        expected = gateway.credit_enterprises
+
+        def check() -> None:
+            if (why := workers.dead()) is not None:
+                raise BenchError(f"waiting for the workers to fold the credit register: {why}")
+
+        if gateway.wait_for_credit_register(timeout_s, expected, check=check) < expected:
+            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for the workers to fold the credit register "
+                             f"({expected} enterprises)")
         if n > 1:
             owned = lambda: [w.metric("customs_assigned_partitions") for w in workers.procs]  # noqa: E731
             wait_for(lambda: min(owned()) > 0 and sum(owned()) == settings.partitions, timeout_s, workers,
@@ -95,14 +97,14 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
     sent = []
 
     def write(records: list[dict[str, Any]]) -> None:
-        publisher = DeclarationPublisher(producer(settings), settings, gateway="BENCH-GW", batching=batching)
-        for key, value in data.lifecycle(len(records) // LIFECYCLE_EVERY):  # credit traffic alongside
-            publisher.producer.produce(settings.topic(topics.CREDIT_EVENTS), key=key, value=value)
+        gateway = data.gateway(settings, batching=batching)
         for r in records:
-            publisher.publish(r)
-        if publisher.flush(60):
-            raise BenchError(f"{what}: the input could not be written")
-        sent.append(publisher.records_sent)
+            gateway.publish(r)  # credit traffic alongside: a lifecycle event every 200
+        try:
+            gateway.flush(60.0)
+        except RuntimeError as exc:
+            raise BenchError(f"{what}: the input could not be written ({exc})") from None
+        sent.append(gateway.publisher.records_sent)
 
     warm_up(what, watcher, write, data.warmup, timeout_s, workers.dead)
     before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     log(f"machine: {results['machine']}; work directory {workdir}")
     data = Dataset.generate(args.seed, args.enterprises, max(args.count, args.single_count, args.naive_count))
-    log(f"generated {len(data.records)} declarations and {len(data.credit)} credit events (seed {args.seed})")
+    log(f"generated {len(data.records)} declarations and {data.credit_events} credit events (seed {args.seed})")
 
     def settings_for(base: Settings, name: str) -> Settings:
         s = base.model_copy(update={"topic_prefix": f"bench-{name}.", "app_id": f"bench-{name}", "data_dir": workdir / name})
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     results["config"] = {
         "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback, a fresh one per system",
         "gateway_linger_ms": args.gateway_linger_ms, "seed": args.seed, "enterprises": args.enterprises,
-        "credit_events": len(data.credit), "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
+        "credit_events": data.credit_events, "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
         "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
         "latency_warmup_s": args.warmup, "worker_env": extra_env, "quick": args.quick, "profiled": args.profile,
         "model": "bundled starter model (riskmodels ModelRegistry.open(None))", "policy": "shipped default policy",
@@ -215,7 +215,7 @@ def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, wo
     workers = pipeline.start(settings, data, n_workers, workdir, extra_env, args.run_timeout)
     watcher = None
     try:
-        watcher = Watcher(settings, data)  # answers machine-checks with scans
+        watcher = Watcher(settings, data.gateway(settings, linger_ms=5))  # answers machine-checks with scans
         result = pipeline.throughput(settings, workers, watcher, data, count, batching, args.run_timeout, profile)
         if batching and n_workers == 1 and args.rate_list:
             result["latency_ms"] = {f"{r:g}": pipeline.latency(settings, workers, watcher, data, r, args.duration, args.warmup,
