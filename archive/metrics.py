@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-RECORDS = Counter("customs_archive_records_total", "Kafka records archived (in a committed Delta version), by logical topic.",
+RECORDS = Counter("customs_archive_records_total",
+                  "Kafka records read and committed to the archive, by logical topic (a replay after a crash counts again).",
                   ["topic"], registry=REGISTRY)
 ROWS = Counter("customs_archive_rows_total", "Rows committed to the archive, by table.", ["table"], registry=REGISTRY)
 COMMITS = Counter("customs_archive_commits_total", "Delta commits written, by table.", ["table"], registry=REGISTRY)
@@ -29,6 +30,15 @@ FLUSH_SECONDS = Histogram("customs_archive_flush_seconds", "Time to write one fl
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=REGISTRY)
 ASSIGNED = Gauge("customs_archive_assigned_partitions", "Topic partitions this sink owns.", registry=REGISTRY)
 READY = Gauge("customs_archive_ready", "1 while the sink owns partitions and has read their archived positions.", registry=REGISTRY)
+# Maintenance (archive/maintenance.py): outcome "ok" or "failed".
+MAINTENANCE = Counter("customs_archive_maintenance_runs_total", "Compaction, retention and vacuum runs, by outcome.", ["outcome"],
+                      registry=REGISTRY)
+COMPACTED_FILES = Counter("customs_archive_compacted_files_total", "Small files rewritten into larger ones, by table.", ["table"],
+                          registry=REGISTRY)
+EXPIRED_ROWS = Counter("customs_archive_expired_rows_total", "Rows deleted because their day is past the retention, by table.",
+                       ["table"], registry=REGISTRY)
+VACUUMED_FILES = Counter("customs_archive_vacuumed_files_total", "Unreferenced files deleted by vacuum, by table.", ["table"],
+                         registry=REGISTRY)
 
 
 def serve(host: str, port: int) -> None:

@@ -44,6 +44,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from archive import metrics
 from archive import tables as t
 from archive.convert import Record, rows_of
+from archive.maintenance import Maintenance
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ class ArchiveSink:
             "fetch.wait.max.ms": max(self.settings.fetch_max_wait_ms, 100),
             "enable.partition.eof": False,
         }
+        if self.settings.archive_maintenance_interval_s > 0:
+            Maintenance(self.dir, self.settings.archive_retention_years, self.settings.archive_maintenance_interval_s, stop).start()
         consumer = self.consumer = self.consumer_factory(conf)
         consumer.subscribe(list(self.logical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("archive sink: group %s, %d topics, tables in %s (flush every %d rows or %.1fs)", group_id(self.settings),

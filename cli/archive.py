@@ -68,6 +68,24 @@ def cmd_report(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
+    from archive.maintenance import maintain
+    from archive.queries import Archive
+
+    store = Archive(_archive_dir(args, settings))
+    if not store.exists():
+        print(f"riskctl archive-maintain: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+        return 2
+    done = maintain(store.dir, settings.archive_retention_years)
+    if args.json:
+        print(json.dumps(done))
+    else:
+        for name, d in done.items():
+            print(f"{name:<20} compacted {d['files_compacted']} files into {d['files_written']}, expired {d['expired_rows']} rows, "
+                  f"vacuumed {d['files_vacuumed']} files; version {d['version']}")
+    return 0
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
@@ -109,6 +127,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--metrics-port", type=tcp_port, metavar="PORT", help="Prometheus port (default: setting ARCHIVE_METRICS_PORT; 0: none)")
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics first")
     p.set_defaults(handler=cmd_archive)
+
+    p = subparsers.add_parser(
+        "archive-maintain", help="compact the archive's small files, delete days past the retention, vacuum",
+        description="Once, on every archive table: rewrite the small files the sink's flushes leave into large ones, delete "
+                    "the days older than ARCHIVE_RETENTION_YEARS, and delete files no version has referenced for the "
+                    "table's deleted-file retention (a week). Safe while `riskctl archive` runs; the sink also does this "
+                    "every ARCHIVE_MAINTENANCE_INTERVAL_S seconds.",
+    )
+    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.set_defaults(handler=cmd_maintain)
 
     p = subparsers.add_parser(
         "report", help="office report from the archive: counts per port and lane, selection and hit rates",

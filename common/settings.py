@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # A table that gets no rows (dead_letters, usually) still gets its positions committed this often:
     # the replay after a restart never goes further back.
     archive_idle_commit_s: float = Field(default=60.0, gt=0, le=86_400, description="Most seconds between commits of a lagging table.")
+    archive_retention_years: int = Field(default=10, ge=1, le=100, description="Years of days the archive keeps; older days are deleted.")
+    archive_maintenance_interval_s: float = Field(default=3600.0, ge=0, le=7 * 86_400, description=(
+        "Seconds between the sink's compaction, retention and vacuum runs (0: never; `riskctl archive-maintain` runs one)."))
 
 
 def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
