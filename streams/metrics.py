@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -35,7 +35,7 @@ CREDIT_EVENTS_APPLIED = Counter("customs_credit_events_applied_total", "Credit e
 WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions assigned and its tables recovered.")
 ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")
 
-# --- Office health (issue 5, item 4). Dashboards and alerts in deploy/ use these names. -----------
+# --- Office health. Dashboards and alerts in deploy/ use these names. -----------
 CONSUMER_LAG = Gauge(
     "customs_consumer_lag",
     "Records between this worker's position and the high watermark, per input topic and partition it owns "
@@ -61,7 +61,9 @@ INSPECTION_RESULTS = Counter(
     ["port", "found"],
 )
 BATCH_SECONDS = Histogram(
-    "customs_batch_seconds", "Time per micro-batch, by agent and phase (decide: CPU work; deliver: waiting for the previous batch's acknowledgement and handing this one to the producer).",
+    "customs_batch_seconds",
+    "Time per micro-batch, by agent and phase (decide: CPU work; deliver: waiting for the previous batch's acknowledgement "
+    "and handing this one to the producer).",
     ["agent", "phase"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 RISK_LIST_ENTRIES = Gauge("customs_risk_list_entries", "Risk-list entries active in this worker's index.")
@@ -76,8 +78,9 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return
-    upper = histogram._upper_bounds  # noqa: SLF001 - see the docstring
+    # prometheus-client's own buckets, updated in bulk (see the docstring; a unit test checks it against observe()).
+    upper = histogram._upper_bounds
     counts = np.bincount(np.searchsorted(upper, values, side="left"), minlength=len(upper))
     for i in np.flatnonzero(counts):
-        histogram._buckets[i].inc(int(counts[i]))  # noqa: SLF001
-    histogram._sum.inc(float(values.sum()))  # noqa: SLF001
+        histogram._buckets[i].inc(int(counts[i]))
+    histogram._sum.inc(float(values.sum()))

@@ -15,8 +15,8 @@ declaration's state (Faust's Stream.join is not implemented; this co-partitioned
 join). One agent reads a partition's declarations and scans together, as a Kafka Streams task
 reads both sides of a join: one micro-batch loop and one output batch instead of two. Agents
 consume micro-batches (``streams.runtime.batching``) so that scoring runs once per batch.
-Each batch's outputs go out as one record batch per partition with one batch in flight
-(``streams.outputs``); no offset is committed before they are acknowledged, so delivery is
+Each batch's outputs go out as one record batch per partition with one batch in flight; no
+offset is committed before they are acknowledged (``streams.runtime.checkpoint``), so delivery is
 at-least-once, and ``decision.flow`` makes every re-delivery re-emit the same instruction bytes
 instead of deciding again.
 """
@@ -73,7 +73,7 @@ class Topology:
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
         self.app = app or faust_app(settings, self.checkpoint)
         t = settings.topic
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         # Single declarations, gateway batches and scans feed the same agent (and share partitions).
         self.declarations_and_scans = self.app.topic(t(topics.DECLARATIONS), t(topics.DECLARATION_BATCHES), t(topics.SCANS), **raw)
         self.batch_topic_name = t(topics.DECLARATION_BATCHES)
@@ -87,8 +87,8 @@ class Topology:
         self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
         # of the key -- the same partition the gateways' records for that key use.
-        raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        table = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
+        raw_schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        table: dict[str, Any] = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
         self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions, **table)
         self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions, **table)
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
@@ -135,7 +135,9 @@ class Topology:
             out = tick()
             if out is not None and out.count:
                 _publish_instruction_metrics(out)
-                await asyncio.gather(*await out.send(self.app))
+                # Tracked like an agent's batch (a commit waits for it), and awaited: the next tick
+                # reads the table writes this one made.
+                await asyncio.gather(*await self.checkpoint.produce(self.app, out, ()))
 
         timer.__name__ = timer.__qualname__ = name
         return timer
@@ -163,9 +165,9 @@ class Topology:
         delivery stops the agent before it sends anything after it). Steps 1-3 of the protocol in
         ``streams.runtime.checkpoint``."""
         started = time.perf_counter()
-        # No cyclic collection inside a handler: a collection there walks the whole live batch
-        # (14 ms per young collection at 2,000-declaration batches, 5 % of the worker). Outside, the
-        # batch's objects are freed and a collection, when due, finds little (streams.worker.tune_gc).
+        # No cyclic collection inside a handler: a collection there would walk the whole live batch
+        # (docs/benchmark.md). Outside, the batch's objects are freed and a collection, when due,
+        # finds little (streams.worker.tune_gc).
         gc.disable()
         try:
             out = handler(events)
@@ -188,7 +190,7 @@ class Topology:
     def tick_reference_data(self) -> None:
         """Risk-list entries added, retracted or expired change decisions within a second, without
         a restart; the lag and selection-rate gauges are refreshed on the same beat."""
-        changed = self.risk_index.sync(self.risk_lists.data)
+        changed = self.risk_index.sync(_contents(self.risk_lists))
         if changed:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))

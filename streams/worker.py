@@ -45,8 +45,8 @@ def redact_in_logs(*secrets: str) -> None:
 def tune_gc(gen0_threshold: int) -> None:
     """A micro-batch allocates tens of thousands of short-lived objects (parsed declarations,
     instruction dicts); with CPython's default gen0 threshold of 700 the collector ran dozens of
-    times per batch and walked every surviving object each time: 15-25 % of the decision CPU at
-    2,000-declaration batches (measured with bench/). The models, policy and libraries loaded so
+    times per batch and walked every surviving object each time, a large share of the decision CPU
+    at large batches (docs/benchmark.md). The models, policy and libraries loaded so
     far are long-lived: ``freeze`` takes them out of every future collection. Handlers also run
     with the collector off (``Topology._run_batch``), so collections fall between micro-batches."""
     gc.collect()

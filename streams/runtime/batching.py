@@ -2,7 +2,7 @@
 
 Faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds whether or not an
 event came: with five agents and a 5 ms window that is 1,000 wake-ups a second, each a few asyncio
-futures and a timer, which measured as most of an idle worker's CPU (0.07 of a core; 0.03 without).
+futures and a timer, which is most of an idle worker's CPU (docs/benchmark.md).
 Under load the quiet agents (risk lists, inspection results, centralised declarations, mostly
 credit events too) keep paying it beside the busy one.
 
