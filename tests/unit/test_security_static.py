@@ -32,7 +32,8 @@ PACKAGES = ("common", "schemas", "clients", "policy", "riskmodels", "decision", 
 # Modules that handle records read from Kafka (or data derived from them on the way to a decision).
 EVENT_MODULES = (
     "streams/topology.py", "decision/flow.py", "streams/deadletter.py", "schemas/deadletters.py", "schemas/validation.py",
-    "streams/outputs.py",
+    "streams/outputs.py", "streams/runtime/checkpoint.py", "streams/runtime/producer.py", "streams/runtime/tables.py",
+    "decision/state.py", "decision/batch.py",
     "schemas/partitioning.py", "streams/runtime/consumer.py", "clients/readers.py",
     "schemas/codec.py", "schemas/records.py",
     "policy/decide.py", "policy/credit.py", "policy/risklists.py", "policy/capacity.py", "audit/explain.py",
