@@ -480,13 +480,14 @@ def test_faust_restart_with_input_waiting(broker: Broker, tmp_path: Path, unique
     Known faust-streaming 0.15.3 race, seen on Apache Kafka 4.1.1 and on Tansu: with a Table, the
     recovering worker already fetches the source partitions while it reads the changelog, then
     ``perform_seek`` rewinds them to the committed offsets; Faust's read-offset/ack bookkeeping
-    then drops or repeats records (measured on Kafka: 3 of 6 restarts wrong: all 200 waiting
-    records reprocessed once, or 15-20 records skipped with the committed offset stuck before the
-    gap, plus the last record of each partition processed twice). Without a Table: 6 of 6 correct.
+    then drops or repeats records in some restarts (docs/reliability.md). Without a Table the
+    restart is correct.
     """
     if with_table:
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="faust 0.15.3: records waiting during table recovery are lost or repeated"))
+        # Intermittent, so it cannot be a strict xfail; the worker's own consumer
+        # (streams/runtime/consumer.py) is proven against it by tests/integration/test_faults.py.
+        pytest.skip("faust-streaming 0.15.3 race: records waiting during table recovery are lost or repeated "
+                    "in some restarts (docs/reliability.md, Known broker and Faust issues)")
     bs = broker.bootstrap_servers
     app_id, parts, n1, n2 = unique_name, 3, 150, 150
     src, dst, _ = _faust_topics(bs, app_id, parts)

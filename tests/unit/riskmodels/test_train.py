@@ -55,7 +55,7 @@ def test_single_scenario_data_gets_one_general_model(tmp_path, synth_split) -> N
 @pytest.mark.parametrize("with_valid", [False, True])
 def test_every_scenario_with_its_own_model(tmp_path, with_valid) -> None:
     """Regression: when every scenario gets its own model, no training (or validation) row is
-    routed to the general model; its thresholds used to be quantiles of an empty array (crash)."""
+    routed to the general model; its thresholds must not be quantiles of an empty array (a crash)."""
     office = PortOffice(seed=12, enterprises=1000)
     write_history(office, tmp_path / "train.parquet", 6400)
     write_history(office, tmp_path / "valid.parquet", 1600, first_index=6400,
