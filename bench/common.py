@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -102,6 +102,19 @@ class Dataset:
         return PortGateway(settings, self.office, truths=self.truths, lifecycle=self.lifecycle, gateway_id="BENCH-GW",
                            producer_options={**PRODUCER_OPTIONS, "linger.ms": linger_ms}, **options)
 
+    def write(self, settings: Settings, records: list[dict[str, Any]], *, batching: bool, credit: bool = True) -> int:
+        """Publish ``records`` as they are (one record each, or gateway batches) with the credit
+        lifecycle events that go with them (none with ``credit=False``) and wait until all are
+        delivered. Returns the input records sent."""
+        gateway = self.gateway(settings, batching=batching, **({} if credit else {"lifecycle_per_declaration": 0.0}))
+        for r in records:
+            gateway.publish(r)
+        try:
+            gateway.flush(60.0)
+        except RuntimeError as exc:
+            raise BenchError(f"the input could not be written: {exc}") from None
+        return gateway.publisher.records_sent
+
 
 def simple_instruction(decl: dict[str, Any], score: float, model_version: str, decided_at: str) -> bytes:
     """The instruction the ceiling and the naive agent emit: score threshold only, no policy."""
@@ -133,26 +146,6 @@ def reader(settings: Settings, logical_topics: list[str]) -> Consumer:
         assignment += [TopicPartition(settings.topic(name), p, OFFSET_BEGINNING) for p in topic.partitions]
     consumer.assign(assignment)
     return consumer
-
-
-def publish_singles(settings: Settings, records: Iterable[dict[str, Any]]) -> int:
-    """Pre-load one record per declaration on the ``declarations`` topic."""
-    p = producer(settings)
-    n = 0
-    name = settings.topic(topics.DECLARATIONS)
-    for r in records:
-        p.produce(name, key=r["declaration_id"].encode(), value=orjson.dumps(r))
-        n += 1
-        if n % 10_000 == 0:
-            p.poll(0)
-    flush(p)
-    return n
-
-
-def flush(p: Producer, timeout_s: float = 60.0) -> None:
-    left = p.flush(timeout_s)
-    if left:
-        raise BenchError(f"{left} records still unsent after {timeout_s:.0f}s: is the broker alive?")
 
 
 # ---- the output side ----------------------------------------------------------------------------
@@ -314,7 +307,7 @@ def run_child_system(what: str, module: str, args: list[str], settings: Settings
                   workdir / f"{module}.log")
     watcher = Watcher(settings)
     try:
-        write = lambda records: publish_singles(settings, records)  # noqa: E731
+        write = lambda records: data.write(settings, records, batching=False, credit=False)  # noqa: E731
         warm_up(what, watcher, write, data.warmup, timeout_s, child.dead)
         result = timed_backlog(what, watcher, [child.pid], write, data.records[:count], timeout_s, child.dead, profile)
         if load is not None:

@@ -97,14 +97,7 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
     sent = []
 
     def write(records: list[dict[str, Any]]) -> None:
-        gateway = data.gateway(settings, batching=batching)
-        for r in records:
-            gateway.publish(r)  # credit traffic alongside: a lifecycle event every 200
-        try:
-            gateway.flush(60.0)
-        except RuntimeError as exc:
-            raise BenchError(f"{what}: the input could not be written ({exc})") from None
-        sent.append(gateway.publisher.records_sent)
+        sent.append(data.write(settings, records, batching=batching))  # with credit traffic: a lifecycle event every 200
 
     warm_up(what, watcher, write, data.warmup, timeout_s, workers.dead)
     before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}
