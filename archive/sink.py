@@ -102,8 +102,10 @@ class ArchiveSink:
             "fetch.wait.max.ms": max(self.settings.fetch_max_wait_ms, 100),
             "enable.partition.eof": False,
         }
+        maintenance = None
         if self.settings.archive_maintenance_interval_s > 0:
-            Maintenance(self.dir, self.settings.archive_retention_years, self.settings.archive_maintenance_interval_s, stop).start()
+            maintenance = Maintenance(self.dir, self.settings.archive_retention_years, self.settings.archive_maintenance_interval_s, stop)
+            maintenance.start()
         consumer = self.consumer = self.consumer_factory(conf)
         consumer.subscribe(list(self.logical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("archive sink: group %s, %d topics, tables in %s (flush every %d rows or %.1fs)", group_id(self.settings),
@@ -132,6 +134,10 @@ class ArchiveSink:
             metrics.READY.set(0)
             consumer.close()
             self.consumer = None
+            if maintenance is not None:
+                # A compaction still running in delta-rs when the interpreter exits crashes the process.
+                stop.set()
+                maintenance.join()
             log.info("archive sink stopped: %d records, %d rows, %d commits", self.totals["records"], self.totals["rows"],
                      self.totals["commits"])
 

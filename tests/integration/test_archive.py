@@ -74,7 +74,7 @@ class SinkProcess:
             "ARCHIVE_METRICS_PORT": str(self.port), "ARCHIVE_FLUSH_INTERVAL_S": str(settings.archive_flush_interval_s),
             "ARCHIVE_FLUSH_RECORDS": str(settings.archive_flush_records), "ARCHIVE_IDLE_COMMIT_S": str(settings.archive_idle_commit_s),
             "SESSION_TIMEOUT_S": str(settings.session_timeout_s), "HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s),
-            "LOG_LEVEL": "INFO",
+            "ARCHIVE_MAINTENANCE_INTERVAL_S": str(settings.archive_maintenance_interval_s), "LOG_LEVEL": "INFO",
         })
         if settings.archive_group_id:
             env["ARCHIVE_GROUP_ID"] = settings.archive_group_id
@@ -266,7 +266,9 @@ ID_COLUMN = {t.DECLARATIONS: "declaration_id", t.CENTRALISED_ITEMS: "declaration
 
 def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, unique_name: str, tmp_path: Path,
                                                               broker_timings: Any) -> None:
-    settings = archive_settings(broker, unique_name, tmp_path, archive_flush_interval_s=0.3, archive_idle_commit_s=1.0)
+    # Maintenance (compaction) runs every 2 s, so crashes and restarts also meet compactions in progress.
+    settings = archive_settings(broker, unique_name, tmp_path, archive_flush_interval_s=0.3, archive_idle_commit_s=1.0,
+                                archive_maintenance_interval_s=2.0)
     create_topics(settings)
     stream = Stream(settings)
     stop_producing = threading.Event()
@@ -316,6 +318,7 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
     stream.flush()
     wait_for(lambda: caught_up(settings, stream.ends), 120, "the archive to hold every partition's end", logs, interval_s=0.25)
     assert last.stop() == 0, logs()
+    assert "archive maintenance in" in logs() and "archive maintenance failed" not in logs(), logs()
     broker_timings.add(broker.kind, f"archive: {stream.records} records, 4 sink deaths", time.monotonic() - started)
     assert "replaying the gap" in (tmp_path / "sink1.log").read_text(), "the failpoint crash left no table behind another"
 
