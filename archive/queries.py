@@ -138,6 +138,20 @@ class Archive:
             "by_port": {p: port_block(p) for p in ports},
         }
 
+    def labelling(self, day_from: date, day_to: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The declarations of ``day_from``..``day_to`` (every revision as archived, Declaration columns) and
+        the inspection results about them (InspectionResult columns, redeliveries included), for a
+        labelled training set."""
+        decl_columns = [n for n in t.SPECS[t.DECLARATIONS].schema.names
+                        if n not in (*PROVENANCE_COLUMNS, "day", "source", "batch_id", "gateway")]
+        decls = (self.scan(t.DECLARATIONS).filter(pl.col("day").is_between(day_from, day_to))
+                 .select(decl_columns).collect())
+        ids = decls.select("declaration_id").unique()
+        result_columns = [n for n in t.SPECS[t.INSPECTION_RESULTS].schema.names if n not in (*PROVENANCE_COLUMNS, "day")]
+        results = (self.scan(t.INSPECTION_RESULTS).filter(pl.col("day") >= day_from).select(result_columns).collect()
+                   .join(ids, on="declaration_id", how="semi"))
+        return decls, results
+
 
 def history(declaration_id: str, archive_dir: Path | str | None = None) -> dict[str, Any]:
     """Every revision, instruction, scan and inspection result of one declaration in the archive."""

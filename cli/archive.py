@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import threading
 from datetime import date
 from pathlib import Path
@@ -86,6 +87,44 @@ def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def cmd_labels(args: argparse.Namespace, settings: Any) -> int:
+    from archive.queries import Archive
+    from riskmodels.errors import RiskModelError
+    from riskmodels.labels import export_labels
+
+    store = Archive(_archive_dir(args, settings))
+    if not store.exists():
+        print(f"riskctl archive-labels: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+        return 2
+    decls, results = store.labelling(args.day_from, args.day_to)
+    if decls.is_empty() or results.is_empty():
+        print(f"riskctl archive-labels: error: no {'declarations' if decls.is_empty() else 'inspection results'} "
+              f"in the archive for {args.day_from}..{args.day_to}", file=sys.stderr)
+        return 1
+    # riskmodels.labels owns the labelling rules (latest revision, one label per inspection id, fraud = any
+    # finding): the archive's rows go through the same function as exported topic files.
+    with tempfile.TemporaryDirectory(prefix="riskctl-labels-") as work:
+        declarations = Path(work) / "declarations.parquet"
+        inspections = Path(work) / "inspections.jsonl"
+        decls.write_parquet(declarations)
+        results.with_columns(pl_iso("inspected_at")).write_ndjson(inspections)
+        try:
+            counts = export_labels(inspections, declarations, Path(args.out))
+        except RiskModelError as exc:
+            print(f"riskctl archive-labels: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+    print(f"riskctl archive-labels: wrote {counts['labelled_rows']} labelled declarations ({counts['frauds']} frauds) "
+          f"to {args.out} from {args.day_from}..{args.day_to}")
+    return 0
+
+
+def pl_iso(column: str) -> Any:
+    """A UTC time column as ISO 8601 text, the form the records' JSON has."""
+    import polars as pl
+
+    return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+
+
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
@@ -138,6 +177,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(handler=cmd_maintain)
+
+    p = subparsers.add_parser(
+        "archive-labels", help="a labelled training set from the archive's declarations and inspection results",
+        description="Join the archived declarations of the UTC days FROM..TO with the inspection results about them into "
+                    "a labelled training set, in the same format and with the same rules as `riskctl export-labels` "
+                    "(latest revision of each inspected declaration, fraud = any finding, duty_recoverable = the largest "
+                    "amount). OUT ending in .parquet is Parquet, anything else CSV. Exit 1 if there is nothing to label.",
+    )
+    p.add_argument("--from", dest="day_from", type=_day, required=True, metavar="DAY", help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="day_to", type=_day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the labelled set (.parquet or CSV)")
+    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
+    p.set_defaults(handler=cmd_labels)
 
     p = subparsers.add_parser(
         "report", help="office report from the archive: counts per port and lane, selection and hit rates",

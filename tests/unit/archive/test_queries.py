@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from archive.queries import Archive, history, report
@@ -127,3 +128,16 @@ def test_report_command(archive_dir: Path, capsys: pytest.CaptureFixture[str]) -
     assert "HAK-SEA" in capsys.readouterr().out
     assert main(["report", "--from", day, "--to", day, "--archive-dir", str(archive_dir / "none")]) == 2
     assert "no archive" in capsys.readouterr().err
+
+
+def test_archive_labels_command(archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    day = TODAY.isoformat()
+    out = tmp_path / "labels.parquet"
+    assert main(["archive-labels", "--from", day, "--to", day, "--out", str(out), "--archive-dir", str(archive_dir)]) == 0
+    assert "wrote 2 labelled declarations (1 frauds)" in capsys.readouterr().out
+    labels = pl.read_parquet(out).sort("declaration_id")
+    assert labels["declaration_id"].to_list() == ["D1", "D3"]
+    assert labels["fraud"].to_list() == [1, 0] and labels["duty_recoverable"].to_list() == [250.0, 0.0]
+    assert labels["revision"].to_list() == [2, 1]  # the latest revision of D1
+    earlier = (TODAY - timedelta(days=9)).isoformat()
+    assert main(["archive-labels", "--from", earlier, "--to", earlier, "--out", str(out), "--archive-dir", str(archive_dir)]) == 1
