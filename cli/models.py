@@ -8,29 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.errors import guarded
 from common import cliargs
 from riskmodels.errors import DataError, RiskModelError
 
 # The handlers import polars and lightgbm (riskmodels.*) when they run: `riskctl --help` stays fast.
 
-Handler = Callable[[argparse.Namespace, Any], int]
-
-
-def _guarded(command: str, fn: Callable[[argparse.Namespace], int]) -> Handler:
-    def handler(args: argparse.Namespace, settings: Any) -> int:
-        try:
-            return fn(args)
-        except RiskModelError as exc:
-            print(f"riskctl {command}: error: {exc}", file=sys.stderr)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"riskctl {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return handler
 
 
 def _fx_table(path: Path | None) -> Any:
@@ -107,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help='exchange rates, JSON {"base": "USD", "per_base": {"CNY": 7.1, ...}} (units of each currency '
                         "per base unit); currencies it lacks get rates learned from the training data "
                         "(default: all learned, base = the most frequent currency)")
-    p.set_defaults(handler=_guarded("train", _train))
+    p.set_defaults(handler=guarded("train", lambda args, _settings: _train(args), lambda: (RiskModelError,)))
 
     p = subparsers.add_parser(
         "evaluate", help="Precision/Recall/Revenue@n%% and AUC of a model on labelled data",
@@ -119,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--data", type=Path, required=True, metavar="FILE", help="labelled declarations (parquet or CSV)")
     p.add_argument("--format", choices=("auto", "project", "kcs"), default="auto", help=fmt_help)
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of a table")
-    p.set_defaults(handler=_guarded("evaluate", _evaluate))
+    p.set_defaults(handler=guarded("evaluate", lambda args, _settings: _evaluate(args), lambda: (RiskModelError,)))
 
     p = subparsers.add_parser(
         "export-labels", help="turn inspection results into a labelled training set",
@@ -130,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--input", type=Path, required=True, metavar="FILE", help="inspection results, JSON lines")
     p.add_argument("--declarations", type=Path, required=True, metavar="FILE", help="declarations, JSON lines or parquet")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file (.parquet, otherwise CSV)")
-    p.set_defaults(handler=_guarded("export-labels", _export_labels))
+    p.set_defaults(handler=guarded("export-labels", lambda args, _settings: _export_labels(args), lambda: (RiskModelError,)))
 
     p = subparsers.add_parser(
         "model-publish", help="publish an artifact into a model registry (workers hot-swap to it)",
@@ -143,4 +129,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="'general' or a scenario name (general-trade, zero-tariff, ...); repeatable")
     p.add_argument("--shadow", action="store_true", help="publish as the shadow (challenger) model: scored, never acted on")
-    p.set_defaults(handler=_guarded("model-publish", _publish))
+    p.set_defaults(handler=guarded("model-publish", lambda args, _settings: _publish(args), lambda: (RiskModelError,)))

@@ -8,41 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from audit.explain import explain, format_explanation, format_history
+from cli.errors import guarded, one_line_errors
 from policy.config import PolicyError, load_policy
 from riskmodels.errors import RiskModelError
 
 # The handlers import polars and lightgbm (decision.backtest, riskmodels.serving) when they run: `riskctl --help` stays fast.
 
-Handler = Callable[[argparse.Namespace, Any], int]
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
+def _policy_errors() -> tuple[type[Exception], ...]:
+    from decision.backtest import BacktestError
 
-    parser.error = error  # type: ignore[method-assign]  # argparse has no hook for the error line: replace it on this parser only
-
-
-def _guarded(command: str, fn: Callable[[argparse.Namespace, Any], int]) -> Handler:
-    def handler(args: argparse.Namespace, settings: Any) -> int:
-        from decision.backtest import BacktestError
-
-        try:
-            return fn(args, settings)
-        except (PolicyError, BacktestError, RiskModelError) as exc:
-            message = " ".join(str(exc).split())  # pydantic messages span lines: one line for the user
-            print(f"riskctl {command}: error: {message}", file=sys.stderr)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            print(f"riskctl {command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return handler
+    return PolicyError, BacktestError, RiskModelError
 
 
 def _existing(path: Path | None, what: str) -> None:
@@ -103,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "frauds caught and missed. A machine-checked fraud counts as caught (the scan is assumed to "
                     "find it). With --compare, a second policy side by side, with differences. Progress on stderr.",
     )
-    _one_line_errors(p)
+    one_line_errors(p)
     p.add_argument("--policy", type=Path, metavar="FILE", help="policy file (default: the shipped policy/default.yaml)")
     p.add_argument("--model", type=Path, required=True, metavar="DIR", help="model artifact or registry directory")
     p.add_argument("--data", type=Path, required=True, metavar="HISTORY", help="labelled declarations (parquet or CSV)")
@@ -113,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--compare", type=Path, metavar="OTHER_POLICY", help="a second policy file to run side by side")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.set_defaults(handler=_guarded("backtest", _backtest))
+    p.set_defaults(handler=guarded("backtest", _backtest, _policy_errors, one_line=True))
 
     p = subparsers.add_parser(
         "explain", help="show every instruction for a declaration and why it was given",
@@ -125,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "stops, so a declaration in the archive is explained with no broker running. Exit 1 if there is "
                     "no instruction.",
     )
-    _one_line_errors(p)
+    one_line_errors(p)
     p.add_argument("declaration_id", metavar="DECLARATION_ID")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
@@ -134,4 +115,4 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source = p.add_mutually_exclusive_group()
     source.add_argument("--archive-only", action="store_true", help="answer from the archive alone (no broker)")
     source.add_argument("--topics-only", action="store_true", help="read the topics from the beginning, not the archive")
-    p.set_defaults(handler=_guarded("explain", _explain))
+    p.set_defaults(handler=guarded("explain", _explain, _policy_errors, one_line=True))

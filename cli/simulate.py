@@ -9,13 +9,15 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from cli.errors import one_line_errors
+from clients.topics import CREDIT_EVENTS, DECLARATIONS, INSPECTION_RESULTS, INSTRUCTIONS, SCANS
 from common import cliargs
 from common.settings import Settings
 from portsim import world
-from portsim.gateway import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, PortGateway, check_topics
-from portsim.station import INSPECTION_RESULTS, InspectionStation
+from portsim.gateway import PortGateway, check_topics
+from portsim.station import InspectionStation
 from portsim.traffic import PortOffice
 
 # History mode imports pyarrow (portsim.history) when it runs: `riskctl --help` stays fast.
@@ -41,16 +43,6 @@ def _topics_exist(prog: str, settings: Settings, names: list[str]) -> bool:
               "(create them first: riskctl topics create)", file=sys.stderr)
         return False
     return True
-
-
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    """argparse errors as one clear line (plus a pointer to --help), exit status 2."""
-
-    def error(message: str) -> NoReturn:
-        print(f"{parser.prog}: error: {message} (see {parser.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-    parser.error = error  # type: ignore[method-assign]  # argparse has no hook for the error line: replace it on this parser only
 
 
 def _utc_time(text: str) -> datetime:
@@ -79,7 +71,7 @@ def register(subparsers: Any) -> None:
             "backtests instead. Ports: " + ", ".join(world.PORT_IDS) + "."
         ),
     )
-    _one_line_errors(sim)
+    one_line_errors(sim)
     sim.add_argument("--seed", type=cliargs.seed, default=7, help="simulation seed (default 7); same seed, same traffic")
     sim.add_argument("--enterprises", type=cliargs.positive_int, default=70_000, help="enterprises in the population (default 70000)")
     sim.add_argument("--count", type=cliargs.positive_int, help="number of declarations")
@@ -120,7 +112,7 @@ def register(subparsers: Any) -> None:
             "repeats work. Run one station process per port (or one for all ports, not both: each reports results)."
         ),
     )
-    _one_line_errors(st)
+    one_line_errors(st)
     st.add_argument("--port", type=_port, required=True, help="port id (" + ", ".join(world.PORT_IDS) + ") or 'all'")
     st.add_argument("--station-id", metavar="ID", help="station id in results (default PORT-ST1)")
     st.add_argument("--seed", type=cliargs.seed, help="simulator seed for the ground truth (default: read from the declaration id)")
