@@ -15,11 +15,11 @@ deciding again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 
 from msgspec.structs import replace
 
+from common.timefmt import utc_iso
 from decision.state import (
     SCHEMA_VERSION,
     DeclarationState,
@@ -62,7 +62,7 @@ def instruction_id(declaration_id: str, revision: int, stage: Stage) -> str:
 
 @lru_cache(maxsize=16)  # a micro-batch shares one clock reading: format it once
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return utc_iso(ts)
 
 
 def _instruction(
@@ -101,7 +101,7 @@ def _instruction(
 def _summary(d: Declaration) -> DeclarationSummary:
     return DeclarationSummary(
         d.declaration_id, d.revision, d.port, d.enterprise_id, d.scenario,
-        d.event_time.isoformat().replace("+00:00", "Z"), d.centralised_id,
+        d.event_time.isoformat().replace("+00:00", "Z"), d.centralised_id,  # in the declaration's own offset: not converted
     )
 
 

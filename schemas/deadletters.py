@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
+
+from common.timefmt import utc_iso
 
 MAX_ERROR_CHARS = 2000
 # Base64 grows a value by 4/3: keep dead letters well inside one producer batch / Kafka record.
@@ -48,6 +49,6 @@ def dead_letter_record(
         "truncated": (value is not None and len(value) > MAX_ORIGINAL_BYTES) or (key is not None and len(key) > MAX_KEY_BYTES),
         "reason": reason,
         "error": detail,
-        "received_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "received_at": utc_iso(),
     }
     return reason, orjson.dumps(record)

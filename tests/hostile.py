@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.types import StringConstraints
 
+from common.timefmt import utc_iso
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, DeclarationBatch, InspectionResult, RiskListEntry, ScanResult, codec
 
 # ---- what each input topic carries ----------------------------------------------------------------
@@ -46,7 +47,7 @@ SHORT_TEXT = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_
 
 
 def recent(minutes: int = 10) -> str:
-    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
+    return utc_iso(datetime.now(UTC) - timedelta(minutes=minutes))
 
 
 # ---- valid records ---------------------------------------------------------------------------------

@@ -476,7 +476,7 @@ def active_partitions_from_log(worker: WorkerProcess, table: str = topics.TABLE_
     """The worker's active partitions as of its last assignment, from the table Faust logs when it
     recovers ("Highwater for active changelog partitions"); for brokers whose group description
     lists no members (Tansu)."""
-    changelog = f"{worker.settings.app_id}-{table}-changelog"
+    changelog = topics.changelog_topic(worker.settings, table)
     lines = worker.log_path.read_text(errors="replace").splitlines()
     starts = [i for i, line in enumerate(lines) if "Highwater for active changelog partitions" in line]
     if not starts:
