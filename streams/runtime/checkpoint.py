@@ -48,8 +48,8 @@ class Checkpoint:
     ack, is where the protocol waits; and N's deliveries are tracked (3) before its events are
     acked (4), so a commit that covers N's offsets always waits for N's outputs. After a crash the
     inputs past the last commit are read again, and ``decision.flow`` makes a re-delivered input
-    re-emit the same bytes. Timers send their output, which no input offset depends on, and await
-    it themselves.
+    re-emit the same bytes. Timers send their output through ``produce`` too and await it, so a
+    commit also waits for a scan timeout's instruction and its table writes.
     """
 
     def __init__(self) -> None:
