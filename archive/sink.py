@@ -53,9 +53,11 @@ TP = tuple[str, int]
 PROGRESS_EVERY_S = 10.0
 LAG_EVERY_S = 5.0
 MAX_BACKOFF_S = 30.0
-# Fault injection for the crash tests: "crash-after-commit:<table>:<n>" kills the process (SIGKILL)
-# right after its n-th commit to <table>, i.e. between two tables' commits of one flush.
+# Fault injection for the crash tests, "<kind>:<table>:<n>": kind "crash-after-commit" kills the process
+# (SIGKILL) right after its n-th commit to <table>, i.e. between two tables' commits of one flush;
+# "fail-commit" makes its n-th commit attempt to <table> fail with an I/O error (the sink recovers).
 FAILPOINT_ENV = "RISKCTL_ARCHIVE_FAILPOINT"
+FAILPOINT_KINDS = ("crash-after-commit", "fail-commit")
 
 
 def group_id(settings: Settings) -> str:
@@ -86,6 +88,7 @@ class ArchiveSink:
         self.totals = {"records": 0, "rows": 0, "commits": 0}
         self._failpoint = _parse_failpoint(os.environ.get(FAILPOINT_ENV, ""))
         self._commits_by_table: Tally[str] = Tally()
+        self._attempts_by_table: Tally[str] = Tally()
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -220,6 +223,7 @@ class ArchiveSink:
                     row["archived_at"] = archived_at
                 data = pa.Table.from_pylist(rows, schema=spec.schema)
                 txns = [Transaction(app_id=t.app_id(*tp), version=pos) for tp, pos in sorted(advanced.items())]
+                self._before_commit(name)
                 write_deltalake(self.tables[name], data, partition_by=list(spec.partition_by), mode="append",
                                 commit_properties=CommitProperties(app_transactions=txns))
                 self.stored[name].update(advanced)
@@ -266,10 +270,17 @@ class ArchiveSink:
             except KafkaException as exc:  # a hint only: the tables hold the positions
                 log.debug("archive sink: group offset commit failed: %s", exc)
 
+    def _before_commit(self, table: str) -> None:
+        self._attempts_by_table[table] += 1
+        if self._failpoint == ("fail-commit", table, self._attempts_by_table[table]):
+            log.warning("archive sink: failpoint %s: commit %d of %s fails", FAILPOINT_ENV, self._attempts_by_table[table], table)
+            raise OSError(5, f"failpoint {FAILPOINT_ENV}")
+
     def _at_commit(self, table: str) -> None:
         self._commits_by_table[table] += 1
-        if self._failpoint and self._failpoint == (table, self._commits_by_table[table]):
-            log.warning("archive sink: failpoint %s: killing the process after commit %d of %s", FAILPOINT_ENV, *reversed(self._failpoint))
+        if self._failpoint == ("crash-after-commit", table, self._commits_by_table[table]):
+            log.warning("archive sink: failpoint %s: killing the process after commit %d of %s", FAILPOINT_ENV,
+                        self._commits_by_table[table], table)
             os.kill(os.getpid(), signal.SIGKILL)
 
     # ---- positions ----------------------------------------------------------------------------------
@@ -381,8 +392,8 @@ class ArchiveSink:
                      self.totals["commits"] - since["commits"], self.buffered_rows, self.totals["records"])
 
 
-def _parse_failpoint(text: str) -> tuple[str, int] | None:
+def _parse_failpoint(text: str) -> tuple[str, str, int] | None:
     parts = text.split(":")
-    if len(parts) == 3 and parts[0] == "crash-after-commit" and parts[1] in t.SPECS and parts[2].isdigit():
-        return parts[1], int(parts[2])
+    if len(parts) == 3 and parts[0] in FAILPOINT_KINDS and parts[1] in t.SPECS and parts[2].isdigit():
+        return parts[0], parts[1], int(parts[2])
     return None

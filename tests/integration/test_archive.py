@@ -309,8 +309,9 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
             sink = start(group=group)
             wait_for(lambda sink=sink: commits(sink) >= 4, 90, "the sink to commit", logs)
             sink.kill()
-        # 4. The last one runs to the end.
-        last = start(group=f"{unique_name}-other-group")
+        # 4. The last one runs to the end; one of its commits fails (an I/O error), so it drops its buffer
+        # and seeks back to the archived positions once.
+        last = start(failpoint="fail-commit:instructions:2", group=f"{unique_name}-other-group")
         wait_for(lambda: commits(last) >= 2, 90, "the last sink to commit", logs)
     finally:
         stop_producing.set()
@@ -319,6 +320,7 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
     wait_for(lambda: caught_up(settings, stream.ends), 120, "the archive to hold every partition's end", logs, interval_s=0.25)
     assert last.stop() == 0, logs()
     assert "archive maintenance in" in logs() and "archive maintenance failed" not in logs(), logs()
+    assert "partitions from the archived positions" in last.log_path.read_text(), last.log_tail()
     broker_timings.add(broker.kind, f"archive: {stream.records} records, 4 sink deaths", time.monotonic() - started)
     assert "replaying the gap" in (tmp_path / "sink1.log").read_text(), "the failpoint crash left no table behind another"
 
