@@ -1,4 +1,4 @@
-"""``riskctl`` subcommands of the decision archive: archive (the sink), report, export-labels."""
+"""``riskctl`` subcommands of the decision archive: archive (the sink), archive-maintain, archive-labels, report."""
 
 from __future__ import annotations
 
@@ -42,14 +42,19 @@ def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
         except (BrokerUnreachable, TopicsError) as exc:
             print(f"riskctl archive: error: {exc}", file=sys.stderr)
             return 2
+    try:
+        metrics.serve(settings.metrics_host, settings.archive_metrics_port)
+    except OSError as exc:
+        print(f"riskctl archive: error: metrics port {settings.archive_metrics_port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # SIGTERM and Ctrl-C end the loop after a last flush, so that no consumed record waits for a replay.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    metrics.serve(settings.metrics_host, settings.archive_metrics_port)
     ArchiveSink(settings, _archive_dir(args, settings)).run(stop)
     return 0
 
