@@ -37,7 +37,7 @@ class CentralisedBuilder:
     goods: list[tuple[dict[str, Any], GroundTruth]] = field(default_factory=list)
 
     @classmethod
-    def start(cls, centralised_id: str, size: int, record: dict[str, Any], truth: GroundTruth) -> "CentralisedBuilder":
+    def start(cls, centralised_id: str, size: int, record: dict[str, Any], truth: GroundTruth) -> CentralisedBuilder:
         return cls(centralised_id, size, {k: record[k] for k in HEADER_FIELDS}, [(record, truth)])
 
     def offer(self, record: dict[str, Any], truth: GroundTruth) -> bool:

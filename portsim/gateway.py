@@ -18,9 +18,9 @@ follow at a fixed ratio. A caller with a loop of its own (the demo, the bench) p
 :meth:`PortGateway.poll` instead of the scanner thread.
 
 Declarations carry the wall-clock time of publication as ``event_time`` (so decision latency is
-measurable; :meth:`PortGateway.publish` leaves setting it to the caller); everything else is the office's seeded traffic. The ground truth of every published
-declaration is available through :meth:`PortGateway.truth` (recent ones from memory, older ones
-regenerated from the id).
+measurable; :meth:`PortGateway.publish` leaves setting it to the caller); everything else is the
+office's seeded traffic. The ground truth of every published declaration is available through
+:meth:`PortGateway.truth` (recent ones from memory, older ones regenerated from the id).
 """
 
 from __future__ import annotations

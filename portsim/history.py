@@ -76,9 +76,7 @@ def write_history(
             arrays = []
             for field in schema:
                 name = field.name
-                if name == "schema_version":
-                    arrays.append(pa.array(np.ones(n, dtype=np.int64)))
-                elif name == "revision":
+                if name == "schema_version" or name == "revision":
                     arrays.append(pa.array(np.ones(n, dtype=np.int64)))
                 elif name == "event_time":
                     arrays.append(pa.array(cols["event_time_us"], type=field.type))

@@ -164,11 +164,14 @@ class Population:
             if cls != GENERAL:
                 events.append((CreditEventType.CREDIT_CLASS_CHANGED, CLASS_VALUES[cls], None, "customs", "initial classification"))
             if self.zero_tariff[i]:
-                events.append((CreditEventType.QUALIFICATION_REGISTERED, None, Qualification.ZERO_TARIFF, "customs", "registered for zero-tariff goods"))
+                events.append((CreditEventType.QUALIFICATION_REGISTERED, None, Qualification.ZERO_TARIFF, "customs",
+                               "registered for zero-tariff goods"))
             if self.processing[i]:
-                events.append((CreditEventType.QUALIFICATION_REGISTERED, None, Qualification.PROCESSING_VALUE_ADDED, "customs", "registered for processing value-added"))
+                events.append((CreditEventType.QUALIFICATION_REGISTERED, None, Qualification.PROCESSING_VALUE_ADDED, "customs",
+                               "registered for processing value-added"))
             if self.joint_penalty[i]:
-                events.append((CreditEventType.JOINT_PENALTY_IMPOSED, None, None, AGENCIES[int(agencies[i])], PENALTY_REASONS[int(reasons[i])]))
+                events.append((CreditEventType.JOINT_PENALTY_IMPOSED, None, None, AGENCIES[int(agencies[i])],
+                               PENALTY_REASONS[int(reasons[i])]))
             for j, (etype, cc, qual, agency, reason) in enumerate(events):
                 yield CreditEvent(
                     event_id=f"CP{self.seed}-{i}-{j}",

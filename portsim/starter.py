@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ SEED = 7  # the demo's office (devkit/demo.py and riskctl simulate defaults)
 ENTERPRISES = 70_000
 ROWS = 400_000
 TRAIN_FIRST_INDEX = 1_000_000_000  # ids D7-1000000000...: never the ones the demo streams (index 0 on)
-TRAIN_START = datetime(2025, 8, 1, tzinfo=timezone.utc)
+TRAIN_START = datetime(2025, 8, 1, tzinfo=UTC)
 VALID_SHARE = 0.15
 EVAL_FIRST_INDEX = 0
-EVAL_START = datetime(2025, 9, 1, tzinfo=timezone.utc)
+EVAL_START = datetime(2025, 9, 1, tzinfo=UTC)
 STARTER_CONFIG = TrainConfig(
     rounds=130, early_stopping=30, learning_rate=0.12, num_leaves=10, min_data_in_leaf=100,
     min_scenario_rows=10**9,  # one general model: the scenario is a feature; trees are the size budget

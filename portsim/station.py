@@ -86,7 +86,7 @@ class Journal:
                 with open(self.path, "r+b") as fh:
                     fh.truncate(good)
         self._lines = lines
-        self._fh = open(self.path, "ab")
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - the log appends through it until close() or _compact()
         if self._lines > 2 * retain:
             self._compact()
 
@@ -120,7 +120,7 @@ class Journal:
         os.replace(tmp, self.path)
         self._ids = dict.fromkeys(keep)
         self._lines = len(keep)
-        self._fh = open(self.path, "ab")
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - the log appends through it until close() or the next _compact()
 
     def close(self) -> None:
         self._fh.close()

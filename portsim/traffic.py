@@ -30,7 +30,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,7 +50,7 @@ from schemas import (
 
 CHUNK = 4096
 # Default clock: the office's history starts here and averages DEFAULT_RATE declarations per second.
-DEFAULT_START = datetime(2025, 9, 1, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2025, 9, 1, tzinfo=UTC)
 DEFAULT_RATE = 1.0
 LIFECYCLE_PER_DECLARATION = 1 / 200
 # Arrivals by local hour (UTC+8), relative to the daily mean.
@@ -138,7 +138,7 @@ def _utc(value: datetime | None, default: datetime) -> datetime:
     value = value or default
     if value.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class _Clock:
@@ -522,7 +522,7 @@ class PortOffice:
         row = self._locate(declaration_id)
         if row is None:
             return None
-        data, lo, first = row
+        data, lo, _first = row
         return self._truths(data, lo, lo + 1, [declaration_id])[0]
 
     def record_for(self, declaration_id: str) -> dict[str, Any] | None:
@@ -560,7 +560,7 @@ class PortOffice:
                     if count is not None and produced >= count + first_index:
                         return
                     produced += 1
-                    yield datetime.fromtimestamp(t, timezone.utc)
+                    yield datetime.fromtimestamp(t, UTC)
 
         return self.population.lifecycle(times(), first_index=first_index)
 
@@ -606,7 +606,7 @@ class PortOffice:
             verdict=ScanVerdict.SUSPICIOUS if suspicious else ScanVerdict.CLEAN,
             suspected_categories=categories,
             image_ref=f"img://{device_id}/{scan_id}",
-            event_time=at or datetime.now(timezone.utc),
+            event_time=at or datetime.now(UTC),
         )
         return result, delay
 
@@ -636,5 +636,5 @@ class PortOffice:
             found=found,
             category=category,
             duty_recovered=duty,
-            inspected_at=at or datetime.now(timezone.utc),
+            inspected_at=at or datetime.now(UTC),
         )

@@ -133,9 +133,11 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("24", "tobacco", (10, 25), 30.0, 0.2, 0.6, ("BR", "US", "ID", "IN"), duty_free=True, bulk=0.5),
     Chapter("27", "mineral fuels", (0, 6), 0.6, None, 3, ("SA", "RU", "AE", "MY", "AU", "ID", "QA"), zero_tariff=True, bulk=8.0),
     Chapter("28", "inorganic chemicals", (2, 6.5), 1.5, None, 1.5, ("JP", "KR", "US", "DE", "CL"), zero_tariff=True),
-    Chapter("29", "organic chemicals", (2, 6.5), 3.0, None, 2.5, ("SA", "KR", "JP", "US", "DE", "SG", "IN"), zero_tariff=True, processing=True),
+    Chapter("29", "organic chemicals", (2, 6.5), 3.0, None, 2.5, ("SA", "KR", "JP", "US", "DE", "SG", "IN"),
+            zero_tariff=True, processing=True),
     Chapter("30", "pharmaceuticals", (0, 6), 90.0, 0.1, 2, ("DE", "US", "CH", "FR", "IT", "IE"), processing=True, bulk=0.2),
-    Chapter("33", "cosmetics and perfume", (1, 10), 60.0, 0.15, 4, ("FR", "JP", "KR", "US", "IT", "GB"), processing=True, duty_free=True, bulk=0.3),
+    Chapter("33", "cosmetics and perfume", (1, 10), 60.0, 0.15, 4, ("FR", "JP", "KR", "US", "IT", "GB"),
+            processing=True, duty_free=True, bulk=0.3),
     Chapter("38", "chemical products", (3, 6.5), 4.0, None, 1.5, ("US", "DE", "JP", "KR"), zero_tariff=True),
     Chapter("39", "plastics", (6.5, 10), 2.0, None, 5, ("SA", "KR", "US", "SG", "TH", "JP"), zero_tariff=True, processing=True),
     Chapter("40", "rubber", (7.5, 20), 2.5, None, 2, ("TH", "MY", "ID", "VN", "JP", "IN"), processing=True),
@@ -147,16 +149,19 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("61", "knitted apparel", (6, 14), 28.0, 0.3, 3, ("VN", "BD", "IT", "KH", "TR"), bulk=0.2),
     Chapter("62", "woven apparel", (6, 14), 32.0, 0.4, 3, ("VN", "IT", "BD", "MM", "FR"), bulk=0.2),
     Chapter("64", "footwear", (10, 24), 30.0, 0.9, 2, ("VN", "IT", "ID", "ES", "KH"), duty_free=True, bulk=0.3),
-    Chapter("71", "jewellery and precious metals", (3, 35), 3000.0, 0.05, 1.5, ("CH", "IT", "ZA", "AE", "BE", "IN"), processing=True, duty_free=True, bulk=0.002),
+    Chapter("71", "jewellery and precious metals", (3, 35), 3000.0, 0.05, 1.5, ("CH", "IT", "ZA", "AE", "BE", "IN"),
+            processing=True, duty_free=True, bulk=0.002),
     Chapter("72", "iron and steel", (2, 8), 0.8, None, 3, ("JP", "KR", "ID", "IN", "RU", "AU"), zero_tariff=True, bulk=3.0),
     Chapter("73", "articles of steel", (6, 10), 3.5, None, 3, ("JP", "KR", "DE", "US", "VN", "IN"), zero_tariff=True, processing=True),
     Chapter("74", "copper", (0, 8), 9.0, None, 1.5, ("CL", "PE", "JP", "AU", "KZ"), zero_tariff=True, processing=True),
     Chapter("76", "aluminium", (5, 8), 3.2, None, 1.5, ("AU", "MY", "IN", "RU", "AE"), zero_tariff=True, processing=True),
     Chapter("84", "machinery", (0, 12), 25.0, 40.0, 8, ("DE", "JP", "US", "KR", "IT", "CH"), zero_tariff=True, processing=True),
-    Chapter("85", "electrical and electronic equipment", (0, 15), 45.0, 2.0, 9, ("JP", "KR", "US", "MY", "VN", "DE", "PH"), zero_tariff=True, processing=True, duty_free=True, bulk=0.4),
+    Chapter("85", "electrical and electronic equipment", (0, 15), 45.0, 2.0, 9, ("JP", "KR", "US", "MY", "VN", "DE", "PH"),
+            zero_tariff=True, processing=True, duty_free=True, bulk=0.4),
     Chapter("87", "vehicles and parts", (6, 15), 18.0, 1200.0, 4, ("DE", "JP", "US", "KR", "GB", "IT"), zero_tariff=True),
     Chapter("88", "aircraft parts", (1, 5), 350.0, 50.0, 1, ("US", "FR", "DE", "GB", "CA"), zero_tariff=True, bulk=0.1),
-    Chapter("90", "optical and medical instruments", (0, 12), 160.0, 3.0, 3, ("DE", "US", "JP", "CH", "KR"), zero_tariff=True, processing=True, duty_free=True, bulk=0.1),
+    Chapter("90", "optical and medical instruments", (0, 12), 160.0, 3.0, 3, ("DE", "US", "JP", "CH", "KR"),
+            zero_tariff=True, processing=True, duty_free=True, bulk=0.1),
     Chapter("91", "watches", (8, 15), 2500.0, 0.12, 1, ("CH", "JP", "FR", "DE"), duty_free=True, bulk=0.005),
     Chapter("94", "furniture", (0, 8), 5.0, 25.0, 2, ("IT", "VN", "MY", "DE", "ID")),
     Chapter("95", "toys and sports goods", (0, 10), 9.0, 0.6, 2, ("VN", "JP", "US", "DK", "KR"), duty_free=True, bulk=0.3),
@@ -271,7 +276,7 @@ class Catalogue:
         self.origin_cum[:, -1] = 1.0
         # Chapters whose goods are laundered: those with a surcharged source country.
         self.laundering_sources: list[np.ndarray] = []
-        for ci, ch in enumerate(CHAPTERS):
+        for _ci, ch in enumerate(CHAPTERS):
             src = [COUNTRY_INDEX[c] for (c, chap) in SURCHARGES if chap == ch.chapter]
             self.laundering_sources.append(np.array(sorted(src), dtype=np.int64))
         self.launderable = np.array([len(self.laundering_sources[c]) > 0 for c in self.chapter])
