@@ -42,9 +42,10 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
-from typing import IO, Any, ClassVar, Mapping
+from typing import IO, Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 # Live brokers, stopped at interpreter exit (normal exit, uncaught exception, KeyboardInterrupt).
-_LIVE: set["Broker"] = set()
+_LIVE: set[Broker] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -148,7 +149,7 @@ def _stop_all_at_exit() -> None:
     for broker in brokers:
         try:
             broker.stop()
-        except Exception:  # noqa: BLE001 - best effort at exit
+        except Exception:  # best effort at exit
             log.exception("could not stop %s at exit", broker)
 
 
@@ -190,7 +191,7 @@ class Broker:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         """Start the broker and block until it answers metadata requests (or raise BrokerStartError)."""
         if self.is_running():
             return self
@@ -228,7 +229,7 @@ class Broker:
     def log_tail(self, lines: int = 60) -> str:
         return _tail(self.log_file, lines)
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -273,7 +274,7 @@ class Broker:
         self._prepare()
         argv, env = self._command()
         assert self.log_file is not None
-        self._log_fh = open(self.log_file, "ab")
+        self._log_fh = open(self.log_file, "ab")  # noqa: SIM115 - the broker writes to it until _stop_process closes it
         in_main = threading.current_thread() is threading.main_thread()
         t0 = time.monotonic()
         try:
@@ -328,7 +329,7 @@ class Broker:
                                      "socket.connection.setup.timeout.ms": 2000})
             try:
                 md = admin.list_topics(timeout=max(0.1, min(2.0, remaining)))
-            except Exception as exc:  # KafkaException while the broker is still starting
+            except Exception as exc:  # noqa: BLE001 - a KafkaException while the broker is still starting; retried until the deadline
                 last_error = exc
                 continue
             if md.brokers and self._metadata_ok(md):
@@ -654,7 +655,7 @@ class ApacheKafkaBroker(Broker):
         jars = sorted(self.lib_dir.glob("kafka_2.13-*.jar"))
         return jars[0].name[len("kafka_2.13-"):-len(".jar")] if jars else None
 
-    def restart(self, *, hard: bool = False) -> "ApacheKafkaBroker":
+    def restart(self, *, hard: bool = False) -> ApacheKafkaBroker:
         """Stop (SIGTERM, or SIGKILL when ``hard``) and start again on the same ports and data dir."""
         self._stop_process(sig=signal.SIGKILL if hard else signal.SIGTERM)
         self._port_fixed = self._controller_fixed = self._secure_fixed = True  # clients hold these addresses

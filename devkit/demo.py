@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +40,16 @@ CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) p
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=cliargs.positive_float, default=None, help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
+    p.add_argument("--duration", type=cliargs.positive_float, default=None,
+                   help="publish for SECONDS, then drain and print a summary (default: until Ctrl-C)")
     p.add_argument("--rate", type=cliargs.positive_float, default=50.0, help="declarations per second (default: 50)")
     p.add_argument("--seed", type=int, default=7, help="simulator seed (default: 7)")
     p.add_argument("--enterprises", type=int, default=70_000, help="simulated enterprise population (default: 70000)")
-    p.add_argument("--scan-timeout", type=cliargs.positive_float, default=8.0, help="seconds a machine-check waits for its scan (default: 8)")
+    p.add_argument("--scan-timeout", type=cliargs.positive_float, default=8.0,
+                   help="seconds a machine-check waits for its scan (default: 8)")
     p.add_argument("--scan-delay-scale", type=float, default=0.02, help="scale of the scanners' realistic delays (default: 0.02)")
-    p.add_argument("--drain-timeout", type=cliargs.positive_float, default=60.0, help="max seconds to wait for final instructions after publishing (default: 60)")
+    p.add_argument("--drain-timeout", type=cliargs.positive_float, default=60.0,
+                   help="max seconds to wait for final instructions after publishing (default: 60)")
     p.add_argument("--port", type=int, default=None, help="embedded broker port (default: from KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--external", action="store_true", help="use the broker at KAFKA_BOOTSTRAP_SERVERS instead of starting the embedded one")
     p.add_argument("--quiet", action="store_true", help="do not print each instruction")
@@ -244,7 +247,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
         _count_gateway(tally, gateway)
         consumer.close()
         # Drop the clients now: an interrupt's traceback would keep them alive after the broker stops.
-        gateway = consumer = None  # noqa: F841
+        gateway = consumer = None
     if interrupted:
         raise KeyboardInterrupt
     return tally
@@ -287,7 +290,7 @@ DEMO_RISK_LISTS = (
 
 def _publish_demo_risk_lists(gateway: PortGateway, settings: Settings, tally: Tally) -> None:
     """A few risk characteristic list entries, as the office and other agencies would publish them."""
-    valid_from = datetime(2020, 1, 1, tzinfo=timezone.utc).isoformat()
+    valid_from = datetime(2020, 1, 1, tzinfo=UTC).isoformat()
     for entry_id, list_id, kind, value, action, reason, agency in DEMO_RISK_LISTS:
         entry = {"schema_version": 1, "entry_id": entry_id, "list_id": list_id, "kind": kind, "value": value,
                  "action": action, "reason": reason, "source_agency": agency, "valid_from": valid_from}
@@ -336,7 +339,8 @@ def _progress(tally: Tally, elapsed: float, targets: dict[str, float | None]) ->
     p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
     a = tally.actions
     rates = tally.selection_rates()
-    lanes = "  ".join(f"{lane} {(rates[lane] or 0):.1%} (target {targets[lane]:.1%})" if targets.get(lane) else f"{lane} {(rates[lane] or 0):.1%}"
+    lanes = "  ".join(f"{lane} {(rates[lane] or 0):.1%} (target {targets[lane]:.1%})" if targets.get(lane)
+                      else f"{lane} {(rates[lane] or 0):.1%}"
                       for lane in ("machine-check", "inspect"))
     hit = f"{tally.found / tally.inspections:.0%} of {tally.inspections}" if tally.inspections else "-"
     _log(f"[{elapsed:6.1f}s] {tally.published['declaration']} declarations ({tally.published['declaration'] / max(elapsed, 1e-9):.0f}/s), "
@@ -353,8 +357,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"instructions  release {i['release']}, machine-check {i['machine-check']}, inspect {i['inspect']}")
     print(f"dead letters  {s['dead_letters']}")
     print(f"undecided     {s['undecided']}  (declarations published without a final instruction)")
-    print(f"latency       p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms  (declaration published -> first instruction consumed)")
-    print(f"duplicates    {s['duplicate_instructions']} redelivered instruction records, {s['conflicting_final_outcomes']} conflicting final outcomes")
+    print(f"latency       p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms"
+          "  (declaration published -> first instruction consumed)")
+    print(f"duplicates    {s['duplicate_instructions']} redelivered instruction records,"
+          f" {s['conflicting_final_outcomes']} conflicting final outcomes")
     rates = s["selection_rates"]
-    print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%} of declarations at declaration time")
+    print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%}"
+          " of declarations at declaration time")
     print(f"inspections   {s['inspection_results']} results, hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'}")
