@@ -72,7 +72,7 @@ class Dataset:
     _next_index: int = 0
 
     @classmethod
-    def generate(cls, seed: int, enterprises: int, count: int) -> "Dataset":
+    def generate(cls, seed: int, enterprises: int, count: int) -> Dataset:
         from portsim.traffic import PortOffice
 
         office = PortOffice(seed=seed, enterprises=enterprises)

@@ -18,17 +18,18 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
 from bench import ceiling, naive_faust, pipeline
 from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load, split_text
 from bench.procs import CPU_ALSO, REPO_ROOT
-from devkit.brokers import make_broker
-from common.settings import Settings
 from clients.topics import create_topics
+from common.settings import Settings
+from devkit.brokers import make_broker
 
 SYSTEMS = ("ceiling", "naive_faust", "pipeline", "pipeline_single_records", "pipeline_two_workers")
 FULL = {"count": 100_000, "single_count": 30_000, "naive_count": 8_000, "duration": 15.0, "warmup": 2.0, "enterprises": 70_000}
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results["ratios"] = ratios(results)
     results["config"] = {
-        "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker] + ", loopback, a fresh one per system",
+        "broker": {"tansu": "embedded Tansu (memory storage)", "kafka": "Apache Kafka (KRaft, one node)"}[args.broker]
+        + ", loopback, a fresh one per system",
         "gateway_linger_ms": args.gateway_linger_ms, "seed": args.seed, "enterprises": args.enterprises,
         "credit_events": data.credit_events, "partitions": args.partitions, "count": args.count, "single_count": args.single_count,
         "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
@@ -258,11 +260,13 @@ def print_table(results: dict[str, Any]) -> None:
             continue
         rel = f"{r['throughput'] / ceiling_tp:10.3f}" if ceiling_tp else f"{'-':>10}"
         cpu = r.get("cpu_us_per_declaration", {})
-        print(f"{label:36} {r['throughput']:14,.0f} {rel} {cpu.get('system', float('nan')):12,.0f} {cpu.get('broker', float('nan')):15,.0f}")
+        print(f"{label:36} {r['throughput']:14,.0f} {rel} {cpu.get('system', float('nan')):12,.0f}"
+              f" {cpu.get('broker', float('nan')):15,.0f}")
     for where, section in (("", results), (", apache kafka", results.get("apache_kafka") or {})):
       for system in ("ceiling", "pipeline"):
         for rate, lat in ((section.get(system) or {}).get("latency_ms") or {}).items():
-            print(f"latency at {float(rate):,.0f}/s offered ({system}{where}): p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+            print(f"latency at {float(rate):,.0f}/s offered ({system}{where}):"
+                  f" p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
                   f"  ({lat['measured']} declarations; CPU {lat['cpu_us_per_declaration']['system']:,.0f} us/decl,"
                   f" broker {lat['cpu_busy'].get('broker', float('nan')):.2f} busy)")
             if lat.get("split_ms"):

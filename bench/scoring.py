@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from portsim.starter import simulated_history
 from riskmodels.data import declarations_from_frame, read_labelled
 from riskmodels.serving import ModelRegistry
-from portsim.starter import simulated_history
 
 
 def _per_call(fn, min_seconds: float = 1.0) -> float:  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {reg.active_versions()}")
     for size in (int(s) for s in args.sizes.split(",")):
         batch = decls[:size]
-        sec = _per_call(lambda: reg.score(batch))
+        sec = _per_call(lambda batch=batch: reg.score(batch))
         print(f"score() batch {size:>5}: {sec * 1e6 / len(batch):8.1f} us/row  {sec * 1e3:8.3f} ms/batch")
 
     result = reg.score(decls[:1000])
