@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -41,7 +41,7 @@ def test_credit_and_lifecycle_events_are_reproducible() -> None:
 def test_start_and_rate_change_times_only() -> None:
     office = PortOffice(seed=3, enterprises=2_000)
     base = list(office.declaration_dicts(300))
-    moved = list(office.declaration_dicts(300, start=datetime(2026, 3, 1, tzinfo=timezone.utc), rate_per_s=50.0))
+    moved = list(office.declaration_dicts(300, start=datetime(2026, 3, 1, tzinfo=UTC), rate_per_s=50.0))
     for (d1, t1), (d2, t2) in zip(base, moved):
         assert t1 == t2
         assert {k: v for k, v in d1.items() if k != "event_time"} == {k: v for k, v in d2.items() if k != "event_time"}

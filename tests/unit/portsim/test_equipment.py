@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -10,7 +10,7 @@ import orjson
 from portsim.traffic import PortOffice
 from schemas import ControlInstruction
 
-AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _instruction(d: dict) -> ControlInstruction:

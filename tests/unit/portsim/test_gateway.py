@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
+from common.settings import Settings
+from common.timefmt import utc_iso
 from portsim.gateway import PortGateway
 from portsim.traffic import PortOffice
-from common.timefmt import utc_iso
 from schemas import CreditEvent, Declaration, ScanResult
-from common.settings import Settings
 
 
 class FakeProducer:
@@ -42,14 +42,14 @@ def gateway(small_office: PortOffice) -> tuple[PortGateway, FakeProducer]:
 def test_publishes_valid_keyed_records_with_current_event_times(gateway: Any) -> None:
     gw, fake = gateway
     n_credit = gw.publish_credit_population()
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     assert gw.publish_declarations(1_000) == 1_000
     decls = fake.on("t.declarations")
     assert len(decls) == 1_000
     for key, d in decls:
         model = Declaration.model_validate_json(orjson.dumps(d))
         assert key == model.declaration_id.encode()
-        assert before <= model.event_time <= datetime.now(timezone.utc) + timedelta(seconds=1)
+        assert before <= model.event_time <= datetime.now(UTC) + timedelta(seconds=1)
         assert gw.truth(model.declaration_id) is not None
     credit = fake.on("t.credit-events")
     assert len(credit) == n_credit + 10 == gw.stats.credit_events + gw.stats.lifecycle_events
@@ -86,7 +86,7 @@ def test_scanner_answers_each_machine_check_once(gateway: Any) -> None:
         gw._on_instruction(_machine_check(d, now), 0.0, 900.0)
     gw._on_instruction(b"not json", 0.0, 900.0)
     gw._on_instruction(orjson.dumps({"stage": "scan", "action": "inspect"}), 0.0, 900.0)
-    old = (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat()
+    old = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     gw._on_instruction(_machine_check({**decls[0], "declaration_id": "D11-0000099999"}, old), 0.0, 900.0)
     assert gw.stats.stale_instructions == 1
     gw.publish_due_scans()
@@ -145,7 +145,7 @@ def test_a_callers_loop_publishes_batches_and_plays_the_scanners(small_office: P
 
 def test_truths_kept_by_the_caller_and_centralised_items(small_office: PortOffice) -> None:
     fake = FakeProducer()
-    (record, truth), (other, other_truth) = small_office.declaration_dicts(2, first_index=5_000)
+    (_record, truth), (_other, other_truth) = small_office.declaration_dicts(2, first_index=5_000)
     gw = PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, truths={"X-1": truth})  # type: ignore[arg-type]
     assert gw.truth("X-1") == truth
     gw.publish_centralised({"centralised_id": "C1-000001", "items": [{}, {}]}, {"C1-000001-0001": truth, "C1-000001-0002": other_truth})

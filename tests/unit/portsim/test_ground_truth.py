@@ -73,7 +73,7 @@ def test_origin_laundering_claims_a_transit_origin(sample: list) -> None:
 def test_risky_routes(sample: list) -> None:
     rows = [(d, t) for d, t in sample if t.pattern == "risky-route"]
     assert len(rows) > 100
-    for d, t in rows:
+    for d, _t in rows:
         assert (d["origin_country"], d["departure_country"]) in world.RISKY_ROUTES
     on_route = [t.fraud for d, t in sample if (d["origin_country"], d["departure_country"]) in world.RISKY_ROUTES]
     assert np.mean(on_route) > 5 * np.mean([t.fraud for _, t in sample])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -40,7 +40,7 @@ def test_columns_and_dtypes(tmp_path: Path, small_office: PortOffice) -> None:
 
 def test_rows_equal_the_live_records(tmp_path: Path, small_office: PortOffice) -> None:
     path = tmp_path / "h.parquet"
-    start = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 2, 1, tzinfo=UTC)
     write_history(small_office, path, 300, start=start, rate_per_s=5.0)
     df = pl.read_parquet(path)
     live = list(small_office.declaration_dicts(300, start=start, rate_per_s=5.0))

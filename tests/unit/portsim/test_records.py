@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -40,7 +40,7 @@ def test_fields_are_consistent(sample: list, office: PortOffice) -> None:
     kinds = {p.port_id: p.kind for p in world.PORTS}
     pop = office.population
     previous = None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for d, _ in sample:
         assert d["transport_mode"] in MODES_BY_KIND[kinds[d["port"]]]
         assert (d["courier_id"] is not None) <= (d["transport_mode"] in ("post", "air"))

@@ -8,10 +8,9 @@ from dataclasses import replace
 import pytest
 
 from portsim import world
+from portsim.starter import STARTER_CONFIG, build_starter, evaluate_later, simulated_history
 from riskmodels.artifact import load_artifact
 from riskmodels.serving import SCENARIOS, STARTER_DIR, ModelRegistry
-from portsim.starter import STARTER_CONFIG, build_starter, evaluate_later, simulated_history
-
 from tests.unit.factories import quiet
 
 
