@@ -307,7 +307,7 @@ def run_child_system(what: str, module: str, args: list[str], settings: Settings
                   workdir / f"{module}.log")
     watcher = Watcher(settings)
     try:
-        write = lambda records: data.write(settings, records, batching=False, credit=False)  # noqa: E731
+        write = lambda records: data.write(settings, records, batching=False, credit=False)  # noqa: E731 - one writer for the warm-up and the backlog
         warm_up(what, watcher, write, data.warmup, timeout_s, child.dead)
         result = timed_backlog(what, watcher, [child.pid], write, data.records[:count], timeout_s, child.dead, profile)
         if load is not None:

@@ -71,7 +71,7 @@ def start(settings: Settings, data: Dataset, n: int, workdir: Path, extra_env: d
             raise BenchError(f"timed out after {timeout_s:.0f}s waiting for the workers to fold the credit register "
                              f"({expected} enterprises)")
         if n > 1:
-            owned = lambda: [w.metric("customs_assigned_partitions") for w in workers.procs]  # noqa: E731
+            owned = lambda: [w.metric("customs_assigned_partitions") for w in workers.procs]  # noqa: E731 - read twice by the wait condition
             wait_for(lambda: min(owned()) > 0 and sum(owned()) == settings.partitions, timeout_s, workers,
                      f"{n} workers to split {settings.partitions} partitions")
             log(f"pipeline {settings.app_id}: partitions per worker {owned()}")

@@ -196,14 +196,14 @@ def kafka_latency(args: argparse.Namespace, data: Dataset, workdir: Path, extra_
             create_topics(s)
             try:
                 if name == "ceiling":
-                    load = lambda watcher, pids, alive, s=s: {f"{r:g}": offered_load("ceiling (kafka)", s, watcher, data, r, args.duration,  # noqa: E731
+                    load = lambda watcher, pids, alive, s=s: {f"{r:g}": offered_load("ceiling (kafka)", s, watcher, data, r, args.duration,  # noqa: E731 - one expression, with this system's settings bound (s=s)
                                                                                     args.warmup, args.run_timeout, args.gateway_linger_ms,
                                                                                     pids, alive) for r in args.rate_list}
                     run = ceiling.run(s, data, warm, workdir, args.run_timeout, None, load)
                 else:
                     run = run_pipeline(args, s, data, workdir, extra_env, 1, True, None, count=warm)
                 section[name] = {"latency_ms": run["latency_ms"]}
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a failed system is recorded in the results and the others still run
                 failed = True
                 log(f"{name} on apache kafka FAILED: {exc}")
                 section[name] = {"error": str(exc)}

@@ -744,7 +744,7 @@ class ApacheKafkaBroker(Broker):
     def _scram_arguments(self) -> list[str]:
         """``--add-scram`` arguments with salted passwords (the plain password stays in this process)."""
         args: list[str] = []
-        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+        b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731 - a one-line helper local to this method
         for mech in self.sasl_mechanisms:
             if mech not in _SCRAM_HASHES:
                 continue
