@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("common", "schemas", "clients", "policy", "riskmodels", "decision", "streams", "audit", "portsim", "devkit", "cli")
+PACKAGES = ("common", "schemas", "clients", "policy", "riskmodels", "decision", "streams", "archive", "audit", "portsim", "devkit", "cli")
 
 # Modules that handle records read from Kafka (or data derived from them on the way to a decision).
 EVENT_MODULES = (
