@@ -40,7 +40,9 @@ promtool-fetch: $(TOOLS)/promtool  ## fetch promtool (Debian package) so the dep
 demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
 	$(RISKCTL) demo $(ARGS)
 
-check: venv  ## static checks: import layering (import-linter)
+check: venv  ## static checks: lint (ruff, whole repository), types (mypy, library packages), import layering (import-linter)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
 test: venv kafka-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
