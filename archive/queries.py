@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from archive import tables as t
+from common.timefmt import utc_iso
 
 PROVENANCE_COLUMNS = [name for name, _ in t.PROVENANCE]
 
@@ -35,7 +36,7 @@ def _default_dir(archive_dir: Path | str | None) -> Path:
 
 def _json_ready(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return utc_iso(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, list):
