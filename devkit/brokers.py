@@ -66,8 +66,8 @@ __all__ = [
 
 BROKER_KINDS = ("tansu", "kafka")
 LOOPBACK = "127.0.0.1"
-# Ports that belong to the real demo; an auto-picked port is never one of these.
-RESERVED_PORTS = frozenset({9092, 19092, 9464})
+# Ports that belong to the real demo (broker, worker metrics, archive sink metrics); an auto-picked port is never one of these.
+RESERVED_PORTS = frozenset({9092, 19092, 9464, 9465})
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_DEPLOY_DIR = Path("deploy") / "kafka"

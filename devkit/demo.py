@@ -1,8 +1,10 @@
 """``riskctl demo``: the whole office on one machine.
 
-Embedded broker -> topics -> one worker process -> simulated gateways publish credit events and
-declarations -> the simulated scanners answer machine-check instructions -> a station view prints
-instructions and, at the end, a summary (and one JSON line with ``--json``).
+Embedded broker -> topics -> one worker process and the decision archive sink (``riskctl archive``,
+one fresh archive per run under the run's work directory) -> simulated gateways publish credit events
+and declarations -> the simulated scanners answer machine-check instructions -> a station view prints
+instructions and, at the end, a summary (and one JSON line with ``--json``) once the archive holds
+every published declaration.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +31,7 @@ from clients.readers import assigned_reader
 from common import cliargs
 from common.settings import Settings
 from common.timefmt import utc_iso
-from devkit.launcher import WorkerProcess, worker_process
+from devkit.launcher import ArchiveProcess, WorkerProcess, archive_process, worker_process
 from policy.config import load_policy
 
 if TYPE_CHECKING:
@@ -55,6 +58,11 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="do not print each instruction")
     p.add_argument("--single-records", action="store_true", help="publish one record per declaration instead of gateway batches")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    p.add_argument("--no-archive", action="store_true",
+                   help="do not run the decision archive sink (riskctl archive) beside the worker; the summary's archived is null")
+    p.add_argument("--archive-timeout", type=cliargs.positive_float, default=60.0,
+                   help="max seconds to wait, after draining, for the archive to hold every published declaration; "
+                        "exit 1 if it does not (default: 60)")
 
 
 def _log(msg: str) -> None:
@@ -78,6 +86,8 @@ class Tally:
     declaration_stage: Counter = field(default_factory=Counter)  # action at declaration time
     centralised_items: dict[str, list[str]] = field(default_factory=dict)  # centralised id -> item declaration ids
     refused_centralised: int = 0
+    declaration_ids: list[str] = field(default_factory=list)  # every one published["declaration"] counts (refused items too)
+    inspected: str | None = None  # a declaration with a final inspect instruction (the archive hint's example)
 
     @property
     def undecided(self) -> int:
@@ -113,6 +123,22 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+ARCHIVE_FLUSH_INTERVAL_S = 1.0  # the demo's archive commits every second: the catch-up wait at the end is short
+
+
+def _archive_settings(settings: Settings, archive_dir: Path) -> Settings:
+    """The sink's settings: this run's archive (the embedded broker is in memory, so a fresh broker
+    gets a fresh archive: partitions are known by topic name), frequent commits, and a metrics port
+    (readiness is probed there; 0 in the settings means any free one)."""
+    from devkit.brokers import free_port
+
+    return settings.model_copy(update={
+        "archive_dir": archive_dir,
+        "archive_flush_interval_s": min(settings.archive_flush_interval_s, ARCHIVE_FLUSH_INTERVAL_S),
+        "archive_metrics_port": settings.archive_metrics_port or free_port(settings.metrics_host),
+    })
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from clients.topics import create_topics
     from devkit.brokers import EmbeddedBroker
@@ -122,6 +148,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
 
     workdir = Path(tempfile.mkdtemp(prefix="riskctl-demo-"))
+    first_day = datetime.now(UTC).date()
+    archived: int | None = None
+    archive_ok = True
     with contextlib.ExitStack() as stack:
         if not args.external:
             port = args.port or int(settings.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
@@ -138,13 +167,85 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"policy_file": policy_file})
         worker = stack.enter_context(worker_process(settings, workdir / "worker.log"))
         _log(f"worker pid {worker.proc.pid}, log {worker.log_path}; metrics at {worker.metrics_url}")
+        sink: ArchiveProcess | None = None
+        if not args.no_archive:
+            # Entered after the worker: the ExitStack stops it first (SIGTERM: a last flush, exit 0), then the worker, then the broker.
+            sink = stack.enter_context(archive_process(_archive_settings(settings, workdir / "archive"), workdir / "archive.log"))
+            _log(f"archive sink pid {sink.proc.pid}, log {sink.log_path}; metrics at {sink.metrics_url}; archive {sink.archive_dir}")
         _log(f"worker ready after {worker.wait_ready():.1f}s")
-        tally = run_traffic(settings, args, worker)
+        if sink is not None:
+            sink.wait_ready()
+            _log(f"archive sink ready {time.monotonic() - sink.started_at:.1f}s after its start")
+        tally = run_traffic(settings, args, worker, sink)
+        if sink is not None:
+            archived, archive_ok = _archive_caught_up(sink, tally, args.archive_timeout, first_day)
     summary = tally.summary()
+    summary["archived"] = archived
     _print_summary(summary)
     if args.json:
         print(orjson.dumps(summary).decode())
-    return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 else 1
+    return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 and archive_ok else 1
+
+
+def archived_declarations(archive_dir: Path, declaration_ids: Collection[str]) -> int:
+    """How many of ``declaration_ids`` the archive holds: as a declaration (single record, gateway-batch
+    item, or item split off a centralised declaration) or as a centralised declaration's goods item
+    (refused ones too: they never become declarations)."""
+    import polars as pl
+
+    from archive import tables as t
+    from archive.queries import Archive
+
+    if not declaration_ids:
+        return 0
+    store = Archive(archive_dir)
+    held = pl.concat([store.scan(t.DECLARATIONS).select("declaration_id"), store.scan(t.CENTRALISED_ITEMS).select("declaration_id")])
+    wanted = pl.LazyFrame({"declaration_id": list(declaration_ids)}, schema={"declaration_id": pl.String})
+    return int(held.unique().join(wanted, on="declaration_id", how="semi").select(pl.len()).collect().item())
+
+
+def _archive_caught_up(sink: ArchiveProcess, tally: Tally, timeout_s: float, first_day: date,
+                       interval_s: float = 0.5) -> tuple[int, bool]:
+    """Wait, at most ``timeout_s``, until the archive holds every declaration the demo published (a
+    query of the tables, not the consumer lag: the embedded broker's watermarks are not reliable).
+    Returns how many it holds and whether that is all of them; says which on stderr."""
+    wanted = set(tally.declaration_ids)
+    expected = len(wanted)
+    start = time.monotonic()
+    next_line = start + 5.0
+    held = 0
+    failure = ""
+    while True:
+        try:
+            held = archived_declarations(sink.archive_dir, wanted)
+            failure = ""
+        except Exception as exc:  # noqa: BLE001 - a read beside the sink's commits may fail now and then: retried until the deadline
+            failure = f"; the last query failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        now = time.monotonic()
+        if held >= expected and not failure:
+            break
+        if not sink.alive():
+            _log(f"error: the archive sink exited with code {sink.proc.returncode} holding {held} of {expected} declarations"
+                 f"{failure}; log tail:\n{sink.log_tail()}")
+            return held, False
+        if now - start >= timeout_s:
+            _log(f"error: the archive holds only {held} of {expected} published declarations after {timeout_s:.0f}s{failure} "
+                 f"(archive {sink.archive_dir}, sink log {sink.log_path})")
+            return held, False
+        if now >= next_line:
+            _log(f"  archive: {held}/{expected} declarations")
+            next_line = now + 5.0
+        time.sleep(interval_s)  # poll interval of a condition with a deadline
+    code = sink.stop()  # what the ExitStack would do next: its last flush, then exit 0
+    if code != 0:
+        _log(f"error: the archive sink exited with code {code} when stopped; log tail:\n{sink.log_tail()}")
+        return held, False
+    last_day = datetime.now(UTC).date()
+    example = tally.inspected or (tally.declaration_ids[0] if tally.declaration_ids else "DECLARATION_ID")
+    _log(f"archive {sink.archive_dir} holds all {held} declarations ({now - start:.1f}s after draining); query it: "
+         f"riskctl explain {example} --archive-dir {sink.archive_dir} --archive-only; "
+         f"riskctl report --from {first_day} --to {last_day} --archive-dir {sink.archive_dir}")
+    return held, True
 
 
 def _wait_credit_table(gateway: PortGateway, worker: WorkerProcess, timeout_s: float = 180.0) -> None:
@@ -169,7 +270,7 @@ def _wait_credit_table(gateway: PortGateway, worker: WorkerProcess, timeout_s: f
     _log(f"credit table ready: {seen} enterprises in {time.monotonic() - start:.1f}s")
 
 
-def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess) -> Tally:
+def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProcess, sink: ArchiveProcess | None = None) -> Tally:
     from portsim.centralised import CentralisedBuilder, may_centralise
     from portsim.gateway import PortGateway
     from portsim.traffic import PortOffice
@@ -204,6 +305,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
             now = time.monotonic()
             if not worker.alive():
                 raise RuntimeError(f"worker exited with code {worker.proc.returncode}; log tail:\n{worker.log_tail()}")
+            if sink is not None and not sink.alive():
+                raise RuntimeError(f"archive sink exited with code {sink.proc.returncode}; log tail:\n{sink.log_tail()}")
             if now < stop_at:
                 due = int((now - start) * args.rate) - tally.published["declaration"]
                 for _ in range(max(0, due)):
@@ -221,6 +324,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                     record["event_time"] = utc_iso()
                     gateway.publish(record, truth)  # agencies' credit lifecycle events go along
                     tally.published_at[record["declaration_id"]] = time.time()
+                    tally.declaration_ids.append(record["declaration_id"])
                     tally.published["declaration"] += 1
             elif drain_until is None:
                 drain_until = now + args.drain_timeout
@@ -266,6 +370,7 @@ def _publish_centralised(builder: CentralisedBuilder, gateway: PortGateway, tall
     now = time.time()
     for did in truths:
         tally.published_at[did] = now
+        tally.declaration_ids.append(did)
     tally.centralised_items[builder.centralised_id] = builder.item_ids()
     tally.published["centralised"] += 1
     tally.published["declaration"] += len(builder.goods)
@@ -315,6 +420,8 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, gateway: PortGateway, t
         if did in tally.final and tally.final[did] != iid:
             tally.conflicting_finals += 1
         tally.final[did] = iid
+        if instr["action"] == "inspect" and tally.inspected is None:
+            tally.inspected = did
     if not args.quiet and (instr["action"] != "release" or instr["stage"] != "declaration"):
         reasons = "; ".join(instr["reasons"][:3])
         print(f"{instr['port']:9} {did:14} {instr['stage']:11} {instr['action']:13} {instr['credit_class']:13} {reasons}", flush=True)
@@ -365,3 +472,5 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%}"
           " of declarations at declaration time")
     print(f"inspections   {s['inspection_results']} results, hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'}")
+    if s.get("archived") is not None:
+        print(f"archived      {s['archived']} of the {s['published']['declaration']} declarations in the decision archive")

@@ -1,4 +1,5 @@
-"""Start and stop worker processes (demo, benchmarks, tests): real processes, readiness by probe."""
+"""Start and stop riskctl processes, workers and the archive sink (demo, benchmarks, tests): real processes,
+readiness by probe."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from common.settings import Settings
@@ -18,12 +19,19 @@ from common.settings import Settings
 READY_TIMEOUT_S = 120.0
 
 
-class WorkerProcess:
-    """One ``riskctl worker`` subprocess in its own process group, configured through env vars."""
+class RiskctlProcess:
+    """One ``riskctl <subcommand>`` subprocess in its own process group, configured through env vars
+    (the settings the worker needs, then ``extra_env``, where None unsets a variable). Subclasses name
+    the subcommand and say when the process is ready."""
 
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    name = "riskctl"
+
+    def __init__(self, settings: Settings, log_path: Path, argv: Sequence[str], extra_env: Mapping[str, str | None] | None = None,
+                 metrics_port: int | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.argv = list(argv)
+        self.metrics_port = settings.metrics_port if metrics_port is None else metrics_port
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -41,34 +49,41 @@ class WorkerProcess:
         for name in SECURITY_FIELDS:  # unset here: not inherited from this process's environment
             if getattr(settings, name) is None:
                 env.pop(name.upper(), None)
-        env.update(extra_env or {})
+        for key, value in (extra_env or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         env.pop("RISKCTL_SETTINGS", None)  # everything is passed explicitly above
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "worker", "--no-create-topics"],
+                [sys.executable, "-m", "cli.main", *self.argv],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        return f"http://{self.settings.metrics_host}:{self.metrics_port}/metrics"
 
     def metrics_text(self) -> str:
         return urllib.request.urlopen(self.metrics_url, timeout=2).read().decode()
 
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Poll the metrics endpoint until the worker owns partitions and its tables are recovered."""
+    def wait_metrics(self, ready: Callable[[str], bool], timeout_s: float, what: str = "ready") -> float:
+        """Poll the metrics endpoint until ``ready(body)``; the seconds waited. Raises if the process
+        exits first (RuntimeError) or the deadline passes (TimeoutError), with the log's tail."""
+        if not self.metrics_port:
+            raise ValueError(f"{self.name} has no metrics endpoint (port 0) to probe")
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with code {self.proc.returncode}; log tail:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with code {self.proc.returncode}; log tail:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
-                body = self.metrics_text()
-                if "customs_worker_ready 1.0" in body and "customs_assigned_partitions 0.0" not in body:
+                if ready(self.metrics_text()):
                     return time.monotonic() - start
             time.sleep(0.2)  # probe interval; the deadline above bounds the wait
-        raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; log tail:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.name} not {what} after {timeout_s:.0f}s; log tail:\n{self.log_tail()}")
 
     def metric(self, name: str, **labels: str) -> float:
         return metric_value(self.metrics_text(), name, **labels)
@@ -82,9 +97,9 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def wait_settled(self, busy_below: float = 0.3, timeout_s: float = 20.0, interval_s: float = 0.25) -> float:
-        """Wait until the worker uses less than ``busy_below`` of a core over two probe intervals in
-        a row (after a burst it keeps working after its metrics say the burst was applied: it reads
-        back its own GlobalTable changelog). Returns the seconds waited; at most ``timeout_s``."""
+        """Wait until the process uses less than ``busy_below`` of a core over two probe intervals in
+        a row (after a burst a worker keeps working after its metrics say the burst was applied: it
+        reads back its own GlobalTable changelog). Returns the seconds waited; at most ``timeout_s``."""
         start = time.monotonic()
         quiet = 0
         before, at = cpu_seconds(self.proc.pid), time.monotonic()
@@ -102,13 +117,53 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self, grace_s: float = 20.0) -> None:
+    def stop(self, grace_s: float = 20.0) -> int | None:
+        """SIGTERM to the process group, then SIGKILL after ``grace_s``; the exit code (negative: the
+        signal that ended it, as in :attr:`subprocess.Popen.returncode`)."""
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+            except KeyboardInterrupt:  # Ctrl-C again while it stops: no grace period, and nothing left behind
+                self.kill()
+                raise
+        return self.proc.returncode
+
+
+class WorkerProcess(RiskctlProcess):
+    """One ``riskctl worker`` subprocess (metrics on ``settings.metrics_port``)."""
+
+    name = "worker"
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(settings, log_path, ["worker", "--no-create-topics"], extra_env)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Poll the metrics endpoint until the worker owns partitions and its tables are recovered."""
+        return self.wait_metrics(
+            lambda body: "customs_worker_ready 1.0" in body and "customs_assigned_partitions 0.0" not in body, timeout_s)
+
+
+class ArchiveProcess(RiskctlProcess):
+    """One ``riskctl archive`` subprocess (the decision archive sink): every ``archive_*`` setting is
+    passed as its env var, so ``settings.archive_dir`` is where it writes and
+    ``settings.archive_metrics_port`` (not 0: readiness is probed there) where its metrics are."""
+
+    name = "archive sink"
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(settings, log_path, ["archive", "--no-create-topics"], {**archive_env(settings), **(extra_env or {})},
+                         metrics_port=settings.archive_metrics_port)
+
+    @property
+    def archive_dir(self) -> Path:
+        return Path(self.settings.archive_dir)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Poll the metrics endpoint until the sink owns partitions and has read their archived positions."""
+        return self.wait_metrics(lambda body: "customs_archive_ready 1.0" in body, timeout_s)
 
 
 SECURITY_FIELDS = ("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
@@ -127,6 +182,16 @@ def security_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def archive_env(settings: Settings) -> dict[str, str | None]:
+    """Every ``archive_*`` setting as the archive sink's environment variable (None: unset, the default applies)."""
+    env: dict[str, str | None] = {}
+    for name in type(settings).model_fields:
+        if name.startswith("archive_"):
+            value = getattr(settings, name)
+            env[name.upper()] = None if value is None else str(value)
+    return env
+
+
 @contextlib.contextmanager
 def worker_process(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[WorkerProcess]:
     worker = WorkerProcess(settings, log_path, extra_env)
@@ -134,6 +199,16 @@ def worker_process(settings: Settings, log_path: Path, extra_env: dict[str, str]
         yield worker
     finally:
         worker.stop()
+
+
+@contextlib.contextmanager
+def archive_process(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[ArchiveProcess]:
+    """The archive sink for the ``with`` block; stopped with SIGTERM (it flushes, then exits 0) at its end."""
+    sink = ArchiveProcess(settings, log_path, extra_env)
+    try:
+        yield sink
+    finally:
+        sink.stop()
 
 
 def cpu_seconds(pid: int) -> float:
