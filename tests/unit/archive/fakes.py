@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, TopicPartition
 
+from archive.sink import ArchiveSink
 from common.settings import Settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -174,3 +176,17 @@ class FakeConsumer:
         if not self.closed:
             self.closed = True
             self.callbacks[1](self, [TopicPartition(t, p) for (t, p) in self.positions])
+
+
+def archive_all(settings: Settings, broker: FakeBroker, records: int, timeout_s: float = 20.0) -> None:
+    """Run the real sink over ``broker`` until it has archived ``records`` records, then stop it."""
+    sink = ArchiveSink(settings, consumer_factory=broker.consumer)
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while sink.totals["records"] < records:
+        assert time.monotonic() < deadline and thread.is_alive(), "the sink did not archive the records"
+        time.sleep(0.01)  # poll interval of a condition with a deadline
+    stop.set()
+    thread.join(timeout_s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +11,6 @@ import polars as pl
 import pytest
 
 from archive.queries import Archive, history, report
-from archive.sink import ArchiveSink
 from cli.main import main
 from clients import topics
 from common.settings import Settings
@@ -46,16 +44,7 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broker.add(topics.INSPECTION_RESULTS, "D1", fakes.inspection("D1", found=True, duty=250.0))  # redelivered
     broker.add(topics.INSPECTION_RESULTS, "D3", {**fakes.inspection("D3", found=False, port="HAK-AIR"), "instruction_id": "D3:1:timeout"})
     broker.add(topics.DECLARATIONS, "X", b"{")
-    sink = ArchiveSink(settings, consumer_factory=broker.consumer)
-    stop = threading.Event()
-    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while sink.totals["records"] < 15:
-        assert time.monotonic() < deadline and thread.is_alive(), "the sink did not archive the records"
-        time.sleep(0.01)  # poll interval of a condition with a deadline
-    stop.set()
-    thread.join(20)
+    fakes.archive_all(settings, broker, records=15)
     return directory
 
 

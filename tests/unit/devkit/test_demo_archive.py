@@ -4,14 +4,12 @@ hold all of them at the end of a run (an archive written by the real sink from f
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from archive.sink import ArchiveSink
 from clients import topics
 from common.settings import Settings
 from devkit import demo
@@ -34,16 +32,7 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broker.add(topics.CENTRALISED_DECLARATIONS, "C1", fakes.centralised("C1", items=2))
     broker.add(topics.DECLARATIONS, "C1-0001", fakes.declaration("C1-0001", centralised_id="C1"))
     broker.add(topics.DECLARATIONS, "X", b"{")
-    sink = ArchiveSink(settings, consumer_factory=broker.consumer)
-    stop = threading.Event()
-    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while sink.totals["records"] < 6:
-        assert time.monotonic() < deadline and thread.is_alive(), "the sink did not archive the records"
-        time.sleep(0.01)  # poll interval of a condition with a deadline
-    stop.set()
-    thread.join(20)
+    fakes.archive_all(settings, broker, records=6)
     return directory
 
 
