@@ -675,7 +675,7 @@ class ApacheKafkaBroker(Broker):
         if not self._port_fixed:
             self.port = free_port(self.host)
         if not self._controller_fixed:
-            self.controller_port = None  # type: ignore[assignment]
+            self.controller_port = None  # type: ignore[assignment]  # cleared so _other_port() does not avoid the old one
             self.controller_port = self._other_port()
         if self.secure_port is not None and not self._secure_fixed:
             self.secure_port = None

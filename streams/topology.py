@@ -269,7 +269,7 @@ class Topology:
                 metrics.CENTRALISED.labels("refused").inc()
                 self.dead_letters.add(out, msg, exc)
                 continue
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - an item that cannot be split goes to the dead letters, the batch goes on
                 self.dead_letters.add(out, msg, exc)
                 continue
             for decl in items:  # deterministic bytes: a redelivery re-emits identical records (duplicates downstream)

@@ -108,7 +108,7 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None) ->
             if not self.flow_active:
                 try:
                     await self.perform_seek()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - as Faust's getmany: the next fetch seeks again
                     self.log.warning(f"exception performing seek when flow not active {exc}")
                 return
             to_message = self._to_message

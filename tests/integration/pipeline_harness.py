@@ -126,5 +126,5 @@ def set_credit_class(harness: Harness, worker: WorkerProcess, eid: str, credit_c
     """Publish a credit-class change and wait until the worker has folded it: declarations depend on it."""
     harness.publish(topics.CREDIT_EVENTS, eid, credit(eid, "C1", event_type="credit-class-changed", credit_class=credit_class))
     harness.flush()
-    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731
+    applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total") >= 1  # noqa: E731 - a named condition for the wait it is passed to
     harness.read_until(lambda h: applied(), 60, "the credit event to be applied")

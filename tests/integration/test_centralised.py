@@ -52,7 +52,7 @@ def test_centralised_declaration_gets_one_final_instruction_per_item(harness: Ha
     publisher.publish_centralised(centralised("IT-C2", "GEN1", 3))  # general class: refused
     harness.flush()
 
-    checks = lambda h: set(items) <= {i["declaration_id"] for i in h.instructions if i["action"] == "machine-check"}  # noqa: E731
+    checks = lambda h: set(items) <= {i["declaration_id"] for i in h.instructions if i["action"] == "machine-check"}  # noqa: E731 - a named condition for the wait it is passed to
     harness.read_until(checks, 60, "a machine-check instruction for every item")
     for did in late:
         harness.publish(topics.SCANS, did, scan(did, "clean"))
@@ -63,7 +63,7 @@ def test_centralised_declaration_gets_one_final_instruction_per_item(harness: Ha
     # Redelivery of the centralised record: identical items, found as duplicates, nothing decided again.
     publisher.publish_centralised(centralised("IT-C1", "WL1", ITEMS))
     harness.flush()
-    duplicates = lambda: metric_value(worker.metrics_text(), "customs_redelivered_total", type="declaration", outcome="duplicate")  # noqa: E731
+    duplicates = lambda: metric_value(worker.metrics_text(), "customs_redelivered_total", type="declaration", outcome="duplicate")  # noqa: E731 - a named condition for the wait it is passed to
     harness.read_until(lambda h: duplicates() >= ITEMS, 60, "the redelivered items to be recognised as duplicates")
 
     finals = harness.finals()

@@ -590,7 +590,7 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callab
             return bool(na and nb and na + nb == PARTITIONS)
 
         log.wait(both_own, 120, "both workers to own partitions", h.workers)
-        decided_before = lambda: sum(1 for r in log.recs if r.doc["stage"] == "declaration")  # noqa: E731
+        decided_before = lambda: sum(1 for r in log.recs if r.doc["stage"] == "declaration")  # noqa: E731 - a named condition for the wait it is passed to
         mark = decided_before()
         log.wait(lambda: decided_before() >= mark + 600, 60, "2 s of traffic decided by both workers", h.workers)
         groups = owned_partitions(h.settings)
@@ -637,7 +637,7 @@ def test_kill_one_of_two_workers_under_traffic(broker: Any, make_harness: Callab
                 h.publish(topics.SCANS, did, scan(did, "clean", port=SENTINEL_SCAN_PORT))
         h.flush()
         # ... and has decided something on a partition it took over.
-        first_taken = lambda: [r.ts for r in log.recs if r.partition in killed_parts and r.ts > t_kill_wall]  # noqa: E731
+        first_taken = lambda: [r.ts for r in log.recs if r.partition in killed_parts and r.ts > t_kill_wall]  # noqa: E731 - a named condition for the wait it is passed to
         log.wait(lambda: bool(first_taken()), 120, "an instruction on a taken-over partition", h.workers)
         t_first = min(first_taken()) - t_kill_wall
         record("kill -9 -> survivor owns all partitions (metric, 1 s timer)", own_all)
@@ -721,7 +721,7 @@ def test_kafka_broker_restart_under_traffic(broker: Any, make_harness: Callable[
         record("broker restart: restart() (SIGTERM -> metadata ready)", outage)
         published_during = traffic.published - published_before
         assert w.alive(), f"the worker died while the broker was down:\n{w.log_tail()}"
-        broker_log = lambda: f"broker log tail:\n{broker.log_tail(40)}"  # noqa: E731
+        broker_log = lambda: f"broker log tail:\n{broker.log_tail(40)}"  # noqa: E731 - a named condition for the wait it is passed to
         led = log.wait(lambda: partitions_led(h.settings), 120, "every partition of the pipeline's topics to have a leader",
                        h.workers, broker_log)
         record("broker restart: metadata ready -> every partition led", led)
@@ -814,7 +814,7 @@ def test_worker_restart_recovers_table_state(broker: Any, make_harness: Callable
     want = {**{d: ("declaration", "release") for d in ids["rel"]}, **{d: ("declaration", "inspect") for d in ids["zt"]},
             **{d: ("scan", "release") for d in ids["mcc"]}, **{d: ("scan", "inspect") for d in ids["mcs"]},
             **{d: ("timeout", "inspect") for d in timeouts}}
-    got = {d: (log.final_of(d)["stage"], log.final_of(d)["action"]) for d in want}  # type: ignore[index]
+    got = {d: (log.final_of(d)["stage"], log.final_of(d)["action"]) for d in want}  # type: ignore[index]  # an undecided id (None) fails the test either way
     assert got == want
     # The timeouts fired in the new worker, from the recovered deadlines table.
     assert all(r.ts > t_exit_wall for d in timeouts for r in log.by_decl[d] if r.doc["final"]), \

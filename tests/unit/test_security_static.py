@@ -111,7 +111,7 @@ class _Scanner(ast.NodeVisitor):
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         self._scoped(node, node.name)
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]  # the same visit for both node types
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         self._scoped(node, node.name)

@@ -75,7 +75,7 @@ def test_compaction_keeps_rows_and_positions_and_retention_drops_old_days(tmp_pa
     broker.add(topics.DECLARATIONS, "D60", fakes.declaration("D60"))
     again = ArchiveSink(settings, consumer_factory=broker.consumer)
     app = t.app_id(settings.topic(topics.DECLARATIONS), 0)
-    run_until(again, lambda: all(t.open_table(settings.archive_dir, name).transaction_version(app) == 61  # type: ignore[union-attr]
+    run_until(again, lambda: all(t.open_table(settings.archive_dir, name).transaction_version(app) == 61  # type: ignore[union-attr]  # the table exists by now
                                  for name in (t.DECLARATIONS, t.DEAD_LETTERS)))
     frame = pl.read_delta(str(t.table_path(settings.archive_dir, t.DECLARATIONS)))
     assert frame.height == 56 and frame["declaration_id"].n_unique() == 56

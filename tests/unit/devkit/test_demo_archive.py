@@ -76,7 +76,7 @@ def _tally(ids: list[str], inspected: str | None = None) -> demo.Tally:
 
 
 def _caught_up(sink: FakeSink, tally: demo.Tally, timeout_s: float = 5.0) -> tuple[int, bool]:
-    return demo._archive_caught_up(sink, tally, timeout_s, TODAY, interval_s=0.05)  # type: ignore[arg-type] - a duck-typed sink
+    return demo._archive_caught_up(sink, tally, timeout_s, TODAY, interval_s=0.05)  # type: ignore[arg-type]  # a duck-typed sink
 
 
 def test_caught_up_stops_the_sink_and_says_how_to_query(archive_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

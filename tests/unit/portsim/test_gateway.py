@@ -36,7 +36,7 @@ class FakeProducer:
 @pytest.fixture
 def gateway(small_office: PortOffice) -> tuple[PortGateway, FakeProducer]:
     fake = FakeProducer()
-    return PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, lifecycle_per_declaration=0.01), fake  # type: ignore[arg-type]
+    return PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, lifecycle_per_declaration=0.01), fake  # type: ignore[arg-type]  # a fake producer
 
 
 def test_publishes_valid_keyed_records_with_current_event_times(gateway: Any) -> None:
@@ -114,7 +114,7 @@ def test_a_callers_loop_publishes_batches_and_plays_the_scanners(small_office: P
     """The demo's and the bench's way: publish() one by one (batched per partition), answer()
     instructions as they come, poll() for the scans due."""
     fake = FakeProducer()
-    gw = PortGateway(Settings(topic_prefix="t.", partitions=4), small_office, producer=fake,  # type: ignore[arg-type]
+    gw = PortGateway(Settings(topic_prefix="t.", partitions=4), small_office, producer=fake,  # type: ignore[arg-type]  # a fake producer
                      batching=True, gateway_id="GW-T", lifecycle_per_declaration=0.01)
     records = []
     for _ in range(400):
@@ -146,7 +146,7 @@ def test_a_callers_loop_publishes_batches_and_plays_the_scanners(small_office: P
 def test_truths_kept_by_the_caller_and_centralised_items(small_office: PortOffice) -> None:
     fake = FakeProducer()
     (_record, truth), (_other, other_truth) = small_office.declaration_dicts(2, first_index=5_000)
-    gw = PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, truths={"X-1": truth})  # type: ignore[arg-type]
+    gw = PortGateway(Settings(topic_prefix="t."), small_office, producer=fake, truths={"X-1": truth})  # type: ignore[arg-type]  # a fake producer
     assert gw.truth("X-1") == truth
     gw.publish_centralised({"centralised_id": "C1-000001", "items": [{}, {}]}, {"C1-000001-0001": truth, "C1-000001-0002": other_truth})
     assert gw.truth("C1-000001-0002") == other_truth

@@ -103,7 +103,7 @@ def make_driver(pol: Policy | None = None) -> TopologyDriver:
     # White-list thresholds of the fixture policy: machine-check from 0.75, inspect from 0.93.
     scorer = FixedScorer({"C1-0003": 0.8, "C1-0007": 0.99})
     d = TopologyDriver(Services(pol or policy(), scorer))
-    d.scorer = scorer  # type: ignore[attr-defined]
+    d.scorer = scorer  # type: ignore[attr-defined]  # kept on the driver for the test's asserts
     d.send(topics.CREDIT_EVENTS, [
         credit_event("WL1", "CE1", "credit-class-changed", credit_class="white-list"),
         credit_event("JP1", "CE2", "credit-class-changed", credit_class="white-list"),
@@ -149,7 +149,7 @@ def test_an_ordinary_declarations_instruction_has_no_centralised_id_key() -> Non
 ])
 def test_refused_centralised_declarations_are_dead_lettered_with_the_reason(enterprise: str, reason: str, detail: str) -> None:
     d = make_driver()
-    refused = lambda: REGISTRY.get_sample_value("customs_centralised_declarations_total", {"outcome": "refused"}) or 0.0  # noqa: E731
+    refused = lambda: REGISTRY.get_sample_value("customs_centralised_declarations_total", {"outcome": "refused"}) or 0.0  # noqa: E731 - a named condition for the wait it is passed to
     before = refused()
     d.send(topics.CENTRALISED_DECLARATIONS, [(b"C9", centralised("C9", enterprise, 2))])
     assert refused() == before + 1

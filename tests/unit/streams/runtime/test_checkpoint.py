@@ -198,7 +198,7 @@ def test_an_event_is_acknowledged_only_after_its_output_is_tracked() -> None:
             tracked.update(id(f) for f in futures)
             track(futures)
 
-        checkpoint.track = tracking  # type: ignore[method-assign]
+        checkpoint.track = tracking  # type: ignore[method-assign]  # records the order of calls
         original = stream.ack
 
         async def ack(event: Any) -> bool:
