@@ -1,4 +1,5 @@
-"""``riskctl`` subcommands of the decision archive: archive (the sink), archive-maintain, archive-labels, report."""
+"""``riskctl`` subcommands of the decision archive: archive (the sink), archive-maintain, report; and the
+archive side of ``riskctl export-labels`` (``export_labels_from_archive``)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,14 @@ import signal
 import sys
 import tempfile
 import threading
-from datetime import date
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from common import cliargs
 from common.cliargs import tcp_port
 
 # The handlers import archive.* (pyarrow, deltalake, polars) when they run: `riskctl --help` stays fast.
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
 def _archive_dir(args: argparse.Namespace, settings: Any) -> Path:
@@ -92,18 +86,19 @@ def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def cmd_labels(args: argparse.Namespace, settings: Any) -> int:
+def export_labels_from_archive(args: argparse.Namespace, settings: Any) -> int:
+    """``riskctl export-labels`` without input files: the training set from the archive's days FROM..TO."""
     from archive.queries import Archive
     from riskmodels.errors import RiskModelError
     from riskmodels.labels import export_labels
 
     store = Archive(_archive_dir(args, settings))
     if not store.exists():
-        print(f"riskctl archive-labels: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+        print(f"riskctl export-labels: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
         return 2
     decls, results = store.labelling(args.day_from, args.day_to)
     if decls.is_empty() or results.is_empty():
-        print(f"riskctl archive-labels: error: no {'declarations' if decls.is_empty() else 'inspection results'} "
+        print(f"riskctl export-labels: error: no {'declarations' if decls.is_empty() else 'inspection results'} "
               f"in the archive for {args.day_from}..{args.day_to}", file=sys.stderr)
         return 1
     # riskmodels.labels owns the labelling rules (latest revision, one label per inspection id, fraud = any
@@ -116,9 +111,9 @@ def cmd_labels(args: argparse.Namespace, settings: Any) -> int:
         try:
             counts = export_labels(inspections, declarations, Path(args.out))
         except RiskModelError as exc:
-            print(f"riskctl archive-labels: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            print(f"riskctl export-labels: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return 2
-    print(f"riskctl archive-labels: wrote {counts['labelled_rows']} labelled declarations ({counts['frauds']} frauds) "
+    print(f"riskctl export-labels: wrote {counts['labelled_rows']} labelled declarations ({counts['frauds']} frauds) "
           f"to {args.out} from {args.day_from}..{args.day_to}")
     return 0
 
@@ -184,27 +179,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=cmd_maintain)
 
     p = subparsers.add_parser(
-        "archive-labels", help="a labelled training set from the archive's declarations and inspection results",
-        description="Join the archived declarations of the UTC days FROM..TO with the inspection results about them into "
-                    "a labelled training set, in the same format and with the same rules as `riskctl export-labels` "
-                    "(latest revision of each inspected declaration, fraud = any finding, duty_recoverable = the largest "
-                    "amount). OUT ending in .parquet is Parquet, anything else CSV. Exit 1 if there is nothing to label.",
-    )
-    p.add_argument("--from", dest="day_from", type=_day, required=True, metavar="DAY", help="first day, YYYY-MM-DD")
-    p.add_argument("--to", dest="day_to", type=_day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the labelled set (.parquet or CSV)")
-    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
-    p.set_defaults(handler=cmd_labels)
-
-    p = subparsers.add_parser(
         "report", help="office report from the archive: counts per port and lane, selection and hit rates",
         description="Read the decision archive (no broker) for the UTC days FROM..TO (inclusive; the days of the records' "
                     "event, inspection and reception times) and print per port: declarations, declaration-time lane counts "
                     "and selection rates, scan timeouts, inspections, hit rate and duty recovered; then instructions by "
                     "action and dead letters by reason. Instructions and inspection results count once per id.",
     )
-    p.add_argument("--from", dest="day_from", type=_day, required=True, metavar="DAY", help="first day, YYYY-MM-DD")
-    p.add_argument("--to", dest="day_to", type=_day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--from", dest="day_from", type=cliargs.day, required=True, metavar="DAY", help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="day_to", type=cliargs.day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
     p.add_argument("--port", metavar="PORT", help="only this port")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")

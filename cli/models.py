@@ -54,9 +54,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_labels(args: argparse.Namespace) -> int:
+def _export_labels(args: argparse.Namespace, settings: Any) -> int:
+    from cli.archive import export_labels_from_archive
     from riskmodels.labels import export_labels
 
+    files = args.input is not None or args.declarations is not None
+    if files and (args.input is None or args.declarations is None or args.day_from or args.day_to):
+        args.parser.error("files need both --input and --declarations, and no --from/--to")
+    if not files:
+        if args.day_from is None or args.day_to is None:
+            args.parser.error("the archive needs --from and --to (or give --input and --declarations)")
+        return export_labels_from_archive(args, settings)
     counts = export_labels(args.input, args.declarations, args.out)
     print(f"riskctl export-labels: wrote {counts['labelled_rows']} labelled declarations "
           f"({counts['frauds']} frauds) to {args.out}; {counts['without_declaration']} inspected "
@@ -108,15 +116,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=guarded("evaluate", lambda args, _settings: _evaluate(args), lambda: (RiskModelError,)))
 
     p = subparsers.add_parser(
-        "export-labels", help="turn inspection results into a labelled training set",
-        description="Join inspection results (InspectionResult JSON lines) with declarations (Declaration "
-                    "JSON lines or parquet) into a labelled training set in the project format: fraud = found, "
-                    "duty_recoverable = duty_recovered. Only inspected declarations are written.",
+        "export-labels", help="a labelled training set from the archive (or from exported files)",
+        description="Join inspected declarations with their inspection results into a labelled training set in the "
+                    "project format (latest revision of each inspected declaration, fraud = any finding, "
+                    "duty_recoverable = the largest amount; only inspected declarations are written), the input "
+                    "`riskctl train` reads. By default from the decision archive's UTC days FROM..TO (no broker); "
+                    "with --input and --declarations from InspectionResult JSON lines and Declaration JSON lines or "
+                    "parquet. OUT ending in .parquet is Parquet, anything else CSV. Exit 1 if the archive has nothing to label.",
     )
-    p.add_argument("--input", type=Path, required=True, metavar="FILE", help="inspection results, JSON lines")
-    p.add_argument("--declarations", type=Path, required=True, metavar="FILE", help="declarations, JSON lines or parquet")
+    p.add_argument("--from", dest="day_from", type=cliargs.day, metavar="DAY", help="archive: first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="day_to", type=cliargs.day, metavar="DAY", help="archive: last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--archive-dir", metavar="DIR", help="archive: its directory (default: setting ARCHIVE_DIR)")
+    p.add_argument("--input", type=Path, metavar="FILE", help="files: inspection results, JSON lines")
+    p.add_argument("--declarations", type=Path, metavar="FILE", help="files: declarations, JSON lines or parquet")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file (.parquet, otherwise CSV)")
-    p.set_defaults(handler=guarded("export-labels", lambda args, _settings: _export_labels(args), lambda: (RiskModelError,)))
+    p.set_defaults(handler=guarded("export-labels", _export_labels, lambda: (RiskModelError,)), parser=p)
 
     p = subparsers.add_parser(
         "model-publish", help="publish an artifact into a model registry (workers hot-swap to it)",

@@ -122,11 +122,23 @@ def test_report_command(archive_dir: Path, capsys: pytest.CaptureFixture[str]) -
 def test_archive_labels_command(archive_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     day = TODAY.isoformat()
     out = tmp_path / "labels.parquet"
-    assert main(["archive-labels", "--from", day, "--to", day, "--out", str(out), "--archive-dir", str(archive_dir)]) == 0
+    assert main(["export-labels", "--from", day, "--to", day, "--out", str(out), "--archive-dir", str(archive_dir)]) == 0
     assert "wrote 2 labelled declarations (1 frauds)" in capsys.readouterr().out
     labels = pl.read_parquet(out).sort("declaration_id")
     assert labels["declaration_id"].to_list() == ["D1", "D3"]
     assert labels["fraud"].to_list() == [1, 0] and labels["duty_recoverable"].to_list() == [250.0, 0.0]
     assert labels["revision"].to_list() == [2, 1]  # the latest revision of D1
     earlier = (TODAY - timedelta(days=9)).isoformat()
-    assert main(["archive-labels", "--from", earlier, "--to", earlier, "--out", str(out), "--archive-dir", str(archive_dir)]) == 1
+    assert main(["export-labels", "--from", earlier, "--to", earlier, "--out", str(out), "--archive-dir", str(archive_dir)]) == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["--out", "o.csv"],  # neither the archive's days nor files
+    ["--from", "2026-12-01", "--out", "o.csv"],  # half a range
+    ["--input", "r.jsonl", "--out", "o.csv"],  # half of the files
+    ["--input", "r.jsonl", "--declarations", "d.jsonl", "--from", "2026-12-01", "--to", "2026-12-01", "--out", "o.csv"],  # both
+])
+def test_export_labels_takes_the_archive_or_files_not_a_mix(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["export-labels", *args])
+    assert exit_.value.code == 2 and "riskctl export-labels: error:" in capsys.readouterr().err
