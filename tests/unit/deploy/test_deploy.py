@@ -480,7 +480,7 @@ def test_compose_riskctl_services_use_settings_and_real_commands() -> None:
         settings = settings_from_env(compose_env(service), name)
         assert settings.kafka_bootstrap_servers.split(":")[0] == "kafka", f"{name}: not pointed at the kafka service"
         args = parse_riskctl(service["command"], name)
-        assert args.command in ("worker", "topics", "simulate", "station")
+        assert args.command in ("worker", "topics", "simulate", "station", "archive")
         topics_done = service.get("depends_on", {}).get("topics", {}).get("condition") == "service_completed_successfully"
         if name != "topics":
             assert topics_done or args.command == "simulate", f"{name} must start after the topics exist"
