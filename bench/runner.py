@@ -38,7 +38,9 @@ QUICK = {"count": 4_000, "single_count": 1_500, "naive_count": 500, "duration": 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
-                                epilog="Progress goes to stderr; the table to stdout; results to --out. "
+                                epilog="`python -m bench archive [--help]`: the decision archive's figures instead (sink throughput "
+                                       "against the raw consume ceiling, history/report latency, bytes per instruction). "
+                                       "Progress goes to stderr; the table to stdout; results to --out. "
                                        "Exit status 1 if any run failed (its entry in the JSON holds the error).")
     p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (about a minute)")
     p.add_argument("--count", type=int, help=f"declarations for the ceiling and the batched pipeline runs (default {FULL['count']})")
@@ -87,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["archive"]:  # the decision archive's figures: a mode of its own (bench/archive.py)
+        from bench import archive
+
+        return archive.main(argv[1:])
     args = parse_args(argv)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}
