@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench archive", description=__doc__.splitlines()[0],
                                 epilog="Progress goes to stderr; the table to stdout; results to --out.")
     p.add_argument("--quick", action="store_true",
-                   help=f"small sizes ({QUICK['sink_records']:,} sink records, {QUICK['archive_instructions']:,} archived instructions)")
+                   help=f"small sizes ({QUICK['sink_records']:,} sink records, {QUICK['archive_instructions']:,} archived instructions): "
+                        "checks that it works; the sink's figure is then bound by its 5 s flush interval")
     p.add_argument("--sink-records", type=int,
                    help=f"records pre-loaded for the sink throughput run (default {FULL['sink_records']:,}; 0 skips it)")
     p.add_argument("--archive-instructions", type=int,
