@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import tempfile
@@ -33,7 +32,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
 from archive import tables as t
-from bench.common import BenchError, Dataset, log, machine, producer, reader
+from bench.common import BenchError, Dataset, finish, log, machine, producer, reader
 from bench.procs import REPO_ROOT
 from clients import topics
 from clients.topics import create_topics
@@ -103,17 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             results["queries"] = {"error": str(exc)}
     results["config"] = {"broker": args.broker, "partitions": args.partitions, "seed": args.seed,
                          "sink_records": args.sink_records, "archive_instructions": args.archive_instructions,
-                         "queries": args.queries, "quick": args.quick, "wall_time_s": round(time.monotonic() - started, 1),
-                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print_table(results)
-    log(f"wrote {args.out} in {results['config']['wall_time_s']:.0f}s")
-    if failed or args.keep:
-        log(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+                         "queries": args.queries, "quick": args.quick}
+    return finish(results, args.out, workdir, started, failed, args.keep, print_table, "the work directory")
 
 
 # ---- 1. sink throughput -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import Counter
@@ -375,3 +376,20 @@ def split_text(split: dict[str, dict[str, float]]) -> str:
     intake, rest = split["to_batch_start"], split["batch_start_to_consumed"]
     return (f"publish -> batch start p50/p99 {intake['p50']}/{intake['p99']} ms, "
             f"batch start -> instruction consumed {rest['p50']}/{rest['p99']} ms")
+
+
+def finish(results: dict[str, Any], out: Path, workdir: Path, started: float, failed: bool, keep: bool,
+           print_table: Callable[[dict[str, Any]], None], kept: str) -> int:
+    """Write a mode's results (with the run's wall time and load) to ``out``, print its table, and
+    remove the work directory unless the run failed or ``keep`` (``kept`` names what stays there)."""
+    results["config"].update({"wall_time_s": round(time.monotonic() - started, 1),
+                              "load_average_at_end": [round(x, 2) for x in os.getloadavg()]})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    print_table(results)
+    log(f"wrote {out} in {results['config']['wall_time_s']:.0f}s")
+    if failed or keep:
+        log(f"{kept} kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0

@@ -22,10 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench import ceiling, naive_faust, pipeline
-from bench.common import BenchError, Dataset, Watcher, log, machine, offered_load, split_text
+from bench.common import BenchError, Dataset, Watcher, finish, log, machine, offered_load, split_text
 from bench.procs import CPU_ALSO, REPO_ROOT
 from clients.topics import create_topics
 from common.settings import Settings
@@ -160,18 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         "naive_count": args.naive_count, "latency_rates": args.rate_list, "latency_duration_s": args.duration,
         "latency_warmup_s": args.warmup, "worker_env": extra_env, "quick": args.quick, "profiled": args.profile,
         "model": "bundled starter model (riskmodels ModelRegistry.open(None))", "policy": "shipped default policy",
-        "wall_time_s": round(time.monotonic() - started, 1),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
-    print_table(results)
-    log(f"wrote {args.out} in {results['config']['wall_time_s']:.0f}s")
-    if failed or args.keep:
-        log(f"worker and agent logs kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return finish(results, args.out, workdir, started, failed, args.keep, print_table, "worker and agent logs")
 
 
 def _want_kafka_latency(choice: str) -> bool:
