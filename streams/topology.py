@@ -28,7 +28,7 @@ import gc
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -98,7 +98,7 @@ class Topology:
         # One capacity-controller state per declarations partition, key b"capacity:<partition>".
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
         self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
-        self.credit_book = CreditBook(lambda: _contents(self.credit))
+        self.credit_book = CreditBook(lambda: tables.contents(self.credit))
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
@@ -190,7 +190,7 @@ class Topology:
     def tick_reference_data(self) -> None:
         """Risk-list entries added, retracted or expired change decisions within a second, without
         a restart; the lag and selection-rate gauges are refreshed on the same beat."""
-        changed = self.risk_index.sync(_contents(self.risk_lists))
+        changed = self.risk_index.sync(tables.contents(self.risk_lists))
         if changed:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
@@ -342,7 +342,7 @@ class Topology:
         # The table is the truth: the copy kept here is reused only while the table still holds the
         # very bytes this worker wrote last, so after a rebalance or recovery the partition's state
         # comes from its changelog, never from a stale copy in this process.
-        raw = _contents(self.capacity).get(_capacity_key(partition))
+        raw = tables.contents(self.capacity).get(_capacity_key(partition))
         kept = self._controllers.get(partition)
         if kept is not None and raw is not None and kept[0] is raw:
             return kept[1]
@@ -434,7 +434,7 @@ class Topology:
         due = self.settled(actives, now)
         expired = 0
         pending = 0
-        for key, raw in list(_contents(self.deadlines).items()):
+        for key, raw in list(tables.contents(self.deadlines).items()):
             entry = decode_deadline(raw)
             if entry.partition not in actives:
                 continue
@@ -458,7 +458,7 @@ class Topology:
 
     # ---- effects -----------------------------------------------------------------------------
     def _state(self, declaration_id: str) -> DeclarationState | None:
-        raw = _contents(self.state).get(declaration_id.encode())
+        raw = tables.contents(self.state).get(declaration_id.encode())
         return decode_state(raw) if raw else None
 
     def _apply(self, out: OutputBatch, key: bytes, step: Step, source: str, partition: int, now: float,
@@ -482,7 +482,7 @@ class Topology:
             decl = step.state.decl if step.state is not None else None
             assert decl is not None, "a deadline is set only with the decided revision's state"
             out.set_table(self.deadlines, partition, key, encode_deadline(ScanDeadline(step.deadline, decl.revision, decl.port, partition)))
-        elif step.clear_deadline and key in _contents(self.deadlines):
+        elif step.clear_deadline and key in tables.contents(self.deadlines):
             out.set_table(self.deadlines, partition, key, None)
 
 
@@ -494,11 +494,6 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
     for stage, values in by_stage.items():
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
-
-
-def _contents(table: Any) -> Mapping[bytes, bytes]:
-    """A table's key -> value mapping for reads on the hot path (``streams.runtime.tables``)."""
-    return tables.contents(table)
 
 
 def _capacity_key(partition: int) -> bytes:
