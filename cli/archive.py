@@ -11,16 +11,30 @@ import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common import cliargs
 from common.cliargs import tcp_port
+
+if TYPE_CHECKING:
+    from archive.queries import Archive
 
 # The handlers import archive.* (pyarrow, deltalake, polars) when they run: `riskctl --help` stays fast.
 
 
 def _archive_dir(args: argparse.Namespace, settings: Any) -> Path:
     return Path(args.archive_dir) if args.archive_dir else Path(settings.archive_dir)
+
+
+def _open_archive(command: str, args: argparse.Namespace, settings: Any) -> Archive | None:
+    """The archive the command reads, or None after saying on stderr that there is none."""
+    from archive.queries import Archive
+
+    store = Archive(_archive_dir(args, settings))
+    if not store.exists():
+        print(f"riskctl {command}: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+        return None
+    return store
 
 
 def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
@@ -54,14 +68,12 @@ def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Any) -> int:
-    from archive.queries import Archive
 
     if args.day_to < args.day_from:
         print("riskctl report: error: --to is before --from", file=sys.stderr)
         return 2
-    store = Archive(_archive_dir(args, settings))
-    if not store.exists():
-        print(f"riskctl report: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+    store = _open_archive("report", args, settings)
+    if store is None:
         return 2
     doc = store.report(args.day_from, args.day_to, args.port)
     print(json.dumps(doc) if args.json else format_report(doc))
@@ -70,11 +82,9 @@ def cmd_report(args: argparse.Namespace, settings: Any) -> int:
 
 def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
     from archive.maintenance import maintain
-    from archive.queries import Archive
 
-    store = Archive(_archive_dir(args, settings))
-    if not store.exists():
-        print(f"riskctl archive-maintain: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+    store = _open_archive("archive-maintain", args, settings)
+    if store is None:
         return 2
     done = maintain(store.dir, settings.archive_retention_years)
     if args.json:
@@ -88,13 +98,11 @@ def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
 
 def export_labels_from_archive(args: argparse.Namespace, settings: Any) -> int:
     """``riskctl export-labels`` without input files: the training set from the archive's days FROM..TO."""
-    from archive.queries import Archive
     from riskmodels.errors import RiskModelError
     from riskmodels.labels import export_labels
 
-    store = Archive(_archive_dir(args, settings))
-    if not store.exists():
-        print(f"riskctl export-labels: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+    store = _open_archive("export-labels", args, settings)
+    if store is None:
         return 2
     decls, results = store.labelling(args.day_from, args.day_to)
     if decls.is_empty() or results.is_empty():
