@@ -131,7 +131,7 @@ class _Run:
 
     def __init__(self, policy: Policy, n: int) -> None:
         self.policy = policy
-        self.controller = CapacityController(policy.capacity)
+        self.controller = CapacityController(policy.capacity, policy.ports)
         self.action = np.zeros(n, dtype=np.int8)
         self.reason = np.zeros(n, dtype=np.int8)
         self.credit_class = np.zeros(n, dtype=np.int8)

@@ -11,7 +11,8 @@ Order of operations, per micro-batch:
 3. in input order, for each new revision: look up the enterprise's credit and the risk-list hits,
    decide with the capacity controller of the declaration's partition and record the selection in
    it, explain (only) what is not released, and run the state machine (``decision.flow``);
-   a revision that is not new goes straight to the state machine (it re-emits or ignores).
+   a revision that is not new goes straight to the state machine (it re-emits, ignores, or refuses
+   an amendment that changes the enterprise of a pending control: ``Step.refusal``).
 
 ``states`` is read and updated as the batch goes (a batch may hold several revisions of one id).
 """
@@ -53,14 +54,16 @@ def decide_batch(
     ``states`` must hold an entry (None for unknown) for every declaration id; it is updated with
     each step's new state. ``controller_for(partition)`` is called once per new revision."""
     policy = services.policy
-    to_score = [d for _, d in declarations if classify_declaration(states[d.declaration_id], d.revision) is RevisionKind.NEW]
+    # An amendment refused for changing the enterprise is neither scored nor counted by the controller.
+    to_score = [d for _, d in declarations
+                if classify_declaration(states[d.declaration_id], d.revision, d.enterprise_id) is RevisionKind.NEW]
     scored = services.score(to_score)
     steps: list[Step] = []
     for partition, decl in declarations:
         state = states[decl.declaration_id]
         decision = score = None
         versions = Versions(policy.version, None)
-        if classify_declaration(state, decl.revision) is RevisionKind.NEW:
+        if classify_declaration(state, decl.revision, decl.enterprise_id) is RevisionKind.NEW:
             result = _score(scored, services, decl)
             score = result.score
             versions = Versions(policy.version, result.model_version)
@@ -69,7 +72,8 @@ def decide_batch(
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
                 decision = replace(decision, reasons=decision.reasons + result.explain())
-        step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now)
+        step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now,
+                              policy.scan.clock_skew_s)
         if step.state is not None:
             states[decl.declaration_id] = step.state
         steps.append(step)

@@ -20,6 +20,7 @@ from functools import lru_cache
 from msgspec.structs import replace
 
 from common.timefmt import utc_iso
+from decision.guards import Refusal, amendment_changes_enterprise, enterprise_refusal, hold_pending_control, scan_refusal
 from decision.state import (
     SCHEMA_VERSION,
     DeclarationState,
@@ -31,6 +32,7 @@ from decision.state import (
     ScanSummary,
     encode_instruction,
 )
+from policy.config import DEFAULT_CLOCK_SKEW_S
 from policy.decide import Decision
 from schemas import Action, CreditClass, Declaration, ScanResult, ScanVerdict, SelectionReason, Stage
 
@@ -48,6 +50,7 @@ class Step:
     deadline: float | None = None  # set a scan deadline (epoch seconds)
     clear_deadline: bool = False
     outcome: Outcome = Outcome.DECIDED
+    refusal: Refusal | None = None  # an input to dead-letter (decision.guards); with a scan: the kept early scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +110,12 @@ def _summary(d: Declaration) -> DeclarationSummary:
 
 def scan_summary(scan: ScanResult) -> ScanSummary:
     return ScanSummary(scan.scan_id, scan.revision, scan.device_type._value_, scan.anomaly_score, scan.verdict,
-                       list(scan.suspected_categories))
+                       list(scan.suspected_categories), scan.port, scan.device_id, scan.event_time.timestamp())
 
 
-def classify_declaration(state: DeclarationState | None, revision: int) -> RevisionKind:
-    """What a declaration revision means given the stored state, before any scoring."""
+def classify_declaration(state: DeclarationState | None, revision: int, enterprise_id: str | None = None) -> RevisionKind:
+    """What a declaration revision means given the stored state, before any scoring (with
+    ``enterprise_id``: an amendment of a pending control that changes the enterprise is refused)."""
     if state is None or state.decl is None:
         return RevisionKind.NEW
     stored = state.decl.revision
@@ -119,14 +123,18 @@ def classify_declaration(state: DeclarationState | None, revision: int) -> Revis
         return RevisionKind.STALE
     if revision == stored:
         return RevisionKind.DUPLICATE
-    return RevisionKind.LATE_REVISION if state.phase is Phase.FINAL else RevisionKind.NEW
+    if state.phase is Phase.FINAL:
+        return RevisionKind.LATE_REVISION
+    if enterprise_id is not None and amendment_changes_enterprise(state, enterprise_id):
+        return RevisionKind.ENTERPRISE_CHANGED
+    return RevisionKind.NEW
 
 
 def on_declaration(
     state: DeclarationState | None, decl: Declaration, decision: Decision | None, score: float | None,
-    versions: Versions, scan_timeout_s: float, now: float,
+    versions: Versions, scan_timeout_s: float, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
 ) -> Step:
-    kind = classify_declaration(state, decl.revision)
+    kind = classify_declaration(state, decl.revision, decl.enterprise_id)
     if kind is RevisionKind.DUPLICATE:
         assert state is not None
         return Step(None, emit=list(state.emitted), outcome=Outcome.DUPLICATE)
@@ -134,7 +142,11 @@ def on_declaration(
         return Step(None, outcome=Outcome.STALE)
     if kind is RevisionKind.LATE_REVISION:
         return Step(None, outcome=Outcome.LATE_REVISION)
+    if kind is RevisionKind.ENTERPRISE_CHANGED:
+        assert state is not None
+        return Step(None, outcome=Outcome.REFUSED, refusal=enterprise_refusal(state, decl))
     assert decision is not None, "a new declaration revision needs a decision"
+    decision = hold_pending_control(state, decision)
     summary = _summary(decl)
     is_mc = decision.action is Action.MACHINE_CHECK
     first = _instruction(
@@ -149,6 +161,12 @@ def on_declaration(
     )
     step = Step(new_state, [first], [first_bytes], clear_deadline=state is not None and state.phase is Phase.AWAITING_SCAN)
     early = state.early_scan if state is not None else None
+    if early is not None and early.revision == decl.revision:
+        # A scan that came first counts only if it binds; one that does not is dead-lettered and the
+        # declaration waits for a proper scan or its deadline.
+        step.refusal = scan_refusal(summary, early, clock_skew_s)
+        if step.refusal is not None:
+            early = None
     if is_mc and early is not None and early.revision == decl.revision:
         final = _scan_instruction(new_state, early, now)
         final_bytes = encode_instruction(final)
@@ -185,7 +203,9 @@ def _scan_instruction(state: DeclarationState, scan: ScanSummary, now: float) ->
     )
 
 
-def on_scan(state: DeclarationState | None, scan: ScanResult, now: float) -> Step:
+def on_scan(state: DeclarationState | None, scan: ScanResult, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S) -> Step:
+    """A scan checked on arrival (``decision.guards.check_scan_arrival``): kept if its declaration
+    revision has not come yet, refused if it does not bind to the one awaiting it."""
     if state is None or state.decl is None or state.decl.revision < scan.revision:
         # The declaration (or this revision of it) has not arrived yet: keep the scan for it.
         if state is not None and state.early_scan is not None and state.early_scan.scan_id == scan.scan_id:
@@ -199,7 +219,11 @@ def on_scan(state: DeclarationState | None, scan: ScanResult, now: float) -> Ste
         if state.final_scan_id == scan.scan_id:
             return Step(None, emit=[state.emitted[-1]], outcome=Outcome.DUPLICATE)
         return Step(None, outcome=Outcome.IGNORED_SCAN)
-    final = _scan_instruction(state, scan_summary(scan), now)
+    summary = scan_summary(scan)
+    refusal = scan_refusal(state.decl, summary, clock_skew_s)
+    if refusal is not None:  # the declaration keeps waiting for a proper scan or its deadline
+        return Step(None, outcome=Outcome.REFUSED, refusal=Refusal(refusal.reason, refusal.detail))  # its own bytes go to the dead letters
+    final = _scan_instruction(state, summary, now)
     final_bytes = encode_instruction(final)
     new_state = replace(state, phase=Phase.FINAL, final_scan_id=scan.scan_id, emitted=[*state.emitted, final_bytes])
     return Step(new_state, [final], [final_bytes], clear_deadline=True)

@@ -42,6 +42,7 @@ class Outcome(enum.Enum):
     IGNORED_SCAN = "ignored-scan"  # another scan after the final outcome
     IGNORED_TIMEOUT = "ignored-timeout"  # the deadline of a revision no longer awaiting its scan
     TIMEOUT = "timeout"  # no scan before the deadline: inspect
+    REFUSED = "refused"  # dead-lettered with a reason (decision.guards): the state is unchanged
 
 
 class RevisionKind(enum.Enum):
@@ -51,6 +52,7 @@ class RevisionKind(enum.Enum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     LATE_REVISION = "late-revision"
+    ENTERPRISE_CHANGED = "enterprise-changed"  # an amendment of a pending control naming another enterprise: refused
 
 
 class Instruction(msgspec.Struct, omit_defaults=True):
@@ -105,6 +107,11 @@ class ScanSummary(msgspec.Struct, array_like=True):
     anomaly_score: float
     verdict: ScanVerdict
     suspected_categories: list[str]
+    # Appended with defaults so that states stored without them still decode (an early scan kept
+    # by an earlier release binds to no declaration: port "" matches none).
+    port: str = ""
+    device_id: str = ""
+    event_time: float | None = None  # epoch seconds
 
 
 class DeclarationState(msgspec.Struct, array_like=True):

@@ -19,10 +19,14 @@ the controller cannot push AEO below its floor or the focus list above its ceili
 Deterministic: the same configuration and the same sequence of observations give the same
 offsets, bit for bit (plain float arithmetic, no clocks, no randomness), and the state
 round-trips exactly through :meth:`to_bytes` / :meth:`from_bytes`.
+
+Only the ports of the policy's register are ever held (others are not adapted: offset 0), so
+the state and its changelog record are bounded by the register, never by what gateways send.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import orjson
@@ -55,8 +59,9 @@ class _Lane:
 class CapacityController:
     """Online controller for all ports; cheap enough to call for every declaration."""
 
-    def __init__(self, config: Capacity) -> None:
+    def __init__(self, config: Capacity, ports: Collection[str]) -> None:
         self.config = config
+        self.registered = frozenset(ports)  # the policy's port register: no other port is ever held
         self._alpha = 1.0 - 0.5 ** (1.0 / config.controller.half_life)
         # port -> (machine-check lane, inspect lane); None where the lane has no target.
         self._ports: dict[str, tuple[_Lane | None, _Lane | None]] = {}
@@ -90,7 +95,10 @@ class CapacityController:
         return LaneOffsets(self._offset(lanes[0], t.machine_check), self._offset(lanes[1], t.inspect))
 
     def observe(self, port: str, action: Action) -> None:
-        """Record the declaration-time action of one decided declaration of ``port``."""
+        """Record the declaration-time action of one decided declaration of ``port`` (a port
+        outside the register is not adapted, and not kept)."""
+        if port not in self.registered:
+            return
         mc, ins = self._lanes(port)
         t = self._targets[port]
         self._counts[port] += 1
@@ -132,16 +140,19 @@ class CapacityController:
         return orjson.dumps({"v": STATE_VERSION, "ports": ports})
 
     @classmethod
-    def from_bytes(cls, raw: bytes | None, config: Capacity) -> CapacityController:
+    def from_bytes(cls, raw: bytes | None, config: Capacity, ports: Collection[str]) -> CapacityController:
         """Restore a state (None or empty: a fresh controller). A lane whose target was removed
-        from the policy is dropped; a lane that gained a target starts fresh."""
-        ctrl = cls(config)
+        from the policy is dropped; a lane that gained a target starts fresh; a port no longer in
+        the register (or never in it: a record written before there was one) is dropped."""
+        ctrl = cls(config, ports)
         if not raw:
             return ctrl
         doc = orjson.loads(raw)
         if doc.get("v") != STATE_VERSION:
             return ctrl  # an unknown layout: adapting again from scratch is safe, guessing is not
         for port, saved in doc["ports"].items():
+            if port not in ctrl.registered:
+                continue
             lanes = ctrl._lanes(port)
             ctrl._counts[port] = int(saved["n"])
             for lane, name in zip(lanes, ("machine_check", "inspect")):

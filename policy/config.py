@@ -45,9 +45,16 @@ class RandomSelection(_Strict):
     action: Action = Action.MACHINE_CHECK
 
 
+DEFAULT_CLOCK_SKEW_S = 300.0
+
+
 class ScanPolicy(_Strict):
     timeout_s: float = Field(default=120.0, gt=0, le=86_400)
     port_timeout_s: dict[str, Annotated[float, Field(gt=0, le=86_400)]] = {}
+    # How far a scanner's or gateway's clock may be off: a scan timed earlier than its declaration's
+    # event time minus this, or later than the worker's clock plus this, is refused (it cannot be
+    # of goods presented for that declaration).
+    clock_skew_s: float = Field(default=DEFAULT_CLOCK_SKEW_S, ge=0, le=86_400)
 
     def timeout_for(self, port: str) -> float:
         return self.port_timeout_s.get(port, self.timeout_s)
@@ -129,9 +136,25 @@ class BatchPolicy(_Strict):
     max_items: int = Field(default=999, ge=1, le=999)
 
 
+# The register bounds every per-port structure of a worker: metric series, capacity controller state
+# (one changelog record per partition, well under the broker's 1 MB record limit at this size).
+MAX_PORTS = 1000
+MAX_DEVICES_PER_PORT = 64
+PortId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class PortRegister(_Strict):
+    """One port of the office and the inspection devices registered there (scanner ids)."""
+
+    devices: tuple[PortId, ...] = Field(default=(), max_length=MAX_DEVICES_PER_PORT)
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, max_length=64)
     seed: int
+    # The office's ports, each with its device register. Records naming another port are refused
+    # (dead letter `unknown-port`); scans from a device not registered at their port too.
+    ports: dict[PortId, PortRegister] = Field(min_length=1, max_length=MAX_PORTS)
     thresholds: dict[CreditClass, Thresholds]
     scenario_thresholds: dict[Scenario, dict[CreditClass, Thresholds]] = {}
     rules: Rules = Rules()
@@ -164,6 +187,21 @@ class Policy(_Strict):
                             f"[{bound.min}, {bound.max}]"
                         )
         return self
+
+    @model_validator(mode="after")
+    def _named_ports_are_registered(self) -> Policy:
+        for where, named in (("capacity.ports", self.capacity.ports), ("scan.port_timeout_s", self.scan.port_timeout_s)):
+            unknown = sorted(set(named) - set(self.ports))
+            if unknown:
+                raise ValueError(f"{where} names ports that are not in `ports`: {unknown[:10]}")
+        return self
+
+    def knows_port(self, port: str) -> bool:
+        return port in self.ports
+
+    def knows_device(self, port: str, device_id: str) -> bool:
+        register = self.ports.get(port)
+        return register is not None and device_id in register.devices
 
     def thresholds_for(self, credit_class: CreditClass, scenario: Scenario) -> Thresholds:
         override = self.scenario_thresholds.get(scenario)

@@ -9,6 +9,7 @@ touches Kafka or Faust, so the worker, the test driver and tools share them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -30,6 +31,28 @@ class WrongPartition(ValueError):
     """A declaration outside its murmur2 partition would miss its scans."""
 
     reason_code = "wrong-partition"
+
+
+class UnknownPort(ValueError):
+    """A record naming a port that is not in the office's register: per-port state and metric
+    series would grow with whatever ids a gateway invents."""
+
+    reason_code = "unknown-port"
+
+
+class Refused(ValueError):
+    """A record refused by a check of the decision engine; ``reason_code`` is one of the engine's
+    fixed codes (``decision.guards``), never a value from the record."""
+
+    def __init__(self, reason_code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason_code = reason_code
+
+
+def check_port(port: str, known: Callable[[str], bool]) -> None:
+    """Raise UnknownPort unless ``known(port)`` (the policy's register)."""
+    if not known(port):
+        raise UnknownPort(f"port {port[:64]!r} is not in the policy's port register")
 
 
 def parse_keyed(model: type[R], key: bytes | None, value: bytes | None, id_field: str, *, key_optional: bool = False) -> R:

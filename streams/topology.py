@@ -29,6 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ from clients import topics
 from common.settings import Settings
 from decision.batch import CreditBook, ReferenceData, decide_batch
 from decision.flow import Step, on_scan, on_timeout
+from decision.guards import check_scan_arrival, kept_scan_record
 from decision.services import Services
 from decision.state import DeclarationState, Outcome, ScanDeadline, decode_deadline, decode_state, encode_deadline, encode_state
 from policy.capacity import CapacityController
@@ -47,7 +49,7 @@ from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
 from schemas.partitioning import partition_for
-from schemas.validation import KeyMismatch, check_partition, parse_declaration_batch, parse_keyed
+from schemas.validation import KeyMismatch, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
@@ -236,11 +238,21 @@ class Topology:
         out = OutputBatch()
         for event in events:
             result = self._parse_keyed(out, event.message, InspectionResult, "declaration_id")
-            if result is None:
+            if result is None or not self._registered_port(out, event.message, result.port):
                 continue
             metrics.EVENTS_IN.labels("inspection-result", result.port).inc()
             metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
         return out
+
+    def _registered_port(self, out: OutputBatch, msg: Any, port: str) -> bool:
+        """True for a port of the policy's register; otherwise the record is dead-lettered
+        (``unknown-port``) before any metric label or state names the port."""
+        try:
+            check_port(port, self.services.policy.knows_port)
+        except UnknownPort as exc:  # to the dead-letter topic
+            self.dead_letters.add(out, msg, exc)
+            return False
+        return True
 
     def _parse_keyed(self, out: OutputBatch, msg: Any, model: type[R], id_field: str, key_optional: bool = False) -> R | None:
         """``schemas.validation.parse_keyed``, or the record dead-lettered with its reason and None
@@ -260,7 +272,7 @@ class Topology:
         for event in events:
             msg = event.message
             centralised = self._parse_keyed(out, msg, CentralisedDeclaration, "centralised_id")
-            if centralised is None:
+            if centralised is None or not self._registered_port(out, msg, centralised.port):
                 continue
             try:
                 check_centralised(self.services.policy, self.credit_book.of(centralised.enterprise_id), centralised.items)
@@ -298,19 +310,25 @@ class Topology:
         now = self.clock()
         out = OutputBatch()
         parsed: list[tuple[int, Declaration]] = []
+        sources: list[Any] = []  # the record each parsed declaration came in (for a refusal's dead letter)
         partitions = self.settings.partitions
+        knows_port = self.services.policy.knows_port
         for event in events:
             msg = event.message
             if msg.topic == self.batch_topic_name:
-                parsed += self._batch_items(msg, out)
+                items = self._batch_items(msg, out)
+                parsed += items
+                sources += [msg] * len(items)
                 continue
             try:
                 decl = parse_keyed(Declaration, msg.key, msg.value, "declaration_id")
                 check_partition(decl, msg.partition, partitions)
+                check_port(decl.port, knows_port)
             except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
                 self.dead_letters.add(out, msg, exc)
                 continue
             parsed.append((msg.partition, decl))
+            sources.append(msg)
         if not parsed:
             return out
         metrics.BATCH_SIZE.observe(len(parsed))
@@ -325,7 +343,9 @@ class Topology:
 
         steps = decide_batch(parsed, states, self.services, self.references, controller_for, now)
         scores: dict[str, list[float]] = {}
-        for (partition, decl), step in zip(parsed, steps):
+        for (partition, decl), step, msg in zip(parsed, steps, sources):
+            if step.refusal is not None:
+                self._dead_letter_refusal(out, msg, decl.declaration_id.encode(), step, decl)
             self._apply(out, decl.declaration_id.encode(), step, "declaration", partition, now, decl.event_time.timestamp())
             if step.instructions and step.instructions[0].score is not None:
                 scenario = decl.scenario._value_  # the plain attribute: see decision.flow
@@ -338,6 +358,20 @@ class Topology:
             self._controllers[partition] = (raw, controller)
         return out
 
+    def _dead_letter_refusal(self, out: OutputBatch, msg: Any, key: bytes, step: Step, decl: Declaration | None = None) -> None:
+        """A record the state machine refused (``decision.guards``). A scan the state kept because it
+        came first is dead-lettered as the state kept it (its record was consumed long ago); any
+        other refused record as it came (a gateway-batch item as its declaration)."""
+        refusal = step.refusal
+        assert refusal is not None
+        if refusal.scan is not None:
+            kept = _KeptRecord(self.scans_topic_name, msg.partition, key, kept_scan_record(key.decode(), refusal.scan))
+            self.dead_letters.add(out, kept, refusal.error())
+        elif decl is not None and msg.topic == self.batch_topic_name:
+            self.dead_letters.add(out, msg, refusal.error(), value=decl.model_dump_json(exclude_none=True).encode())
+        else:
+            self.dead_letters.add(out, msg, refusal.error())
+
     def _controller(self, partition: int) -> CapacityController:
         # The table is the truth: the copy kept here is reused only while the table still holds the
         # very bytes this worker wrote last, so after a rebalance or recovery the partition's state
@@ -346,7 +380,7 @@ class Topology:
         kept = self._controllers.get(partition)
         if kept is not None and raw is not None and kept[0] is raw:
             return kept[1]
-        return CapacityController.from_bytes(raw, self.services.policy.capacity)
+        return CapacityController.from_bytes(raw, self.services.policy.capacity, self.services.policy.ports)
 
     def publish_selection_rates(self, partitions: Iterable[int]) -> dict[tuple[str, str], float]:
         """Realised (smoothed) vs target selection rate per port and lane over the given
@@ -401,8 +435,14 @@ class Topology:
             self.dead_letters.add(out, msg, exc)
             return []
         good: list[tuple[int, Declaration]] = []
+        knows_port = self.services.policy.knows_port
         for decl, raw, error in items:
             if decl is not None:
+                try:
+                    check_port(decl.port, knows_port)
+                except UnknownPort as exc:  # the item alone goes to the dead letters
+                    self.dead_letters.add(out, msg, exc, value=raw or decl.model_dump_json(exclude_none=True).encode())
+                    continue
                 good.append((msg.partition, decl))
             else:
                 assert error is not None
@@ -418,8 +458,15 @@ class Topology:
             scan = self._parse_keyed(out, msg, ScanResult, "declaration_id")
             if scan is None:
                 continue
+            try:  # port and device register, not timed in the future: before any metric names the port
+                check_scan_arrival(self.services.policy, scan, now)
+            except Exception as exc:  # noqa: BLE001 - a scan that cannot count goes to the dead-letter topic
+                self.dead_letters.add(out, msg, exc)
+                continue
             metrics.EVENTS_IN.labels("scan", scan.port).inc()
-            step = on_scan(self._state(scan.declaration_id), scan, now)
+            step = on_scan(self._state(scan.declaration_id), scan, now, self.services.policy.scan.clock_skew_s)
+            if step.refusal is not None:
+                self._dead_letter_refusal(out, msg, scan.declaration_id.encode(), step)
             self._apply(out, scan.declaration_id.encode(), step, "scan", msg.partition, now)
         return out
 
@@ -494,6 +541,17 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
     for stage, values in by_stage.items():
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptRecord:
+    """The dead-letter source of a scan refused from the state: no offset (-1), it was consumed earlier."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+    offset: int = -1
 
 
 def _capacity_key(partition: int) -> bytes:

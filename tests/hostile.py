@@ -59,7 +59,7 @@ def declaration(did: str, enterprise: str = "FZ-ENT", scenario: str = "general-t
 
 
 def scan(did: str, **over: Any) -> dict[str, Any]:
-    fields = dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
+    fields = dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="HAK-SEA-XR01", device_type="x-ray",
                   anomaly_score=0.05, verdict="clean", event_time=recent())
     return {**fields, **over}
 

@@ -113,7 +113,7 @@ def declaration(did: str, enterprise: str, scenario: str = "general-trade", revi
 
 
 def scan(did: str, verdict: str) -> dict:
-    return dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="XR1", device_type="x-ray",
+    return dict(scan_id=f"S-{did}", declaration_id=did, port="HAK-SEA", device_id="HAK-SEA-XR01", device_type="x-ray",
                 anomaly_score=0.9 if verdict == "suspicious" else 0.05, verdict=verdict,
                 suspected_categories=["narcotics"] if verdict == "suspicious" else [], event_time=NOW)
 

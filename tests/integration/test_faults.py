@@ -91,7 +91,7 @@ def declaration(did: str, kind: str, port: str = PORT) -> dict[str, Any]:
 
 
 def scan(did: str, verdict: str, port: str = PORT) -> dict[str, Any]:
-    return dict(scan_id=f"S-{did}", declaration_id=did, port=port, device_id="XR1", device_type="x-ray",
+    return dict(scan_id=f"S-{did}", declaration_id=did, port=port, device_id=f"{port}-XR01", device_type="x-ray",
                 anomaly_score=0.9 if verdict == "suspicious" else 0.05, verdict=verdict,
                 suspected_categories=["narcotics"] if verdict == "suspicious" else [], event_time=now_iso())
 

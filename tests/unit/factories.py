@@ -23,7 +23,7 @@ def declaration(**over: Any) -> Declaration:
 
 def scan(**over: Any) -> ScanResult:
     fields: dict[str, Any] = dict(
-        scan_id="SC1", declaration_id="D1", revision=1, port="HAK-SEA", device_id="XR-1", device_type="x-ray",
+        scan_id="SC1", declaration_id="D1", revision=1, port="HAK-SEA", device_id="HAK-SEA-XR01", device_type="x-ray",
         anomaly_score=0.1, verdict="clean", event_time=NOW,
     )
     fields.update(over)

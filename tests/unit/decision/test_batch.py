@@ -17,7 +17,7 @@ def decide(decls: list[Declaration], states: dict[str, DeclarationState | None] 
            scorer: FixedScorer | None = None, index: RiskListIndex | None = None) -> tuple[list, CapacityController, FixedScorer]:
     scorer = scorer or FixedScorer({"HIGH": 0.99})
     services = Services(policy(), scorer)
-    controller = CapacityController(services.policy.capacity)
+    controller = CapacityController(services.policy.capacity, services.policy.ports)
     states = states if states is not None else {d.declaration_id: None for d in decls}
     refs = ReferenceData(CreditBook(lambda: {}), index or RiskListIndex())
     steps = decide_batch([(0, d) for d in decls], states, services, refs, lambda _: controller, now=NOW.timestamp())

@@ -83,7 +83,7 @@ def test_duplicate_scan_re_emits_same_final():
 def test_new_revision_supersedes_pending_machine_check():
     step = decide_mc(None)
     rev2 = on_declaration(step.state, declaration(revision=2), RELEASE, 0.1, V, 60.0, 110.0)
-    assert rev2.outcome is Outcome.DECIDED and rev2.clear_deadline
+    assert rev2.outcome is Outcome.DECIDED and rev2.deadline == 110.0 + 60.0  # replaces revision 1's deadline
     assert rev2.instructions[0].instruction_id == "D1:2:declaration"
     # The scan for the superseded revision no longer decides anything.
     assert on_scan(rev2.state, scan(revision=1), 120.0).outcome is Outcome.STALE

@@ -19,6 +19,7 @@ WINDOW = 5000  # declarations per measured window
 WARM_UP = 2000  # declarations ignored after the start and after the shift
 WINDOW_TOLERANCE = 0.15  # relative, per window after warm-up
 PHASE_TOLERANCE = 0.05  # relative, over each phase after warm-up
+PORTS = ("P1", "P2")  # the port register these streams use
 CLASSES = (CreditClass.AEO, CreditClass.WHITE_LIST, CreditClass.GENERAL, CreditClass.FOCUS_LIST)
 
 
@@ -44,7 +45,7 @@ def run_stream(policy: Policy, n: int, seed: int) -> tuple[np.ndarray, list[tupl
     classes = [CLASSES[k] for k in rng.choice(4, size=n, p=[0.10, 0.15, 0.72, 0.03])]
     credits = {c: EnterpriseCredit(credit_class=c) for c in CLASSES}
     base = declaration(port="P1")
-    ctrl = CapacityController(policy.capacity)
+    ctrl = CapacityController(policy.capacity, PORTS)
     actions, used = [], []
     for i in range(n):
         d = base.model_copy(update={"declaration_id": f"S{seed}-{i}"})
@@ -96,7 +97,7 @@ def test_bounds_are_never_violated(stream):
 
 def test_an_unreachable_target_saturates_at_the_limits():
     policy = policy_with_targets()
-    ctrl = CapacityController(policy.capacity)
+    ctrl = CapacityController(policy.capacity, PORTS)
     for _ in range(20_000):  # nothing is ever selected: thresholds go down as far as allowed
         ctrl.observe("P1", Action.RELEASE)
     off = ctrl.offsets("P1")
@@ -112,10 +113,10 @@ def test_replay_gives_the_same_offsets_and_state_round_trips_mid_stream():
     rng = np.random.default_rng(5)
     events = [("P1" if rng.random() < 0.7 else "P2", Action(rng.choice(["release", "machine-check", "inspect"], p=[0.9, 0.07, 0.03])))
               for _ in range(3000)]
-    a, b = CapacityController(policy.capacity), CapacityController(policy.capacity)
+    a, b = CapacityController(policy.capacity, PORTS), CapacityController(policy.capacity, PORTS)
     for i, (port, action) in enumerate(events):
         if i == 1500:
-            b = CapacityController.from_bytes(b.to_bytes(), policy.capacity)  # a worker restart
+            b = CapacityController.from_bytes(b.to_bytes(), policy.capacity, PORTS)  # a worker restart
         assert a.offsets(port) == b.offsets(port)
         a.observe(port, action)
         b.observe(port, action)
@@ -124,15 +125,15 @@ def test_replay_gives_the_same_offsets_and_state_round_trips_mid_stream():
 
 def test_ports_and_lanes_without_targets_are_not_adapted():
     cap = Capacity.model_validate({"default": {"inspect": 0.01}, "ports": {"P1": {"machine_check": 0.05}}}, strict=False)
-    ctrl = CapacityController(cap)
+    ctrl = CapacityController(cap, PORTS)
     for _ in range(500):
         ctrl.observe("P1", Action.MACHINE_CHECK)
         ctrl.observe("P2", Action.MACHINE_CHECK)
     assert ctrl.offsets("P1").machine_check > 0 and ctrl.offsets("P2").machine_check == 0.0
     assert ctrl.offsets("P1").inspect < 0  # P1 inherits the default inspect target
     assert ctrl.offsets("unseen") == LaneOffsets()
-    assert CapacityController.from_bytes(None, cap).to_bytes() == CapacityController(cap).to_bytes()
-    assert CapacityController.from_bytes(b'{"v": 99}', cap).ports() == []
+    assert CapacityController.from_bytes(None, cap, PORTS).to_bytes() == CapacityController(cap, PORTS).to_bytes()
+    assert CapacityController.from_bytes(b'{"v": 99}', cap, PORTS).ports() == []
 
 
 def test_configured_thresholds_must_lie_inside_their_bounds(tmp_path):

@@ -58,5 +58,5 @@ def decl(did: str, **over) -> dict:
 
 
 def scan(did: str, verdict: str) -> dict:
-    return {"scan_id": f"S-{did}", "declaration_id": did, "port": "HAK-SEA", "device_id": "XR1", "device_type": "x-ray",
+    return {"scan_id": f"S-{did}", "declaration_id": did, "port": "HAK-SEA", "device_id": "HAK-SEA-XR01", "device_type": "x-ray",
             "anomaly_score": 0.9 if verdict == "suspicious" else 0.1, "verdict": verdict, "event_time": NOW.isoformat()}

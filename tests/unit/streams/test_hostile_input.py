@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from common.settings import Settings
 from decision.batch import CreditBook
+from policy.config import load_policy
 from schemas import Declaration, DeclarationBatch, ScanResult, codec
 from schemas.deadletters import dead_letter_record, reject_reason
 from streams.deadletter import DeadLetterSink
@@ -188,6 +189,7 @@ def stub_topology() -> Topology:
 
     topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
     topo.credit_book = CreditBook(lambda: topo.credit.data)
+    topo.services = SimpleNamespace(policy=load_policy())  # type: ignore[assignment]  # the port and device register
     return topo
 
 

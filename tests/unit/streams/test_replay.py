@@ -58,16 +58,27 @@ def generate(seed: int) -> list[Op]:
                                              "reason": "replay", "source_agency": "customs", "valid_from": "2020-01-01T00:00:00Z"})
                              for rid, kind, value, action in lists])
 
+    # One port and one enterprise per declaration, whatever its revision: a scan binds to its
+    # declaration's port, and an amendment naming another enterprise is refused.
+    ports: dict[str, str] = {}
+    enterprises: dict[str, str] = {}
+
+    def port_of(did: str) -> str:
+        return ports.get(did) or ports.setdefault(did, rng.choice(["HAK-SEA", "YPU-SEA", "BAR-AIR"]))
+
     def declaration(did: str, revision: int = 1) -> dict[str, Any]:
-        return {"declaration_id": did, "revision": revision, "port": rng.choice(["HAK-SEA", "YPU-SEA", "BAR-AIR"]),
-                "enterprise_id": rng.choice(ENTERPRISES), "declarant_id": "DC1", "scenario": rng.choice(["general-trade", "zero-tariff"]),
+        port = port_of(did)
+        enterprise = enterprises.get(did) or enterprises.setdefault(did, rng.choice(ENTERPRISES))
+        return {"declaration_id": did, "revision": revision, "port": port, "enterprise_id": enterprise,
+                "declarant_id": "DC1", "scenario": rng.choice(["general-trade", "zero-tariff"]),
                 "hs_code": rng.choice(HS_CODES), "origin_country": rng.choice(COUNTRIES), "departure_country": rng.choice(COUNTRIES),
                 "transport_mode": "sea", "declared_value": round(rng.uniform(10, 50_000), 2), "currency": "CNY",
                 "net_mass_kg": round(rng.uniform(0.1, 900), 3), "tax_rate": rng.choice([0.0, 5.0, 13.0]), "event_time": event_time}
 
     def scan(did: str, revision: int = 1) -> dict[str, Any]:
         suspicious = rng.random() < 0.3
-        return {"scan_id": f"S-{did}-{revision}", "declaration_id": did, "revision": revision, "port": "HAK-SEA", "device_id": "XR1",
+        port = port_of(did)
+        return {"scan_id": f"S-{did}-{revision}", "declaration_id": did, "revision": revision, "port": port, "device_id": f"{port}-XR01",
                 "device_type": "x-ray", "anomaly_score": 0.9 if suspicious else 0.1, "verdict": "suspicious" if suspicious else "clean",
                 "suspected_categories": ["dense-object"] if suspicious else [], "event_time": event_time}
 
@@ -90,6 +101,11 @@ def generate(seed: int) -> list[Op]:
             rng.shuffle(late_scans)
             send(topics.SCANS, late_scans[: len(late_scans) // 2])
             del late_scans[: len(late_scans) // 2]
+    # An amendment of a pending machine-check (enterprise E6 is on a machine-check list): decided afresh.
+    enterprises["DREV"] = "E6"
+    for revision in (1, 2):
+        send(topics.DECLARATIONS, [(b"DREV", {**declaration("DREV", revision), "scenario": "general-trade", "origin_country": "CN",
+                                              "departure_country": "CN"})])
     items = [{"item_no": n, "hs_code": rng.choice(HS_CODES), "origin_country": rng.choice(COUNTRIES), "declared_value": 100.0 * n,
               "currency": "CNY", "net_mass_kg": 2.0, "tax_rate": 5.0} for n in range(1, 9)]
     send(topics.CENTRALISED_DECLARATIONS, [(b"C1", {"centralised_id": "C1", "port": "HAK-SEA", "enterprise_id": "E0", "declarant_id": "DC1",

@@ -114,7 +114,8 @@ def test_selection_rates_are_published_for_both_lanes_across_partitions():
     partitions = range(d.settings.partitions)
     realised = d.topology.publish_selection_rates(partitions)
     capacity = d.topology.services.policy.capacity
-    controllers = [CapacityController.from_bytes(d.topology.capacity.data.get(_capacity_key(p)), capacity) for p in partitions]
+    ports = d.topology.services.policy.ports
+    controllers = [CapacityController.from_bytes(d.topology.capacity.data.get(_capacity_key(p)), capacity, ports) for p in partitions]
     for lane in ("machine-check", "inspect"):
         weighted = [(c.realised("YPU-SEA")[lane], c.observed("YPU-SEA")) for c in controllers if c.observed("YPU-SEA")]
         assert len(weighted) > 1  # the ids spread over several partitions
@@ -135,7 +136,7 @@ def test_capacity_state_restored_from_the_table_replaces_the_kept_controller():
     kept = d.topology._controller(p)
     assert kept.observed("YPU-SEA") == 1 and d.topology._controller(p) is kept  # reused while the table holds our bytes
     # A rebalance or recovery puts other bytes in the table (here: a controller that saw 41 declarations).
-    other = CapacityController.from_bytes(None, d.topology.services.policy.capacity)
+    other = CapacityController.from_bytes(None, d.topology.services.policy.capacity, d.topology.services.policy.ports)
     for _ in range(41):
         other.observe("YPU-SEA", Action.RELEASE)
     d.topology.capacity.data[_capacity_key(p)] = other.to_bytes()
