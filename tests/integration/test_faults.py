@@ -76,6 +76,8 @@ def fault_policy(path: Path, timeout_s: float, port_timeouts: dict[str, float] |
         random_selection={"share": 0.0, "action": "machine-check"},
         scan={"timeout_s": timeout_s, "port_timeout_s": port_timeouts or {}},
         capacity={"default": {"machine_check": None, "inspect": None}, "ports": {}, "bounds": {}},  # no adaptation
+        # The test's own ports join the register, each with the one scanner the test's scans name.
+        ports={p: {"devices": [f"{p}-XR01"]} for p in (PORT, *SENTINEL_TIMEOUTS, FAST_PORT)},
     )
 
 
