@@ -49,7 +49,7 @@ from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
 from schemas.partitioning import partition_for
-from schemas.validation import KeyMismatch, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
+from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
@@ -460,7 +460,7 @@ class Topology:
                 continue
             try:  # port and device register, not timed in the future: before any metric names the port
                 check_scan_arrival(self.services.policy, scan, now)
-            except Exception as exc:  # noqa: BLE001 - a scan that cannot count goes to the dead-letter topic
+            except (UnknownPort, Refused) as exc:  # a scan that cannot count goes to the dead-letter topic
                 self.dead_letters.add(out, msg, exc)
                 continue
             metrics.EVENTS_IN.labels("scan", scan.port).inc()
