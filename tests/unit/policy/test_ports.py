@@ -56,7 +56,7 @@ def test_the_controller_holds_registered_ports_only_and_its_record_stays_small()
         ctrl.observe(f"X{i:05d}", Action.MACHINE_CHECK)
     assert ctrl.ports() == sorted(policy.ports)
     assert ctrl.to_bytes() == registered_only
-    # Bounded by the register: about 130 bytes per port, so even a full register of MAX_PORTS
+    # Bounded by the register: about 120 bytes per port, so even a full register of MAX_PORTS
     # ports stays far below the broker's 1 MB record limit.
     per_port = len(registered_only) / len(policy.ports)
     assert per_port < 160 and per_port * MAX_PORTS < 256 * 1024
