@@ -84,7 +84,8 @@ def parse(value: str | Path, storage_options: Mapping[str, str] | None = None) -
         raise ArchiveLocationError(f"archive location scheme {scheme}:// is not supported "
                                    f"(a directory, or one of {', '.join(s + '://' for s in OBJECT_STORE_SCHEMES)})")
     bucket = rest.split("/", 1)[0]
-    if "@" in bucket:
+    userinfo = bucket.rpartition("@")[0]
+    if ":" in userinfo or (userinfo and scheme not in ("abfs", "abfss")):  # abfss://container@account is no secret
         # Never echo the value: it holds credentials.
         raise ArchiveLocationError(f"the {scheme}:// archive location has credentials in it: put them in the environment "
                                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or in ARCHIVE_STORAGE_OPTIONS")
