@@ -81,3 +81,23 @@ def test_the_commands_refuse_a_bad_location_in_one_line(command: list[str], caps
     err = capsys.readouterr().err
     assert err.startswith(f"riskctl {command[0]}: error: the s3:// archive location has credentials in it") and err.count("\n") == 1
     assert SECRET not in err
+
+
+def test_explain_hands_an_object_store_uri_over_intact(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[object] = []
+
+    def explain(settings: object, declaration_id: str, timeout_s: float, archive_dir: object = None, **kw: object) -> object:
+        seen.append(archive_dir)
+        return {"declaration_id": declaration_id, "instructions": [], "outcome": None}, []
+
+    monkeypatch.setattr("cli.policy.explain", explain)
+    main(["explain", "D1", "--archive-dir", "s3://customs-archive/prod", "--archive-only", "--json"])
+    assert seen == ["s3://customs-archive/prod"]  # not a Path, which would fold "//" into "s3:/customs-archive"
+
+
+def test_an_archive_that_cannot_be_opened_stops_the_sink_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_directory = tmp_path / "archive"
+    not_a_directory.write_text("a file where the archive directory should be")
+    assert main(["archive", "--no-create-topics", "--metrics-port", "0", "--archive-dir", str(not_a_directory)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"riskctl archive: error: cannot open the archive {not_a_directory}: ") and err.count("\n") == 1
