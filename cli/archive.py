@@ -118,7 +118,11 @@ def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
     store = _open_archive("archive-maintain", args, settings)
     if store is None:
         return 2
-    done = maintain(store.dir, settings.archive_retention_years)
+    try:
+        done = maintain(store.location, settings.archive_retention_years)
+    except OSError as exc:  # the object store went away or refused a write or delete midway
+        print(f"riskctl archive-maintain: error: maintaining {store.location}: {_one_line(exc)}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(done))
     else:
