@@ -1,4 +1,4 @@
-# Everything runs from a virtual environment in .venv/; a fresh clone needs Python 3.11+, Java 17 and Maven.
+# Everything runs from a virtual environment in .venv/; a fresh clone needs Python 3.11+, Java 17, Maven and Rust (cargo, for s3s-fs).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ KAFKA_LIB := deploy/kafka/target/lib
 TOOLS := .tools
 ARGS ?=
 
-.PHONY: help venv kafka-fetch promtool-fetch demo check test test-unit test-integration bench broker kafka topics worker schemas clean
+.PHONY: help venv kafka-fetch promtool-fetch s3-fetch demo check test test-unit test-integration bench broker kafka topics worker schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -37,6 +37,15 @@ $(TOOLS)/promtool:
 
 promtool-fetch: $(TOOLS)/promtool  ## fetch promtool (Debian package) so the deploy tests check rules and alerts
 
+# s3s-fs (Apache-2.0, the s3s project's S3 server over a directory), built from crates.io: the
+# archive's object-storage tests run against it. 0.14.1 builds with rustc 1.95 (0.17 needs newer).
+S3S_FS := $(TOOLS)/s3s/bin/s3s-fs
+$(S3S_FS):
+	cargo install s3s-fs@0.14.1 --features binary --locked --root $(TOOLS)/s3s
+	$@ --version
+
+s3-fetch: $(S3S_FS)  ## build the s3s-fs S3 server (cargo, about 2 minutes) for the archive's object-storage tests
+
 demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
 	$(RISKCTL) demo $(ARGS)
 
@@ -45,14 +54,14 @@ check: venv  ## static checks: lint (ruff, whole repository), types (mypy, libra
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-test: venv kafka-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
-	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests $(ARGS)
+test: venv kafka-fetch s3-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
+	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) S3S_FS=$(abspath $(S3S_FS)) $(PY) -m pytest tests $(ARGS)
 
 test-unit: venv  ## unit tests only (no broker)
 	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests/unit $(ARGS)
 
-test-integration: venv kafka-fetch  ## integration tests only (real brokers, real worker processes)
-	$(PY) -m pytest tests/integration $(ARGS)
+test-integration: venv kafka-fetch s3-fetch  ## integration tests only (real brokers, real worker processes, an S3 server)
+	S3S_FS=$(abspath $(S3S_FS)) $(PY) -m pytest tests/integration $(ARGS)
 
 bench: venv kafka-fetch  ## benchmark: raw-client ceiling vs naive Faust vs the pipeline (writes bench/results/latest.json)
 	$(PY) -m bench $(ARGS)

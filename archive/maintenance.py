@@ -20,11 +20,11 @@ import logging
 import threading
 import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from archive import metrics
 from archive import tables as t
+from archive.location import LocationLike
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ def retention_cutoff(today: date, years: int) -> date:
         return today.replace(year=today.year - years, day=28)
 
 
-def maintain(archive_dir: Path, retention_years: int, today: date | None = None) -> dict[str, dict[str, Any]]:
-    """Compact, expire and vacuum every table; returns what was done per table."""
+def maintain(archive_dir: LocationLike, retention_years: int, today: date | None = None) -> dict[str, dict[str, Any]]:
+    """Compact, expire and vacuum every table (local or on an object store); returns what was done per table."""
     cutoff = retention_cutoff(today or datetime.now(UTC).date(), retention_years)
     done: dict[str, dict[str, Any]] = {}
     for name in t.SPECS:
@@ -62,7 +62,7 @@ def maintain(archive_dir: Path, retention_years: int, today: date | None = None)
 class Maintenance(threading.Thread):
     """:func:`maintain` every ``interval_s`` beside the sink; a failure is logged, counted and retried next time."""
 
-    def __init__(self, archive_dir: Path, retention_years: int, interval_s: float, stop: threading.Event) -> None:
+    def __init__(self, archive_dir: LocationLike, retention_years: int, interval_s: float, stop: threading.Event) -> None:
         super().__init__(name="archive-maintenance", daemon=True)
         self.archive_dir = archive_dir
         self.retention_years = retention_years

@@ -6,7 +6,8 @@ For a console::
     history("D-2026-000042")                      # every revision, instruction, scan and inspection
     report(date(2026, 11, 1), date(2026, 11, 30), port="HAK-SEA")
 
-``archive_dir`` defaults to the setting ``ARCHIVE_DIR``. Rows come back as plain JSON-ready dicts
+``archive_dir`` (a directory, an ``s3://`` URI or an :class:`~archive.location.ArchiveLocation`)
+defaults to the settings' archive (``ARCHIVE_LOCATION``, else ``ARCHIVE_DIR``). Rows come back as plain JSON-ready dicts
 (times as ISO 8601 strings in UTC). Instructions, scans and inspection results are deduplicated by
 their ids (the topics deliver at least once; the archive keeps every record it read).
 """
@@ -15,23 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from archive import tables as t
+from archive.location import ArchiveLocation, LocationLike, as_location, from_settings
 from common.timefmt import utc_iso
 
 PROVENANCE_COLUMNS = [name for name, _ in t.PROVENANCE]
 
 
-def _default_dir(archive_dir: Path | str | None) -> Path:
+def _location(archive_dir: LocationLike | None) -> ArchiveLocation:
     if archive_dir is not None:
-        return Path(archive_dir)
+        return as_location(archive_dir)
     from common.settings import Settings
 
-    return Settings().archive_dir
+    return from_settings(Settings())
 
 
 def _json_ready(value: Any) -> Any:
@@ -77,22 +78,26 @@ def _n_unique(frame: pl.DataFrame, column: str) -> int:
 
 
 class Archive:
-    """The archive directory's tables, read with polars (a table that does not exist reads as empty)."""
+    """The archive's tables, read with polars (a table that does not exist reads as empty)."""
 
-    def __init__(self, archive_dir: Path | str | None = None) -> None:
-        self.dir = _default_dir(archive_dir)
+    def __init__(self, archive_dir: LocationLike | None = None) -> None:
+        self.location = _location(archive_dir)
+
+    @property
+    def dir(self) -> ArchiveLocation:
+        return self.location
 
     def exists(self) -> bool:
-        return t.open_table(self.dir, t.INSTRUCTIONS) is not None
+        return t.table_exists(self.location, t.INSTRUCTIONS)
 
     def scan(self, table: str) -> pl.LazyFrame:
-        if t.open_table(self.dir, table) is None:
+        if not t.table_exists(self.location, table):
             return pl.LazyFrame(schema=pl.Schema(pl.DataFrame(t.SPECS[table].schema.empty_table()).schema))
-        return pl.scan_delta(str(t.table_path(self.dir, table)))
+        return pl.scan_delta(self.location.table(table), storage_options=self.location.options())
 
     def positions(self, table: str, topic: str, partitions: Iterable[int]) -> dict[int, int | None]:
         """The next offset of each partition of ``topic`` (full name) that ``table`` does not hold yet."""
-        dt = t.open_table(self.dir, table)
+        dt = t.open_table(self.location, table)
         return {p: (dt.transaction_version(t.app_id(topic, p)) if dt is not None else None) for p in partitions}
 
     def _of(self, table: str, declaration_id: str, order: list[str], unique: str | None = None) -> list[dict[str, Any]]:
@@ -194,11 +199,11 @@ class Archive:
         return decls, results
 
 
-def history(declaration_id: str, archive_dir: Path | str | None = None) -> dict[str, Any]:
+def history(declaration_id: str, archive_dir: LocationLike | None = None) -> dict[str, Any]:
     """Every revision, instruction, scan and inspection result of one declaration in the archive."""
     return Archive(archive_dir).history(declaration_id)
 
 
-def report(day_from: date, day_to: date, port: str | None = None, archive_dir: Path | str | None = None) -> dict[str, Any]:
+def report(day_from: date, day_to: date, port: str | None = None, archive_dir: LocationLike | None = None) -> dict[str, Any]:
     """Declarations, instructions by action, inspections, hit rate, duty, scan timeouts, dead letters, per port."""
     return Archive(archive_dir).report(day_from, day_to, port)

@@ -34,7 +34,6 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -44,6 +43,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from archive import metrics
 from archive import tables as t
 from archive.convert import Record, rows_of
+from archive.location import LocationLike, from_settings
 from archive.maintenance import Maintenance
 from common.settings import Settings
 
@@ -60,16 +60,21 @@ FAILPOINT_ENV = "RISKCTL_ARCHIVE_FAILPOINT"
 FAILPOINT_KINDS = ("crash-after-commit", "fail-commit")
 
 
+class TopicRecreated(RuntimeError):
+    """The archive holds a position beyond the end of a partition: the topic was deleted and recreated
+    (its offsets restarted at 0), and resuming from the archived position would skip its records."""
+
+
 def group_id(settings: Settings) -> str:
     return settings.archive_group_id or f"{settings.app_id}-archive"
 
 
 class ArchiveSink:
-    def __init__(self, settings: Settings, archive_dir: Path | None = None,
+    def __init__(self, settings: Settings, archive_dir: LocationLike | None = None,
                  consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer) -> None:
         self.settings = settings
         self.consumer_factory = consumer_factory
-        self.dir = archive_dir or settings.archive_dir
+        self.dir = from_settings(settings, archive_dir)
         self.logical = {settings.topic(name): name for name in t.ARCHIVED_TOPICS}
         self.tables: dict[str, DeltaTable] = {}
         # Per assigned partition: the next offset after the records consumed so far (None: nothing
@@ -84,6 +89,7 @@ class ArchiveSink:
         self.last_commit_at: dict[str, float] = {name: time.monotonic() for name in t.SPECS}
         self.consumer: Consumer | None = None
         self.needs_reset = False
+        self.refusal: TopicRecreated | None = None
         self.failures_in_a_row = 0
         self.totals = {"records": 0, "rows": 0, "commits": 0}
         self._failpoint = _parse_failpoint(os.environ.get(FAILPOINT_ENV, ""))
@@ -118,6 +124,8 @@ class ArchiveSink:
         progress_from = dict(self.totals)
         try:
             while not stop.is_set():
+                if self.refusal is not None:
+                    raise self.refusal
                 if self.needs_reset:
                     self._reset(stop)
                     continue
@@ -302,9 +310,19 @@ class ArchiveSink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._refresh_tables()
         replays = []
+        starts = {(tp.topic, tp.partition): self._archived((tp.topic, tp.partition)) for tp in partitions}
+        ahead = self._ahead_of_topic(consumer, starts)
+        if ahead:
+            # Nothing of these partitions is read: the loop stops with the refusal before the next consume.
+            self.refusal = TopicRecreated(recreated_message(ahead))
+            for stored in self.stored.values():
+                for key in starts:
+                    stored.pop(key, None)
+            consumer.assign([])
+            return
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            start = self._archived(key)
+            start = starts[key]
             tp.offset = OFFSET_BEGINNING if start is None else start
             self.positions[key] = start
             held = {name: self.stored[name][key] for name in t.TOPIC_TABLES[self.logical[tp.topic]]}
@@ -316,6 +334,23 @@ class ArchiveSink:
         log.info("archive sink: assigned %d partitions, resuming from the archived positions", len(partitions))
         for line in replays:
             log.info("archive sink: tables hold different positions for %s: replaying the gap, skipping what each table has", line)
+
+    def _ahead_of_topic(self, consumer: Consumer, starts: dict[TP, int | None]) -> dict[TP, tuple[int, int]]:
+        """The partitions whose archived position lies beyond their high watermark, with both. The
+        positions are keyed by topic name, and a recreated topic restarts at offset 0 under the same
+        name: this is how that shows."""
+        ahead: dict[TP, tuple[int, int]] = {}
+        for tp, start in starts.items():
+            if not start:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(*tp), timeout=10.0, cached=False)
+            except KafkaException as exc:  # cannot tell now; the next assignment checks again
+                log.warning("archive sink: cannot read the end of %s[%d] to check the archived position: %s", tp[0], tp[1], exc)
+                continue
+            if 0 <= high < start:
+                ahead[tp] = (start, high)
+        return ahead
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Hand over with everything consumed archived, so that the next owner does not re-read it.
@@ -390,6 +425,17 @@ class ArchiveSink:
             log.info("archive sink: %d records archived in the last %.0fs (%.0f/s), %d rows, %d commits; %d rows buffered; "
                      "total %d records", records, seconds, records / seconds, self.totals["rows"] - since["rows"],
                      self.totals["commits"] - since["commits"], self.buffered_rows, self.totals["records"])
+
+
+def recreated_message(ahead: dict[TP, tuple[int, int]]) -> str:
+    topics_named = sorted({tp[0] for tp in ahead})
+    parts = ", ".join(f"{topic}[{p}] archived up to offset {start} but ends at {high}"
+                      for (topic, p), (start, high) in sorted(ahead.items()))
+    return (f"the archive holds positions beyond the end of {len(ahead)} partition(s) of {', '.join(topics_named)} ({parts}): "
+            "the topic was deleted and recreated, its offsets restarted at 0, and resuming would skip its records. "
+            "The sink stops rather than lose them. The archive identifies partitions by topic name: keep the current "
+            "archive for queries and point the sink at a new one (ARCHIVE_LOCATION or ARCHIVE_DIR), or give the new "
+            "topics another TOPIC_PREFIX.")
 
 
 def _parse_failpoint(text: str) -> tuple[str, str, int] | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from archive.location import LocationLike, as_location
 from clients import topics
 
 STR = pa.string()
@@ -143,25 +144,34 @@ def app_id(topic: str, partition: int) -> str:
 
 
 def table_path(archive_dir: Path, name: str) -> Path:
+    """The directory of one table of a local archive (see :meth:`ArchiveLocation.table` for any location)."""
     return archive_dir / name
 
 
-def ensure_tables(archive_dir: Path) -> dict[str, DeltaTable]:
+def ensure_tables(location: LocationLike) -> dict[str, DeltaTable]:
     """Open every table, creating the missing ones (empty, with their schema and partitioning), so
     that readers find all of them from the first start of the sink on. Safe to race: creating a
     table that another process has just created leaves it alone."""
-    archive_dir.mkdir(parents=True, exist_ok=True)
+    loc = as_location(location)
+    loc.prepare()
+    options = loc.options()
     tables: dict[str, DeltaTable] = {}
     for name, spec in SPECS.items():
-        path = str(table_path(archive_dir, name))
-        if not DeltaTable.is_deltatable(path):
-            DeltaTable.create(path, schema=spec.schema, partition_by=list(spec.partition_by), mode="ignore",
-                              name=name, description=spec.what)
-        tables[name] = DeltaTable(path)
+        uri = loc.table(name)
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            DeltaTable.create(uri, schema=spec.schema, partition_by=list(spec.partition_by), mode="ignore",
+                              name=name, description=spec.what, storage_options=options)
+        tables[name] = DeltaTable(uri, storage_options=options)
     return tables
 
 
-def open_table(archive_dir: Path, name: str) -> DeltaTable | None:
-    """The table, or None when the archive has not created it (no sink has run on this directory)."""
-    path = str(table_path(archive_dir, name))
-    return DeltaTable(path) if DeltaTable.is_deltatable(path) else None
+def table_exists(location: LocationLike, name: str) -> bool:
+    loc = as_location(location)
+    return DeltaTable.is_deltatable(loc.table(name), storage_options=loc.options())
+
+
+def open_table(location: LocationLike, name: str) -> DeltaTable | None:
+    """The table, or None when the archive has not created it (no sink has run on this location)."""
+    loc = as_location(location)
+    uri, options = loc.table(name), loc.options()
+    return DeltaTable(uri, storage_options=options) if DeltaTable.is_deltatable(uri, storage_options=options) else None

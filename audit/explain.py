@@ -168,17 +168,19 @@ def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive
             use_archive: bool = True, use_topics: bool = True) -> tuple[dict[str, Any], list[str]]:
     """The explanation document and notes for the user (what was not read, and why).
 
-    The archive (``archive_dir``, default the setting) answers first; the topics are read from the
+    The archive (``archive_dir``: a directory or an object-store URI; default the settings' archive
+    location with its storage options) answers first; the topics are read from the
     positions the archive holds, so only the records it has not caught up with are read. Raises when
     neither source could be read, or when the topics could not be read and the archive knows nothing
     of the declaration."""
+    from archive.location import from_settings
     from archive.queries import Archive  # polars loads only when explain runs
 
     notes: list[str] = []
     history: dict[str, Any] | None = None
     starts: dict[str, dict[int, int | None]] | None = None
     if use_archive:
-        store = Archive(archive_dir if archive_dir is not None else settings.archive_dir)
+        store = Archive(from_settings(settings, archive_dir))
         if store.exists():
             history = store.history(declaration_id)
             starts = {}

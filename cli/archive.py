@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import tempfile
@@ -17,31 +18,55 @@ from common import cliargs
 from common.cliargs import tcp_port
 
 if TYPE_CHECKING:
+    from archive.location import ArchiveLocation
     from archive.queries import Archive
 
 # The handlers import archive.* (pyarrow, deltalake, polars) when they run: `riskctl --help` stays fast.
 
 
-def _archive_dir(args: argparse.Namespace, settings: Any) -> Path:
-    return Path(args.archive_dir) if args.archive_dir else Path(settings.archive_dir)
+def _location(command: str, args: argparse.Namespace, settings: Any) -> ArchiveLocation | None:
+    """The archive of the command (``--archive-dir``, else the settings), or None after saying why not."""
+    from archive.location import ArchiveLocationError, from_settings
+
+    try:
+        return from_settings(settings, args.archive_dir or None)
+    except ArchiveLocationError as exc:
+        print(f"riskctl {command}: error: {exc}", file=sys.stderr)
+        return None
 
 
 def _open_archive(command: str, args: argparse.Namespace, settings: Any) -> Archive | None:
-    """The archive the command reads, or None after saying on stderr that there is none."""
+    """The archive the command reads, or None after saying on stderr that there is none or that it is unreachable."""
     from archive.queries import Archive
 
-    store = Archive(_archive_dir(args, settings))
-    if not store.exists():
-        print(f"riskctl {command}: error: no archive in {store.dir} (run `riskctl archive`)", file=sys.stderr)
+    location = _location(command, args, settings)
+    if location is None:
+        return None
+    store = Archive(location)
+    try:
+        exists = store.exists()
+    except OSError as exc:  # an object store that refuses the credentials, a missing bucket, no network
+        print(f"riskctl {command}: error: cannot read the archive {location}: {_one_line(exc)}", file=sys.stderr)
+        return None
+    if not exists:
+        print(f"riskctl {command}: error: no archive in {location} (run `riskctl archive`)", file=sys.stderr)
         return None
     return store
 
 
+def _one_line(exc: BaseException) -> str:
+    """delta-rs's multi-line, colour-coded error chain as one plain line (it names paths, never credentials)."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m|↳", " ", str(exc)).split())[:500]
+
+
 def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
     from archive import metrics
-    from archive.sink import ArchiveSink
+    from archive.sink import ArchiveSink, TopicRecreated
     from clients.topics import BrokerUnreachable, TopicsError, create_topics
 
+    location = _location("archive", args, settings)
+    if location is None:
+        return 2
     if args.metrics_port is not None:
         settings = settings.model_copy(update={"archive_metrics_port": args.metrics_port})
     if not args.no_create_topics:
@@ -63,7 +88,14 @@ def cmd_archive(args: argparse.Namespace, settings: Any) -> int:
     # SIGTERM and Ctrl-C end the loop after a last flush, so that no consumed record waits for a replay.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ArchiveSink(settings, _archive_dir(args, settings)).run(stop)
+    try:
+        ArchiveSink(settings, location).run(stop)
+    except TopicRecreated as exc:
+        print(f"riskctl archive: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the tables could not be opened or created: credentials, bucket, network
+        print(f"riskctl archive: error: cannot open the archive {location}: {_one_line(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -86,7 +118,11 @@ def cmd_maintain(args: argparse.Namespace, settings: Any) -> int:
     store = _open_archive("archive-maintain", args, settings)
     if store is None:
         return 2
-    done = maintain(store.dir, settings.archive_retention_years)
+    try:
+        done = maintain(store.location, settings.archive_retention_years)
+    except OSError as exc:  # the object store went away or refused a write or delete midway
+        print(f"riskctl archive-maintain: error: maintaining {store.location}: {_one_line(exc)}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(done))
     else:
@@ -159,18 +195,23 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
 
 
+ARCHIVE_HELP = ("the archive: a directory or an object-store URI such as s3://bucket/prefix, with credentials from the "
+                "AWS_* environment or ARCHIVE_STORAGE_OPTIONS (default: setting ARCHIVE_LOCATION, else ARCHIVE_DIR, var/archive)")
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "archive", help="run the archive sink: every topic's records into Delta tables, exactly once",
         description="Consume every pipeline topic (declarations, gateway batches, centralised declarations, scans, "
                     "instructions, inspection results, credit events, risk lists, dead letters) in the consumer group "
                     "ARCHIVE_GROUP_ID (default <APP_ID>-archive) and append the records to Delta Lake tables under "
-                    "ARCHIVE_DIR, partitioned by day and port. Each commit carries the Kafka positions it completes, so "
+                    "ARCHIVE_LOCATION (a directory or s3://bucket/prefix; default ARCHIVE_DIR, var/archive), partitioned "
+                    "by day and port. Each commit carries the Kafka positions it completes, so "
                     "a restart resumes from the tables and neither loses nor repeats a record. Records that do not "
                     "parse are archived as dead letters with their original bytes. Metrics on ARCHIVE_METRICS_PORT; "
                     "SIGTERM or Ctrl-C flushes and stops.",
     )
-    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR, var/archive)")
+    p.add_argument("--archive-dir", metavar="DIR", help=ARCHIVE_HELP)
     p.add_argument("--metrics-port", type=tcp_port, metavar="PORT", help="Prometheus port (default: setting ARCHIVE_METRICS_PORT; 0: none)")
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics first")
     p.set_defaults(handler=cmd_archive)
@@ -182,7 +223,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "table's deleted-file retention (a week). Safe while `riskctl archive` runs; the sink also does this "
                     "every ARCHIVE_MAINTENANCE_INTERVAL_S seconds.",
     )
-    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
+    p.add_argument("--archive-dir", metavar="DIR", help=ARCHIVE_HELP)
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(handler=cmd_maintain)
 
@@ -197,6 +238,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--to", dest="day_to", type=cliargs.day, required=True, metavar="DAY", help="last day, YYYY-MM-DD (inclusive)")
     p.add_argument("--port", metavar="PORT", help="only this port")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
-    p.add_argument("--archive-dir", metavar="DIR", help="the archive directory (default: setting ARCHIVE_DIR)")
+    p.add_argument("--archive-dir", metavar="DIR", help=ARCHIVE_HELP)
     p.set_defaults(handler=cmd_report)
 

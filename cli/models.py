@@ -126,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--from", dest="day_from", type=cliargs.day, metavar="DAY", help="archive: first day, YYYY-MM-DD")
     p.add_argument("--to", dest="day_to", type=cliargs.day, metavar="DAY", help="archive: last day, YYYY-MM-DD (inclusive)")
-    p.add_argument("--archive-dir", metavar="DIR", help="archive: its directory (default: setting ARCHIVE_DIR)")
+    p.add_argument("--archive-dir", metavar="DIR", help="archive: a directory or s3://bucket/prefix (default: setting ARCHIVE_LOCATION)")
     p.add_argument("--input", type=Path, metavar="FILE", help="files: inspection results, JSON lines")
     p.add_argument("--declarations", type=Path, metavar="FILE", help="files: declarations, JSON lines or parquet")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file (.parquet, otherwise CSV)")

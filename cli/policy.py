@@ -111,7 +111,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                    help="broker timeout (default 30; at most 5 when the archive holds the declaration)")
-    p.add_argument("--archive-dir", type=Path, metavar="DIR", help="the decision archive (default: setting ARCHIVE_DIR)")
+    p.add_argument("--archive-dir", metavar="DIR|URI", help="the decision archive, a directory or s3://bucket/prefix "
+                   "(default: setting ARCHIVE_LOCATION, else ARCHIVE_DIR)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--archive-only", action="store_true", help="answer from the archive alone (no broker)")
     source.add_argument("--topics-only", action="store_true", help="read the topics from the beginning, not the archive")

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
 
     # --- Archive (`riskctl archive`, archive/) ----------------------------------------------------
     archive_dir: Path = Field(default=Path("var/archive"), description="Directory of the archive's Delta tables.")
+    # Object storage: s3://bucket/prefix (gs://, az:// likewise) with credentials and endpoint from the
+    # standard AWS_* variables that delta-rs reads, or from archive_storage_options (archive/location.py).
+    archive_location: str | None = Field(default=None, min_length=1, description=(
+        "Where the archive's Delta tables live: a directory or an object-store URI (s3://bucket/prefix); None: archive_dir."))
+    archive_storage_options: dict[str, SecretStr] = Field(default_factory=dict, description=(
+        "delta-rs/object_store options for archive_location, over the AWS_* environment (JSON in the environment, e.g. "
+        '{"AWS_ENDPOINT_URL": "http://minio:9000", "AWS_ALLOW_HTTP": "true"}); values never logged.'))
     archive_group_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$", description=(
         "Consumer group of the archive sink; None: '<app_id>-archive'. Only a hint for lag tools: the tables hold the positions."))
     archive_metrics_port: int = Field(default=9465, ge=0, le=65535, description="The archive sink's Prometheus port (0: none).")

@@ -134,6 +134,7 @@ def _archive_settings(settings: Settings, archive_dir: Path) -> Settings:
 
     return settings.model_copy(update={
         "archive_dir": archive_dir,
+        "archive_location": None,  # this run's archive is that directory, whatever ARCHIVE_LOCATION names
         "archive_flush_interval_s": min(settings.archive_flush_interval_s, ARCHIVE_FLUSH_INTERVAL_S),
         "archive_metrics_port": settings.archive_metrics_port or free_port(settings.metrics_host),
     })

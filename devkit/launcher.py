@@ -4,6 +4,7 @@ readiness by probe."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -188,6 +189,8 @@ def archive_env(settings: Settings) -> dict[str, str | None]:
     for name in type(settings).model_fields:
         if name.startswith("archive_"):
             value = getattr(settings, name)
+            if isinstance(value, dict):  # archive_storage_options: JSON, secrets unwrapped (the child's env only)
+                value = json.dumps({k: v.get_secret_value() if hasattr(v, "get_secret_value") else v for k, v in value.items()})
             env[name.upper()] = None if value is None else str(value)
     return env
 

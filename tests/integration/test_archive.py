@@ -63,7 +63,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, on_time
 class SinkProcess:
     """One ``riskctl archive`` subprocess in its own process group, configured through env vars."""
 
-    def __init__(self, settings: Settings, log_path: Path, failpoint: str | None = None) -> None:
+    def __init__(self, settings: Settings, log_path: Path, failpoint: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
         self.port = free_port()
@@ -80,6 +80,7 @@ class SinkProcess:
             env["ARCHIVE_GROUP_ID"] = settings.archive_group_id
         if failpoint:
             env["RISKCTL_ARCHIVE_FAILPOINT"] = failpoint
+        env.update(extra_env or {})
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "archive", "--no-create-topics"], cwd=REPO, env=env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

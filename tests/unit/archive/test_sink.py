@@ -233,3 +233,28 @@ def test_a_stale_writer_cannot_commit_a_position_another_writer_moved(tmp_path: 
     with pytest.raises(CommitFailedError):
         write_deltalake(stale, data, mode="append", commit_properties=CommitProperties(app_transactions=[Transaction("topic:0", 3)]))
     assert DeltaTable(path).transaction_version("topic:0") == 2
+
+
+def test_a_recreated_topic_is_refused_not_skipped(settings: Settings, running: Callable[[ArchiveSink], Running]) -> None:
+    broker = fakes.FakeBroker(settings)
+    for i in range(6):
+        broker.add(topics.DECLARATIONS, f"D{i}", fakes.declaration(f"D{i}"))
+    broker.add(topics.INSTRUCTIONS, "D0", fakes.instruction("D0"))
+    sink = ArchiveSink(settings, consumer_factory=broker.consumer)
+    run = running(sink)
+    run.until(lambda: version(settings, t.DEAD_LETTERS, topics.DECLARATIONS) == 6, "the first topic archived")
+    run.close()
+    # The declarations topic is deleted and recreated: its offsets restart at 0, under the same name.
+    topic = settings.topic(topics.DECLARATIONS)
+    broker.logs[(topic, 0)] = []
+    for i in range(2):
+        broker.add(topics.DECLARATIONS, f"N{i}", fakes.declaration(f"N{i}"))
+    again = running(ArchiveSink(settings, consumer_factory=broker.consumer))
+    wait_for(lambda: again.error is not None, "the sink to refuse the recreated topic")
+    assert isinstance(again.error, sink_module.TopicRecreated)
+    message = str(again.error)
+    assert f"{topic}[0] archived up to offset 6 but ends at 2" in message
+    assert "recreated" in message and "ARCHIVE_LOCATION" in message and settings.topic(topics.INSTRUCTIONS) not in message
+    # Nothing of the new topic was archived, nothing skipped silently: the positions are as they were.
+    assert version(settings, t.DECLARATIONS, topics.DECLARATIONS) == 6
+    assert sorted(rows(settings, t.DECLARATIONS)["declaration_id"].to_list()) == [f"D{i}" for i in range(6)]

@@ -126,6 +126,8 @@ def test_archive_settings_are_per_run(tmp_path: Path) -> None:
     assert s.archive_dir == tmp_path / "archive" and s.archive_metrics_port == 9465 and s.archive_flush_interval_s == 1.0
     s = demo._archive_settings(Settings(archive_metrics_port=0, archive_flush_interval_s=0.2), tmp_path / "archive")
     assert s.archive_metrics_port not in (0, 9465) and s.archive_flush_interval_s == 0.2
+    s = demo._archive_settings(Settings(archive_location="s3://customs-archive/prod"), tmp_path / "archive")
+    assert s.archive_location is None and s.archive_dir == tmp_path / "archive"
 
 
 def test_summary_prints_the_archived_line_only_with_an_archive(capsys: pytest.CaptureFixture[str]) -> None:

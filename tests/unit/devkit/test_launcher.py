@@ -94,7 +94,8 @@ def test_archive_process_passes_every_archive_setting(popen: list[tuple[list[str
     monkeypatch.setenv("ARCHIVE_GROUP_ID", "inherited")  # unset in the settings below: not inherited by the sink either
     monkeypatch.setenv("RISKCTL_SETTINGS", str(tmp_path / "nowhere.toml"))
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:29092", metrics_port=19464, archive_dir=tmp_path / "archive",
-                        archive_metrics_port=19465, archive_flush_interval_s=1.0, archive_group_id=None)
+                        archive_metrics_port=19465, archive_flush_interval_s=1.0, archive_group_id=None,
+                        archive_storage_options={"AWS_SECRET_ACCESS_KEY": "s3cr3t"})
     sink = ArchiveProcess(settings, tmp_path / "a.log", {"LOG_LEVEL": "DEBUG"})
     (argv, kwargs), = popen
     env = kwargs["env"]
@@ -104,12 +105,18 @@ def test_archive_process_passes_every_archive_setting(popen: list[tuple[list[str
     assert env["ARCHIVE_DIR"] == str(tmp_path / "archive") and env["ARCHIVE_METRICS_PORT"] == "19465"
     assert env["ARCHIVE_FLUSH_INTERVAL_S"] == "1.0"
     assert "ARCHIVE_GROUP_ID" not in env and "RISKCTL_SETTINGS" not in env
-    archive_fields = {name.upper() for name in Settings.model_fields if name.startswith("archive_")} - {"ARCHIVE_GROUP_ID"}
+    unset = {"ARCHIVE_GROUP_ID", "ARCHIVE_LOCATION"}
+    archive_fields = {name.upper() for name in Settings.model_fields if name.startswith("archive_")} - unset
     assert archive_fields <= set(env)
     assert sink.metrics_url == "http://127.0.0.1:19465/metrics" and sink.archive_dir == tmp_path / "archive"
     # What the sink reads back from that environment is these settings.
-    read_back = Settings(**{k.lower(): v for k, v in env.items() if k.startswith("ARCHIVE_")})
+    monkeypatch.delenv("RISKCTL_SETTINGS")
+    for name, value in env.items():
+        if name.startswith("ARCHIVE_"):
+            monkeypatch.setenv(name, value)
+    read_back = Settings()
     assert read_back.archive_dir == settings.archive_dir and read_back.archive_metrics_port == 19465
+    assert read_back.archive_storage_options["AWS_SECRET_ACCESS_KEY"].get_secret_value() == "s3cr3t"
 
 
 class _Metrics(http.server.BaseHTTPRequestHandler):
