@@ -47,9 +47,11 @@ from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
 from schemas.partitioning import partition_for
+from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, check_partition, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
+from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
 from streams.runtime import status, tables
 from streams.runtime.app import faust_app
@@ -150,9 +152,13 @@ class Topology:
     def _batch_agent(self, name: str, handler: Any) -> Any:
         s = self.settings
 
+        # Records that carry declarations weigh as many as they may carry (streams.limits).
+        weight = record_weight({self.batch_topic_name: s.gateway_batch_max_declarations,
+                                s.topic(topics.CENTRALISED_DECLARATIONS): MAX_CENTRALISED_ITEMS})
+
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
-            async for events in take_batches(stream, s.batch_max, s.batch_within_s):
+            async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
                 in_flight = await self._run_batch(name, handler, events, in_flight)
 
         agent.__name__ = agent.__qualname__ = name
@@ -399,6 +405,10 @@ class Topology:
             items = parse_declaration_batch(msg.value, msg.partition, self.settings.partitions)
         except Exception as exc:  # noqa: BLE001 - the envelope itself is unusable
             self.dead_letters.add(out, msg, exc)
+            return []
+        if len(items) > self.settings.gateway_batch_max_declarations:  # refused whole, decided not at all
+            limit = self.settings.gateway_batch_max_declarations
+            self.dead_letters.add(out, msg, BatchTooLarge(f"{len(items)} declarations in one batch record; at most {limit} accepted"))
             return []
         good: list[tuple[int, Declaration]] = []
         for decl, raw, error in items:
