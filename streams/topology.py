@@ -51,6 +51,7 @@ from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, check_partition, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
+from streams.isolation import Attempt, HandlerFailed, handle_isolating
 from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
 from streams.runtime import status, tables
@@ -104,6 +105,8 @@ class Topology:
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
+        self._lone_failures: Counter[str] = Counter()  # agent -> records failed alone since one last succeeded
+        metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
         self._publish_model_versions()
         self._wire()
@@ -171,20 +174,57 @@ class Topology:
         delivery stops the agent before it sends anything after it). Steps 1-3 of the protocol in
         ``streams.runtime.checkpoint``."""
         started = time.perf_counter()
+        handed = self.checkpoint.handed()  # undecided until its outputs are acknowledged (the stall gauge)
         # No cyclic collection inside a handler: a collection there would walk the whole live batch
         # (docs/benchmark.md). Outside, the batch's objects are freed and a collection, when due,
         # finds little (streams.worker.tune_gc).
         gc.disable()
         try:
-            out = handler(events)
+            attempt = handle_isolating(agent, handler, events)
         finally:
             gc.enable()
+        out = attempt.out
+        if attempt.retried:
+            await self._after_handler_error(agent, attempt, len(events))
+        else:
+            self._lone_failures[agent] = 0
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
         futures = await self.checkpoint.produce(self.app, out, in_flight)
+        self.checkpoint.settle(handed, futures)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
         return futures
+
+    async def _after_handler_error(self, agent: str, attempt: Attempt, handled: int) -> None:
+        """A handler raised and its batch was handled record by record (``streams.isolation``). The
+        records that failed alone go to the dead letters (``handler-error``), unless the failure
+        cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
+        with nothing committed past the batch. That is the case when no record of a batch of several
+        could be handled, or when a lone record fails right after another record failed alone (a
+        quiet partition hands records one at a time). After a restart a lone failing record is
+        dead-lettered, so a poison record cannot make a crash loop."""
+        metrics.HANDLER_RETRIES.labels(agent).inc()
+        self._controllers.clear()  # the failed attempt may have advanced these copies in place
+        if not attempt.failed:
+            self._lone_failures[agent] = 0
+            return
+        none_handled = len(attempt.failed) == handled
+        streak = self._lone_failures[agent] + len(attempt.failed) if none_handled else 0
+        self._lone_failures[agent] = streak
+        if none_handled and streak >= 2:
+            _, first = attempt.failed[0]
+            metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
+            log.critical("%s: the handler fails on every record (%d in a row, last %s); stopping the worker so that it is "
+                         "restarted, nothing committed past them", agent, streak, type(first).__name__, exc_info=first)
+            failure = HandlerFailed.of(agent, first)
+            await self.app.crash(failure)
+            raise failure
+        for event, exc in attempt.failed:
+            log.error("%s: record %s[%d]@%d fails on its own (%s): dead-lettered", agent, event.message.topic,
+                      event.message.partition, event.message.offset, type(exc).__name__, exc_info=exc)
+            self.dead_letters.add(attempt.out, event.message, HandlerFailed.of(agent, exc))
+            metrics.HANDLER_ERRORS.labels(agent, "dead-lettered").inc()
 
     # ---- timers (synchronous bodies: the test driver fires them as its clock advances) ---------
     def tick_scan_deadlines(self) -> OutputBatch:

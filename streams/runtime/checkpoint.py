@@ -4,7 +4,9 @@ on the broker (in the spirit of Quix Streams' ``checkpointing/checkpoint.py``)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,10 @@ class Checkpoint:
     def __init__(self) -> None:
         self._pending: set[asyncio.Future] = set()
         self.failure: BaseException | None = None  # the first failed delivery; it sticks
+        # Micro-batches handed to a handler and not yet decided and delivered: batch number -> when
+        # it was handed (monotonic seconds). At most two per agent (one handled, one in flight).
+        self._undecided: dict[int, float] = {}
+        self._handed = itertools.count()
 
     async def produce(self, app: Any, out: OutputBatch, previous: Sequence[asyncio.Future]) -> list[asyncio.Future]:
         """Steps 2 and 3: await ``previous`` (the agent's last batch: raises if it was not
@@ -104,3 +110,36 @@ class Checkpoint:
             await crash(exc)
             return False
         return True
+
+    # ---- the oldest undecided micro-batch (gauge customs_oldest_undecided_seconds) ----------------
+    # A batch is undecided from when it is handed to its handler until the broker has acknowledged
+    # its outputs. One that never gets there (its agent stopped on it, its delivery hangs) keeps the
+    # age growing, so a stall cannot stay silent.
+
+    def handed(self) -> int:
+        """A micro-batch goes to its handler; returns its number for ``settle``."""
+        number = next(self._handed)
+        self._undecided[number] = time.monotonic()
+        return number
+
+    def settle(self, number: int, futures: Sequence[asyncio.Future]) -> None:
+        """Batch ``number`` is decided once ``futures`` (its deliveries) have all succeeded; a failed
+        one keeps it undecided (the worker stops on a failed delivery anyway)."""
+        if not futures:
+            self._undecided.pop(number, None)
+            return
+        left = set(futures)
+
+        def done(future: asyncio.Future) -> None:
+            left.discard(future)
+            if not left and all(not f.cancelled() and f.exception() is None for f in futures):
+                self._undecided.pop(number, None)
+
+        for future in futures:
+            future.add_done_callback(done)
+
+    def oldest_undecided_s(self) -> float:
+        """Seconds since the oldest undecided micro-batch was handed to its handler (0: none).
+        Safe from the metrics server's thread: one C-level copy of the values."""
+        started = list(self._undecided.values())
+        return time.monotonic() - min(started) if started else 0.0
