@@ -29,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
@@ -97,11 +97,16 @@ class Topology:
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
-        self.risk_lists = self.app.GlobalTable(topics.TABLE_RISK_LISTS, partitions=1, recovery_buffer_size=1, **table)
+        # on_changelog_event: each entry changed on another worker (or read back in recovery) is
+        # re-indexed at the next tick, not the whole table (see tick_reference_data).
+        self.risk_lists = self.app.GlobalTable(topics.TABLE_RISK_LISTS, partitions=1, recovery_buffer_size=1,
+                                               on_changelog_event=self._risk_list_changed, **table)
         # One capacity-controller state per declarations partition, key b"capacity:<partition>".
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
-        self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
-        self.credit_book = CreditBook(lambda: tables.contents(self.credit))
+        self.risk_index = RiskListIndex()  # kept equal to the risk-lists table, entry by entry (tick_reference_data)
+        self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
+        self._risk_index_ready = False  # the index was synced in full since this worker was last ready
+        self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
@@ -236,12 +241,34 @@ class Topology:
     def tick_reference_data(self) -> None:
         """Risk-list entries added, retracted or expired change decisions within a second, without
         a restart; the lag and selection-rate gauges are refreshed on the same beat."""
-        changed = self.risk_index.sync(tables.contents(self.risk_lists))
+        changed = self._sync_risk_index()
         if changed:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
         self._publish_lag()
         self.publish_selection_rates(self._active_declaration_partitions())
+
+    def _sync_risk_index(self) -> int:
+        """Re-index the risk-list entries written here or received on the changelog since the last
+        tick (a look-up each), and drop entries whose validity ended ``risk_list_prune_after_s`` ago
+        (from a heap by end of validity). After a start or a rebalance, once the tables are
+        recovered, the index is synced with the whole table once: a persistent store can hold
+        entries that no changelog event announced."""
+        contents = tables.contents(self.risk_lists)
+        keys, self._risk_list_keys = self._risk_list_keys, set()
+        ready = status.ready(self.app)
+        full = ready and not self._risk_index_ready
+        changed = self.risk_index.sync(contents) if full else self.risk_index.refresh(contents, keys)
+        self._risk_index_ready = ready
+        horizon = datetime.fromtimestamp(self.clock() - self.settings.risk_list_prune_after_s, UTC)
+        return changed + self.risk_index.prune(horizon)
+
+    async def _risk_list_changed(self, event: faust.EventT) -> None:
+        """Faust's ``on_changelog_event``: called for every risk-list changelog record this worker
+        receives, just before the table applies it (it is applied before the next tick)."""
+        key = event.message.key
+        if key is not None:
+            self._risk_list_keys.add(bytes(key))
 
     def tick_models(self) -> None:
         """A watched registry: a newly activated, verified model is swapped in atomically; a broken
@@ -276,6 +303,7 @@ class Topology:
                 self.dead_letters.add(out, msg, exc)
                 continue
             out.set_table(self.risk_lists, 0, bytes(msg.key), msg.value)
+            self._risk_list_keys.add(bytes(msg.key))  # this worker gets no changelog event for its own write
         return out
 
     def handle_inspection_results(self, events: Sequence[faust.EventT]) -> OutputBatch:

@@ -188,6 +188,7 @@ def stub_topology() -> Topology:
 
     topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
     topo.credit_book = CreditBook(lambda: topo.credit.data)
+    topo._risk_list_keys = set()  # risk-list entries written since the last re-index
     return topo
 
 
