@@ -27,7 +27,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -57,7 +57,7 @@ from streams.outputs import OutputBatch
 from streams.runtime import status, tables
 from streams.runtime.app import faust_app
 from streams.runtime.batching import take_batches
-from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.checkpoint import Checkpoint, exit_hard
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Topology:
 
     # Wall clock of decisions (decided_at, scan deadlines); the test driver replaces it to replay.
     clock: Callable[[], float] = staticmethod(time.time)
+    # How the worker leaves when a handler failure cannot be pinned on records; tests replace it.
+    exit_worker: Callable[[BaseException], None] = staticmethod(exit_hard)
 
     def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
         self.settings = settings
@@ -110,7 +112,7 @@ class Topology:
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
-        self._lone_failures: Counter[str] = Counter()  # agent -> records failed alone since one last succeeded
+        self._last_record_ok: dict[str, bool] = defaultdict(bool)  # agent -> its last record in this process succeeded
         metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
         self._publish_model_versions()
@@ -166,8 +168,15 @@ class Topology:
 
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
-            async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
-                in_flight = await self._run_batch(name, handler, events, in_flight)
+            try:
+                async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
+                    in_flight = await self._run_batch(name, handler, events, in_flight)
+            except Exception as exc:  # a stop (CancelledError) passes through
+                # Faust would restart the agent on the same stream, which then acknowledges records
+                # nobody handled and commits past them. The worker leaves instead (exit code 1).
+                log.critical("%s stopped on %s", name, type(exc).__name__, exc_info=exc)
+                self.exit_worker(exc)
+                raise
 
         agent.__name__ = agent.__qualname__ = name
         return agent
@@ -190,9 +199,9 @@ class Topology:
             gc.enable()
         out = attempt.out
         if attempt.retried:
-            await self._after_handler_error(agent, attempt, len(events))
+            self._after_handler_error(agent, attempt, len(events))
         else:
-            self._lone_failures[agent] = 0
+            self._last_record_ok[agent] = True
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
         futures = await self.checkpoint.produce(self.app, out, in_flight)
@@ -201,30 +210,27 @@ class Topology:
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
         return futures
 
-    async def _after_handler_error(self, agent: str, attempt: Attempt, handled: int) -> None:
+    def _after_handler_error(self, agent: str, attempt: Attempt, handled: int) -> None:
         """A handler raised and its batch was handled record by record (``streams.isolation``). The
         records that failed alone go to the dead letters (``handler-error``), unless the failure
         cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
         with nothing committed past the batch. That is the case when no record of a batch of several
-        could be handled, or when a lone record fails right after another record failed alone (a
-        quiet partition hands records one at a time). After a restart a lone failing record is
-        dead-lettered, so a poison record cannot make a crash loop."""
+        could be handled, and when a batch of one fails without the agent's previous record having
+        succeeded in this process (a quiet partition hands records one at a time: a handler broken
+        from the start, or broken since the last failure, would otherwise dead-letter them all)."""
         metrics.HANDLER_RETRIES.labels(agent).inc()
         self._controllers.clear()  # the failed attempt may have advanced these copies in place
-        if not attempt.failed:
-            self._lone_failures[agent] = 0
-            return
         none_handled = len(attempt.failed) == handled
-        streak = self._lone_failures[agent] + len(attempt.failed) if none_handled else 0
-        self._lone_failures[agent] = streak
-        if none_handled and streak >= 2:
+        if none_handled and (handled > 1 or not self._last_record_ok[agent]):
             _, first = attempt.failed[0]
             metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
-            log.critical("%s: the handler fails on every record (%d in a row, last %s); stopping the worker so that it is "
-                         "restarted, nothing committed past them", agent, streak, type(first).__name__, exc_info=first)
+            log.critical("%s: the handler fails on every record of a batch of %d, with no record handled since (%s); "
+                         "stopping the worker so that it is restarted, nothing committed past them",
+                         agent, handled, type(first).__name__, exc_info=first)
             failure = HandlerFailed.of(agent, first)
-            await self.app.crash(failure)
-            raise failure
+            self.exit_worker(failure)
+            raise failure  # where exit_worker returns (the tests' stand-in): the batch is not sent
+        self._last_record_ok[agent] = not none_handled
         for event, exc in attempt.failed:
             log.error("%s: record %s[%d]@%d fails on its own (%s): dead-lettered", agent, event.message.topic,
                       event.message.partition, event.message.offset, type(exc).__name__, exc_info=exc)

@@ -49,11 +49,8 @@ class Run:
             self.sent.append(out)
             return []
 
-        async def crash(exc: BaseException) -> None:
-            self.crashed.append(exc)
-
         t.checkpoint.produce = produce  # type: ignore[method-assign]
-        t.app.crash = crash  # type: ignore[method-assign]
+        t.exit_worker = self.crashed.append  # type: ignore[method-assign]
 
     def batch(self, ids: list[str]) -> None:
         events = [self.driver._event(topics.DECLARATIONS, d.encode(), decl(d), None) for d in ids]
@@ -109,16 +106,24 @@ def test_a_failure_no_record_can_be_blamed_for_stops_the_worker_without_dead_let
     assert not run.sent and not run.state_keys()  # nothing sent: the batch is read again after the restart
 
 
-def test_a_lone_failing_record_is_dead_lettered_but_two_in_a_row_stop_the_worker() -> None:
+def test_a_lone_failing_record_is_dead_lettered_only_right_after_a_record_that_succeeded() -> None:
     run = Run({b"P1", b"P2"})
-    run.batch(["P1"])  # a quiet partition: one record per batch
+    run.batch(["OK-1"])
+    run.batch(["P1"])  # a quiet partition: one record per batch; the agent's last record succeeded
     assert [d["reason"] for d in run.dead_letters()] == ["handler-error"] and not run.crashed
-    run.batch(["OK"])  # a success ends the streak
+    run.batch(["OK-2"])
     run.batch(["P1"])
     assert len(run.dead_letters()) == 2 and not run.crashed
     with pytest.raises(HandlerFailed):
         run.batch(["P2"])  # right after another lone failure: not pinned on the record
     assert len(run.crashed) == 1 and len(run.dead_letters()) == 2
+
+
+def test_a_lone_failing_record_before_any_success_stops_the_worker() -> None:
+    run = Run({b"P1"})
+    with pytest.raises(HandlerFailed):
+        run.batch(["P1"])  # a handler broken from the start must not dead-letter what it reads
+    assert len(run.crashed) == 1 and not run.sent
 
 
 def test_the_undecided_age_grows_until_the_outputs_are_acknowledged() -> None:
@@ -143,3 +148,30 @@ def test_the_undecided_age_grows_until_the_outputs_are_acknowledged() -> None:
         assert checkpoint.oldest_undecided_s() > 0.0  # a lost delivery stays undecided: the gauge keeps growing
 
     asyncio.run(scenario())
+
+
+def test_exit_hard_leaves_with_the_code_and_commits_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.runtime import checkpoint
+
+    codes: list[int] = []
+    monkeypatch.setattr(checkpoint.os, "_exit", codes.append)
+    checkpoint.exit_hard(HandlerFailed("ZeroDivisionError in decide_declarations: x"))
+    assert codes == [1]
+
+
+def test_an_agent_that_stops_on_an_exception_takes_the_worker_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a silent agent restart by Faust (which acknowledges records nobody handled)."""
+    run = Run(set())
+
+    async def one_batch(stream: Any, max_: int, within: float, weight: Any) -> Any:
+        yield ["an event"]
+
+    async def broken(*args: Any) -> list[asyncio.Future]:
+        raise ConnectionError("delivery failed")
+
+    monkeypatch.setattr("streams.topology.take_batches", one_batch)
+    run.topology._run_batch = broken  # type: ignore[method-assign]
+    agent = run.topology._batch_agent(AGENT, run.handler)
+    with pytest.raises(ConnectionError):
+        asyncio.run(agent(object()))
+    assert [type(e) for e in run.crashed] == [ConnectionError]
