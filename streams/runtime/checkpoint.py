@@ -38,7 +38,9 @@ class Checkpoint:
        (``streams.runtime.producer``); the delivery futures are tracked here and returned to the
        agent, which passes them back in at step 2 of N+1. N+1 is handled while N is on the wire.
     4. Acknowledge. When the agent asks for N+1, ``take_batches`` acks N's events to Faust. A batch
-       whose handler raised, or whose agent crashed or was stopped, is never acked.
+       whose agent crashed or was stopped is never acked. (A handler that raises is first undone
+       and its batch handled record by record, ``streams.isolation``; when the failure cannot be
+       pinned on records the worker exits with ``exit_hard``, acking and committing nothing.)
     5. Commit. Every commit Faust makes (its commit timer, on stop, after an agent error) ends in
        the consumer's ``_commit_offsets`` (``streams.runtime.consumer``), which first calls
        ``may_commit``: it awaits every delivery tracked so far, of every agent; if one failed (an
