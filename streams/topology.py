@@ -220,6 +220,9 @@ class Topology:
         from the start, or broken since the last failure, would otherwise dead-letter them all)."""
         metrics.HANDLER_RETRIES.labels(agent).inc()
         self._controllers.clear()  # the failed attempt may have advanced these copies in place
+        if not attempt.failed:  # every record succeeded alone
+            self._last_record_ok[agent] = True
+            return
         none_handled = len(attempt.failed) == handled
         if none_handled and (handled > 1 or not self._last_record_ok[agent]):
             _, first = attempt.failed[0]

@@ -14,6 +14,7 @@ items 5 and 6), on both brokers with real worker processes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -129,10 +130,12 @@ def test_a_5000_declaration_record_is_refused_and_micro_batches_stay_within_batc
 
 
 def write_fault(tmp_path: Path) -> str:
+    """The worker's PYTHONPATH: the fault module, then this source tree (sitecustomize runs before
+    the worker's own path is set up: it must patch the code the worker runs)."""
     faults = tmp_path / "faults"
     faults.mkdir(exist_ok=True)
     (faults / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return str(faults)
+    return os.pathsep.join([str(faults), str(Path(__file__).resolve().parents[2])])
 
 
 def wait_gauge_zero(worker: WorkerProcess, timeout_s: float = 30.0) -> None:
