@@ -175,3 +175,25 @@ def test_an_agent_that_stops_on_an_exception_takes_the_worker_with_it(monkeypatc
     with pytest.raises(ConnectionError):
         asyncio.run(agent(object()))
     assert [type(e) for e in run.crashed] == [ConnectionError]
+
+
+def test_the_journal_restores_writes_and_deletes_latest_first_and_merging_keeps_order() -> None:
+    from types import SimpleNamespace
+
+    from streams.outputs import recording
+
+    table = SimpleNamespace(data={b"kept": b"v0", b"gone": b"g0"}, changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-changelog"))
+    out = OutputBatch()
+    with recording() as journal:
+        out.set_table(table, 0, b"kept", b"v1")
+        out.set_table(table, 0, b"kept", b"v2")
+        out.set_table(table, 0, b"gone", None)
+        out.set_table(table, 0, b"new", b"n1")
+        journal.rollback()
+    assert table.data == {b"kept": b"v0", b"gone": b"g0"}
+    out.set_table(table, 0, b"outside", b"x")  # no journal: nothing recorded, nothing to undo
+    merged = OutputBatch()
+    merged.add("t", 0, b"a", b"1")
+    merged.extend(out)
+    assert [k for _, _, k, _ in merged.records()] == [b"a", b"kept", b"kept", b"gone", b"new", b"outside"]
+    assert merged.count == 6
