@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(default=None, description="Model registry directory; None uses the bundled starter model.")
     policy_file: Path | None = Field(default=None, description="Policy YAML; None uses the shipped default policy.")
 
+    # --- Bounds on records, micro-batches and reference caches (issue 15) -----------------------
+    # batch_max counts declarations: a gateway batch record weighs the declarations it carries, a
+    # centralised declaration its goods items (streams.limits). A gateway batch record with more
+    # declarations than this is refused whole (dead letter `batch-too-large`); the schema allows 5,000
+    # and the reference gateway client sends at most 500. A micro-batch then decides at most
+    # max(batch_max, gateway_batch_max_declarations) declarations.
+    gateway_batch_max_declarations: int = Field(default=1000, ge=1, le=5000, description=(
+        "Most declarations one gateway batch record may carry; a larger record is dead-lettered as batch-too-large."))
+    credit_cache_entries: int = Field(default=200_000, ge=1, le=10_000_000, description=(
+        "Parsed enterprise credit states kept (least recently used dropped first); the credit table itself holds all."))
+    risk_list_prune_after_s: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400.0, description=(
+        "Seconds after an entry's valid_until before the risk-list index drops it (declarations with older event "
+        "times then no longer see it)."))
+
     # --- Operations ----------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)

@@ -19,6 +19,7 @@ Order of operations, per micro-batch:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -90,24 +91,36 @@ def _score(scored: Mapping[tuple[str, int], ScoreResult], services: Services, de
 
 class CreditBook:
     """Enterprises' current credit, read from the folded credit table's contents (enterprise id
-    bytes -> ``EnterpriseCredit`` bytes) and parsed once per distinct stored value: most
-    declarations come from enterprises whose credit has not changed since their last one."""
+    bytes -> ``EnterpriseCredit`` bytes) and parsed once per enterprise and stored value: most
+    declarations come from enterprises whose credit has not changed since their last one.
 
-    def __init__(self, contents: Callable[[], Mapping[bytes, bytes]], max_cached: int = 500_000) -> None:
+    The parsed states are kept per enterprise, least recently used first out, at most
+    ``max_cached`` of them: a changed credit state replaces its enterprise's entry when next read
+    (the stored bytes differ), and a full cache drops one entry at a time, never all at once."""
+
+    def __init__(self, contents: Callable[[], Mapping[bytes, bytes]], max_cached: int = 200_000) -> None:
         self._contents = contents
         self._max_cached = max_cached
-        self._parsed: dict[bytes, EnterpriseCredit] = {}
+        self._parsed: OrderedDict[bytes, tuple[bytes, EnterpriseCredit]] = OrderedDict()
 
     def of(self, enterprise_id: str) -> EnterpriseCredit:
-        raw = self._contents().get(enterprise_id.encode())
+        key = enterprise_id.encode()
+        raw = self._contents().get(key)
         if not raw:
             return UNKNOWN_ENTERPRISE
-        credit = self._parsed.get(raw)
-        if credit is None:
-            if len(self._parsed) >= self._max_cached:
-                self._parsed.clear()
-            credit = self._parsed[raw] = EnterpriseCredit.from_bytes(raw)
+        cached = self._parsed.get(key)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            self._parsed.move_to_end(key)
+            return cached[1]
+        credit = EnterpriseCredit.from_bytes(raw)
+        self._parsed[key] = (raw, credit)
+        self._parsed.move_to_end(key)
+        if len(self._parsed) > self._max_cached:
+            self._parsed.popitem(last=False)
         return credit
+
+    def __len__(self) -> int:
+        return len(self._parsed)
 
 
 class ReferenceData:

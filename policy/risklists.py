@@ -10,6 +10,7 @@ then (as long as the expired entries are still in the index, see :meth:`prune`).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,10 @@ class RiskListIndex:
         self._hits: dict[str, RiskHit] = {}
         self._source: dict[str, bytes] = {}  # the bytes each entry came from (sync() skips unchanged ones)
         self._lookup: dict[tuple[RiskListKind, str], dict[str, RiskListEntry]] = {}
+        # (valid_until, entry_id) of every entry with an end, earliest first: prune() pops what is due
+        # instead of walking the index. A replaced or removed entry leaves a stale item, skipped when
+        # popped and dropped when the heap is rebuilt (it never holds more than twice the entries).
+        self._expiry: list[tuple[datetime, str]] = []
         for entry in entries:
             self.put(entry)
 
@@ -89,6 +94,11 @@ class RiskListIndex:
         self._hits[entry.entry_id] = RiskHit.of(entry)
         self._source[entry.entry_id] = raw if raw is not None else b""
         self._lookup.setdefault((entry.kind, entry.value), {})[entry.entry_id] = entry
+        if entry.valid_until is not None:
+            heapq.heappush(self._expiry, (entry.valid_until, entry.entry_id))
+            if len(self._expiry) > 2 * len(self._entries) + 64:
+                self._expiry = [(e.valid_until, e.entry_id) for e in self._entries.values() if e.valid_until is not None]
+                heapq.heapify(self._expiry)
 
     def remove(self, entry_id: str) -> bool:
         old = self._entries.pop(entry_id, None)
@@ -136,13 +146,35 @@ class RiskListIndex:
             changed += self.remove(entry_id)
         return changed
 
+    def refresh(self, table: Mapping[EntryKey, bytes | None], keys: Iterable[EntryKey]) -> int:
+        """Make the index agree with ``table`` (as in :meth:`sync`) for ``keys`` only: the entries
+        whose records changed. Costs a look-up per key, whatever the size of the table. Returns the
+        number of entries added, replaced or removed."""
+        changed = 0
+        for key in keys:
+            value = table.get(key)
+            if value is None:
+                changed += self.remove(_key(key))
+                continue
+            try:
+                changed += self.apply(key, value)
+            except ValueError:  # dead-lettered when written; an older valid version must not linger
+                changed += self.remove(_key(key))
+        return changed
+
     def prune(self, before: datetime) -> int:
-        """Drop entries that expired before ``before`` (memory bound). A replay of declarations
-        older than ``before`` will then no longer see them: prune with a generous margin."""
-        gone = [e.entry_id for e in self._entries.values() if e.valid_until is not None and e.valid_until <= before]
-        for entry_id in gone:
-            self.remove(entry_id)
-        return len(gone)
+        """Drop entries that expired before ``before`` (memory bound), earliest first, from a heap
+        by end of validity: the cost is the number of entries dropped, not the size of the index.
+        A replay of declarations older than ``before`` will then no longer see them: prune with a
+        generous margin."""
+        gone = 0
+        while self._expiry and self._expiry[0][0] <= before:
+            valid_until, entry_id = heapq.heappop(self._expiry)
+            entry = self._entries.get(entry_id)
+            if entry is not None and entry.valid_until == valid_until:  # else a stale item: replaced or removed
+                self.remove(entry_id)
+                gone += 1
+        return gone
 
     # ---- queries ---------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -84,3 +84,19 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
     for i in np.flatnonzero(counts):
         histogram._buckets[i].inc(int(counts[i]))
     histogram._sum.inc(float(values.sum()))
+
+
+# --- Stalls and handler errors (issue 15). An alert in deploy/prometheus/alerts.yml uses the gauge. ---
+OLDEST_UNDECIDED = Gauge(
+    "customs_oldest_undecided_seconds",
+    "Age of the oldest micro-batch handed to a handler whose outputs the broker has not yet acknowledged (0: none).",
+)
+HANDLER_RETRIES = Counter(
+    "customs_handler_retries_total", "Micro-batches whose handler raised and that were handled again record by record, by agent.",
+    ["agent"],
+)
+# outcome: "dead-lettered" (the record failed alone: dead letter handler-error) or "worker-exit" (no record of the
+# batch could be handled: the worker stops so that it is restarted).
+HANDLER_ERRORS = Counter(
+    "customs_handler_errors_total", "Records a handler raised on when handled alone, by agent and outcome.", ["agent", "outcome"],
+)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from streams.runtime import tables
@@ -44,9 +45,20 @@ class OutputBatch:
         return self._records.items()
 
     def set_table(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
-        """Write (or delete, with None) a table key and record the change on its changelog."""
+        """Write (or delete, with None) a table key and record the change on its changelog (and,
+        while a ``TableJournal`` records, the key's previous value, to undo the write)."""
+        if _journal is not None:
+            _journal.record(table, key)
         tables.write(table, key, value)
         self.add(tables.changelog_topic(table), partition, key, value)
+
+    def extend(self, other: OutputBatch) -> None:
+        """Append everything ``other`` holds (records in order per partition, tally, latencies)."""
+        for (topic, partition), records in other.by_partition():
+            self._records[(topic, partition)].extend(records)
+            self.count += len(records)
+        self.tally.update(other.tally)
+        self.latencies.extend(other.latencies)
 
     async def send(self, app: Any) -> list[asyncio.Future]:
         """Hand every record to Faust's producer and empty the batch; returns the delivery futures
@@ -57,3 +69,37 @@ class OutputBatch:
         self._records.clear()
         self.count = 0
         return futures
+
+
+class TableJournal:
+    """The previous values of the table keys written while it records, so that a handler that
+    raised can be undone: a handler writes the tables' local stores at once (``set_table``), and a
+    retry must read them as they were before the failed attempt. Handlers are synchronous, so
+    nothing else writes between ``recording`` and ``rollback``."""
+
+    def __init__(self) -> None:
+        self._previous: list[tuple[Any, bytes, bytes | None]] = []
+
+    def record(self, table: Any, key: bytes) -> None:
+        self._previous.append((table, key, tables.contents(table).get(key)))
+
+    def rollback(self) -> None:
+        """Restore every recorded key, latest write first; the journal is empty afterwards."""
+        for table, key, value in reversed(self._previous):
+            tables.write(table, key, value)
+        self._previous.clear()
+
+
+_journal: TableJournal | None = None  # the journal that set_table records into, if any
+
+
+@contextmanager
+def recording() -> Iterator[TableJournal]:
+    """Record the table writes made inside the block (by the synchronous handler it calls)."""
+    global _journal
+    journal, previous = TableJournal(), _journal
+    _journal = journal
+    try:
+        yield journal
+    finally:
+        _journal = previous

@@ -27,10 +27,10 @@ import asyncio
 import gc
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
@@ -49,14 +49,17 @@ from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
 from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
 from schemas.partitioning import partition_for
+from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
+from streams.isolation import Attempt, HandlerFailed, handle_isolating
+from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
 from streams.runtime import status, tables
 from streams.runtime.app import faust_app
 from streams.runtime.batching import take_batches
-from streams.runtime.checkpoint import Checkpoint
+from streams.runtime.checkpoint import Checkpoint, exit_hard
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class Topology:
 
     # Wall clock of decisions (decided_at, scan deadlines); the test driver replaces it to replay.
     clock: Callable[[], float] = staticmethod(time.time)
+    # How the worker leaves when a handler failure cannot be pinned on records; tests replace it.
+    exit_worker: Callable[[BaseException], None] = staticmethod(exit_hard)
 
     def __init__(self, settings: Settings, services: Services, app: faust.App | None = None) -> None:
         self.settings = settings
@@ -96,14 +101,21 @@ class Topology:
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
-        self.risk_lists = self.app.GlobalTable(topics.TABLE_RISK_LISTS, partitions=1, recovery_buffer_size=1, **table)
+        # on_changelog_event: each entry changed on another worker (or read back in recovery) is
+        # re-indexed at the next tick, not the whole table (see tick_reference_data).
+        self.risk_lists = self.app.GlobalTable(topics.TABLE_RISK_LISTS, partitions=1, recovery_buffer_size=1,
+                                               on_changelog_event=self._risk_list_changed, **table)
         # One capacity-controller state per declarations partition, key b"capacity:<partition>".
         self.capacity = self.app.Table(topics.TABLE_CAPACITY, partitions=settings.partitions, **table)
-        self.risk_index = RiskListIndex()  # rebuilt from the risk-lists table every second
-        self.credit_book = CreditBook(lambda: tables.contents(self.credit))
+        self.risk_index = RiskListIndex()  # kept equal to the risk-lists table, entry by entry (tick_reference_data)
+        self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
+        self._risk_index_ready = False  # the index was synced in full since this worker was last ready
+        self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
+        self._last_record_ok: dict[str, bool] = defaultdict(bool)  # agent -> its last record in this process succeeded
+        metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
         self._publish_model_versions()
         self._wire()
@@ -152,10 +164,21 @@ class Topology:
     def _batch_agent(self, name: str, handler: Any) -> Any:
         s = self.settings
 
+        # Records that carry declarations weigh as many as they may carry (streams.limits).
+        weight = record_weight({self.batch_topic_name: s.gateway_batch_max_declarations,
+                                s.topic(topics.CENTRALISED_DECLARATIONS): MAX_CENTRALISED_ITEMS})
+
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
-            async for events in take_batches(stream, s.batch_max, s.batch_within_s):
-                in_flight = await self._run_batch(name, handler, events, in_flight)
+            try:
+                async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
+                    in_flight = await self._run_batch(name, handler, events, in_flight)
+            except Exception as exc:  # a stop (CancelledError) passes through
+                # Faust would restart the agent on the same stream, which then acknowledges records
+                # nobody handled and commits past them. The worker leaves instead (exit code 1).
+                log.critical("%s stopped on %s", name, type(exc).__name__, exc_info=exc)
+                self.exit_worker(exc)
+                raise
 
         agent.__name__ = agent.__qualname__ = name
         return agent
@@ -167,20 +190,57 @@ class Topology:
         delivery stops the agent before it sends anything after it). Steps 1-3 of the protocol in
         ``streams.runtime.checkpoint``."""
         started = time.perf_counter()
+        handed = self.checkpoint.handed()  # undecided until its outputs are acknowledged (the stall gauge)
         # No cyclic collection inside a handler: a collection there would walk the whole live batch
         # (docs/benchmark.md). Outside, the batch's objects are freed and a collection, when due,
         # finds little (streams.worker.tune_gc).
         gc.disable()
         try:
-            out = handler(events)
+            attempt = handle_isolating(agent, handler, events)
         finally:
             gc.enable()
+        out = attempt.out
+        if attempt.retried:
+            self._after_handler_error(agent, attempt, len(events))
+        else:
+            self._last_record_ok[agent] = True
         _publish_instruction_metrics(out)
         decided = time.perf_counter()
         futures = await self.checkpoint.produce(self.app, out, in_flight)
+        self.checkpoint.settle(handed, futures)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
         metrics.BATCH_SECONDS.labels(agent, "deliver").observe(time.perf_counter() - decided)
         return futures
+
+    def _after_handler_error(self, agent: str, attempt: Attempt, handled: int) -> None:
+        """A handler raised and its batch was handled record by record (``streams.isolation``). The
+        records that failed alone go to the dead letters (``handler-error``), unless the failure
+        cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
+        with nothing committed past the batch. That is the case when no record of a batch of several
+        could be handled, and when a batch of one fails without the agent's previous record having
+        succeeded in this process (a quiet partition hands records one at a time: a handler broken
+        from the start, or broken since the last failure, would otherwise dead-letter them all)."""
+        metrics.HANDLER_RETRIES.labels(agent).inc()
+        self._controllers.clear()  # the failed attempt may have advanced these copies in place
+        if not attempt.failed:  # every record succeeded alone
+            self._last_record_ok[agent] = True
+            return
+        none_handled = len(attempt.failed) == handled
+        if none_handled and (handled > 1 or not self._last_record_ok[agent]):
+            _, first = attempt.failed[0]
+            metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
+            log.critical("%s: the handler fails on every record of a batch of %d, with no record handled since (%s); "
+                         "stopping the worker so that it is restarted, nothing committed past them",
+                         agent, handled, type(first).__name__, exc_info=first)
+            failure = HandlerFailed.of(agent, first)
+            self.exit_worker(failure)
+            raise failure  # where exit_worker returns (the tests' stand-in): the batch is not sent
+        self._last_record_ok[agent] = not none_handled
+        for event, exc in attempt.failed:
+            log.error("%s: record %s[%d]@%d fails on its own (%s): dead-lettered", agent, event.message.topic,
+                      event.message.partition, event.message.offset, type(exc).__name__, exc_info=exc)
+            self.dead_letters.add(attempt.out, event.message, HandlerFailed.of(agent, exc))
+            metrics.HANDLER_ERRORS.labels(agent, "dead-lettered").inc()
 
     # ---- timers (synchronous bodies: the test driver fires them as its clock advances) ---------
     def tick_scan_deadlines(self) -> OutputBatch:
@@ -192,12 +252,34 @@ class Topology:
     def tick_reference_data(self) -> None:
         """Risk-list entries added, retracted or expired change decisions within a second, without
         a restart; the lag and selection-rate gauges are refreshed on the same beat."""
-        changed = self.risk_index.sync(tables.contents(self.risk_lists))
+        changed = self._sync_risk_index()
         if changed:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
         self._publish_lag()
         self.publish_selection_rates(self._active_declaration_partitions())
+
+    def _sync_risk_index(self) -> int:
+        """Re-index the risk-list entries written here or received on the changelog since the last
+        tick (a look-up each), and drop entries whose validity ended ``risk_list_prune_after_s`` ago
+        (from a heap by end of validity). After a start or a rebalance, once the tables are
+        recovered, the index is synced with the whole table once: a persistent store can hold
+        entries that no changelog event announced."""
+        contents = tables.contents(self.risk_lists)
+        keys, self._risk_list_keys = self._risk_list_keys, set()
+        ready = status.ready(self.app)
+        full = ready and not self._risk_index_ready
+        changed = self.risk_index.sync(contents) if full else self.risk_index.refresh(contents, keys)
+        self._risk_index_ready = ready
+        horizon = datetime.fromtimestamp(self.clock() - self.settings.risk_list_prune_after_s, UTC)
+        return changed + self.risk_index.prune(horizon)
+
+    async def _risk_list_changed(self, event: faust.EventT) -> None:
+        """Faust's ``on_changelog_event``: called for every risk-list changelog record this worker
+        receives, just before the table applies it (it is applied before the next tick)."""
+        key = event.message.key
+        if key is not None:
+            self._risk_list_keys.add(bytes(key))
 
     def tick_models(self) -> None:
         """A watched registry: a newly activated, verified model is swapped in atomically; a broken
@@ -232,6 +314,7 @@ class Topology:
                 self.dead_letters.add(out, msg, exc)
                 continue
             out.set_table(self.risk_lists, 0, bytes(msg.key), msg.value)
+            self._risk_list_keys.add(bytes(msg.key))  # this worker gets no changelog event for its own write
         return out
 
     def handle_inspection_results(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -433,6 +516,10 @@ class Topology:
             items = parse_declaration_batch(msg.value, msg.partition, self.settings.partitions)
         except Exception as exc:  # noqa: BLE001 - the envelope itself is unusable
             self.dead_letters.add(out, msg, exc)
+            return []
+        if len(items) > self.settings.gateway_batch_max_declarations:  # refused whole, decided not at all
+            limit = self.settings.gateway_batch_max_declarations
+            self.dead_letters.add(out, msg, BatchTooLarge(f"{len(items)} declarations in one batch record; at most {limit} accepted"))
             return []
         good: list[tuple[int, Declaration]] = []
         knows_port = self.services.policy.knows_port

@@ -11,6 +11,11 @@ when its buffer is empty it waits for the first event without a timeout, and onl
 batch ``within`` seconds to fill. While events keep arriving the two behave the same: the window
 starts when the agent comes back for the next batch.
 
+A batch is bounded by weight, not by count: ``weight(event)`` says how much an event counts
+against ``max_`` (default 1 each). An agent whose records carry many declarations (a gateway batch
+record, a centralised declaration) weighs each by the declarations it may carry, so one micro-batch
+holds at most ``max_`` declarations; an event heavier than ``max_`` on its own is a batch by itself.
+
 The events of a batch are acknowledged when the agent comes back for the next batch, as in
 ``take_events``, but not when the agent crashed or was stopped while handling it: ``take_events``
 acks them on the way out too, which lets the consumer commit past a batch whose outputs were never
@@ -21,25 +26,33 @@ sent. Here that batch stays unacknowledged, nothing is committed past it, and it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import faust
 from mode.utils.futures import notify
 
 
-async def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
-    """Lists of up to ``max_`` events; a list is yielded ``within`` seconds after the agent asked
-    for it (or after its first event, when none was waiting), or as soon as it is full."""
+async def take_batches(stream: faust.StreamT, max_: int, within: float,
+                       weight: Callable[[faust.EventT], int] | None = None) -> AsyncIterator[list[faust.EventT]]:
+    """Lists of events weighing up to ``max_`` together (``weight``: 1 per event by default; a
+    single heavier event makes a list of its own); a list is yielded ``within`` seconds after the
+    agent asked for it (or after its first event, when none was waiting), or as soon as it is full."""
     s: Any = stream  # Faust's Stream: the buffering hooks below are its own (see take_events)
     events: list[faust.EventT] = []
+    total = 0  # the weight of ``events``
     arrived = asyncio.Event()  # the buffer holds at least one event
     full = asyncio.Event()
     consumed = asyncio.Event()
     consuming: asyncio.Future | None = None  # set while the agent handles a batch: hold new events
 
+    async def hand_over() -> None:
+        full.set()
+        consumed.clear()
+        await s.wait(consumed)
+
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal consuming
+        nonlocal consuming, total
         if consuming is not None:
             try:
                 await consuming
@@ -48,12 +61,14 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float) -> Async
         event = s.current_event
         if event is None:
             raise RuntimeError("take_batches found current_event is None")
+        w = 1 if weight is None else max(1, weight(event))
+        if events and total + w > max_:
+            await hand_over()  # the buffer goes first: this event would take it past max_
         events.append(event)
+        total += w
         arrived.set()
-        if len(events) >= max_:
-            full.set()
-            consumed.clear()
-            await s.wait(consumed)  # never more than max_ events in one batch
+        if total >= max_:
+            await hand_over()  # never more than max_ in one batch (or one event heavier than that)
         return value
 
     enable_acks = s.enable_acks
@@ -78,6 +93,7 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float) -> Async
             finally:
                 batch = list(events)
                 events.clear()
+                total = 0
                 arrived.clear()
                 if handled:  # not when the agent crashed or was stopped: its batch is read again
                     for event in batch:

@@ -4,7 +4,10 @@ on the broker (in the spirit of Quix Streams' ``checkpointing/checkpoint.py``)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +38,9 @@ class Checkpoint:
        (``streams.runtime.producer``); the delivery futures are tracked here and returned to the
        agent, which passes them back in at step 2 of N+1. N+1 is handled while N is on the wire.
     4. Acknowledge. When the agent asks for N+1, ``take_batches`` acks N's events to Faust. A batch
-       whose handler raised, or whose agent crashed or was stopped, is never acked.
+       whose agent crashed or was stopped is never acked. (A handler that raises is first undone
+       and its batch handled record by record, ``streams.isolation``; when the failure cannot be
+       pinned on records the worker exits with ``exit_hard``, acking and committing nothing.)
     5. Commit. Every commit Faust makes (its commit timer, on stop, after an agent error) ends in
        the consumer's ``_commit_offsets`` (``streams.runtime.consumer``), which first calls
        ``may_commit``: it awaits every delivery tracked so far, of every agent; if one failed (an
@@ -55,6 +60,10 @@ class Checkpoint:
     def __init__(self) -> None:
         self._pending: set[asyncio.Future] = set()
         self.failure: BaseException | None = None  # the first failed delivery; it sticks
+        # Micro-batches handed to a handler and not yet decided and delivered: batch number -> when
+        # it was handed (monotonic seconds). At most two per agent (one handled, one in flight).
+        self._undecided: dict[int, float] = {}
+        self._handed = itertools.count()
 
     async def produce(self, app: Any, out: OutputBatch, previous: Sequence[asyncio.Future]) -> list[asyncio.Future]:
         """Steps 2 and 3: await ``previous`` (the agent's last batch: raises if it was not
@@ -104,3 +113,47 @@ class Checkpoint:
             await crash(exc)
             return False
         return True
+
+    # ---- the oldest undecided micro-batch (gauge customs_oldest_undecided_seconds) ----------------
+    # A batch is undecided from when it is handed to its handler until the broker has acknowledged
+    # its outputs. One that never gets there (its agent stopped on it, its delivery hangs) keeps the
+    # age growing, so a stall cannot stay silent.
+
+    def handed(self) -> int:
+        """A micro-batch goes to its handler; returns its number for ``settle``."""
+        number = next(self._handed)
+        self._undecided[number] = time.monotonic()
+        return number
+
+    def settle(self, number: int, futures: Sequence[asyncio.Future]) -> None:
+        """Batch ``number`` is decided once ``futures`` (its deliveries) have all succeeded; a failed
+        one keeps it undecided (the worker stops on a failed delivery anyway)."""
+        if not futures:
+            self._undecided.pop(number, None)
+            return
+        left = set(futures)
+
+        def done(future: asyncio.Future) -> None:
+            left.discard(future)
+            if not left and all(not f.cancelled() and f.exception() is None for f in futures):
+                self._undecided.pop(number, None)
+
+        for future in futures:
+            future.add_done_callback(done)
+
+    def oldest_undecided_s(self) -> float:
+        """Seconds since the oldest undecided micro-batch was handed to its handler (0: none).
+        Safe from the metrics server's thread: one C-level copy of the values."""
+        started = list(self._undecided.values())
+        return time.monotonic() - min(started) if started else 0.0
+
+
+def exit_hard(reason: BaseException, code: int = 1) -> None:
+    """Leave the process at once, as ``kill -9`` would, but with exit code ``code`` and the log
+    flushed: no stream is stopped, no event acknowledged and no offset committed on the way out
+    (Faust's own stop would restart the agent, acknowledge records nobody handled and commit
+    them). The supervisor restarts the worker, which reads everything past the last commit again
+    (the at-least-once protocol above; ``decision.flow`` re-emits what was already decided)."""
+    log.critical("worker exits with code %d, committing nothing more: %s", code, reason)
+    logging.shutdown()
+    os._exit(code)

@@ -50,6 +50,7 @@ FILESYSTEM_ALLOWED = {
                                                         "version names with '/' or a leading '.' are refused",
     ("riskmodels/serving.py", "publish"): "`riskctl` model publishing: copies a verified artifact into the registry",
     ("riskmodels/serving.py", "_write_atomic"): "publish(): writes the registry's active.json",
+    ("streams/runtime/checkpoint.py", "exit_hard"): "os._exit(code): leaves the process without committing; no path involved",
     ("portsim/station.py", "Journal.__init__"): "the station's journal: <state_dir>/<group id>.journal, from settings/CLI",
     ("portsim/station.py", "Journal.record"): "fsync of the journal file handle",
     ("portsim/station.py", "Journal._compact"): "rewrites the journal next to itself",

@@ -152,3 +152,29 @@ def test_matching_is_cheap_with_many_entries():
     index = RiskListIndex(entry(f"E{i}", kind="enterprise", value=f"ENT{i}") for i in range(5000))
     d = declaration(enterprise_id="ENT4242")
     assert [h.entry_id for h in index.matches(d)] == ["E4242"]
+
+
+# ---- incremental upkeep (issue 15, item 7) ----------------------------------------------------------
+def test_refresh_reindexes_only_the_given_keys() -> None:
+    table = {b"R1": raw(entry("R1")), b"R2": raw(entry("R2", value="VN"))}
+    index = RiskListIndex()
+    assert index.refresh(table, [b"R1"]) == 1
+    assert "R1" in index and "R2" not in index  # R2 was not named: not looked at
+    table[b"R1"] = raw(entry("R1", value="KP"))
+    del table[b"R2"]
+    assert index.refresh(table, [b"R1", b"R2"]) == 1  # R1 replaced; R2 absent and never indexed
+    assert index.get("R1").value == "KP"
+    table[b"R1"] = b'{"entry_id": "R1"}'  # invalid (it was dead-lettered): the old version must not linger
+    assert index.refresh(table, [b"R1"]) == 1 and "R1" not in index
+
+
+def test_prune_drops_what_expired_by_its_end_of_validity_and_skips_replaced_versions() -> None:
+    index = RiskListIndex([entry("OPEN"), entry("SOON", valid_until=NOW + DAY), entry("LATER", valid_until=NOW + 3 * DAY)])
+    index.put(entry("SOON", valid_until=NOW + 5 * DAY))  # extended: the old end of validity is stale
+    assert index.prune(NOW + 2 * DAY) == 0
+    assert index.prune(NOW + 4 * DAY) == 1 and "LATER" not in index
+    assert index.prune(NOW + 6 * DAY) == 1 and "SOON" not in index
+    assert len(index) == 1 and "OPEN" in index
+    for i in range(1000):  # replaced over and over: the heap stays bounded by the entries it serves
+        index.put(entry("CHURN", valid_until=NOW + (7 + i % 5) * DAY))
+    assert len(index._expiry) <= 2 * len(index) + 64

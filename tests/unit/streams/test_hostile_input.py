@@ -190,6 +190,7 @@ def stub_topology() -> Topology:
     topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
     topo.credit_book = CreditBook(lambda: topo.credit.data)
     topo.services = SimpleNamespace(policy=load_policy())  # type: ignore[assignment]  # the port and device register
+    topo._risk_list_keys = set()  # risk-list entries written since the last re-index
     return topo
 
 

@@ -172,12 +172,9 @@ def test_no_garbage_collection_inside_a_handler_and_it_is_back_on_after(driver, 
         return OutputBatch()
 
     assert gc.isenabled()
-    run = driver.topology._run_batch("test", handler, [], [])
-    if fails:
-        with pytest.raises(RuntimeError):
-            asyncio.run(run)
-    else:
-        assert asyncio.run(run) == []
+    # A handler that raises is undone and retried record by record (tests/unit/streams/test_handler_errors.py):
+    # here there is no record to retry, so nothing is sent either way.
+    assert asyncio.run(driver.topology._run_batch("test", handler, [], [])) == []
     assert seen == [False] and gc.isenabled()
 
 

@@ -133,3 +133,13 @@ def test_a_batch_the_agent_crashed_on_is_not_acknowledged() -> None:
     handled, acked = asyncio.run(scenario())
     assert handled == [1, 2]
     assert acked == [1, 2]  # 3 and 4 stay unacknowledged: the consumer commits nothing past them
+
+
+def test_a_batch_is_bounded_by_the_weight_of_its_events() -> None:
+    # Each value is its own weight (as a gateway batch record weighs the declarations it carries).
+    values = [3, 3, 1, 5, 9, 2, 2]
+    batches, _ = asyncio.run(_quiet_then_send(lambda s: take_batches(s, 6, 0.05, weight=lambda e: e.value), values))
+    assert [v for batch in batches for v in batch] == values
+    for batch in batches:
+        assert sum(batch) <= 6 or len(batch) == 1, batches  # only an event heavier than the bound stands alone
+    assert [9] in batches

@@ -270,3 +270,32 @@ def test_a_stream_s_buffering_hooks(tmp_path: Path) -> None:
         assert processor not in stream._processors
 
     asyncio.run(scenario())
+
+
+def test_a_global_table_calls_back_on_every_changelog_event_before_applying_it(tmp_path: Path) -> None:
+    """The risk-list index is updated entry by entry from ``on_changelog_event`` (public API), and the
+    next tick reads the changed key from the table: so recovery must call back for each event and
+    apply it before the next await (buffers of one record)."""
+    import inspect
+
+    from faust.tables import recovery
+
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        seen: list[Any] = []
+
+        async def changed(event: Any) -> None:
+            seen.append(event)
+
+        table = app.GlobalTable("refs", partitions=1, recovery_buffer_size=1, key_type=bytes, value_type=bytes,
+                                on_changelog_event=changed)
+        assert table.recovery_buffer_size == 1 and table.standby_buffer_size == 1
+        await table.on_changelog_event("event")
+        assert seen == ["event"]
+
+    asyncio.run(scenario())
+    source = inspect.getsource(recovery.Recovery)
+    callback = "await table.on_changelog_event(event)"
+    call = source.index(callback)
+    apply = source.index("table.apply_changelog_batch(buf)", call)
+    assert "await" not in source[call + len(callback):apply]  # nothing runs between the call back and the apply
