@@ -84,3 +84,8 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
     for i in np.flatnonzero(counts):
         histogram._buckets[i].inc(int(counts[i]))
     histogram._sum.inc(float(values.sum()))
+
+# --- Declaration state lifecycle (decision.retention). what: "compacted" (full state -> fingerprint),
+# "deleted" (fingerprint past its retention: tombstone), "orphan-scan" (a scan whose declaration never
+# came: tombstone and dead letter).
+STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])

@@ -45,7 +45,7 @@ class OutputBatch:
 
     def set_table(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """Write (or delete, with None) a table key and record the change on its changelog."""
-        tables.write(table, key, value)
+        tables.write(table, key, value, partition)
         self.add(tables.changelog_topic(table), partition, key, value)
 
     async def send(self, app: Any) -> list[asyncio.Future]:

@@ -6,6 +6,11 @@ changelog record into the micro-batch's output (``streams.outputs.OutputBatch.se
 partition of the input record: where Faust itself would write it and where its recovery reads it
 back. Reads go to the plain dict inside Faust's memory store: its ``Store`` wrapper costs about a
 microsecond per look-up through the generic ``Mapping`` methods.
+
+With Faust's RocksDB store (one database per partition) a write through the store picks the
+database from ``current_event()``: wrong in a micro-batch spanning partitions, absent in a timer.
+``write`` therefore puts the value into the database of the partition it is given. Reads go
+through the store, which finds a key's database by its key index or bloom filters.
 """
 
 from __future__ import annotations
@@ -22,13 +27,59 @@ def contents(table: Any) -> Mapping[bytes, bytes]:
     return inner if isinstance(inner, dict) else store
 
 
-def write(table: Any, key: bytes, value: bytes | None) -> None:
+def write(table: Any, key: bytes, value: bytes | None, partition: int | None = None) -> None:
     """Set (or delete, with None) a key in the table's local store only; the caller sends the
-    changelog record (to ``changelog_topic(table)``)."""
+    changelog record (to ``changelog_topic(table)``). ``partition``: the key's changelog partition,
+    required by a partitioned on-disk store.
+
+    In the memory store the key object written is the one the dict keeps (an update replaces it),
+    so that an index of keys (``streams.expiry``) and the store share one object per key."""
+    store = table.data
+    inner = getattr(store, "data", None)
+    if isinstance(inner, dict):
+        inner.pop(key, None)
+        if value is not None:
+            inner[key] = value
+        return
+    if partition is not None and is_rocksdb(table):
+        db = store._db_for_partition(partition)
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+            store._key_index[key] = partition
+        return
     if value is None:
-        table.data.pop(key, None)
+        store.pop(key, None)
     else:
-        table.data[key] = value
+        store[key] = value
+
+
+def is_rocksdb(table: Any) -> bool:
+    """Whether the table's local store is Faust's RocksDB store (one database per partition)."""
+    return type(table.data).__module__ == "faust.stores.rocksdb"
+
+
+def partition_items(table: Any, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` (key, value) pairs of a RocksDB table's partition database, in key order,
+    starting after ``after`` (None: from the first): for walking a persisted store a bounded step
+    at a time. Faust's own offset record is left out."""
+    store = table.data
+    db = store._db_for_partition(partition)
+    it = db.iter()
+    if after is None:
+        it.seek_to_first()
+    else:
+        it.seek(after)
+        if it.valid() and it.key() == after:
+            it.next()
+    out: list[tuple[bytes, bytes]] = []
+    while it.valid() and len(out) < limit:
+        key = it.key()
+        if key != store.offset_key:
+            out.append((key, it.value()))
+        it.next()
+    return out
 
 
 def changelog_topic(table: Any) -> str:
