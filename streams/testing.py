@@ -75,6 +75,8 @@ class TopologyDriver:
         self.topology.clock = self.clock
         every = set(range(self.settings.partitions))
         self.topology.owned_partitions = lambda: every  # type: ignore[method-assign]  # the driver owns every partition
+        for table in (self.topology.state, self.topology.deadlines):
+            tables.open_partitions(table, every)  # as an assignment does (an on-disk store reads only open partitions)
         start = self.clock()
         self._next_fire = {name: start + interval for name, (interval, _) in self.topology.timers.items()}
         self._offsets = itertools.count()

@@ -106,10 +106,12 @@ class Topology:
         table: dict[str, Any] = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
         # The per-declaration tables in the store of the settings; each recovered changelog record
         # also feeds the expiry indexes (``_on_state_changelog``).
-        store = "rocksdb://" if settings.table_store == "rocksdb" else "memory://"
-        self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions, store=store,
+        rocksdb = settings.table_store == "rocksdb"  # "rocksdb:<name>": a table's databases under the data dir (a bare "rocksdb://" is ignored)
+        self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions,
+                                    store=f"rocksdb:{topics.TABLE_DECLARATION_STATE}" if rocksdb else "memory://",
                                     on_changelog_event=self._on_state_changelog, **table)
-        self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions, store=store,
+        self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions,
+                                        store=f"rocksdb:{topics.TABLE_SCAN_DEADLINES}" if rocksdb else "memory://",
                                         on_changelog_event=self._on_deadline_changelog, **table)
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).

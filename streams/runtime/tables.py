@@ -60,6 +60,14 @@ def is_rocksdb(table: Any) -> bool:
     return type(table.data).__module__ == "faust.stores.rocksdb"
 
 
+def open_partitions(table: Any, partitions: set[int]) -> None:
+    """Open a RocksDB table's databases of ``partitions``, as Faust does for the partitions a
+    rebalance assigns (its reads look only in open databases); nothing for other stores."""
+    if is_rocksdb(table):
+        for partition in partitions:
+            table.data._db_for_partition(partition)
+
+
 def partition_items(table: Any, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
     """Up to ``limit`` (key, value) pairs of a RocksDB table's partition database, in key order,
     starting after ``after`` (None: from the first): for walking a persisted store a bounded step
