@@ -106,7 +106,8 @@ class Topology:
         table: dict[str, Any] = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
         # The per-declaration tables in the store of the settings; each recovered changelog record
         # also feeds the expiry indexes (``_on_state_changelog``).
-        rocksdb = settings.table_store == "rocksdb"  # "rocksdb:<name>": a table's databases under the data dir (a bare "rocksdb://" is ignored)
+        # "rocksdb:<table>": the table's databases under the data dir (Faust ignores a bare "rocksdb://" on a table).
+        rocksdb = settings.table_store == "rocksdb"
         self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions,
                                     store=f"rocksdb:{topics.TABLE_DECLARATION_STATE}" if rocksdb else "memory://",
                                     on_changelog_event=self._on_state_changelog, **table)

@@ -153,7 +153,7 @@ def test_the_memory_store_keeps_the_key_object_last_written(tmp_path: Path) -> N
     # hold the same ones, or a retained declaration would cost its key twice.
     async def scenario() -> None:
         table = _app(tmp_path).Table("state", partitions=4, **RAW)
-        first, second = bytes(b"KEY"), b"".join([b"K", b"EY"])
+        first, second = b"KEY", b"".join([b"K", b"EY"])
         assert first == second and first is not second
         tables.write(table, first, b"v1", 0)
         tables.write(table, second, b"v2", 0)
