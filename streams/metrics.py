@@ -89,3 +89,4 @@ def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> 
 # "deleted" (fingerprint past its retention: tombstone), "orphan-scan" (a scan whose declaration never
 # came: tombstone and dead letter).
 STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
+STATE_RETAINED = Gauge("customs_state_retained", "Declaration states (full or fingerprint) held in this worker's memory store.")
