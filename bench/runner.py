@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import archive
 
         return archive.main(argv[1:])
+    if argv[:1] == ["state"]:  # the declaration state's figures: memory per declaration, restart (bench/state.py)
+        from bench import state
+
+        return state.main(argv[1:])
     args = parse_args(argv)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}

@@ -1,6 +1,7 @@
 """What the worker keeps per declaration, and the instruction it emits: typed, with versioned bytes.
 
-``DeclarationState`` is the value of the ``declaration-state`` table (key: declaration id) and
+``DeclarationState`` is the value of the ``declaration-state`` table (key: declaration id; a
+finalised one is replaced by a ``Fingerprint`` after a while, ``decision.retention``) and
 ``ScanDeadline`` the value of the ``scan-deadlines`` table. Both are stored as one format byte
 followed by msgpack (``msgspec``, positional fields); a reader refuses a format byte it does not
 know instead of guessing. Records written as JSON objects by earlier releases (first byte ``{``)

@@ -532,6 +532,15 @@ class Topology:
         # owned partition's persisted keys are walked into the indexes, a bounded step per tick.
         self._walks: dict[tuple[str, int], bytes | None] = {}  # (table, partition) -> last key walked
         self._walked: set[tuple[str, int]] = set()
+        for table in (self.state, self.deadlines):
+            table.on_recover(self._recovered(table))
+
+    @staticmethod
+    def _recovered(table: Any) -> Callable[[], Awaitable[None]]:
+        async def forget() -> None:  # a retained declaration then costs its key, value and index entry only
+            tables.forget_recovered_keys(table)
+
+        return forget
 
     def _hint_state(self, partition: int, key: bytes, stored: Stored, first_seen: float) -> None:
         due = due_at(stored, self.lifetimes, first_seen)

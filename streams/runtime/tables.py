@@ -55,6 +55,16 @@ def write(table: Any, key: bytes, value: bytes | None, partition: int | None = N
         store[key] = value
 
 
+def forget_recovered_keys(table: Any) -> None:
+    """Drop the memory store's record of which partition each recovered key came from (a dict
+    entry per key, as large again as a retained declaration's fingerprint). Faust reads it once,
+    when recovery completes, to drop keys of partitions no longer assigned; a table's
+    ``on_recover`` callbacks run right after that."""
+    recovered = getattr(table.data, "_key_partition", None)
+    if isinstance(recovered, dict):
+        recovered.clear()
+
+
 def is_rocksdb(table: Any) -> bool:
     """Whether the table's local store is Faust's RocksDB store (one database per partition)."""
     return type(table.data).__module__ == "faust.stores.rocksdb"

@@ -30,9 +30,11 @@ from faust.streams import Stream
 from faust.transport import base as faust_transport
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.utils import futures as mode_futures
 
 from common.settings import Settings
+from streams.runtime import tables
 from streams.runtime.app import faust_app
 from streams.runtime.checkpoint import Checkpoint
 
@@ -309,3 +311,30 @@ def test_a_table_hands_each_recovered_changelog_event_to_its_callback(tmp_path: 
 
     asyncio.run(scenario())
     assert seen == ["event"]
+
+
+def test_the_memory_store_s_recovery_bookkeeping_is_read_before_the_recover_callbacks(tmp_path: Path) -> None:
+    # streams.runtime.tables.forget_recovered_keys clears it from an on_recover callback.
+    class Event:
+        def __init__(self, key: bytes, value: bytes | None, partition: int) -> None:
+            self.key, self.value = key, value
+            self.message = type("M", (), {"key": key, "value": value, "partition": partition, "tp": TP("t", partition)})()
+
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        table = _app(tmp_path).Table("state", partitions=4, key_type=bytes, value_type=bytes)
+
+        @table.on_recover
+        async def forget() -> None:
+            seen.append(len(table.data._key_partition))
+            tables.forget_recovered_keys(table)
+
+        table.apply_changelog_batch([Event(b"a", b"1", 0), Event(b"b", b"2", 1)])
+        assert table.data._key_partition == {b"a": 0, b"b": 1}
+        await table.on_recovery_completed({TP("contract-state-changelog", 0)}, set())
+        assert dict(table.data.data) == {b"a": b"1"}  # Faust dropped the key of the unassigned partition first
+        assert table.data._key_partition == {}
+
+    asyncio.run(scenario())
+    assert seen == [1]
