@@ -28,6 +28,7 @@ class OutputBatch:
         # counts and (stage, seconds from event time) latencies.
         self.tally: Counter[tuple[str, str, str, str]] = Counter()
         self.latencies: list[tuple[str, float]] = []
+        self._on_disk: dict[tuple[str, int], Any] = {}  # RocksDB changelog partitions written -> their table
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self._records[(topic, partition)].append((key, value))
@@ -46,14 +47,27 @@ class OutputBatch:
     def set_table(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         """Write (or delete, with None) a table key and record the change on its changelog."""
         tables.write(table, key, value, partition)
-        self.add(tables.changelog_topic(table), partition, key, value)
+        topic = tables.changelog_topic(table)
+        self.add(topic, partition, key, value)
+        if tables.is_rocksdb(table):
+            self._on_disk[(topic, partition)] = table
 
     async def send(self, app: Any) -> list[asyncio.Future]:
         """Hand every record to Faust's producer and empty the batch; returns the delivery futures
         (not awaited here). Agents send through ``Checkpoint.produce``, which tracks them."""
         if not self.count:
             return []
-        futures = await send_records(app, self.by_partition())
+        futures: list[asyncio.Future] = []
+        for item in self.by_partition():
+            sent = await send_records(app, [item])
+            futures += sent
+            table = self._on_disk.get(item[0])
+            if table is not None and sent:
+                # Once delivered, a RocksDB store records how far its partition is on the changelog
+                # (it holds every record sent: each was written locally first), so a restart reads
+                # only what comes after. Faust does this for its own writes, which these bypass.
+                tables.persist_offset_when_delivered(table, *item[0], sent[-1])
         self._records.clear()
+        self._on_disk.clear()
         self.count = 0
         return futures

@@ -15,8 +15,11 @@ through the store, which finds a key's database by its key index or bloom filter
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
+
+from faust.types import TP
 
 
 def contents(table: Any) -> Mapping[bytes, bytes]:
@@ -63,6 +66,22 @@ def forget_recovered_keys(table: Any) -> None:
     recovered = getattr(table.data, "_key_partition", None)
     if isinstance(recovered, dict):
         recovered.clear()
+
+
+def persist_offset_when_delivered(table: Any, topic: str, partition: int, delivered: asyncio.Future) -> None:
+    """When ``delivered`` (a record batch on the table's changelog partition) is acknowledged, make
+    its base offset the RocksDB store's persisted offset of that partition: recovery then starts
+    after it. Conservative (the batch's later records are read again); nothing for a partition
+    whose database is closed (revoked) or a failed delivery."""
+    def done(future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        metadata = future.result()
+        store = table.data
+        if metadata is not None and metadata.offset is not None and partition in store._dbs:
+            store.set_persisted_offset(TP(topic, partition), metadata.offset)
+
+    delivered.add_done_callback(done)
 
 
 def is_rocksdb(table: Any) -> bool:

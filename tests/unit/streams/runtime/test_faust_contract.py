@@ -23,7 +23,7 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
-from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
 from faust.stores import memory
 from faust.stores import rocksdb as rocksdb_store
 from faust.streams import Stream
@@ -162,6 +162,12 @@ CALLED: dict[str, tuple[Any, list[str], str]] = {
     "mode.utils.futures.notify": (mode_futures.notify, ["fut", "result=None"], "take_batches"),
     # streams/runtime/tables.py (RocksDB store)
     "rocksdb Store._db_for_partition": (rocksdb_store.Store._db_for_partition, ["self", "partition"], "tables.write, partition_items"),
+    "rocksdb Store.set_persisted_offset": (rocksdb_store.Store.set_persisted_offset, ["self", "tp", "offset"],
+                                           "tables.persist_offset_when_delivered"),
+    # A sent batch's future resolves to RecordMetadata whose offset is the batch's base offset.
+    "aiokafka MessageBatch.done": (MessageBatch.done, ["self", "base_offset", "timestamp=None", "log_start_offset=None",
+                                                       "_record_metadata_class=<class 'aiokafka.structs.RecordMetadata'>"],
+                                   "tables.persist_offset_when_delivered"),
 }
 
 

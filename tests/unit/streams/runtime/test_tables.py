@@ -161,3 +161,43 @@ def test_the_memory_store_keeps_the_key_object_last_written(tmp_path: Path) -> N
         assert kept is second and tables.contents(table)[second] == b"v2"
 
     asyncio.run(scenario())
+
+
+def test_a_delivered_changelog_batch_moves_the_rocksdb_store_s_persisted_offset(tmp_path: Path, monkeypatch: Any) -> None:
+    # A restart then recovers only what comes after it (Faust does this for its own writes only).
+    from collections import namedtuple
+
+    import streams.outputs
+
+    Metadata = namedtuple("Metadata", "offset")
+    sent: list[tuple[str, int]] = []
+
+    async def fake_send(app: Any, by_partition: Any) -> list[asyncio.Future]:
+        futures = []
+        for (topic, partition), _records in by_partition:
+            sent.append((topic, partition))
+            future = asyncio.get_running_loop().create_future()
+            if partition == 2:
+                future.set_result(Metadata(41))  # the batch's base offset
+            else:
+                future.set_exception(RuntimeError("not delivered"))
+            futures.append(future)
+        return futures
+
+    monkeypatch.setattr(streams.outputs, "send_records", fake_send)
+
+    async def scenario() -> tuple[int | None, int | None]:
+        table = _rocksdb_table(tmp_path)
+        out = OutputBatch()
+        out.set_table(table, 2, b"k", b"v")
+        out.set_table(table, 1, b"j", b"w")
+        out.add("customs.instructions", 2, b"k", b"i")
+        futures = await out.send(object())
+        await asyncio.gather(*futures, return_exceptions=True)
+        await asyncio.sleep(0)  # the done callbacks
+        changelog = "tables-test-state-changelog"
+        store = table.data
+        return store.persisted_offset(TP(changelog, 2)), store.persisted_offset(TP(changelog, 1))
+
+    assert asyncio.run(scenario()) == (41, None)  # partition 1's batch failed: not moved
+    assert len(sent) == 3
