@@ -15,10 +15,10 @@ help:  ## list targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[devkit,test]'
+	$(PY) -m pip install --quiet -e '.[devkit,test,rocksdb]'
 	touch $@
 
-venv: $(VENV)/.installed  ## create .venv and install the project with its demo and test extras
+venv: $(VENV)/.installed  ## create .venv and install the project with its demo, test and rocksdb extras
 
 $(KAFKA_LIB)/.fetched: deploy/kafka/pom.xml
 	mvn -B -q -f deploy/kafka/pom.xml dependency:copy-dependencies

@@ -37,7 +37,9 @@ QUICK = {"count": 4_000, "single_count": 1_500, "naive_count": 500, "duration": 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                 epilog="`python -m bench archive [--help]`: the decision archive's figures instead (sink throughput "
-                                       "against the raw consume ceiling, history/report latency, bytes per instruction). "
+                                       "against the raw consume ceiling, history/report latency, bytes per instruction); "
+                                       "`python -m bench state [--help]`: the declaration state's (memory per retained declaration, "
+                                       "restart to ready with each table store). "
                                        "Progress goes to stderr; the table to stdout; results to --out. "
                                        "Exit status 1 if any run failed (its entry in the JSON holds the error).")
     p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (about a minute)")
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import archive
 
         return archive.main(argv[1:])
+    if argv[:1] == ["state"]:  # the declaration state's figures: memory per declaration, restart (bench/state.py)
+        from bench import state
+
+        return state.main(argv[1:])
     args = parse_args(argv)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}

@@ -67,13 +67,15 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     p = settings.partitions
     t = settings.topic
     app = settings.app_id
+    inputs = int(settings.input_topic_retention_s * 1000)  # the declaration state's fingerprints outlive it (settings)
     return [
-        TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways."),
+        TopicSpec(t(DECLARATIONS), p, "declaration_id", "Declarations from the port gateways.", retention_ms=inputs),
         TopicSpec(t(DECLARATION_BATCHES), p, "batch_id",
-                  "Declarations packed per partition by high-rate gateways (each on its murmur2 partition)."),
+                  "Declarations packed per partition by high-rate gateways (each on its murmur2 partition).", retention_ms=inputs),
         TopicSpec(t(CENTRALISED_DECLARATIONS), p, "centralised_id",
-                  "Centralised declarations (many goods items) from white-list enterprises; split into one declaration per item."),
-        TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment."),
+                  "Centralised declarations (many goods items) from white-list enterprises; split into one declaration per item.",
+                  retention_ms=inputs),
+        TopicSpec(t(SCANS), p, "declaration_id", "X-ray / CT scan results from inspection equipment.", retention_ms=inputs),
         TopicSpec(
             t(CREDIT_EVENTS), 1, "enterprise_id",
             "Credit and lifecycle events from customs and other agencies (the audit trail; the "

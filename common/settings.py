@@ -158,6 +158,41 @@ class Settings(BaseSettings):
             conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
         return conf
 
+    # --- Declaration state lifecycle (decision.retention, streams.expiry) -----------------------
+    # A declaration's full state (with the exact instruction bytes) is kept a while after its final
+    # outcome, for the redeliveries a crash can cause; then only a fingerprint, deleted with a
+    # changelog tombstone after the retention. The retention must outlive the input topics', so that
+    # any record still in them meets its fingerprint (refused otherwise).
+    table_store: Literal["memory", "rocksdb"] = Field(default="memory", description=(
+        "Store of the per-declaration tables: 'memory' (all in RAM, rebuilt from the changelog at start) or 'rocksdb' "
+        "(on disk in data_dir: needs the 'rocksdb' extra; a restart reads only the changelog written since)."))
+    state_compact_after_s: float = Field(default=300.0, gt=0, le=86_400, description=(
+        "Seconds a declaration's full state (its instruction bytes, re-emitted on a redelivery) is kept after its final outcome, "
+        "before it is replaced by a fingerprint. Must be longer than commit_interval_s."))
+    state_retention_s: float = Field(default=14 * 86_400.0, gt=0, le=10 * 365 * 86_400, description=(
+        "Seconds a declaration's fingerprint (duplicate and late-revision detection) is kept after its final outcome; "
+        "must be longer than input_topic_retention_s."))
+    input_topic_retention_s: float = Field(default=7 * 86_400.0, gt=0, le=10 * 365 * 86_400, description=(
+        "Retention of the input topics (declarations, gateway batches, centralised declarations, scans) "
+        "that `riskctl topics create` sets."))
+    orphan_scan_ttl_s: float = Field(default=6 * 3600.0, gt=0, le=30 * 86_400, description=(
+        "Seconds a scan whose declaration has not come is kept; then it goes to the dead letters (orphan-scan)."))
+    state_expiry_interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between state expiry ticks.")
+    state_expiry_max_per_tick: int = Field(default=5000, ge=1, le=1_000_000, description=(
+        "Most keys one expiry tick looks at (per table): the rest waits for the next tick, so the event loop is never held long."))
+
+    @model_validator(mode="after")
+    def _check_lifecycle(self) -> Settings:
+        if self.state_retention_s <= self.input_topic_retention_s:
+            raise ValueError("state_retention_s must be longer than input_topic_retention_s: a record still in an input topic "
+                             "would otherwise meet no fingerprint and be decided again")
+        if self.state_compact_after_s <= self.commit_interval_s:
+            raise ValueError("state_compact_after_s must be longer than commit_interval_s: a redelivery after a crash "
+                             "must still find the instruction bytes to re-emit")
+        if self.state_retention_s <= self.state_compact_after_s:
+            raise ValueError("state_retention_s must be longer than state_compact_after_s")
+        return self
+
     # --- Archive (`riskctl archive`, archive/) ----------------------------------------------------
     archive_dir: Path = Field(default=Path("var/archive"), description="Directory of the archive's Delta tables.")
     # Object storage: s3://bucket/prefix (gs://, az:// likewise) with credentials and endpoint from the

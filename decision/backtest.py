@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from decision.batch import decide_batch
 from decision.services import Services
-from decision.state import DeclarationState
+from decision.state import Stored
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
@@ -138,7 +138,7 @@ class _Run:
 
     def decide(self, rows: list[int], decls: list[Declaration], scorer: _Scored, references: _AsOf) -> None:
         """The worker's own decision function over the chunk, every declaration new (no stored state)."""
-        states: dict[str, DeclarationState | None] = {d.declaration_id: None for d in decls}
+        states: dict[str, Stored | None] = {d.declaration_id: None for d in decls}
         steps = decide_batch([(0, d) for d in decls], states, Services(self.policy, scorer), references,
                              lambda _: self.controller, now=0.0)
         decided: dict[tuple[str, int], int] = {}

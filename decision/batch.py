@@ -26,7 +26,7 @@ from typing import Protocol
 
 from decision.flow import Step, Versions, classify_declaration, on_declaration
 from decision.services import ScoreResult, Services
-from decision.state import DeclarationState, RevisionKind
+from decision.state import RevisionKind, Stored
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
 from policy.decide import decide
@@ -44,7 +44,7 @@ class References(Protocol):
 
 def decide_batch(
     declarations: Sequence[tuple[int, Declaration]],
-    states: MutableMapping[str, DeclarationState | None],
+    states: MutableMapping[str, Stored | None],
     services: Services,
     references: References,
     controller_for: Callable[[int], CapacityController],

@@ -25,6 +25,7 @@ from decision.state import (
     SCHEMA_VERSION,
     DeclarationState,
     DeclarationSummary,
+    Fingerprint,
     Instruction,
     Outcome,
     Phase,
@@ -113,9 +114,11 @@ def scan_summary(scan: ScanResult) -> ScanSummary:
                        list(scan.suspected_categories), scan.port, scan.device_id, scan.event_time.timestamp())
 
 
-def classify_declaration(state: DeclarationState | None, revision: int, enterprise_id: str | None = None) -> RevisionKind:
+def classify_declaration(state: DeclarationState | Fingerprint | None, revision: int, enterprise_id: str | None = None) -> RevisionKind:
     """What a declaration revision means given the stored state, before any scoring (with
     ``enterprise_id``: an amendment of a pending control that changes the enterprise is refused)."""
+    if isinstance(state, Fingerprint):  # finalised long ago: nothing is new any more
+        return _against_fingerprint(state, revision)
     if state is None or state.decl is None:
         return RevisionKind.NEW
     stored = state.decl.revision
@@ -131,10 +134,12 @@ def classify_declaration(state: DeclarationState | None, revision: int, enterpri
 
 
 def on_declaration(
-    state: DeclarationState | None, decl: Declaration, decision: Decision | None, score: float | None,
+    state: DeclarationState | Fingerprint | None, decl: Declaration, decision: Decision | None, score: float | None,
     versions: Versions, scan_timeout_s: float, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
 ) -> Step:
     kind = classify_declaration(state, decl.revision, decl.enterprise_id)
+    if isinstance(state, Fingerprint):
+        return _recognised(kind)
     if kind is RevisionKind.DUPLICATE:
         assert state is not None
         return Step(None, emit=list(state.emitted), outcome=Outcome.DUPLICATE)
@@ -203,9 +208,12 @@ def _scan_instruction(state: DeclarationState, scan: ScanSummary, now: float) ->
     )
 
 
-def on_scan(state: DeclarationState | None, scan: ScanResult, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S) -> Step:
+def on_scan(state: DeclarationState | Fingerprint | None, scan: ScanResult, now: float,
+            clock_skew_s: float = DEFAULT_CLOCK_SKEW_S) -> Step:
     """A scan checked on arrival (``decision.guards.check_scan_arrival``): kept if its declaration
     revision has not come yet, refused if it does not bind to the one awaiting it."""
+    if isinstance(state, Fingerprint):  # after the final outcome, long delivered: nothing to join or re-emit
+        return Step(None, outcome=Outcome.STALE if scan.revision < state.revision else Outcome.IGNORED_SCAN)
     if state is None or state.decl is None or state.decl.revision < scan.revision:
         # The declaration (or this revision of it) has not arrived yet: keep the scan for it.
         if state is not None and state.early_scan is not None and state.early_scan.scan_id == scan.scan_id:
@@ -229,8 +237,10 @@ def on_scan(state: DeclarationState | None, scan: ScanResult, now: float, clock_
     return Step(new_state, [final], [final_bytes], clear_deadline=True)
 
 
-def on_timeout(state: DeclarationState | None, revision: int, now: float) -> Step:
+def on_timeout(state: DeclarationState | Fingerprint | None, revision: int, now: float) -> Step:
     """The port's scan deadline passed. Only a declaration still awaiting this revision's scan moves."""
+    if isinstance(state, Fingerprint):  # final long ago
+        return Step(None, clear_deadline=True, outcome=Outcome.IGNORED_TIMEOUT)
     if state is None or state.phase is not Phase.AWAITING_SCAN or state.decl is None or state.decl.revision != revision:
         return Step(None, clear_deadline=True, outcome=Outcome.IGNORED_TIMEOUT)
     final = _instruction(
@@ -241,3 +251,19 @@ def on_timeout(state: DeclarationState | None, revision: int, now: float) -> Ste
     final_bytes = encode_instruction(final)
     new_state = replace(state, phase=Phase.FINAL, emitted=[*state.emitted, final_bytes])
     return Step(new_state, [final], [final_bytes], clear_deadline=True, outcome=Outcome.TIMEOUT)
+
+
+# ---- a fingerprint (decision.retention): the declaration's final outcome was delivered long ago ----
+def _against_fingerprint(fp: Fingerprint, revision: int) -> RevisionKind:
+    if revision < fp.revision:
+        return RevisionKind.STALE
+    return RevisionKind.DUPLICATE if revision == fp.revision else RevisionKind.LATE_REVISION
+
+
+def _recognised(kind: RevisionKind) -> Step:
+    """A record that meets a fingerprint is recognised and counted as with the full state, but
+    nothing is re-emitted: the stored bytes are gone, and the instruction was delivered long before
+    (the full state is kept ``state_compact_after_s`` after the final outcome for the redeliveries
+    a crash can cause)."""
+    outcome = {RevisionKind.DUPLICATE: Outcome.DUPLICATE, RevisionKind.STALE: Outcome.STALE}.get(kind, Outcome.LATE_REVISION)
+    return Step(None, outcome=outcome)

@@ -1,6 +1,7 @@
 """What the worker keeps per declaration, and the instruction it emits: typed, with versioned bytes.
 
-``DeclarationState`` is the value of the ``declaration-state`` table (key: declaration id) and
+``DeclarationState`` is the value of the ``declaration-state`` table (key: declaration id; a
+finalised one is replaced by a ``Fingerprint`` after a while, ``decision.retention``) and
 ``ScanDeadline`` the value of the ``scan-deadlines`` table. Both are stored as one format byte
 followed by msgpack (``msgspec``, positional fields); a reader refuses a format byte it does not
 know instead of guessing. Records written as JSON objects by earlier releases (first byte ``{``)
@@ -14,6 +15,9 @@ has emitted are kept as their exact bytes, so a redelivered event re-emits the s
 from __future__ import annotations
 
 import enum
+import hashlib
+import struct
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -125,6 +129,7 @@ class DeclarationState(msgspec.Struct, array_like=True):
     emitted: list[bytes] = msgspec.field(default_factory=list)  # the exact bytes of every instruction emitted
     early_scan: ScanSummary | None = None  # a scan for a revision not decided yet
     final_scan_id: str | None = None  # the scan that gave the final outcome
+    changed_at: float = 0.0  # epoch seconds of the last write (0: written before the lifecycle): starts its expiry clock
 
 
 class ScanDeadline(msgspec.Struct, array_like=True):
@@ -198,3 +203,61 @@ def _state_from_json(d: dict[str, Any]) -> DeclarationState:
         ),
         final_scan_id=d.get("final_scan_id"),
     )
+
+
+# ---- the compact fingerprint of a finalised declaration (decision.retention) ---------------------
+FORMAT_FINGERPRINT: Final = b"\x02"
+# After the format byte, fixed-width and big-endian: finalised at (epoch seconds, uint32), revision
+# (uint32), the final instructions' stages (uint8 bitmask, STAGE_BITS) and the first 8 bytes of the
+# BLAKE2b of the emitted instruction bytes. Fixed width: the index rebuild reads the time without
+# decoding, and a retained declaration costs 18 bytes of value.
+_FINGERPRINT = struct.Struct(">IIB8s")
+STAGE_BITS: Final = {Stage.DECLARATION: 1, Stage.SCAN: 2, Stage.TIMEOUT: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What is kept of a declaration once its final outcome is long delivered: enough to recognise
+    a redelivered, stale or late record, never enough to re-emit (the instruction went out long
+    before)."""
+
+    finalised_at: int  # epoch seconds
+    revision: int
+    stages: int  # STAGE_BITS of the instructions emitted
+    digest: bytes  # emitted_digest() of their bytes
+
+    def stage_names(self) -> list[str]:
+        return [stage._value_ for stage, bit in STAGE_BITS.items() if self.stages & bit]
+
+
+def emitted_digest(emitted: list[bytes]) -> bytes:
+    """A short hash of the exact instruction bytes a declaration emitted (for audit: which bytes went out)."""
+    h = hashlib.blake2b(digest_size=8)
+    for raw in emitted:
+        h.update(len(raw).to_bytes(4, "big"))
+        h.update(raw)
+    return h.digest()
+
+
+def encode_fingerprint(fp: Fingerprint) -> bytes:
+    return FORMAT_FINGERPRINT + _FINGERPRINT.pack(fp.finalised_at, fp.revision, fp.stages, fp.digest)
+
+
+def fingerprint_time(raw: bytes) -> int | None:
+    """The finalised-at time of a stored fingerprint, read without decoding it; None for any other value."""
+    if raw[:1] == FORMAT_FINGERPRINT and len(raw) == 1 + _FINGERPRINT.size:
+        return int.from_bytes(raw[1:5], "big")
+    return None
+
+
+Stored = DeclarationState | Fingerprint  # a value of the declaration-state table
+
+
+def decode_stored(raw: bytes) -> Stored:
+    """A value of the declaration-state table: a full state (``decode_state``) or a fingerprint."""
+    if raw[:1] == FORMAT_FINGERPRINT:
+        if len(raw) != 1 + _FINGERPRINT.size:
+            raise UnknownFormat(f"declaration fingerprint of {len(raw)} bytes")
+        at, revision, stages, digest = _FINGERPRINT.unpack_from(raw, 1)
+        return Fingerprint(at, revision, stages, digest)
+    return decode_state(raw)

@@ -100,3 +100,9 @@ HANDLER_RETRIES = Counter(
 HANDLER_ERRORS = Counter(
     "customs_handler_errors_total", "Records a handler raised on when handled alone, by agent and outcome.", ["agent", "outcome"],
 )
+
+# --- Declaration state lifecycle (decision.retention). what: "compacted" (full state -> fingerprint),
+# "deleted" (fingerprint past its retention: tombstone), "orphan-scan" (a scan whose declaration never
+# came: tombstone and dead letter).
+STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
+STATE_RETAINED = Gauge("customs_state_retained", "Declaration states (full or fingerprint) held in this worker's memory store.")

@@ -29,6 +29,7 @@ class OutputBatch:
         # counts and (stage, seconds from event time) latencies.
         self.tally: Counter[tuple[str, str, str, str]] = Counter()
         self.latencies: list[tuple[str, float]] = []
+        self._on_disk: dict[tuple[str, int], Any] = {}  # RocksDB changelog partitions written -> their table
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self._records[(topic, partition)].append((key, value))
@@ -48,15 +49,19 @@ class OutputBatch:
         """Write (or delete, with None) a table key and record the change on its changelog (and,
         while a ``TableJournal`` records, the key's previous value, to undo the write)."""
         if _journal is not None:
-            _journal.record(table, key)
-        tables.write(table, key, value)
-        self.add(tables.changelog_topic(table), partition, key, value)
+            _journal.record(table, key, partition)
+        tables.write(table, key, value, partition)
+        topic = tables.changelog_topic(table)
+        self.add(topic, partition, key, value)
+        if tables.is_rocksdb(table):
+            self._on_disk[(topic, partition)] = table
 
     def extend(self, other: OutputBatch) -> None:
         """Append everything ``other`` holds (records in order per partition, tally, latencies)."""
         for (topic, partition), records in other.by_partition():
             self._records[(topic, partition)].extend(records)
             self.count += len(records)
+        self._on_disk.update(other._on_disk)
         self.tally.update(other.tally)
         self.latencies.extend(other.latencies)
 
@@ -65,8 +70,18 @@ class OutputBatch:
         (not awaited here). Agents send through ``Checkpoint.produce``, which tracks them."""
         if not self.count:
             return []
-        futures = await send_records(app, self.by_partition())
+        futures: list[asyncio.Future] = []
+        for item in self.by_partition():
+            sent = await send_records(app, [item])
+            futures += sent
+            table = self._on_disk.get(item[0])
+            if table is not None and sent:
+                # Once delivered, a RocksDB store records how far its partition is on the changelog
+                # (it holds every record sent: each was written locally first), so a restart reads
+                # only what comes after. Faust does this for its own writes, which these bypass.
+                tables.persist_offset_when_delivered(table, *item[0], sent[-1])
         self._records.clear()
+        self._on_disk.clear()
         self.count = 0
         return futures
 
@@ -78,15 +93,15 @@ class TableJournal:
     nothing else writes between ``recording`` and ``rollback``."""
 
     def __init__(self) -> None:
-        self._previous: list[tuple[Any, bytes, bytes | None]] = []
+        self._previous: list[tuple[Any, bytes, bytes | None, int]] = []
 
-    def record(self, table: Any, key: bytes) -> None:
-        self._previous.append((table, key, tables.contents(table).get(key)))
+    def record(self, table: Any, key: bytes, partition: int) -> None:
+        self._previous.append((table, key, tables.contents(table).get(key), partition))
 
     def rollback(self) -> None:
         """Restore every recorded key, latest write first; the journal is empty afterwards."""
-        for table, key, value in reversed(self._previous):
-            tables.write(table, key, value)
+        for table, key, value, partition in reversed(self._previous):
+            tables.write(table, key, value, partition)
         self._previous.clear()
 
 

@@ -12,6 +12,7 @@ fires punctuators. The driver owns every partition and takes over none (no takeo
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from common.settings import Settings
 from decision.services import Services
 from schemas.partitioning import partition_for
 from streams.outputs import OutputBatch
+from streams.runtime import tables
 from streams.topology import Topology
 
 
@@ -39,6 +41,15 @@ class FakeMessage:
 
 @dataclass
 class FakeEvent:
+    message: FakeMessage
+
+
+@dataclass
+class _ChangelogEvent:
+    """A changelog record as Faust's recovery hands it to a table (key and value not deserialised: raw)."""
+
+    key: bytes | None
+    value: bytes | None
     message: FakeMessage
 
 
@@ -64,6 +75,8 @@ class TopologyDriver:
         self.topology.clock = self.clock
         every = set(range(self.settings.partitions))
         self.topology.owned_partitions = lambda: every  # type: ignore[method-assign]  # the driver owns every partition
+        for table in (self.topology.state, self.topology.deadlines):
+            tables.open_partitions(table, every)  # as an assignment does (an on-disk store reads only open partitions)
         start = self.clock()
         self._next_fire = {name: start + interval for name, (interval, _) in self.topology.timers.items()}
         self._offsets = itertools.count()
@@ -113,6 +126,24 @@ class TopologyDriver:
         for partition in sorted({p for p, _, _ in records}):
             self.send(logical_topic, [(k, v) for p, k, v in records if p == partition], partition=partition)
         return len(records)
+
+    # ---- recovery ----------------------------------------------------------------------------------
+    def recover(self, changelog: list[tuple[str, int, bytes | None, bytes | None]]) -> int:
+        """Recover the per-partition tables from changelog records (topic, partition, key, value),
+        e.g. another driver's ``outputs``, as Faust does when a worker starts: each record goes to
+        the table's ``on_changelog_event``, then into its store. Returns the records applied."""
+        by_topic = {tables.changelog_topic(t): t for t in (self.topology.state, self.topology.deadlines, self.topology.capacity)}
+        events = [(by_topic[topic], _ChangelogEvent(key, value, FakeMessage(topic, partition, next(self._offsets), key, value)))
+                  for topic, partition, key, value in changelog if topic in by_topic]
+
+        async def apply() -> None:
+            for table, event in events:
+                recovered: Any = event  # duck-typed: what Faust's recovery reads of an event
+                await table.on_changelog_event(recovered)
+                table.apply_changelog_batch([recovered])
+
+        asyncio.run(apply())
+        return len(events)
 
     # ---- time ------------------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:

@@ -41,8 +41,22 @@ from common.settings import Settings
 from decision.batch import CreditBook, ReferenceData, decide_batch
 from decision.flow import Step, on_scan, on_timeout
 from decision.guards import check_scan_arrival, kept_scan_record
+from decision.retention import Expiry, Lifetimes, OrphanScan, due_at, expire
 from decision.services import Services
-from decision.state import DeclarationState, Outcome, ScanDeadline, decode_deadline, decode_state, encode_deadline, encode_state
+from decision.state import (
+    Fingerprint,
+    Outcome,
+    Phase,
+    ScanDeadline,
+    Stored,
+    UnknownFormat,
+    decode_deadline,
+    decode_state,
+    decode_stored,
+    encode_deadline,
+    encode_state,
+    fingerprint_time,
+)
 from policy.capacity import CapacityController
 from policy.credit import apply_credit_event
 from policy.decide import BatchNotAllowed, check_centralised
@@ -53,6 +67,7 @@ from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
+from streams.expiry import TimeIndex
 from streams.isolation import Attempt, HandlerFailed, handle_isolating
 from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
@@ -96,8 +111,16 @@ class Topology:
         # of the key -- the same partition the gateways' records for that key use.
         raw_schema: faust.Schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         table: dict[str, Any] = {"schema": raw_schema, "key_type": bytes, "value_type": bytes, "use_partitioner": True}
-        self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions, **table)
-        self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions, **table)
+        # The per-declaration tables in the store of the settings; each recovered changelog record
+        # also feeds the expiry indexes (``_on_state_changelog``).
+        # "rocksdb:<table>": the table's databases under the data dir (Faust ignores a bare "rocksdb://" on a table).
+        rocksdb = settings.table_store == "rocksdb"
+        self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions,
+                                    store=f"rocksdb:{topics.TABLE_DECLARATION_STATE}" if rocksdb else "memory://",
+                                    on_changelog_event=self._on_state_changelog, **table)
+        self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions,
+                                        store=f"rocksdb:{topics.TABLE_SCAN_DEADLINES}" if rocksdb else "memory://",
+                                        on_changelog_event=self._on_deadline_changelog, **table)
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
@@ -116,6 +139,7 @@ class Topology:
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         self._last_record_ok: dict[str, bool] = defaultdict(bool)  # agent -> its last record in this process succeeded
         metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
+        self._init_expiry(settings)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
         self._publish_model_versions()
         self._wire()
@@ -138,6 +162,7 @@ class Topology:
         # as its clock advances.
         self.timers: dict[str, tuple[float, Callable[[], OutputBatch | None]]] = {
             "expire_scan_deadlines": (1.0, self.tick_scan_deadlines),
+            "expire_declaration_state": (self.settings.state_expiry_interval_s, self.tick_state_expiry),
             "sync_reference_data": (1.0, self.tick_reference_data),
             "refresh_models": (5.0, self.tick_models),
         }
@@ -559,28 +584,33 @@ class Topology:
 
     def expire_deadlines(self, now: float, out: OutputBatch) -> int:
         """Turn overdue machine-checks into inspect instructions, on the partitions this worker
-        actively owns (held back for ``takeover_grace_s`` after it takes one over, see ``settled``)."""
+        actively owns (held back for ``takeover_grace_s`` after it takes one over, see ``settled``).
+        The due keys come from the deadline index, at most ``state_expiry_max_per_tick`` a tick."""
         actives = self.owned_partitions()
         metrics.WORKER_READY.set(0 if actives is None else 1)
         if actives is None:
             return 0
         metrics.ASSIGNED_PARTITIONS.set(len(actives))
-        due = self.settled(actives, now)
+        self._forget_revoked(actives)
         expired = 0
-        pending = 0
-        for key, raw in list(tables.contents(self.deadlines).items()):
-            entry = decode_deadline(raw)
-            if entry.partition not in actives:
-                continue
-            pending += 1
-            if entry.deadline > now or entry.partition not in due:
-                continue
-            step = on_timeout(self._state(key.decode()), entry.revision, now)
-            self._apply(out, key, step, "timeout", entry.partition, now)
-            if step.outcome is Outcome.TIMEOUT:
-                metrics.SCAN_TIMEOUTS.labels(entry.port).inc()
-                expired += 1
-        metrics.PENDING_MACHINE_CHECKS.set(pending - expired)
+        budget = self.settings.state_expiry_max_per_tick
+        stored = tables.contents(self.deadlines)
+        for partition in self._in_turn(self.settled(actives, now)):
+            for key in self._deadline_index.pop_due(partition, now, budget):
+                budget -= 1
+                raw = stored.get(key)
+                if not raw:
+                    continue  # the scan came first
+                entry = decode_deadline(raw)
+                if entry.deadline > now:
+                    continue  # rewritten since: its own index entry is later
+                step = on_timeout(self._state(key.decode()), entry.revision, now)
+                self._apply(out, key, step, "timeout", entry.partition, now)
+                if step.outcome is Outcome.TIMEOUT:
+                    metrics.SCAN_TIMEOUTS.labels(entry.port).inc()
+                    expired += 1
+        pending = len(stored) if isinstance(stored, dict) else self._deadline_index.size()  # RocksDB: len() walks the store
+        metrics.PENDING_MACHINE_CHECKS.set(pending)
         return expired
 
     def owned_partitions(self) -> set[int] | None:
@@ -591,9 +621,9 @@ class Topology:
         return self._active_declaration_partitions()
 
     # ---- effects -----------------------------------------------------------------------------
-    def _state(self, declaration_id: str) -> DeclarationState | None:
+    def _state(self, declaration_id: str) -> Stored | None:
         raw = tables.contents(self.state).get(declaration_id.encode())
-        return decode_state(raw) if raw else None
+        return decode_stored(raw) if raw else None
 
     def _apply(self, out: OutputBatch, key: bytes, step: Step, source: str, partition: int, now: float,
                event_ts: float | None = None) -> None:
@@ -611,13 +641,161 @@ class Topology:
         if step.outcome is not Outcome.DECIDED and step.outcome is not Outcome.TIMEOUT:
             metrics.DUPLICATES.labels(source, step.outcome._value_).inc()
         if step.state is not None:
+            step.state.changed_at = now  # starts its expiry clock (decision.retention)
             out.set_table(self.state, partition, key, encode_state(step.state))
+            self._hint_state(partition, key, step.state, now)
         if step.deadline is not None:
             decl = step.state.decl if step.state is not None else None
             assert decl is not None, "a deadline is set only with the decided revision's state"
             out.set_table(self.deadlines, partition, key, encode_deadline(ScanDeadline(step.deadline, decl.revision, decl.port, partition)))
+            self._deadline_index.add(partition, step.deadline, key)
         elif step.clear_deadline and key in tables.contents(self.deadlines):
             out.set_table(self.deadlines, partition, key, None)
+
+
+    # ---- declaration state lifecycle: compaction, retention, orphan scans (decision.retention) ---
+    def _init_expiry(self, settings: Settings) -> None:
+        """Indexes by due time, per partition (``streams.expiry``): compaction is minutes away,
+        retention days and orphan scans hours, so they get buckets of their own scale."""
+        self.lifetimes = Lifetimes(settings.state_compact_after_s, settings.state_retention_s, settings.orphan_scan_ttl_s)
+        self._near_index = TimeIndex(_bucket_width(settings.state_compact_after_s, 10.0))  # full states awaiting compaction
+        self._far_index = TimeIndex(_bucket_width(min(settings.state_retention_s, settings.orphan_scan_ttl_s), 600.0))
+        self._deadline_index = TimeIndex(0.25)
+        self._turn = 0  # which settled partition the ticks start with: none waits behind the others
+        # RocksDB keeps its data across restarts without replaying it as changelog events: each
+        # owned partition's persisted keys are walked into the indexes, a bounded step per tick.
+        self._walks: dict[tuple[str, int], bytes | None] = {}  # (table, partition) -> last key walked
+        self._walked: set[tuple[str, int]] = set()
+        for table in (self.state, self.deadlines):
+            table.on_recover(self._recovered(table))
+
+    @staticmethod
+    def _recovered(table: Any) -> Callable[[], Awaitable[None]]:
+        async def forget() -> None:  # a retained declaration then costs its key, value and index entry only
+            tables.forget_recovered_keys(table)
+
+        return forget
+
+    def _hint_state(self, partition: int, key: bytes, stored: Stored, first_seen: float) -> None:
+        due = due_at(stored, self.lifetimes, first_seen)
+        if due is not None:
+            near = not isinstance(stored, Fingerprint) and stored.phase is Phase.FINAL
+            (self._near_index if near else self._far_index).add(partition, due, key)
+
+    async def _on_state_changelog(self, event: Any) -> None:
+        """Faust calls this for each changelog record it recovers: the record's key joins the index
+        (a fingerprint's time is read without decoding it)."""
+        self._index_state_record(event.message.partition, event.key, event.message.value)
+
+    async def _on_deadline_changelog(self, event: Any) -> None:
+        self._index_deadline_record(event.message.partition, event.key, event.message.value)
+
+    def _index_state_record(self, partition: int, key: bytes, value: bytes | None) -> None:
+        if not value:
+            return  # a tombstone
+        at = fingerprint_time(value)
+        if at is not None:
+            self._far_index.add(partition, at + self.lifetimes.retention_s, key)
+            return
+        try:
+            state = decode_state(value)
+        except (UnknownFormat, ValueError):
+            return  # refused when read, as before
+        self._hint_state(partition, key, state, self.clock())
+
+    def _index_deadline_record(self, partition: int, key: bytes, value: bytes | None) -> None:
+        if value:
+            try:
+                self._deadline_index.add(partition, decode_deadline(value).deadline, key)
+            except (UnknownFormat, ValueError):
+                pass
+
+    def tick_state_expiry(self) -> OutputBatch:
+        """Full states past ``state_compact_after_s`` become fingerprints, fingerprints past
+        ``state_retention_s`` and orphan scans past ``orphan_scan_ttl_s`` are deleted (tombstones);
+        only on settled, actively owned partitions, at most ``state_expiry_max_per_tick`` keys."""
+        out = OutputBatch()
+        actives = self.owned_partitions()
+        if actives is None:
+            return out
+        now = self.clock()
+        self._forget_revoked(actives)
+        budget = self.settings.state_expiry_max_per_tick
+        for partition in self._in_turn(self.settled(actives, now)):
+            budget -= self._walk_persisted(partition, budget)
+            for index in (self._near_index, self._far_index):
+                for key in index.pop_due(partition, now, max(budget, 0)):
+                    budget -= 1
+                    self._expire_state(out, partition, key, now)
+        held = tables.contents(self.state)
+        if isinstance(held, dict):  # RocksDB: len() would walk the store
+            metrics.STATE_RETAINED.set(len(held))
+        return out
+
+    def _expire_state(self, out: OutputBatch, partition: int, key: bytes, now: float) -> None:
+        raw = tables.contents(self.state).get(key)
+        if not raw:
+            return
+        try:
+            stored = decode_stored(raw)
+        except (UnknownFormat, ValueError):
+            return
+        expired = expire(stored, self.lifetimes, now)
+        if expired is None:
+            return  # rewritten since: its own index entry is later
+        out.set_table(self.state, partition, key, expired.value)
+        metrics.STATE_EXPIRED.labels(expired.what._value_).inc()
+        if expired.value is not None:
+            self._index_state_record(partition, key, expired.value)
+        if expired.what is Expiry.ORPHAN_SCAN:
+            kept = _KeptRecord(self.scans_topic_name, partition, key, expired.orphan_scan)
+            self.dead_letters.add(out, kept, OrphanScan(
+                f"no declaration {key.decode(errors='replace')} within {self.lifetimes.orphan_scan_ttl_s:g} s of its scan; "
+                "the value is what was kept of the scan"))
+
+    def _walk_persisted(self, partition: int, budget: int) -> int:
+        """One bounded step of indexing what a RocksDB store held before this worker started;
+        returns the keys read."""
+        read = 0
+        for name, table, index_record in (("state", self.state, self._index_state_record),
+                                          ("deadlines", self.deadlines, self._index_deadline_record)):
+            walk = (name, partition)
+            step = budget - read
+            if walk in self._walked or step <= 0 or not tables.is_rocksdb(table):
+                continue
+            items = tables.partition_items(table, partition, self._walks.get(walk), step)
+            for key, value in items:
+                index_record(partition, key, value)
+            read += len(items)
+            if len(items) < step:  # the end of the partition's store
+                self._walked.add(walk)
+                self._walks.pop(walk, None)
+            else:
+                self._walks[walk] = items[-1][0]
+        return read
+
+    def _forget_revoked(self, actives: set[int]) -> None:
+        """Drop the index entries of partitions this worker neither owns nor stands by for."""
+        kept = actives | {tp.partition for tp in status.standby_partitions(self.app)}
+        for index in (self._near_index, self._far_index, self._deadline_index):
+            for partition in index.partitions() - kept:
+                index.drop_partition(partition)
+        for walk in [w for w in self._walked | set(self._walks) if w[1] not in actives]:
+            self._walked.discard(walk)
+            self._walks.pop(walk, None)
+
+    def _in_turn(self, partitions: set[int]) -> list[int]:
+        ordered = sorted(partitions)
+        if not ordered:
+            return ordered
+        self._turn = (self._turn + 1) % len(ordered)
+        return ordered[self._turn:] + ordered[:self._turn]
+
+
+def _bucket_width(lifetime_s: float, most_s: float) -> float:
+    """Index buckets a twentieth of the shortest lifetime they hold (an expiry is at most that
+    late), between 50 ms and ``most_s``."""
+    return min(most_s, max(0.05, lifetime_s / 20))
 
 
 def _publish_instruction_metrics(out: OutputBatch) -> None:
@@ -632,12 +810,13 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _KeptRecord:
-    """The dead-letter source of a scan refused from the state: no offset (-1), it was consumed earlier."""
+    """The dead-letter source of a scan the state kept (refused, or orphaned): no offset (-1), its
+    record was consumed long before."""
 
     topic: str
     partition: int
     key: bytes
-    value: bytes
+    value: bytes | None
     offset: int = -1
 
 

@@ -21,6 +21,12 @@ def active_partitions(app: Any) -> set[Any]:
     return actives
 
 
+def standby_partitions(app: Any) -> set[Any]:
+    """The changelog topic partitions (``faust.types.TP``) this worker keeps warm standby copies of."""
+    standbys: set[Any] = app.assignor.assigned_standbys()
+    return standbys
+
+
 def input_lag(app: Any) -> Iterator[tuple[str, int, int]]:
     """``(topic, partition, records behind the high watermark)`` for each actively owned input
     partition whose high watermark and read position are known (on brokers that report

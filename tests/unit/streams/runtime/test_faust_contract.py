@@ -23,15 +23,18 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
-from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
 from faust.stores import memory
+from faust.stores import rocksdb as rocksdb_store
 from faust.streams import Stream
 from faust.transport import base as faust_transport
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.utils import futures as mode_futures
 
 from common.settings import Settings
+from streams.runtime import tables
 from streams.runtime.app import faust_app
 from streams.runtime.checkpoint import Checkpoint
 
@@ -157,6 +160,14 @@ CALLED: dict[str, tuple[Any, list[str], str]] = {
     "Stream.wait_for_stopped": (Stream.wait_for_stopped, ["self", "*coros", "kw:timeout=None"], "take_batches"),
     "Stream.wait": (Stream.wait, ["self", "*coros", "kw:timeout=None"], "take_batches"),
     "mode.utils.futures.notify": (mode_futures.notify, ["fut", "result=None"], "take_batches"),
+    # streams/runtime/tables.py (RocksDB store)
+    "rocksdb Store._db_for_partition": (rocksdb_store.Store._db_for_partition, ["self", "partition"], "tables.write, partition_items"),
+    "rocksdb Store.set_persisted_offset": (rocksdb_store.Store.set_persisted_offset, ["self", "tp", "offset"],
+                                           "tables.persist_offset_when_delivered"),
+    # A sent batch's future resolves to RecordMetadata whose offset is the batch's base offset.
+    "aiokafka MessageBatch.done": (MessageBatch.done, ["self", "base_offset", "timestamp=None", "log_start_offset=None",
+                                                       "_record_metadata_class=<class 'aiokafka.structs.RecordMetadata'>"],
+                                   "tables.persist_offset_when_delivered"),
 }
 
 
@@ -299,3 +310,66 @@ def test_a_global_table_calls_back_on_every_changelog_event_before_applying_it(t
     call = source.index(callback)
     apply = source.index("table.apply_changelog_batch(buf)", call)
     assert "await" not in source[call + len(callback):apply]  # nothing runs between the call back and the apply
+
+
+def test_a_rocksdb_table_store_and_what_the_adapter_reads_of_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        # A store URL without a path is falsy in yarl, and Faust then falls back to the app's store:
+        # the topology names each table's store "rocksdb:<table>".
+        assert isinstance(app.Table("bare", partitions=4, store="rocksdb://").data, memory.Store)
+        table = app.Table("state", partitions=4, store="rocksdb:state", use_partitioner=True, key_type=bytes, value_type=bytes)
+        store = table.data
+        assert isinstance(store, rocksdb_store.Store) and type(store).__module__ == "faust.stores.rocksdb"
+        with pytest.raises(AssertionError):
+            store[b"k"] = b"v"  # Faust's own write needs a current event: the adapter writes to a partition's database
+        db = store._db_for_partition(1)  # opened on first use
+        db.put(b"k", b"v")
+        store._key_index[b"k"] = 1  # the key -> partition cache its reads use first
+        assert store[b"k"] == b"v" and b"k" in store and store.offset_key == b"__faust\0offset__"
+        it = db.iter()  # rocksdict's iterator: what tables.partition_items walks
+        it.seek_to_first()
+        assert it.valid() and (it.key(), it.value()) == (b"k", b"v")
+
+    asyncio.run(scenario())
+
+
+def test_a_table_hands_each_recovered_changelog_event_to_its_callback(tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    async def on_event(event: Any) -> None:
+        seen.append(event)
+
+    async def scenario() -> None:
+        table = _app(tmp_path).Table("state", partitions=4, key_type=bytes, value_type=bytes, on_changelog_event=on_event)
+        await table.on_changelog_event("event")  # faust/tables/recovery.py calls this for every event it recovers
+
+    asyncio.run(scenario())
+    assert seen == ["event"]
+
+
+def test_the_memory_store_s_recovery_bookkeeping_is_read_before_the_recover_callbacks(tmp_path: Path) -> None:
+    # streams.runtime.tables.forget_recovered_keys clears it from an on_recover callback.
+    class Event:
+        def __init__(self, key: bytes, value: bytes | None, partition: int) -> None:
+            self.key, self.value = key, value
+            self.message = type("M", (), {"key": key, "value": value, "partition": partition, "tp": TP("t", partition)})()
+
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        table = _app(tmp_path).Table("state", partitions=4, key_type=bytes, value_type=bytes)
+
+        @table.on_recover
+        async def forget() -> None:
+            seen.append(len(table.data._key_partition))
+            tables.forget_recovered_keys(table)
+
+        table.apply_changelog_batch([Event(b"a", b"1", 0), Event(b"b", b"2", 1)])
+        assert table.data._key_partition == {b"a": 0, b"b": 1}
+        await table.on_recovery_completed({TP("contract-state-changelog", 0)}, set())
+        assert dict(table.data.data) == {b"a": b"1"}  # Faust dropped the key of the unassigned partition first
+        assert table.data._key_partition == {}
+
+    asyncio.run(scenario())
+    assert seen == [1]

@@ -1,0 +1,166 @@
+"""``python -m bench state``: what the declaration state costs once its lifecycle applies.
+
+1. Memory per retained declaration. In this process, N declarations past their final outcome are
+   held as the worker holds them: a fingerprint value (``decision.state``) under its key in a plain
+   dict (the memory store's) plus one entry in the expiry index (``streams.expiry``) sharing the
+   key object. Bytes per declaration = traced allocations (tracemalloc) / N. The same for full
+   states (a release instruction's bytes kept, at most 200,000 of them), for comparison.
+2. Restart to ready. On a fresh Apache Kafka broker, the declaration-state changelog is filled
+   directly with N fingerprint records by a raw producer (as N decided declarations would leave
+   it); then a worker (``riskctl worker``) is started and timed from spawn to ready (tables
+   recovered, partitions owned), with its resident memory then. For each store: memory (an empty
+   data dir: the whole changelog is read), and RocksDB (a first start fills the data dir; the
+   restart over it is timed).
+
+Decision throughput with each store is the main bench's: ``python -m bench --only pipeline
+--worker-env TABLE_STORE=rocksdb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from bench.common import finish, log, machine, producer
+from clients import topics
+from clients.topics import create_topics
+from common.settings import Settings
+from decision.state import Fingerprint, encode_fingerprint
+from devkit.brokers import free_port, make_broker
+from devkit.launcher import WorkerProcess
+from schemas.partitioning import partition_for
+from streams.expiry import TimeIndex
+
+GOAL_BYTES = 200
+GOAL_READY_S = 15.0
+RELEASE_BYTES = 700  # about the size of a release instruction's JSON
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench state", description=__doc__.splitlines()[0])
+    p.add_argument("--memory-count", type=int, default=1_000_000, help="declarations held for the memory figure")
+    p.add_argument("--restart-counts", default="1000000,5000000", help="retained declarations for the restart figures")
+    p.add_argument("--stores", default="memory,rocksdb")
+    p.add_argument("--partitions", type=int, default=Settings.model_fields["partitions"].default)
+    p.add_argument("--out", type=Path, default=Path("bench/results/state.json"))
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    return p.parse_args(argv)
+
+
+def memory_per_declaration(n: int, full: bool) -> float:
+    """Traced bytes per declaration of a dict of N values and an index entry per key."""
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    store: dict[bytes, bytes] = {}
+    index = TimeIndex(600.0)
+    t0 = 1_790_000_000
+    for i in range(n):
+        key = b"DECL-%010d" % i
+        value = (b"\x01" + bytes(RELEASE_BYTES)) if full else encode_fingerprint(Fingerprint(t0 + i // 1000, 1, 1, b"01234567"))
+        store[key] = value
+        index.add(partition_for(key, 24), t0 + i // 1000 + 14 * 86_400, key)
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    del store, index
+    gc.collect()
+    return used / n
+
+
+def fill_changelog(settings: Settings, n: int) -> float:
+    """N fingerprint records on the declaration-state changelog, each on its key's partition."""
+    name = topics.changelog_topic(settings, topics.TABLE_DECLARATION_STATE)
+    p = producer(settings)
+    t0 = time.monotonic()
+    now = int(time.time())
+    value = encode_fingerprint(Fingerprint(now, 1, 1, b"01234567"))
+    for i in range(n):
+        key = b"DECL-%010d" % i
+        while True:
+            try:
+                p.produce(name, key=key, value=value, partition=partition_for(key, settings.partitions))
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 100_000 == 0:
+            p.poll(0)
+    if p.flush(300):
+        raise RuntimeError("the changelog could not be filled")
+    return time.monotonic() - t0
+
+
+def time_to_ready(settings: Settings, data_dir: Path, log_path: Path, store: str) -> dict[str, float]:
+    s = settings.model_copy(update={"metrics_port": free_port(), "data_dir": data_dir})
+    started = time.monotonic()
+    worker = WorkerProcess(s, log_path, extra_env={"TABLE_STORE": store})
+    try:
+        worker.wait_ready(timeout_s=1800)
+        ready = time.monotonic() - started
+        rss = _rss_mb(worker.proc.pid)
+    finally:
+        worker.stop()
+    return {"ready_s": round(ready, 1), "rss_mb": rss}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-state-"))
+    results: dict[str, Any] = {"machine": machine(), "config": {"memory_count": args.memory_count, "restart_counts": args.restart_counts,
+                                                               "stores": args.stores, "partitions": args.partitions}}
+    failed = False
+    log(f"memory: {args.memory_count:,} fingerprints and full states in a dict with their index entries")
+    results["memory_bytes_per_declaration"] = {
+        "fingerprint": round(memory_per_declaration(args.memory_count, full=False), 1),
+        "full_state": round(memory_per_declaration(min(args.memory_count, 200_000), full=True), 1),  # only the fingerprints scale
+        "goal": GOAL_BYTES,
+    }
+    restarts: dict[str, Any] = results.setdefault("restart", {})
+    for count in [int(c) for c in args.restart_counts.split(",") if c]:
+        try:
+            with make_broker("kafka") as broker:
+                base = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, partitions=args.partitions,
+                                app_id=f"bench-state-{count}", topic_prefix=f"bench-state-{count}.")
+                create_topics(base)
+                log(f"{count:,} retained declarations: filling the changelog")
+                fill_s = fill_changelog(base, count)
+                row: dict[str, Any] = {"fill_s": round(fill_s, 1)}
+                for store in args.stores.split(","):
+                    data_dir = workdir / f"{count}-{store}"
+                    if store == "rocksdb":  # the first start reads the whole changelog into the data dir
+                        row["rocksdb_first_start"] = time_to_ready(base, data_dir, workdir / f"{count}-{store}-first.log", store)
+                        log(f"  rocksdb first start: {row['rocksdb_first_start']}")
+                    row[store] = time_to_ready(base, data_dir, workdir / f"{count}-{store}.log", store)
+                    log(f"  {store} restart: {row[store]}")
+                    shutil.rmtree(data_dir, ignore_errors=True)
+                restarts[f"{count}"] = row
+        except Exception as exc:  # noqa: BLE001 - one failed size must not hide the others
+            failed = True
+            log(f"restart with {count:,} FAILED: {exc}")
+            restarts[f"{count}"] = {"error": str(exc)}
+    return finish(results, args.out, workdir, started, failed, args.keep, print_table, "worker logs")
+
+
+def print_table(results: dict[str, Any]) -> None:
+    mem = results["memory_bytes_per_declaration"]
+    print(f"memory per retained declaration: fingerprint {mem['fingerprint']:.0f} B, full state {mem['full_state']:.0f} B "
+          f"(goal <= {GOAL_BYTES} B)")
+    for count, row in results.get("restart", {}).items():
+        if "error" in row:
+            print(f"{int(count):>10,} retained: FAILED {row['error']}")
+            continue
+        parts = [f"{store} ready {r['ready_s']} s, RSS {r['rss_mb']} MB" for store, r in row.items() if isinstance(r, dict)]
+        print(f"{int(count):>10,} retained: " + "; ".join(parts) + f" (goal <= {GOAL_READY_S:g} s)")
