@@ -29,6 +29,7 @@ from schemas.records import (
     InspectionResult,
     RiskListEntry,
     ScanResult,
+    ShadowScore,
 )
 
 Row = dict[str, Any]
@@ -167,6 +168,7 @@ CONVERTERS: dict[str, Callable[[Record, datetime], Rows]] = {
     topics.CREDIT_EVENTS: _simple(t.CREDIT_EVENTS, CreditEvent, "event_time"),
     topics.RISK_LISTS: _risk_list,
     topics.DEAD_LETTERS: _dead_letter,
+    topics.SHADOW_SCORES: _simple(t.SHADOW_SCORES, ShadowScore, "decided_at"),
 }
 assert set(CONVERTERS) == set(t.PRIMARY_TABLE), "every archived topic has a converter"
 

@@ -74,6 +74,7 @@ INSPECTION_RESULTS = "inspection_results"
 CREDIT_EVENTS = "credit_events"
 RISK_LISTS = "risk_lists"
 DEAD_LETTERS = "dead_letters"
+SHADOW_SCORES = "shadow_scores"
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
@@ -119,6 +120,13 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("value_b64", STR), ("value_size", I64), ("value_sha256", STR), ("truncated", BOOL), ("reason", STR), ("error", STR),
         ("received_at", TS), ("schema_version", I32),
     ), by_port=False),
+    _spec(SHADOW_SCORES, "Challenger (shadow) model scores beside the champion's, per decided declaration revision (day: decision "
+                         "time); challenger_action is what the policy would have decided with the challenger's score.", (
+        ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("scenario", STR),
+        ("credit_class", STR), ("champion_version", STR), ("champion_score", F64), ("champion_action", STR),
+        ("challenger_version", STR), ("challenger_score", F64), ("challenger_action", STR), ("thresholds", pa.list_(F64)),
+        ("decided_at", TS), ("schema_version", I32),
+    )),
 )}
 
 # Logical topic -> the table its good records go to. Every topic also feeds DEAD_LETTERS.
@@ -132,6 +140,7 @@ PRIMARY_TABLE: dict[str, str] = {
     topics.CREDIT_EVENTS: CREDIT_EVENTS,
     topics.RISK_LISTS: RISK_LISTS,
     topics.DEAD_LETTERS: DEAD_LETTERS,
+    topics.SHADOW_SCORES: SHADOW_SCORES,
 }
 ARCHIVED_TOPICS: tuple[str, ...] = tuple(PRIMARY_TABLE)
 TOPIC_TABLES: dict[str, tuple[str, ...]] = {t: tuple(dict.fromkeys((table, DEAD_LETTERS))) for t, table in PRIMARY_TABLE.items()}

@@ -23,6 +23,7 @@ from schemas.records import (
     ScanVerdict,
     Scenario,
     SelectionReason,
+    ShadowScore,
     Stage,
     TransportMode,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ScanVerdict",
     "Scenario",
     "SelectionReason",
+    "ShadowScore",
     "Stage",
     "TransportMode",
 ]

@@ -400,6 +400,30 @@ class InspectionResult(_Record):
     inspected_at: EventTime
 
 
+class ShadowScore(_Record):
+    """A challenger (shadow) model's score of a declaration beside the champion's that decided it.
+    Key: ``declaration_id``. Never acted on: it is what lets an analyst compare the two models on
+    the inspection results that follow (``instruction_id`` names the declaration-stage instruction).
+
+    ``challenger_action`` is what the policy would have decided with the challenger's score and
+    everything else unchanged (credit, risk-list hits, rules, random draw, the same ``thresholds``)."""
+
+    instruction_id: ShortText
+    declaration_id: Identifier
+    revision: int = Field(ge=1, le=1000)
+    port: Identifier
+    scenario: Scenario
+    credit_class: CreditClass
+    champion_version: ShortText
+    champion_score: float = Field(ge=0, le=1)
+    champion_action: Action
+    challenger_version: ShortText
+    challenger_score: float = Field(ge=0, le=1)
+    challenger_action: Action
+    thresholds: tuple[float, float] | None = None  # (machine-check, inspect) as adapted and used
+    decided_at: AwareDatetime
+
+
 class DeadLetter(_Record):
     """A record the pipeline could not accept, with the reason and the original bytes (base64).
 
@@ -428,5 +452,6 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "risk-list-entry": RiskListEntry,
     "control-instruction": ControlInstruction,
     "inspection-result": InspectionResult,
+    "shadow-score": ShadowScore,
     "dead-letter": DeadLetter,
 }

@@ -57,6 +57,15 @@ def inspection(did: str, found: bool = True, duty: float = 120.0, port: str = "H
             "inspected_at": NOW_TEXT}
 
 
+def shadow(did: str, champion: float = 0.42, challenger: float = 0.7, revision: int = 1, port: str = "HAK-SEA",
+           **over: Any) -> dict[str, Any]:
+    return {"schema_version": 1, "instruction_id": f"{did}:{revision}:declaration", "declaration_id": did, "revision": revision,
+            "port": port, "scenario": "general-trade", "credit_class": "general", "champion_version": "m1/general",
+            "champion_score": champion, "champion_action": "release", "challenger_version": "m2/general",
+            "challenger_score": challenger, "challenger_action": "machine-check", "thresholds": [0.55, 0.8],
+            "decided_at": NOW_TEXT, **over}
+
+
 def credit(eid: str) -> dict[str, Any]:
     return {"event_id": f"C-{eid}", "enterprise_id": eid, "event_type": "credit-class-changed", "credit_class": "aeo",
             "source_agency": "customs", "event_time": NOW_TEXT}

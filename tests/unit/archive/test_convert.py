@@ -43,6 +43,7 @@ GOOD = [
     (topics.CREDIT_EVENTS, fakes.credit("E1"), t.CREDIT_EVENTS, 1),
     (topics.RISK_LISTS, fakes.risk_entry("RL1"), t.RISK_LISTS, 1),
     (topics.DEAD_LETTERS, fakes.dead_letter(3), t.DEAD_LETTERS, 1),
+    (topics.SHADOW_SCORES, fakes.shadow("D1"), t.SHADOW_SCORES, 1),
 ]
 
 
