@@ -444,12 +444,14 @@ class DeadLetter(_Record):
 
 
 class ConsoleRole(str, enum.Enum):
-    """Who acted in the console; ``cli`` is an administrator at the command line (``riskctl users``)."""
+    """Who acted in the console; ``cli`` is an administrator at the command line (``riskctl users``),
+    ``anonymous`` someone not logged in (a failed login)."""
 
     OFFICER = "officer"
     ANALYST = "analyst"
     SUPERVISOR = "supervisor"
     CLI = "cli"
+    ANONYMOUS = "anonymous"
 
 
 class ConsoleActionKind(str, enum.Enum):
