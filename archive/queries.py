@@ -27,6 +27,20 @@ from common.timefmt import utc_iso
 PROVENANCE_COLUMNS = [name for name, _ in t.PROVENANCE]
 
 
+# The lanes a declaration-time decision selects into (release is the green lane).
+SELECTION_LANES = ("machine-check", "inspect")
+
+
+def selection_rate(lanes: dict[str, int], lane: str) -> float:
+    """The share of declaration-time decisions (``lanes``: action -> count) that went to ``lane``."""
+    return round(lanes.get(lane, 0) / max(sum(lanes.values()), 1), 6)
+
+
+def ratio(part: int, whole: int) -> float | None:
+    """``part / whole`` rounded as the reports show rates, None when there is nothing to divide."""
+    return round(part / whole, 6) if whole else None
+
+
 def _location(archive_dir: LocationLike | None) -> ArchiveLocation:
     if archive_dir is not None:
         return as_location(archive_dir)
@@ -118,18 +132,27 @@ class Archive:
             "inspection_results": self._of(t.INSPECTION_RESULTS, declaration_id, ["revision", "inspected_at"], unique="instruction_id"),
         }
 
+    def window(self, table: str, day_from: date, day_to: date | None = None, port: str | None = None) -> pl.LazyFrame:
+        """The rows of ``table`` whose day is in ``day_from``..``day_to`` (inclusive; no end: every
+        later day too) and, where the table is partitioned by port, of ``port`` only."""
+        day = pl.col("day")
+        frame = self.scan(table).filter(day.is_between(day_from, day_to) if day_to is not None else day >= day_from)
+        if port is not None and "port" in t.SPECS[table].partition_by:
+            frame = frame.filter(pl.col("port") == port)
+        return frame
+
+    def instructions(self, day_from: date, day_to: date, port: str | None, columns: list[str]) -> pl.DataFrame:
+        """The instructions of the window, once each (``columns`` must include ``instruction_id``)."""
+        return _unique(self.window(t.INSTRUCTIONS, day_from, day_to, port).select(columns).collect(), ["instruction_id"])
+
     def report(self, day_from: date, day_to: date, port: str | None = None) -> dict[str, Any]:
         """Counts per port and lane over ``day_from``..``day_to`` (inclusive, UTC days of the records' times)."""
         def window(table: str) -> pl.LazyFrame:
-            frame = self.scan(table).filter(pl.col("day").is_between(day_from, day_to))
-            if port is not None and "port" in t.SPECS[table].partition_by:
-                frame = frame.filter(pl.col("port") == port)
-            return frame
+            return self.window(table, day_from, day_to, port)
 
         decls = _unique(window(t.DECLARATIONS).select("port", "declaration_id", "revision").collect(),
                         ["port", "declaration_id", "revision"])
-        ins = _unique(window(t.INSTRUCTIONS).select("instruction_id", "port", "stage", "action", "final").collect(),
-                      ["instruction_id"])
+        ins = self.instructions(day_from, day_to, port, ["instruction_id", "port", "stage", "action", "final"])
         results = _unique(window(t.INSPECTION_RESULTS).select("instruction_id", "port", "found", "duty_recovered").collect(),
                           ["instruction_id"])
         dead = window(t.DEAD_LETTERS).select("origin", "reason").collect()
@@ -153,18 +176,17 @@ class Archive:
             n_res, found, duty = inspections(res_agg.filter(pl.col("port") == p))
             first = i.filter(pl.col("stage") == "declaration")
             lanes = counts(first, "action", "len")
-            decided = max(sum(lanes.values()), 1)
             return {
                 "declarations": declarations.get(p, 0),
                 "revisions": revisions.get(p, 0),
                 "instructions": counts(i, "action", "len"),
                 "lanes": lanes,
-                "selection_rates": {lane: round(lanes.get(lane, 0) / decided, 6) for lane in ("machine-check", "inspect")},
+                "selection_rates": {lane: selection_rate(lanes, lane) for lane in SELECTION_LANES},
                 "final": counts(i.filter(pl.col("final")), "action", "len"),
                 "scan_timeouts": int(i.filter(pl.col("stage") == "timeout")["len"].sum()),
                 "inspections": n_res,
                 "found": found,
-                "hit_rate": round(found / n_res, 6) if n_res else None,
+                "hit_rate": ratio(found, n_res),
                 "duty_recovered": duty,
             }
 
@@ -177,7 +199,7 @@ class Archive:
             "declarations": _n_unique(decls, "declaration_id"),
             "instructions": counts(ins_agg, "action", "len"),
             "inspection_results": {"total": n_res, "found": found,
-                                   "hit_rate": round(found / n_res, 6) if n_res else None,
+                                   "hit_rate": ratio(found, n_res),
                                    "duty_recovered": duty},
             "scan_timeouts": int(ins_agg.filter(pl.col("stage") == "timeout")["len"].sum()),
             "dead_letters": {"total": dead.height, "by_reason": counts(dead, "reason"), "by_origin": counts(dead, "origin")},
