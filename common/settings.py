@@ -224,7 +224,8 @@ class Settings(BaseSettings):
         "Key that signs session cookies; None: a random key generated once into <data_dir>/console/session.key (0600)."))
     console_session_max_age_s: int = Field(default=10 * 3600, ge=60, le=7 * 86_400, description=(
         "Seconds a login lasts (a shift); disabling a user ends their sessions at their next request."))
-    console_users_file: Path | None = Field(default=None, description="The console's user store (JSON); None: <data_dir>/console/users.json.")
+    console_users_file: Path | None = Field(default=None, description=(
+        "The console's user store (JSON); None: <data_dir>/console/users.json."))
     console_station_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$", description=(
         "Station id on results recorded by officers without their own; None: the officer's user name."))
     console_lookback_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 86_400, description=(

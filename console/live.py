@@ -249,7 +249,7 @@ class Feed:
                             else:
                                 log.warning("feed: %s", err.str())
                             continue
-                        self._apply(msg.topic(), msg.key(), msg.value(), t_ins, t_res)
+                        self._apply(msg.topic() or "", msg.key(), msg.value(), t_ins, t_res)
                 if not pending_eof and not self.caught_up.is_set():
                     self.caught_up.set()
                     log.info("feed caught up: %d open instructions", sum(len(q.items) for q in self.ports.values()))

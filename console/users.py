@@ -11,9 +11,9 @@ import enum
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Annotated
 
 import orjson
