@@ -28,6 +28,15 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["csrf_token"] = csrf_token
 
 
+def _when(value: object) -> str:
+    """An ISO 8601 time as officers read it: 2026-12-05 07:46:23 (UTC, to the second)."""
+    text = str(value or "")
+    return text[:19].replace("T", " ") if len(text) >= 19 and text[10:11] == "T" else (text or "-")
+
+
+templates.env.filters["when"] = _when
+
+
 def users_path(settings: Settings) -> Path:
     return settings.console_users_file or settings.console_dir() / "users.json"
 
