@@ -56,8 +56,9 @@ def _field_errors(exc: ValidationError, fields: tuple[str, ...], fallback: str) 
     for err in exc.errors():
         loc = str(err["loc"][0]) if err["loc"] else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if loc not in fields:
-            loc = next((f for f in fields if f in msg), fallback)
+        if loc not in fields:  # a check of the whole record: the field its message names first
+            named = sorted((msg.find(f), f) for f in fields if f in msg)
+            loc = named[0][1] if named else fallback
         errors.setdefault(loc, msg)
     return errors
 

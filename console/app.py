@@ -47,10 +47,22 @@ def port_register(settings: Settings) -> list[str]:
     return sorted(load_policy(settings.policy_file).ports)
 
 
+History = Callable[[str], tuple[dict[str, Any], list[str]]]
+
+
+def archive_history(settings: Settings) -> History:
+    """A declaration's history as ``riskctl explain`` gives it: the archive, then the topics' records it lacks."""
+    def history(declaration_id: str) -> tuple[dict[str, Any], list[str]]:
+        from audit.explain import explain
+
+        return explain(settings, declaration_id, timeout_s=10.0)
+    return history
+
+
 def create_app(settings: Settings, feed: Feed | None = None, publisher: Publisher | None = None,
-               users: UserStore | None = None, start_feed: bool = True) -> FastAPI:
-    """The console. ``feed``/``publisher``/``users`` default to the real ones (Kafka, the users file);
-    tests pass fakes. The feed starts with the application and stops with it."""
+               users: UserStore | None = None, history: History | None = None, start_feed: bool = True) -> FastAPI:
+    """The console. ``feed``/``publisher``/``users``/``history`` default to the real ones (Kafka, the
+    users file, the archive); tests pass fakes. The feed starts with the application and stops with it."""
     from console import analyst, auth, officer
 
     feed = feed if feed is not None else Feed(settings)
@@ -74,6 +86,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     app.state.publisher = publisher if publisher is not None else Publisher(settings)
     app.state.users = users if users is not None else UserStore(users_path(settings))
     app.state.ports = port_register(settings)
+    app.state.history = history if history is not None else archive_history(settings)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="console_session",
                        max_age=settings.console_session_max_age_s, same_site="strict",
                        https_only=settings.console_tls_certfile is not None)

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from clients import topics
 from console import metrics
 from console.access import current_user, require, require_port, user_ports
-from console.app import page, templates
+from console.app import History, page, templates
 from console.live import Feed, QueueItem
 from console.publish import PublishError, action_record, console_action, record_of
 from console.users import Role, User
@@ -97,13 +97,11 @@ async def queue_events(request: Request, user: Annotated[User, Depends(current_u
 
 
 def _history(request: Request, declaration_id: str) -> dict[str, Any]:
-    from audit.explain import explain
-
     if not 0 < len(declaration_id) <= 64:
         raise HTTPException(404, "no such declaration")
-    settings = request.app.state.settings
+    history: History = request.app.state.history
     try:
-        doc, notes = explain(settings, declaration_id, timeout_s=10.0)
+        doc, notes = history(declaration_id)
     except Exception as exc:  # noqa: BLE001 - the archive and the topics both failed: say so on the page
         raise HTTPException(503, f"the declaration's history cannot be read now: {' '.join(str(exc).split())[:300]}") from None
     doc["notes"] = notes
