@@ -48,7 +48,8 @@ def instruction(did: str, port: str = "HAK-SEA", action: str = "inspect", stage:
     now = datetime.now(UTC).isoformat()
     return ControlInstruction.model_validate_json(orjson.dumps(dict(
         instruction_id=f"{did}:{revision}:{stage}", declaration_id=did, revision=revision, port=port, enterprise_id="E1",
-        scenario="general-trade", stage=stage, action=action, final=final, selection_reason="scan" if stage == "scan" else "model-threshold",
+        scenario="general-trade", stage=stage, action=action, final=final,
+        selection_reason="scan" if stage == "scan" else "model-threshold",
         credit_class="general", score=0.42, model_version="m1", policy_version="p1", reasons=["anomaly score 0.9"],
         risk_hits=["JASC/E1"], suspected_categories=["narcotics"] if stage == "scan" else [], scan_id="S1" if stage == "scan" else None,
         event_time=now, decided_at=now, **over)))

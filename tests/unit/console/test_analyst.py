@@ -68,8 +68,8 @@ def test_search_and_retract(console: Console) -> None:
 def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
     console.login("analyst")
     csrf = console.csrf(path="/analyst/credit")
-    form = {"enterprise_id": "ENT-42", "credit_action": "place-focus-list", "source_agency": "customs", "reason": "repeated undervaluation",
-            "csrf_token": csrf}
+    form = {"enterprise_id": "ENT-42", "credit_action": "place-focus-list", "source_agency": "customs",
+            "reason": "repeated undervaluation", "csrf_token": csrf}
     assert console.client.post("/analyst/credit", data=form, follow_redirects=False).status_code == 303
     [(key, event)] = console.publisher.on(topics.CREDIT_EVENTS)
     assert key == "ENT-42"
