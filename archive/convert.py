@@ -21,6 +21,7 @@ from schemas import codec
 from schemas.deadletters import dead_letter_record
 from schemas.records import (
     CentralisedDeclaration,
+    ConsoleAction,
     ControlInstruction,
     CreditEvent,
     DeadLetter,
@@ -168,6 +169,7 @@ CONVERTERS: dict[str, Callable[[Record, datetime], Rows]] = {
     topics.CREDIT_EVENTS: _simple(t.CREDIT_EVENTS, CreditEvent, "event_time"),
     topics.RISK_LISTS: _risk_list,
     topics.DEAD_LETTERS: _dead_letter,
+    topics.CONSOLE_ACTIONS: _simple(t.CONSOLE_ACTIONS, ConsoleAction, "at"),
     topics.SHADOW_SCORES: _simple(t.SHADOW_SCORES, ShadowScore, "decided_at"),
 }
 assert set(CONVERTERS) == set(t.PRIMARY_TABLE), "every archived topic has a converter"

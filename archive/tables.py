@@ -75,6 +75,7 @@ CREDIT_EVENTS = "credit_events"
 RISK_LISTS = "risk_lists"
 DEAD_LETTERS = "dead_letters"
 SHADOW_SCORES = "shadow_scores"
+CONSOLE_ACTIONS = "console_actions"
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
@@ -120,6 +121,11 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("value_b64", STR), ("value_size", I64), ("value_sha256", STR), ("truncated", BOOL), ("reason", STR), ("error", STR),
         ("received_at", TS), ("schema_version", I32),
     ), by_port=False),
+    _spec(CONSOLE_ACTIONS, "What people did in the console: logins, inspection results recorded, risk-list and credit actions, "
+                           "user changes (day: the action's time).", (
+        ("action_id", STR), ("user", STR), ("role", STR), ("action", STR), ("subject", STR), ("detail", STR), ("at", TS),
+        ("schema_version", I32),
+    ), by_port=False),
     _spec(SHADOW_SCORES, "Challenger (shadow) model scores beside the champion's, per decided declaration revision (day: decision "
                          "time); challenger_action is what the policy would have decided with the challenger's score.", (
         ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("scenario", STR),
@@ -140,6 +146,7 @@ PRIMARY_TABLE: dict[str, str] = {
     topics.CREDIT_EVENTS: CREDIT_EVENTS,
     topics.RISK_LISTS: RISK_LISTS,
     topics.DEAD_LETTERS: DEAD_LETTERS,
+    topics.CONSOLE_ACTIONS: CONSOLE_ACTIONS,
     topics.SHADOW_SCORES: SHADOW_SCORES,
 }
 ARCHIVED_TOPICS: tuple[str, ...] = tuple(PRIMARY_TABLE)

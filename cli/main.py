@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cli.policy",
     "cli.simulate",
     "cli.archive",
+    "cli.console",
 )
 
 

@@ -31,6 +31,7 @@ INSTRUCTIONS = "instructions"
 INSPECTION_RESULTS = "inspection-results"
 DEAD_LETTERS = "dead-letters"
 SHADOW_SCORES = "shadow-scores"
+CONSOLE_ACTIONS = "console-actions"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -90,6 +91,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(SHADOW_SCORES), p, "declaration_id",
                   "Challenger (shadow) model scores beside the champion's, per decided declaration revision (never acted on)."),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
+        TopicSpec(t(CONSOLE_ACTIONS), 1, "user", "What people did in the console (who, as what, to what, when): its audit trail.",
+                  retention_ms=365 * DAY_MS),
         TopicSpec(changelog_topic(settings, TABLE_DECLARATION_STATE), p, "declaration_id",
                   "Faust table: per-declaration decision state.", cleanup_policy="compact"),
         TopicSpec(changelog_topic(settings, TABLE_SCAN_DEADLINES), p, "declaration_id",

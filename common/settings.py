@@ -214,6 +214,37 @@ class Settings(BaseSettings):
     archive_maintenance_interval_s: float = Field(default=3600.0, ge=0, le=7 * 86_400, description=(
         "Seconds between the sink's compaction, retention and vacuum runs (0: never; `riskctl archive-maintain` runs one)."))
 
+    # --- Console (`riskctl console`, console/) -------------------------------------------------------
+    console_host: str = Field(default="127.0.0.1", description="Address the console listens on (loopback unless set).")
+    console_port: int = Field(default=8470, ge=0, le=65535, description="The console's HTTP(S) port.")
+    console_metrics_port: int = Field(default=9466, ge=0, le=65535, description="The console's Prometheus port (0: none).")
+    console_tls_certfile: Path | None = Field(default=None, description="PEM certificate: the console serves HTTPS with it.")
+    console_tls_keyfile: Path | None = Field(default=None, description="PEM private key of console_tls_certfile.")
+    console_session_secret: SecretStr | None = Field(default=None, description=(
+        "Key that signs session cookies; None: a random key generated once into <data_dir>/console/session.key (0600)."))
+    console_session_max_age_s: int = Field(default=10 * 3600, ge=60, le=7 * 86_400, description=(
+        "Seconds a login lasts (a shift); disabling a user ends their sessions at their next request."))
+    console_users_file: Path | None = Field(default=None, description=(
+        "The console's user store (JSON); None: <data_dir>/console/users.json."))
+    console_station_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$", description=(
+        "Station id on results recorded by officers without their own; None: the officer's user name."))
+    console_lookback_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 86_400, description=(
+        "How far back the console reads instructions and results at start, to rebuild the open queue."))
+    console_queue_max_per_port: int = Field(default=2000, ge=10, le=100_000, description=(
+        "Open instructions held per port; more are counted, not held (the page says how many)."))
+    console_queue_shown: int = Field(default=200, ge=10, le=5000, description="Rows of the officer's queue page (oldest first).")
+    console_known_results_max: int = Field(default=500_000, ge=1000, le=10_000_000, description=(
+        "Instruction ids with a recorded result the console remembers (idempotent recording; oldest forgotten first)."))
+
+    @model_validator(mode="after")
+    def _check_console_tls(self) -> Settings:
+        if (self.console_tls_certfile is None) != (self.console_tls_keyfile is None):
+            raise ValueError("console_tls_certfile and console_tls_keyfile go together")
+        return self
+
+    def console_dir(self) -> Path:
+        return self.data_dir / "console"
+
 
 def load_settings(settings_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build the settings; ``settings_file`` (TOML) takes the place of env ``RISKCTL_SETTINGS``."""

@@ -31,7 +31,7 @@ from clients.readers import assigned_reader
 from common import cliargs
 from common.settings import Settings
 from common.timefmt import utc_iso
-from devkit.launcher import ArchiveProcess, WorkerProcess, archive_process, worker_process
+from devkit.launcher import ArchiveProcess, WorkerProcess, archive_process, console_process, worker_process
 from policy.config import load_policy
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     p.add_argument("--no-archive", action="store_true",
                    help="do not run the decision archive sink (riskctl archive) beside the worker; the summary's archived is null")
+    p.add_argument("--no-console", action="store_true", help="do not start the web console (riskctl console)")
+    p.add_argument("--console-port", type=cliargs.tcp_port, default=None,
+                   help="the console's port (default from settings: 8470); it listens on CONSOLE_HOST (127.0.0.1)")
     p.add_argument("--archive-timeout", type=cliargs.positive_float, default=60.0,
                    help="max seconds to wait, after draining, for the archive to hold every published declaration; "
                         "exit 1 if it does not (default: 60)")
@@ -177,6 +180,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if sink is not None:
             sink.wait_ready()
             _log(f"archive sink ready {time.monotonic() - sink.started_at:.1f}s after its start")
+        args.console_ports = ()
+        if not args.no_console:
+            console_settings = _console_settings(settings, workdir, args)
+            logins = create_demo_users(console_settings)
+            console = stack.enter_context(console_process(console_settings, workdir / "console.log",
+                                                          sink.archive_dir if sink is not None else None))
+            console.wait_ready()
+            args.console_ports = tuple(sorted({p for _, _, ports, _ in logins for p in ports}))
+            _log(f"console at {console.url}/ (log {console.log_path}); demo logins:")
+            for name, role, ports, password in logins:
+                _log(f"  {name:14} {password:18} {role}{' of ' + ', '.join(ports) if ports else ''}")
+            _log(f"  the simulated station leaves inspections at {', '.join(args.console_ports)} to the console's officers")
         tally = run_traffic(settings, args, worker, sink)
         if sink is not None:
             archived, archive_ok = _archive_caught_up(sink, tally, args.archive_timeout, first_day)
@@ -186,6 +201,38 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(orjson.dumps(summary).decode())
     return 0 if summary["undecided"] == 0 and summary["conflicting_final_outcomes"] == 0 and archive_ok else 1
+
+
+# The demo's console users: (name, role, ports). Passwords are generated per run and printed.
+DEMO_USERS = (
+    ("officer.hak", "officer", ("HAK-SEA",)),
+    ("officer.syx", "officer", ("SYX-AIR",)),
+    ("analyst", "analyst", ()),
+)
+
+
+def _console_settings(settings: Settings, workdir: Path, args: argparse.Namespace) -> Settings:
+    from devkit.brokers import free_port
+
+    return settings.model_copy(update={
+        "data_dir": workdir, "console_users_file": workdir / "console" / "users.json",
+        "console_port": args.console_port or settings.console_port, "console_metrics_port": free_port(settings.metrics_host),
+    })
+
+
+def create_demo_users(settings: Settings) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """The demo's users in a fresh user store; (name, role, ports, password) of each."""
+    import secrets
+
+    from console.users import Role, UserStore
+
+    store = UserStore(settings.console_users_file or settings.console_dir() / "users.json")
+    logins = []
+    for name, role, ports in DEMO_USERS:
+        password = secrets.token_urlsafe(9)
+        store.add(name, Role(role), password, ports)
+        logins.append((name, role, ports, password))
+    return logins
 
 
 def archived_declarations(archive_dir: Path, declaration_ids: Collection[str]) -> int:
@@ -428,7 +475,7 @@ def _on_instruction(instr: dict[str, Any], tally: Tally, gateway: PortGateway, t
         print(f"{instr['port']:9} {did:14} {instr['stage']:11} {instr['action']:13} {instr['credit_class']:13} {reasons}", flush=True)
     if instr["stage"] == "declaration" and instr["action"] == "machine-check":
         gateway.answer(instr, scan_delay_scale=args.scan_delay_scale)  # the port's scanner: a scan after a delay, or none
-    elif instr["final"] and instr["action"] == "inspect":
+    elif instr["final"] and instr["action"] == "inspect" and instr["port"] not in getattr(args, "console_ports", ()):
         from schemas import ControlInstruction
 
         truth = gateway.truth(did)

@@ -167,6 +167,56 @@ class ArchiveProcess(RiskctlProcess):
         return self.wait_metrics(lambda body: "customs_archive_ready 1.0" in body, timeout_s)
 
 
+class ConsoleProcess(RiskctlProcess):
+    """One ``riskctl console`` subprocess: every ``console_*`` setting is passed as its env var, and the
+    archive it reads (``archive_dir``; None: the settings' own). Metrics on ``console_metrics_port``."""
+
+    name = "console"
+
+    def __init__(self, settings: Settings, log_path: Path, archive_dir: Path | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        env: dict[str, str | None] = {**console_env(settings), **(extra_env or {})}
+        if archive_dir is not None:
+            env.update({"ARCHIVE_DIR": str(archive_dir), "ARCHIVE_LOCATION": None})
+        super().__init__(settings, log_path, ["console"], env, metrics_port=settings.console_metrics_port)
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.settings.console_tls_certfile else "http"
+        return f"{scheme}://{self.settings.console_host}:{self.settings.console_port}"
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Poll ``/healthz`` until the console's feed has read the topics up to their ends."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"console exited with code {self.proc.returncode}; log tail:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read())["feed"] == "caught-up":
+                    return time.monotonic() - start
+            time.sleep(0.2)  # probe interval; the deadline above bounds the wait
+        raise TimeoutError(f"console not ready after {timeout_s:.0f}s; log tail:\n{self.log_tail()}")
+
+
+def console_env(settings: Settings) -> dict[str, str | None]:
+    """Every ``console_*`` setting as the console's environment variable (None: unset, the default applies)."""
+    env: dict[str, str | None] = {}
+    for name in type(settings).model_fields:
+        if name.startswith("console_"):
+            value = getattr(settings, name)
+            env[name.upper()] = None if value is None else str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+    return env
+
+
+@contextlib.contextmanager
+def console_process(settings: Settings, log_path: Path, archive_dir: Path | None = None) -> Iterator[ConsoleProcess]:
+    console = ConsoleProcess(settings, log_path, archive_dir)
+    try:
+        yield console
+    finally:
+        console.stop()
+
+
 SECURITY_FIELDS = ("kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
                    "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 

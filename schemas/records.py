@@ -443,6 +443,44 @@ class DeadLetter(_Record):
     received_at: AwareDatetime
 
 
+class ConsoleRole(str, enum.Enum):
+    """Who acted in the console; ``cli`` is an administrator at the command line (``riskctl users``),
+    ``anonymous`` someone not logged in (a failed login)."""
+
+    OFFICER = "officer"
+    ANALYST = "analyst"
+    SUPERVISOR = "supervisor"
+    CLI = "cli"
+    ANONYMOUS = "anonymous"
+
+
+class ConsoleActionKind(str, enum.Enum):
+    LOGIN = "login"
+    LOGIN_FAILED = "login-failed"
+    LOGOUT = "logout"
+    RESULT_RECORDED = "result-recorded"
+    RISK_LIST_ADDED = "risk-list-added"
+    RISK_LIST_RETRACTED = "risk-list-retracted"
+    CREDIT_ACTION = "credit-action"
+    USER_ADDED = "user-added"
+    USER_DISABLED = "user-disabled"
+    USER_ENABLED = "user-enabled"
+
+
+class ConsoleAction(_Record):
+    """One thing a person did in the console (or to its users at the command line): who, as what,
+    did what to which subject, and when. Topic ``console-actions``; key: ``user``. ``detail`` is a
+    short, bounded description (the officer's note on a result goes here)."""
+
+    action_id: Identifier
+    user: Identifier
+    role: ConsoleRole
+    action: ConsoleActionKind
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    detail: Annotated[str, StringConstraints(max_length=2000)] = ""
+    at: EventTime
+
+
 RECORD_TYPES: dict[str, type[_Record]] = {
     "declaration": Declaration,
     "declaration-batch": DeclarationBatch,
@@ -454,4 +492,5 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "inspection-result": InspectionResult,
     "shadow-score": ShadowScore,
     "dead-letter": DeadLetter,
+    "console-action": ConsoleAction,
 }

@@ -66,6 +66,11 @@ def shadow(did: str, champion: float = 0.42, challenger: float = 0.7, revision: 
             "decided_at": NOW_TEXT, **over}
 
 
+def console_action(action_id: str, **over: Any) -> dict[str, Any]:
+    return {"schema_version": 1, "action_id": action_id, "user": "officer.hak", "role": "officer", "action": "result-recorded",
+            "subject": "D1", "detail": "found: narcotics", "at": NOW_TEXT, **over}
+
+
 def credit(eid: str) -> dict[str, Any]:
     return {"event_id": f"C-{eid}", "enterprise_id": eid, "event_type": "credit-class-changed", "credit_class": "aeo",
             "source_agency": "customs", "event_time": NOW_TEXT}

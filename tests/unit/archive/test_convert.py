@@ -44,6 +44,7 @@ GOOD = [
     (topics.RISK_LISTS, fakes.risk_entry("RL1"), t.RISK_LISTS, 1),
     (topics.DEAD_LETTERS, fakes.dead_letter(3), t.DEAD_LETTERS, 1),
     (topics.SHADOW_SCORES, fakes.shadow("D1"), t.SHADOW_SCORES, 1),
+    (topics.CONSOLE_ACTIONS, fakes.console_action("A1"), t.CONSOLE_ACTIONS, 1),
 ]
 
 

@@ -1,0 +1,289 @@
+"""The analyst's pages: risk-list entries (search, add, retract), credit actions, figures, dead letters.
+
+Every form is validated with the topic's own schema (``RiskListEntry``, ``CreditEvent``) before
+anything is produced; the record and its console action are then produced together and the page
+answers once the broker has acknowledged both.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from clients import topics
+from console import metrics
+from console.access import current_user, require
+from console.app import page
+from console.live import Feed
+from console.publish import PublishError, action_record, console_action, record_of
+from console.users import Role, User
+from schemas import (
+    ConsoleActionKind,
+    ConsoleRole,
+    CreditClass,
+    CreditEvent,
+    RiskListAction,
+    RiskListEntry,
+    RiskListKind,
+)
+
+router = APIRouter(prefix="/analyst")
+
+MAX_WINDOW_DAYS = 366
+DEFAULT_AGENCY = "customs risk analysis"
+# Credit actions an analyst takes from the console, and the class each one sets.
+CREDIT_ACTIONS = {"place-focus-list": CreditClass.FOCUS_LIST, "lift-focus-list": CreditClass.GENERAL}
+
+
+def _analyst(user: User) -> None:
+    require(user, Role.ANALYST, Role.SUPERVISOR)
+
+
+def _role(user: User) -> ConsoleRole:
+    return ConsoleRole(user.role.value)
+
+
+def _field_errors(exc: ValidationError, fields: tuple[str, ...], fallback: str) -> dict[str, str]:
+    """The schema's errors by form field (a check of the whole record goes beside the field it names)."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if loc not in fields:  # a check of the whole record: the field its message names first
+            named = sorted((msg.find(f), f) for f in fields if f in msg)
+            loc = named[0][1] if named else fallback
+        errors.setdefault(loc, msg)
+    return errors
+
+
+def _time_field(text: str, name: str, errors: dict[str, str], required: bool) -> str | None:
+    """A datetime-local form value (UTC) as ISO 8601 with offset, or None; a bad one goes to ``errors``."""
+    text = text.strip()
+    if not text:
+        if required:
+            errors[name] = "a date and time (UTC)"
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        errors[name] = "a date and time such as 2026-12-05T08:00 (UTC)"
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def _validated(model: type[BaseModel], doc: dict[str, Any]) -> BaseModel:
+    """Validated exactly as the worker validates the topic's records: strict JSON."""
+    return model.model_validate_json(orjson.dumps(doc))
+
+
+def _publish(request: Request, records: list[tuple[str, str, bytes | None]]) -> str | None:
+    try:
+        request.app.state.publisher.send_many(records)
+    except PublishError as exc:
+        return f"not published, try again: {exc}"
+    return None
+
+
+# ---- risk lists -------------------------------------------------------------------------------------
+RISK_FIELDS = ("entry_id", "list_id", "kind", "value", "action", "reason", "source_agency", "valid_from", "valid_until")
+
+
+def _risk_page(request: Request, user: User, form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+               status_code: int = 200) -> Response:
+    feed: Feed = request.app.state.feed
+    q = request.query_params.get("q", "")[:100]
+    entries, total = feed.search_risk_entries(q)
+    now = datetime.now(UTC)
+    default = {"entry_id": "", "list_id": "", "kind": "hs-prefix", "value": "", "action": "inspect", "reason": "",
+               "source_agency": DEFAULT_AGENCY, "valid_from": now.strftime("%Y-%m-%dT%H:%M"), "valid_until": ""}
+    return page(request, "risk_lists.html", {
+        "entries": entries, "total": total, "q": q, "form": form or default, "errors": errors or {},
+        "kinds": [k.value for k in RiskListKind], "actions": [a.value for a in RiskListAction], "now": now,
+        "caught_up": feed.caught_up.is_set(), "message": request.query_params.get("message"),
+        "subject": request.query_params.get("entry", "")[:64],
+    }, status_code=status_code)
+
+
+@router.get("")
+def start(user: Annotated[User, Depends(current_user)]) -> Response:
+    _analyst(user)
+    return RedirectResponse("/analyst/risk-lists", status_code=303)
+
+
+@router.get("/risk-lists")
+def risk_lists(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    _analyst(user)
+    return _risk_page(request, user)
+
+
+@router.post("/risk-lists")
+def add_risk_entry(request: Request, user: Annotated[User, Depends(current_user)],
+                   list_id: Annotated[str, Form(max_length=128)] = "", entry_id: Annotated[str, Form(max_length=128)] = "",
+                   kind: Annotated[str, Form(max_length=32)] = "", value: Annotated[str, Form(max_length=128)] = "",
+                   action: Annotated[str, Form(max_length=32)] = "", reason: Annotated[str, Form(max_length=512)] = "",
+                   source_agency: Annotated[str, Form(max_length=512)] = "",
+                   valid_from: Annotated[str, Form(max_length=64)] = "",
+                   valid_until: Annotated[str, Form(max_length=64)] = "") -> Response:
+    _analyst(user)
+    form = {"list_id": list_id, "entry_id": entry_id, "kind": kind, "value": value, "action": action, "reason": reason,
+            "source_agency": source_agency, "valid_from": valid_from, "valid_until": valid_until}
+    errors: dict[str, str] = {}
+    start_at = _time_field(valid_from, "valid_from", errors, required=True)
+    until = _time_field(valid_until, "valid_until", errors, required=False)
+    entry_id = entry_id.strip() or f"RL-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+    doc = {"entry_id": entry_id, "list_id": list_id.strip(), "kind": kind, "value": value.strip(), "action": action,
+           "reason": reason.strip(), "source_agency": source_agency.strip(), "valid_from": start_at, "valid_until": until}
+    entry: BaseModel | None = None
+    if not errors:
+        try:
+            entry = _validated(RiskListEntry, doc)
+        except ValidationError as exc:
+            errors = _field_errors(exc, RISK_FIELDS, "value")
+    if entry is None or errors:
+        return _risk_page(request, user, form, errors, status_code=422)
+    assert isinstance(entry, RiskListEntry)
+    action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_ADDED, entry.entry_id,
+                                f"{entry.list_id}: {entry.kind.value} {entry.value} -> {entry.action.value}; {entry.reason}")
+    failed = _publish(request, [record_of(topics.RISK_LISTS, entry.entry_id, entry), action_record(action_rec)])
+    if failed:
+        return _risk_page(request, user, form, {"value": failed}, status_code=503)
+    metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_ADDED.value).inc()
+    return RedirectResponse(f"/analyst/risk-lists?message=added&entry={entry.entry_id}", status_code=303)
+
+
+@router.post("/risk-lists/{entry_id}/retract")
+def retract_risk_entry(request: Request, entry_id: str, user: Annotated[User, Depends(current_user)],
+                       reason: Annotated[str, Form(max_length=512)] = "") -> Response:
+    _analyst(user)
+    feed: Feed = request.app.state.feed
+    if not 0 < len(entry_id) <= 64:
+        raise HTTPException(404, "no such entry")
+    with feed.lock:
+        known = entry_id in feed.risk_entries
+    if not known:
+        raise HTTPException(404, f"no current risk-list entry {entry_id}")
+    action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_RETRACTED, entry_id, reason.strip())
+    failed = _publish(request, [(topics.RISK_LISTS, entry_id, None), action_record(action_rec)])
+    if failed:
+        raise HTTPException(503, failed)
+    with feed.lock:
+        feed.apply_risk_entry(entry_id, None)  # the page shows the retraction at once; the topic brings it too
+    metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_RETRACTED.value).inc()
+    return RedirectResponse(f"/analyst/risk-lists?message=retracted&entry={entry_id}", status_code=303)
+
+
+# ---- credit actions -----------------------------------------------------------------------------------
+CREDIT_FIELDS = ("enterprise_id", "credit_action", "source_agency", "reason")
+
+
+def _credit_page(request: Request, form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+                 status_code: int = 200) -> Response:
+    return page(request, "credit.html", {
+        "form": form or {"enterprise_id": "", "credit_action": "place-focus-list", "source_agency": "customs", "reason": ""},
+        "errors": errors or {}, "actions": CREDIT_ACTIONS, "message": request.query_params.get("message"),
+        "subject": request.query_params.get("enterprise", "")[:64],
+    }, status_code=status_code)
+
+
+@router.get("/credit")
+def credit(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    _analyst(user)
+    return _credit_page(request)
+
+
+@router.post("/credit")
+def credit_action(request: Request, user: Annotated[User, Depends(current_user)],
+                  enterprise_id: Annotated[str, Form(max_length=128)] = "",
+                  credit_action: Annotated[str, Form(max_length=32)] = "",
+                  source_agency: Annotated[str, Form(max_length=512)] = "",
+                  reason: Annotated[str, Form(max_length=512)] = "") -> Response:
+    _analyst(user)
+    form = {"enterprise_id": enterprise_id, "credit_action": credit_action, "source_agency": source_agency, "reason": reason}
+    errors: dict[str, str] = {}
+    if credit_action not in CREDIT_ACTIONS:
+        errors["credit_action"] = "choose an action"
+    if not reason.strip():
+        errors["reason"] = "give the reason (it goes on the enterprise's credit record)"
+    event: BaseModel | None = None
+    if not errors:
+        try:
+            event = _validated(CreditEvent, {
+                "event_id": f"CON-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}", "enterprise_id": enterprise_id.strip(),
+                "event_type": "credit-class-changed", "credit_class": CREDIT_ACTIONS[credit_action].value,
+                "source_agency": source_agency.strip(), "reason": reason.strip(), "event_time": datetime.now(UTC).isoformat()})
+        except ValidationError as exc:
+            errors = _field_errors(exc, CREDIT_FIELDS, "enterprise_id")
+    if event is None or errors:
+        return _credit_page(request, form, errors, status_code=422)
+    assert isinstance(event, CreditEvent)
+    action_rec = console_action(user.name, _role(user), ConsoleActionKind.CREDIT_ACTION, event.enterprise_id,
+                                f"{credit_action} ({event.credit_class.value if event.credit_class else '-'}) by "
+                                f"{event.source_agency}: {event.reason}")
+    failed = _publish(request, [record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_record(action_rec)])
+    if failed:
+        return _credit_page(request, form, {"enterprise_id": failed}, status_code=503)
+    metrics.ACTIONS.labels(ConsoleActionKind.CREDIT_ACTION.value).inc()
+    return RedirectResponse(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}", status_code=303)
+
+
+# ---- figures and dead letters (from the archive) ----------------------------------------------------------
+def _window(request: Request) -> tuple[date, date, str | None]:
+    today = datetime.now(UTC).date()
+    try:
+        day_to = date.fromisoformat(request.query_params.get("to") or today.isoformat())
+        day_from = date.fromisoformat(request.query_params.get("from") or (day_to - timedelta(days=6)).isoformat())
+    except ValueError:
+        raise HTTPException(400, "from and to are dates such as 2026-12-01") from None
+    if day_from > day_to or (day_to - day_from).days >= MAX_WINDOW_DAYS:
+        raise HTTPException(400, f"from must not be after to, and the window at most {MAX_WINDOW_DAYS} days")
+    port = request.query_params.get("port") or None
+    if port is not None and port not in request.app.state.ports:
+        raise HTTPException(404, "no such port in the port register")
+    return day_from, day_to, port
+
+
+def _archive(request: Request) -> Any:
+    from archive.location import from_settings
+
+    return from_settings(request.app.state.settings)
+
+
+@router.get("/figures")
+def figures(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    _analyst(user)
+    from archive import analytics
+    from archive.queries import report
+    from policy.config import load_policy
+
+    day_from, day_to, port = _window(request)
+    where = _archive(request)
+    policy = load_policy(request.app.state.settings.policy_file)
+    return page(request, "figures.html", {
+        "day_from": day_from, "day_to": day_to, "port": port, "ports": request.app.state.ports,
+        "report": report(day_from, day_to, port, archive_dir=where),
+        "risk_lists": analytics.risk_list_performance(day_from, day_to, port, archive_dir=where)[:200],
+        "rules": analytics.rule_performance(day_from, day_to, port, archive_dir=where),
+        "rates": analytics.selection_rates(day_from, day_to, port, archive_dir=where, policy=policy),
+        "models": analytics.model_comparison(day_from, day_to, archive_dir=where),
+    })
+
+
+@router.get("/dead-letters")
+def dead_letters(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    _analyst(user)
+    from archive import analytics
+
+    day_from, day_to, _ = _window(request)
+    reason = (request.query_params.get("reason") or "")[:64] or None
+    try:
+        rows = analytics.dead_letters(day_from, day_to, reason=reason, limit=200, archive_dir=_archive(request))
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return page(request, "dead_letters.html", {"rows": rows, "day_from": day_from, "day_to": day_to, "reason": reason or ""})

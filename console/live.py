@@ -1,0 +1,279 @@
+"""The live feed: open instructions per port, results already recorded, current risk-list entries.
+
+One thread reads the instructions, inspection-results and risk-lists topics with a plain consumer
+(partitions assigned directly: no group, no rebalance, nothing committed): instructions and results
+from ``console_lookback_s`` ago (to rebuild the open queue at start), risk lists from the beginning
+(a compacted topic: its current entries). Everything it holds is bounded: open instructions per port
+(``console_queue_max_per_port``; more are counted, not held), the instruction ids with a result
+(``console_known_results_max``, oldest forgotten first), declarations already decided, risk-list
+entries.
+
+An instruction is open from the moment it is seen until it is finished: a machine-check until the
+declaration's final instruction (a clean scan's release leaves the queue, a suspicious scan or a
+scan timeout turns it into an inspect), an inspect until its inspection result is on the results
+topic (from the console or any station).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from pydantic import ValidationError
+
+from clients import topics
+from common.settings import Settings
+from console import metrics
+from schemas import ControlInstruction, InspectionResult, RiskListEntry
+from schemas.codec import parse
+
+log = logging.getLogger(__name__)
+
+MAX_RISK_ENTRIES = 100_000
+MAX_DECIDED = 200_000
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One open instruction as the officer's queue shows it."""
+
+    instruction: ControlInstruction
+    seen_at: float  # time.time() when the feed read it
+
+    @property
+    def declaration_id(self) -> str:
+        return self.instruction.declaration_id
+
+    @property
+    def scan_text(self) -> str:
+        ins = self.instruction
+        if ins.stage.value == "declaration":
+            return "awaiting scan" if ins.action.value == "machine-check" else "-"
+        if ins.stage.value == "timeout":
+            return "no scan in time"
+        return f"{'suspicious' if ins.action.value == 'inspect' else 'clean'} ({ins.scan_id or '-'})"
+
+
+@dataclass
+class PortQueue:
+    items: OrderedDict[str, QueueItem] = field(default_factory=OrderedDict)  # declaration id -> open item, oldest first
+    not_held: int = 0  # open instructions seen while the queue was full
+    version: int = 0  # bumped on every change: the live page re-renders when it moves
+
+
+class _Bounded(OrderedDict[str, Any]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: str, value: Any = True) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class Feed:
+    """The state the pages read; :meth:`apply_instruction` etc. are pure (unit-tested without a broker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.ports: dict[str, PortQueue] = {}
+        self.results = _Bounded(settings.console_known_results_max)  # instruction id -> True
+        self.decided = _Bounded(MAX_DECIDED)  # "declaration_id:revision" whose final instruction was seen
+        self.risk_entries: OrderedDict[str, RiskListEntry] = OrderedDict()
+        self.risk_entries_dropped = 0
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    # ---- state changes (under self.lock) ------------------------------------------------------------
+    def _queue(self, port: str) -> PortQueue:
+        q = self.ports.get(port)
+        if q is None:
+            q = self.ports[port] = PortQueue()
+        return q
+
+    def apply_instruction(self, ins: ControlInstruction, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        q = self._queue(ins.port)
+        did = ins.declaration_id
+        held = q.items.get(did)
+        if held is not None and held.instruction.revision > ins.revision:
+            return  # a late instruction of an older revision
+        key = f"{did}:{ins.revision}"
+        if ins.final:
+            self.decided.remember(key)
+            if ins.action.value == "inspect" and ins.instruction_id not in self.results:
+                self._hold(q, did, QueueItem(ins, now))
+            elif held is not None:
+                del q.items[did]
+                q.version += 1
+        elif key not in self.decided and ins.action.value != "release":
+            self._hold(q, did, QueueItem(ins, now))
+        elif held is not None and held.instruction.revision < ins.revision:
+            del q.items[did]  # a newer revision released at declaration time: the older one's work is void
+            q.version += 1
+
+    def _hold(self, q: PortQueue, did: str, item: QueueItem) -> None:
+        if did in q.items:
+            q.items[did] = item  # keeps its place in the queue (the declaration waited since its first instruction)
+        elif len(q.items) < self.settings.console_queue_max_per_port:
+            q.items[did] = item
+        else:
+            q.not_held += 1
+            metrics.QUEUE_OVERFLOW.labels(item.instruction.port).inc()
+            return
+        q.version += 1
+
+    def apply_result(self, result: InspectionResult) -> None:
+        self.results.remember(result.instruction_id)
+        q = self.ports.get(result.port)
+        if q is None:
+            return
+        held = q.items.get(result.declaration_id)
+        if held is not None and held.instruction.instruction_id == result.instruction_id:
+            del q.items[result.declaration_id]
+            q.version += 1
+
+    def apply_risk_entry(self, entry_id: str, entry: RiskListEntry | None) -> None:
+        if entry is None:
+            self.risk_entries.pop(entry_id, None)
+        elif entry_id in self.risk_entries or len(self.risk_entries) < MAX_RISK_ENTRIES:
+            self.risk_entries[entry_id] = entry
+        else:
+            self.risk_entries_dropped += 1
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def snapshot(self, ports: list[str], limit: int) -> tuple[list[QueueItem], int, int]:
+        """The oldest ``limit`` open items of ``ports``, how many open items there are in all, and
+        how many more were seen while a queue was full."""
+        with self.lock:
+            items = [i for p in ports if p in self.ports for i in self.ports[p].items.values()]
+            not_held = sum(self.ports[p].not_held for p in ports if p in self.ports)
+        items.sort(key=lambda i: i.seen_at)
+        return items[:limit], len(items), not_held
+
+    def versions(self, ports: list[str]) -> tuple[int, ...]:
+        with self.lock:
+            return tuple(self.ports[p].version if p in self.ports else 0 for p in ports)
+
+    def open_item(self, port: str, declaration_id: str) -> QueueItem | None:
+        with self.lock:
+            q = self.ports.get(port)
+            return q.items.get(declaration_id) if q else None
+
+    def find_open(self, declaration_id: str) -> QueueItem | None:
+        with self.lock:
+            for q in self.ports.values():
+                if declaration_id in q.items:
+                    return q.items[declaration_id]
+        return None
+
+    def has_result(self, instruction_id: str) -> bool:
+        with self.lock:
+            return instruction_id in self.results
+
+    def mark_result(self, result: InspectionResult) -> None:
+        with self.lock:
+            self.apply_result(result)
+
+    def search_risk_entries(self, text: str, limit: int = 200) -> tuple[list[RiskListEntry], int]:
+        needle = text.strip().lower()
+        with self.lock:
+            entries = list(self.risk_entries.values())
+        if needle:
+            entries = [e for e in entries if needle in " ".join((e.entry_id, e.list_id, e.kind.value, e.value, e.reason,
+                                                                  e.source_agency)).lower()]
+        entries.sort(key=lambda e: (e.list_id, e.entry_id))
+        return entries[:limit], len(entries)
+
+    # ---- the consumer thread ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="console-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _assignment(self, consumer: Consumer) -> list[TopicPartition]:
+        metadata = consumer.list_topics(timeout=30)
+        since_ms = int((time.time() - self.settings.console_lookback_s) * 1000)
+        assignment: list[TopicPartition] = []
+        for logical in (topics.INSTRUCTIONS, topics.INSPECTION_RESULTS, topics.RISK_LISTS):
+            name = self.settings.topic(logical)
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                raise RuntimeError(f"topic {name} does not exist: run `riskctl topics create`")
+            if logical == topics.RISK_LISTS:
+                assignment += [TopicPartition(name, p, OFFSET_BEGINNING) for p in topic.partitions]
+                continue
+            wanted = [TopicPartition(name, p, since_ms) for p in topic.partitions]
+            try:
+                found = consumer.offsets_for_times(wanted, timeout=30)
+            except Exception as exc:  # noqa: BLE001 - a broker without time lookups: read the whole retention
+                log.warning("offsets_for_times on %s failed (%s): reading from the beginning", name, exc)
+                found = [TopicPartition(name, p, OFFSET_BEGINNING) for p in topic.partitions]
+            # -1 (no record at or after the time): only new records.
+            assignment += [TopicPartition(name, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
+        return assignment
+
+    def _run(self) -> None:
+        consumer = Consumer({**self.settings.confluent_config(), "group.id": f"{self.settings.app_id}-console",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True,
+                             "fetch.wait.max.ms": 10})
+        try:
+            assignment = self._assignment(consumer)
+            consumer.assign(assignment)
+            metrics.FEED_UP.set(1)
+            pending_eof = {(tp.topic, tp.partition) for tp in assignment}
+            t_ins, t_res = self.settings.topic(topics.INSTRUCTIONS), self.settings.topic(topics.INSPECTION_RESULTS)
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=1000, timeout=0.1)
+                with self.lock:
+                    for msg in messages:
+                        err = msg.error()
+                        if err is not None:
+                            if err.code() == err._PARTITION_EOF:
+                                pending_eof.discard((msg.topic(), msg.partition()))
+                            else:
+                                log.warning("feed: %s", err.str())
+                            continue
+                        self._apply(msg.topic() or "", msg.key(), msg.value(), t_ins, t_res)
+                if not pending_eof and not self.caught_up.is_set():
+                    self.caught_up.set()
+                    log.info("feed caught up: %d open instructions", sum(len(q.items) for q in self.ports.values()))
+                with self.lock:
+                    for port, q in self.ports.items():
+                        metrics.QUEUE_OPEN.labels(port).set(len(q.items))
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("the console feed stopped")
+            metrics.FEED_UP.set(0)
+            raise
+        finally:
+            consumer.close()
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None, t_ins: str, t_res: str) -> None:
+        try:
+            if topic == t_ins:
+                ins = parse(ControlInstruction, value)
+                metrics.FEED_LAG_SECONDS.observe(max(0.0, time.time() - ins.decided_at.timestamp()))
+                self.apply_instruction(ins)
+            elif topic == t_res:
+                self.apply_result(parse(InspectionResult, value))
+            else:
+                entry_id = (key or b"").decode("utf-8", "replace")[:64]
+                self.apply_risk_entry(entry_id, None if value is None else parse(RiskListEntry, value))
+        except (ValidationError, ValueError, orjson.JSONDecodeError):
+            pass  # the worker dead-letters what does not parse; the console shows only valid records

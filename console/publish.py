@@ -1,0 +1,87 @@
+"""Producing the console's records: every send waits for the broker's acknowledgement, so the
+console answers an officer only once what they did is on the topic."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Message, Producer
+from pydantic import BaseModel
+
+from clients import topics
+from clients.producers import producer_config
+from common.settings import Settings
+from console import metrics
+from schemas import ConsoleAction, ConsoleActionKind, ConsoleRole
+
+DELIVERY_TIMEOUT_S = 15.0
+
+
+class PublishError(RuntimeError):
+    """A record was not acknowledged by the broker; the message says why."""
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Idempotent producer: a retry inside librdkafka never writes a record twice.
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 0, "enable.idempotence": True,
+                                                               "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000)}))
+        self._lock = threading.Lock()
+
+    def send(self, topic: str, key: str, value: BaseModel | None) -> None:
+        """Produce one record (``value`` None: a tombstone) to the logical ``topic`` and wait for its acknowledgement."""
+        payload = None if value is None else orjson.dumps(value.model_dump(mode="json"))
+        self.send_many([(topic, key, payload)])
+
+    def send_many(self, records: list[tuple[str, str, bytes | None]]) -> None:
+        """Produce records (already validated and encoded) and wait until every one is acknowledged."""
+        errors: list[str] = []
+        done = threading.Event()
+        pending = len(records)
+        count_lock = threading.Lock()
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            nonlocal pending
+            if err is not None:
+                errors.append(f"{msg.topic()}: {err.str()}")
+            with count_lock:
+                pending -= 1
+                if pending == 0:
+                    done.set()
+
+        with self._lock:
+            for topic, key, payload in records:
+                self._producer.produce(self.settings.topic(topic), key=key.encode(), value=payload, on_delivery=delivered)
+        deadline = DELIVERY_TIMEOUT_S + 5
+        while not done.is_set() and deadline > 0:
+            self._producer.poll(0.05)  # serves the delivery callbacks
+            deadline -= 0.05
+        if errors or not done.is_set():
+            metrics.PUBLISH_FAILURES.inc()
+            raise PublishError("; ".join(errors) or f"no acknowledgement within {DELIVERY_TIMEOUT_S:.0f}s")
+
+    def close(self) -> None:
+        self._producer.flush(DELIVERY_TIMEOUT_S)
+
+
+def console_action(user: str, role: ConsoleRole, action: ConsoleActionKind, subject: str, detail: str = "") -> ConsoleAction:
+    """A validated action record (subject and detail cut to their bounds: they describe, they are not data)."""
+    return ConsoleAction(action_id=uuid.uuid4().hex, user=user, role=role, action=action, subject=subject[:128] or "-",
+                         detail=detail[:2000], at=datetime.now(UTC))
+
+
+def action_record(action: ConsoleAction) -> tuple[str, str, bytes]:
+    return topics.CONSOLE_ACTIONS, action.user, orjson.dumps(action.model_dump(mode="json"))
+
+
+def record_of(topic: str, key: str, value: BaseModel) -> tuple[str, str, bytes]:
+    return topic, key, orjson.dumps(value.model_dump(mode="json"))
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)

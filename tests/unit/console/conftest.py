@@ -1,0 +1,112 @@
+"""The console with fakes around it: a publisher that keeps what it is given, a feed that no consumer
+fills (the tests apply records to it), a history of declarations from a dict, a user store in tmp."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from common.settings import Settings
+from console.app import create_app
+from console.live import Feed
+from console.publish import PublishError
+from console.users import Role, UserStore
+from schemas import ControlInstruction
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class FakePublisher:
+    sent: list[tuple[str, str, Any]] = field(default_factory=list)
+    fail: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send_many(self, records: list[tuple[str, str, bytes | None]]) -> None:
+        if self.fail:
+            raise PublishError("broker down")
+        with self.lock:
+            self.sent += [(topic, key, None if value is None else orjson.loads(value)) for topic, key, value in records]
+
+    def close(self) -> None:
+        pass
+
+    def on(self, topic: str) -> list[tuple[str, Any]]:
+        return [(key, value) for t, key, value in self.sent if t == topic]
+
+
+def instruction(did: str, port: str = "HAK-SEA", action: str = "inspect", stage: str = "scan", final: bool = True,
+                revision: int = 1, **over: Any) -> ControlInstruction:
+    now = datetime.now(UTC).isoformat()
+    return ControlInstruction.model_validate_json(orjson.dumps(dict(
+        instruction_id=f"{did}:{revision}:{stage}", declaration_id=did, revision=revision, port=port, enterprise_id="E1",
+        scenario="general-trade", stage=stage, action=action, final=final,
+        selection_reason="scan" if stage == "scan" else "model-threshold",
+        credit_class="general", score=0.42, model_version="m1", policy_version="p1", reasons=["anomaly score 0.9"],
+        risk_hits=["JASC/E1"], suspected_categories=["narcotics"] if stage == "scan" else [], scan_id="S1" if stage == "scan" else None,
+        event_time=now, decided_at=now, **over)))
+
+
+@dataclass
+class Console:
+    client: TestClient
+    publisher: FakePublisher
+    feed: Feed
+    users: UserStore
+    histories: dict[str, dict[str, Any]]
+    settings: Settings
+
+    def login(self, name: str, password: str = PASSWORD, client: TestClient | None = None) -> TestClient:
+        client = client or self.client
+        csrf = self.csrf(client, "/login")
+        response = client.post("/login", data={"name": name, "password": password, "csrf_token": csrf}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        return client
+
+    def csrf(self, client: TestClient | None = None, path: str = "/login") -> str:
+        import re
+
+        page = (client or self.client).get(path).text
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, page[:500]
+        return match.group(1)
+
+    def new_client(self) -> TestClient:
+        return TestClient(self.client.app)
+
+    def add_history(self, ins: ControlInstruction, results: list[dict[str, Any]] | None = None) -> None:
+        row = ins.model_dump(mode="json")
+        self.histories[ins.declaration_id] = {
+            "declaration_id": ins.declaration_id, "instructions": [row], "outcome": None, "revisions": [],
+            "centralised": [], "scans": [], "inspection_results": results or [], "sources": {}}
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    settings = Settings(data_dir=tmp_path)
+    users = UserStore(tmp_path / "users.json")
+    users.add("officer.hak", Role.OFFICER, PASSWORD, ("HAK-SEA",))
+    users.add("officer.ypu", Role.OFFICER, PASSWORD, ("YPU-SEA",), station_id="YPU-ST1")
+    users.add("analyst", Role.ANALYST, PASSWORD)
+    users.add("chief", Role.SUPERVISOR, PASSWORD)
+    feed = Feed(settings)
+    feed.caught_up.set()
+    publisher = FakePublisher()
+    histories: dict[str, dict[str, Any]] = {}
+
+    def history(did: str) -> tuple[dict[str, Any], list[str]]:
+        empty = {"declaration_id": did, "instructions": [], "outcome": None, "revisions": [], "centralised": [], "scans": [],
+                 "inspection_results": [], "sources": {}}
+        return dict(histories.get(did, empty)), []
+
+    app = create_app(settings, feed=feed, publisher=publisher, users=users, history=history, start_feed=False)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        yield Console(client, publisher, feed, users, histories, settings)

@@ -1,0 +1,93 @@
+"""The analyst's forms: risk-list entries and credit actions validated by the topics' schemas."""
+
+from __future__ import annotations
+
+from clients import topics
+from schemas import RiskListEntry
+from tests.unit.console.conftest import Console
+
+
+def _entry_form(console: Console, **over: str) -> dict[str, str]:
+    return {"list_id": "JASC-2026-12", "entry_id": "E-8517", "kind": "hs-prefix", "value": "8517", "action": "inspect",
+            "reason": "telephone sets under false origin", "source_agency": "anti-smuggling bureau",
+            "valid_from": "2026-12-01T00:00", "valid_until": "", "csrf_token": console.csrf(path="/analyst/risk-lists"), **over}
+
+
+def test_adding_an_entry_publishes_it_keyed_by_its_id(console: Console) -> None:
+    console.login("analyst")
+    response = console.client.post("/analyst/risk-lists", data=_entry_form(console), follow_redirects=False)
+    assert response.status_code == 303
+    [(key, entry)] = console.publisher.on(topics.RISK_LISTS)
+    assert key == "E-8517"
+    parsed = RiskListEntry.model_validate(entry, strict=False)
+    assert parsed.valid_from.isoformat() == "2026-12-01T00:00:00+00:00" and parsed.valid_until is None
+    action = console.publisher.on(topics.CONSOLE_ACTIONS)[-1][1]
+    assert (action["action"], action["subject"], action["user"]) == ("risk-list-added", "E-8517", "analyst")
+
+
+def test_an_entry_id_is_generated_when_left_empty(console: Console) -> None:
+    console.login("analyst")
+    console.client.post("/analyst/risk-lists", data=_entry_form(console, entry_id=""))
+    [(key, entry)] = console.publisher.on(topics.RISK_LISTS)
+    assert key.startswith("RL-") and entry["entry_id"] == key
+
+
+def test_bad_entries_show_errors_beside_their_fields_and_publish_nothing(console: Console) -> None:
+    console.login("analyst")
+    cases = {
+        "error-value": {"kind": "origin", "value": "8517"},
+        "error-valid_until": {"valid_until": "2026-11-01T00:00"},
+        "error-valid_from": {"valid_from": "yesterday"},
+        "error-list_id": {"list_id": "bad list id!"},
+        "error-reason": {"reason": ""},
+        "error-kind": {"kind": "planet"},
+    }
+    for error_id, change in cases.items():
+        response = console.client.post("/analyst/risk-lists", data=_entry_form(console, **change))
+        assert response.status_code == 422 and f'id="{error_id}"' in response.text, (error_id, response.text[-3000:])
+    assert console.publisher.on(topics.RISK_LISTS) == [] and console.publisher.on(topics.CONSOLE_ACTIONS)[-1][1]["action"] == "login"
+
+
+def test_search_and_retract(console: Console) -> None:
+    console.login("analyst")
+    for entry_id, value in (("E-1", "8517"), ("E-2", "9303")):
+        entry = RiskListEntry.model_validate_json(
+            f'{{"entry_id": "{entry_id}", "list_id": "L", "kind": "hs-prefix", "value": "{value}", "action": "inspect", '
+            f'"reason": "r {value}", "source_agency": "customs", "valid_from": "2026-01-01T00:00:00+00:00"}}')
+        console.feed.apply_risk_entry(entry_id, entry)
+    page = console.client.get("/analyst/risk-lists?q=9303").text
+    assert 'data-entry="E-2"' in page and 'data-entry="E-1"' not in page
+    csrf = console.csrf(path="/analyst/risk-lists")
+    response = console.client.post("/analyst/risk-lists/E-1/retract", data={"csrf_token": csrf}, follow_redirects=False)
+    assert response.status_code == 303
+    assert console.publisher.on(topics.RISK_LISTS) == [("E-1", None)]  # a tombstone
+    assert 'data-entry="E-1"' not in console.client.get("/analyst/risk-lists").text
+    assert console.client.post("/analyst/risk-lists/E-404/retract", data={"csrf_token": csrf}).status_code == 404
+
+
+def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
+    console.login("analyst")
+    csrf = console.csrf(path="/analyst/credit")
+    form = {"enterprise_id": "ENT-42", "credit_action": "place-focus-list", "source_agency": "customs",
+            "reason": "repeated undervaluation", "csrf_token": csrf}
+    assert console.client.post("/analyst/credit", data=form, follow_redirects=False).status_code == 303
+    [(key, event)] = console.publisher.on(topics.CREDIT_EVENTS)
+    assert key == "ENT-42"
+    assert (event["event_type"], event["credit_class"]) == ("credit-class-changed", "focus-list")
+    assert event["reason"] == "repeated undervaluation"
+    console.client.post("/analyst/credit", data={**form, "credit_action": "lift-focus-list"})
+    assert console.publisher.on(topics.CREDIT_EVENTS)[-1][1]["credit_class"] == "general"
+    bad = console.client.post("/analyst/credit", data={**form, "enterprise_id": "no spaces allowed"})
+    assert bad.status_code == 422 and 'id="error-enterprise_id"' in bad.text
+    bad = console.client.post("/analyst/credit", data={**form, "reason": ""})
+    assert bad.status_code == 422 and 'id="error-reason"' in bad.text
+    assert len(console.publisher.on(topics.CREDIT_EVENTS)) == 2
+
+
+def test_figures_and_dead_letters_read_an_empty_archive(console: Console) -> None:
+    console.login("analyst")
+    page = console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05")
+    assert page.status_code == 200 and "No decisions in the archive" in page.text
+    assert console.client.get("/analyst/figures?from=2026-12-05&to=2026-12-01").status_code == 400
+    assert console.client.get("/analyst/figures?port=NOWHERE").status_code == 404
+    assert console.client.get("/analyst/dead-letters?reason=schema-violation").status_code == 200
