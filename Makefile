@@ -7,7 +7,7 @@ KAFKA_LIB := deploy/kafka/target/lib
 TOOLS := .tools
 ARGS ?=
 
-.PHONY: help venv kafka-fetch promtool-fetch s3-fetch demo check test test-unit test-integration bench broker kafka topics worker schemas clean
+.PHONY: help venv kafka-fetch promtool-fetch s3-fetch browser-fetch demo check test test-unit test-integration bench broker kafka topics worker schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -46,6 +46,17 @@ $(S3S_FS):
 
 s3-fetch: $(S3S_FS)  ## build the s3s-fs S3 server (cargo, about 2 minutes) for the archive's object-storage tests
 
+# Headless Chromium and its WebDriver from Debian's packages: the console's browser tests (tests/browser)
+# drive them with selenium. Installed system-wide with apt-get (as root, else through sudo); skipped
+# when both are already there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-fetch:  ## install Debian's chromium and chromium-driver for the console's browser tests (skipped when installed)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "$$(chromium --version 2>/dev/null | head -1); $$(chromedriver --version | head -1)"; \
+	else \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; \
+	fi
+
 demo: venv  ## run the whole pipeline on the embedded broker with simulated traffic (ARGS="--duration 30 --json")
 	$(RISKCTL) demo $(ARGS)
 
@@ -54,7 +65,7 @@ check: venv  ## static checks: lint (ruff, whole repository), types (mypy, libra
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-test: venv kafka-fetch s3-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
+test: venv kafka-fetch s3-fetch browser-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
 	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) S3S_FS=$(abspath $(S3S_FS)) $(PY) -m pytest tests $(ARGS)
 
 test-unit: venv  ## unit tests only (no broker)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "come from `riskctl users`.")
     p.add_argument("--host", default=None, help="listen address (default from settings: 127.0.0.1)")
     p.add_argument("--port", type=tcp_port, default=None, help="listen port (default from settings: 8470)")
-    p.add_argument("--metrics-port", type=tcp_port, default=None, help="Prometheus endpoint port (0 disables; default from settings: 9466)")
+    p.add_argument("--metrics-port", type=tcp_port, default=None, help="Prometheus endpoint port (0 disables; default from settings: 9467)")
     p.set_defaults(handler=cmd_console)
 
     p = sub.add_parser("users", help="add, list, disable or enable console users",

@@ -217,7 +217,7 @@ class Settings(BaseSettings):
     # --- Console (`riskctl console`, console/) -------------------------------------------------------
     console_host: str = Field(default="127.0.0.1", description="Address the console listens on (loopback unless set).")
     console_port: int = Field(default=8470, ge=0, le=65535, description="The console's HTTP(S) port.")
-    console_metrics_port: int = Field(default=9466, ge=0, le=65535, description="The console's Prometheus port (0: none).")
+    console_metrics_port: int = Field(default=9467, ge=0, le=65535, description="The console's Prometheus port (0: none).")
     console_tls_certfile: Path | None = Field(default=None, description="PEM certificate: the console serves HTTPS with it.")
     console_tls_keyfile: Path | None = Field(default=None, description="PEM private key of console_tls_certfile.")
     console_session_secret: SecretStr | None = Field(default=None, description=(

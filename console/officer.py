@@ -156,7 +156,7 @@ def declaration(request: Request, declaration_id: str, user: Annotated[User, Dep
     return _declaration_page(request, user, declaration_id)
 
 
-def validate_result(instruction: dict[str, Any], station_id: str, found: str, category: str, duty: str,
+def validate_result(declaration_id: str, instruction: dict[str, Any], station_id: str, found: str, category: str, duty: str,
                     note: str) -> tuple[InspectionResult | None, dict[str, str]]:
     """The result the form describes, or the errors to show beside its fields (validated by the
     topic's own schema, InspectionResult)."""
@@ -177,7 +177,7 @@ def validate_result(instruction: dict[str, Any], station_id: str, found: str, ca
         return None, errors
     try:
         result = InspectionResult(
-            instruction_id=str(instruction["instruction_id"]), declaration_id=str(instruction["declaration_id"]),
+            instruction_id=str(instruction["instruction_id"]), declaration_id=declaration_id,
             revision=int(instruction["revision"]), port=str(instruction["port"]), station_id=station_id,
             found=found == "yes", category=category or None, duty_recovered=duty_value, inspected_at=datetime.now(UTC))
     except ValidationError as exc:
@@ -207,7 +207,7 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
         else:
             doc = _history(request, declaration_id)
             instruction = next((r for r in doc["instructions"] if r["instruction_id"] == instruction_id), None)
-        if instruction is None or instruction["declaration_id"] != declaration_id:
+        if instruction is None or instruction.get("declaration_id", declaration_id) != declaration_id:
             raise HTTPException(404, "no such instruction for this declaration")
         require_port(user, str(instruction["port"]))
         if not (instruction["final"] and instruction["action"] == "inspect"):
@@ -216,7 +216,7 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
             metrics.RESULTS_DUPLICATE.inc()
             return RedirectResponse(f"/declarations/{declaration_id}?message=already-recorded", status_code=303)
         station = user.station_id or request.app.state.settings.console_station_id or user.name
-        result, errors = validate_result(instruction, station, found, category, duty_recovered, note)
+        result, errors = validate_result(declaration_id, instruction, station, found, category, duty_recovered, note)
         if result is None:
             return _declaration_page(request, user, declaration_id, form, errors, status_code=422)
         detail = f"{'found ' + (result.category or '') if result.found else 'nothing found'}; duty {result.duty_recovered:g}"

@@ -83,10 +83,11 @@ class Console:
         return TestClient(self.client.app)
 
     def add_history(self, ins: ControlInstruction, results: list[dict[str, Any]] | None = None) -> None:
-        row = ins.model_dump(mode="json")
-        self.histories[ins.declaration_id] = {
-            "declaration_id": ins.declaration_id, "instructions": [row], "outcome": None, "revisions": [],
-            "centralised": [], "scans": [], "inspection_results": results or [], "sources": {}}
+        from audit.explain import explanation
+
+        doc = explanation(ins.declaration_id, [ins.model_dump(mode="json")])  # the rows as `riskctl explain` gives them
+        doc.update(revisions=[], centralised=[], scans=[], inspection_results=results or [], sources={})
+        self.histories[ins.declaration_id] = doc
 
 
 @pytest.fixture

@@ -1,0 +1,218 @@
+"""The console in a real browser against a running pipeline (see conftest.py)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from clients import topics
+from clients.readers import assigned_reader
+from tests.browser.conftest import IMAGES, PASSWORD, Office
+from tests.integration.pipeline_harness import declaration, scan
+
+NOW = datetime.now(UTC)
+
+
+def login(driver: WebDriver, office: Office, name: str) -> None:
+    driver.get(f"{office.base_url}/login")
+    driver.find_element(By.NAME, "name").send_keys(name)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: "/login" not in d.current_url)
+
+
+def risk_entry(entry_id: str, hs_prefix: str, action: str) -> dict[str, Any]:
+    return {"schema_version": 1, "entry_id": entry_id, "list_id": "BROWSER", "kind": "hs-prefix", "value": hs_prefix, "action": action,
+            "reason": f"hs {hs_prefix}: {action} by the browser test", "source_agency": "customs",
+            "valid_from": (NOW - timedelta(days=1)).isoformat()}
+
+
+def hs_declaration(did: str, hs_code: str, port: str = "HAK-SEA") -> dict[str, Any]:
+    return {**declaration(did, "ENT-BROWSER"), "hs_code": hs_code, "port": port, "event_time": datetime.now(UTC).isoformat()}
+
+
+def wait_entries(office: Office, count: int) -> None:
+    worker = office.harness.workers[0]
+    office.harness.read_until(lambda h: worker.metric("customs_risk_list_entries") >= count, 30, f"{count} risk-list entries")
+
+
+def results_for(office: Office, declaration_id: str, sentinel: str) -> list[dict[str, Any]]:
+    """The inspection results keyed by ``declaration_id``, read up to a sentinel record produced
+    after the console answered: every result the console produced before is ahead of it."""
+    h = office.harness
+    h.publish(topics.INSPECTION_RESULTS, declaration_id, {
+        "schema_version": 1, "instruction_id": sentinel, "declaration_id": declaration_id, "revision": 1, "port": "HAK-SEA",
+        "station_id": "SENTINEL", "found": False, "inspected_at": datetime.now(UTC).isoformat()})
+    h.flush()
+    reader = assigned_reader(h.settings, [topics.INSPECTION_RESULTS])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while not any(r["instruction_id"] == sentinel for r in found):
+            assert time.monotonic() < deadline, f"the sentinel result did not come back: {found}"
+            for msg in reader.consume(500, timeout=0.5):
+                if msg.error() is None and msg.key() == declaration_id.encode():
+                    found.append(orjson.loads(msg.value()))
+    finally:
+        reader.close()
+    return [r for r in found if r["instruction_id"] != sentinel]
+
+
+def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: Office, browser: WebDriver) -> None:
+    h = office.harness
+    h.publish(topics.RISK_LISTS, "BR-8517", risk_entry("BR-8517", "8517", "machine-check"))
+    h.flush()
+    wait_entries(office, 1)
+    login(browser, office, "officer.hak")
+    browser.get(f"{office.base_url}/queue")
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "open-count")))
+    browser.execute_script("window.__notReloaded = true;")  # gone if the page reloads
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+        "return document.querySelector('#queue[sse-connect]') !== null && window.htmx !== undefined"))
+
+    ids = [f"BR-MC-{n}" for n in range(1, 5)]
+    for did in ids:
+        h.publish(topics.DECLARATIONS, did, hs_declaration(did, "851712"))
+    h.publish(topics.DECLARATIONS, "BR-SYX-1", hs_declaration("BR-SYX-1", "851712", port="SYX-AIR"))
+    h.flush()
+    for did in ids:
+        WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-declaration="{did}"]')))
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-declaration="{ids[0]}"]')
+    assert "machine-check" in row.text and "awaiting scan" in row.text and "BROWSER/BR-8517" in row.text
+    assert browser.execute_script("return window.__notReloaded === true")
+    assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-declaration="BR-SYX-1"]')  # another port's
+
+    # Suspicious scans turn two machine-checks into inspections, a clean one releases (it leaves the queue).
+    h.publish(topics.SCANS, ids[0], scan(ids[0], "suspicious"))
+    h.publish(topics.SCANS, ids[1], scan(ids[1], "suspicious"))
+    h.publish(topics.SCANS, ids[2], scan(ids[2], "clean"))
+    h.flush()
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr.act-inspect[data-declaration="{ids[0]}"]')))
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr.act-inspect[data-declaration="{ids[1]}"]')))
+    WebDriverWait(browser, 30).until_not(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-declaration="{ids[2]}"]')))
+    assert "narcotics" in browser.find_element(By.CSS_SELECTOR, f'tr[data-declaration="{ids[0]}"]').text
+    assert browser.execute_script("return window.__notReloaded === true")
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(IMAGES / "console-queue.png"))
+
+    # The declaration's history, once the archive holds its revision too.
+    did = ids[0]
+    browser.find_element(By.LINK_TEXT, did).click()
+    deadline = time.monotonic() + 30
+    while "The archive does not hold" in browser.page_source:
+        assert time.monotonic() < deadline, "the archive did not get the declaration"
+        time.sleep(0.5)  # poll interval of the archive's commit, bounded by the deadline
+        browser.refresh()
+    text = browser.find_element(By.TAG_NAME, "main").text
+    assert "machine-check" in text and "inspect" in text and "suspicious" in text and "851712" in text
+
+    # A bad form: errors beside the fields, nothing recorded.
+    browser.find_element(By.NAME, "duty_recovered").clear()
+    browser.find_element(By.NAME, "duty_recovered").send_keys("lots")
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-duty_recovered")))
+    assert browser.find_elements(By.ID, "error-found")
+
+    browser.find_element(By.CSS_SELECTOR, "input[name=found][value=yes]").click()
+    browser.find_element(By.NAME, "category").send_keys("narcotics")
+    browser.find_element(By.NAME, "duty_recovered").clear()
+    browser.find_element(By.NAME, "duty_recovered").send_keys("1250")
+    browser.find_element(By.NAME, "note").send_keys("in the spare tyre")
+    # A double submit: the form posted twice at once (a double click), then once more (a retried request).
+    statuses = browser.execute_script("""
+        const form = document.getElementById('result-form');
+        const send = () => fetch(form.action, {method: 'POST', body: new FormData(form), redirect: 'follow'})
+            .then(r => r.url.includes('message=') ? r.url : r.text().then(t => r.status + ' ' + t.slice(0, 3000)));
+        return Promise.all([send(), send()]).then(urls => send().then(last => [...urls, last]));
+    """)
+    assert all("message=" in url for url in statuses), statuses
+    outcomes = sorted(url.rsplit("message=", 1)[1] for url in statuses)
+    assert outcomes == ["already-recorded", "already-recorded", "recorded"], statuses
+    browser.get(f"{office.base_url}/declarations/{did}?message=recorded")
+    results = browser.find_element(By.ID, "inspection-results").text
+    assert "HAK-SEA-ST1" in results and "narcotics" in results and "1250" in results
+    browser.save_screenshot(str(IMAGES / "console-declaration.png"))
+    [result] = results_for(office, did, "SENTINEL-1")
+    assert (result["instruction_id"], result["found"], result["category"], result["duty_recovered"], result["station_id"]) == (
+        f"{did}:1:scan", True, "narcotics", 1250.0, "HAK-SEA-ST1")
+    # It has left the queue.
+    browser.get(f"{office.base_url}/queue")
+    assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-declaration="{did}"]')
+    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-declaration="{ids[1]}"]')
+
+
+def test_an_officer_of_another_port_gets_403(office: Office, browser: WebDriver) -> None:
+    h = office.harness
+    h.publish(topics.RISK_LISTS, "BR-8517", risk_entry("BR-8517", "8517", "machine-check"))
+    h.publish(topics.DECLARATIONS, "BR-HAK-403", hs_declaration("BR-HAK-403", "851712"))
+    h.flush()
+    h.read_until(lambda x: any(i["declaration_id"] == "BR-HAK-403" for i in x.instructions), 30, "the instruction")
+    login(browser, office, "officer.syx")
+    browser.get(f"{office.base_url}/declarations/BR-HAK-403")
+    text = browser.find_element(By.TAG_NAME, "main").text
+    assert "Not allowed" in text and "HAK-SEA is not one of your ports" in text
+    browser.get(f"{office.base_url}/queue?port=HAK-SEA")
+    assert "Not allowed" in browser.find_element(By.TAG_NAME, "main").text
+    browser.get(f"{office.base_url}/analyst/risk-lists")
+    assert "Not allowed" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(office: Office, browser: WebDriver) -> None:
+    h = office.harness
+    login(browser, office, "analyst")
+    browser.get(f"{office.base_url}/analyst/risk-lists")
+    form = browser.find_element(By.ID, "add-entry")
+    form.find_element(By.NAME, "list_id").send_keys("FIREARMS-ALERT")
+    form.find_element(By.NAME, "entry_id").send_keys("BR-9303")
+    form.find_element(By.NAME, "value").send_keys("9303")
+    form.find_element(By.NAME, "reason").send_keys("firearms: joint anti-smuggling alert")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.ID, "message")))
+    assert "BR-9303 published" in browser.find_element(By.ID, "message").text
+    WebDriverWait(browser, 30).until(lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, 'tr[data-entry="BR-9303"]'))
+
+    worker = h.workers[0]
+    h.read_until(lambda x: worker.metric("customs_risk_list_entries") >= 2, 30, "the analyst's entry in the worker")
+    h.publish(topics.DECLARATIONS, "BR-GUN-1", hs_declaration("BR-GUN-1", "930390"))
+    h.flush()
+    h.read_until(lambda x: "BR-GUN-1" in x.finals(), 30, "the matching declaration's decision")
+    ins = next(i for i in h.instructions if i["declaration_id"] == "BR-GUN-1" and i["final"])
+    assert ins["action"] == "inspect" and ins["selection_reason"] == "risk-list"
+    assert ins["risk_hits"] == ["FIREARMS-ALERT/BR-9303"]
+
+    # An invalid entry is refused beside its field and nothing is published.
+    form = browser.find_element(By.ID, "add-entry")
+    form.find_element(By.NAME, "list_id").send_keys("FIREARMS-ALERT")
+    form.find_element(By.NAME, "entry_id").send_keys("BR-BAD")
+    form.find_element(By.NAME, "value").send_keys("93x3")
+    form.find_element(By.NAME, "reason").send_keys("not an hs prefix")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-value")))
+    browser.get(f"{office.base_url}/analyst/risk-lists?q=BR-BAD")
+    assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-entry="BR-BAD"]')
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser: WebDriver) -> None:
+    login(browser, office, "analyst")
+    browser.get(f"{office.base_url}/analyst/credit")
+    browser.execute_script("document.querySelector('#credit-form input[name=csrf_token]').remove();")
+    form = browser.find_element(By.ID, "credit-form")
+    form.find_element(By.NAME, "enterprise_id").send_keys("ENT-CSRF")
+    form.find_element(By.NAME, "reason").send_keys("should never be published")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-detail")))
+    assert "security token" in browser.find_element(By.ID, "error-detail").text
+    # A cross-site page cannot read the token either: a forged token is refused just the same.
+    status = browser.execute_script("""
+        const body = new URLSearchParams({enterprise_id: 'ENT-CSRF', credit_action: 'place-focus-list', source_agency: 'x',
+                                          reason: 'forged', csrf_token: 'forged-token-forged-token-forged-token'});
+        return fetch('/analyst/credit', {method: 'POST', body}).then(r => r.status);
+    """)
+    assert status == 403
