@@ -1,5 +1,5 @@
 """A month of decisions for the console's page timings: ``bench.archive``'s generated month
-(declarations, instructions, inspection results; 10 ports, 30 days of November 2026) plus what the
+(declarations, instructions, inspection results; 10 ports, 30 days ending on ``last_day``) plus what the
 analyst's pages read besides: a shadow (challenger) score for every declaration-stage instruction
 and some dead letters a day. Written straight into the archive's tables with their schemas
 (``write_deltalake``, one commit per table and day), as ``bench.archive`` does.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from deltalake import write_deltalake
 
 from archive import tables as t
-from bench.archive import DAYS, FIRST_DAY, _provenance, _table, generate_day
+from bench.archive import DAYS, _provenance, _table, generate_day
 from bench.common import log
 
 DEAD_LETTERS_PER_DAY = 300
@@ -49,8 +49,7 @@ def shadow_day(ins: pa.Table, rng: np.random.Generator) -> pa.Table:
         **_provenance("bench.shadow-scores", n, int(first["kafka_offset"][0].as_py()) if n else 0, first["decided_at"])}, n)
 
 
-def dead_letter_day(day_index: int, rng: np.random.Generator) -> pa.Table:
-    day = FIRST_DAY + timedelta(days=day_index)
+def dead_letter_day(day: date, day_index: int, rng: np.random.Generator) -> pa.Table:
     n = DEAD_LETTERS_PER_DAY
     base = datetime(day.year, day.month, day.day, tzinfo=UTC)
     received = [base + timedelta(seconds=float(s)) for s in np.sort(rng.random(n) * 86_399)]
@@ -68,19 +67,22 @@ def dead_letter_day(day_index: int, rng: np.random.Generator) -> pa.Table:
         **_provenance("bench.dead-letters", n, day_index * n, stamp)}, n)
 
 
-def generate_month(archive_dir: Path, instructions: int, seed: int) -> dict[str, Any]:
-    """About ``instructions`` instructions over DAYS days with their declarations, inspection
-    results, shadow scores and dead letters."""
+def generate_month(archive_dir: Path, instructions: int, seed: int, last_day: date) -> dict[str, Any]:
+    """About ``instructions`` instructions over the DAYS days up to ``last_day`` with their
+    declarations, inspection results, shadow scores and dead letters."""
+    first_day = last_day - timedelta(days=DAYS - 1)
     t.ensure_tables(archive_dir)
     rng = np.random.default_rng(seed)
     per_day = max(1, round(instructions / DAYS / 1.09))  # ~9 % of declarations (machine-checks) get a second instruction
     written: dict[str, int] = {}
     t0 = time.monotonic()
     for d in range(DAYS):
-        decl, ins, res = generate_day(d, written.get(t.DECLARATIONS, 0), per_day, written.get(t.INSTRUCTIONS, 0), rng)
+        decl, ins, res = generate_day(d, written.get(t.DECLARATIONS, 0), per_day, written.get(t.INSTRUCTIONS, 0), rng, first_day)
+        dead = dead_letter_day(first_day + timedelta(days=d), d, rng)
         for name, table in ((t.DECLARATIONS, decl), (t.INSTRUCTIONS, ins), (t.INSPECTION_RESULTS, res),
-                            (t.SHADOW_SCORES, shadow_day(ins, rng)), (t.DEAD_LETTERS, dead_letter_day(d, rng))):
+                            (t.SHADOW_SCORES, shadow_day(ins, rng)), (t.DEAD_LETTERS, dead)):
             write_deltalake(str(t.table_path(archive_dir, name)), table, partition_by=list(t.SPECS[name].partition_by), mode="append")
             written[name] = written.get(name, 0) + table.num_rows
         log(f"console archive: day {d + 1}/{DAYS}: {written[t.INSTRUCTIONS]:,} instructions ({time.monotonic() - t0:.0f}s)")
-    return {**written, "first_day": FIRST_DAY.isoformat(), "days": DAYS, "generate_s": round(time.monotonic() - t0, 1)}
+    return {**written, "first_day": first_day.isoformat(), "last_day": last_day.isoformat(), "days": DAYS,
+            "generate_s": round(time.monotonic() - t0, 1)}
