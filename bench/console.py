@@ -291,6 +291,7 @@ def live_queue(args: argparse.Namespace, workdir: Path, archive_dir: Path | None
             driver.execute_script(_OBSERVE)
         probes = Probes(settings, base, args.probe_rate)
         probes.start()
+        warm = time.time() + 4.0  # probes of the first seconds (worker and console warming up) are not counted
 
         def alive() -> str | None:
             dead = [proc.name for proc in processes if not proc.alive()]
@@ -304,7 +305,6 @@ def live_queue(args: argparse.Namespace, workdir: Path, archive_dir: Path | None
         seen_browser: dict[str, float] = {}
         if driver is not None:
             seen_browser = {k: v / 1000 for k, v in (driver.execute_script("return window.__seen") or {}).items()}
-        warm = time.time() - args.duration + 4.0  # probes of the first seconds (worker and console warming up) are not counted
 
         def lat(seen: dict[str, float]) -> tuple[list[float], int]:
             ids = [d for d, at in probes.produced.items() if at >= warm]
