@@ -337,16 +337,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed_gets(client: httpx.Client, path: str, runs: int) -> dict[str, Any]:
+def _timed_gets(client: httpx.Client, path: str | list[str], runs: int) -> dict[str, Any]:
+    """``runs`` loads of ``path`` (a list: one load of each, in order)."""
+    paths = path if isinstance(path, list) else [path] * runs
     times = []
-    for _ in range(runs):
+    for p in paths:
         t0 = time.perf_counter()
-        r = client.get(path)
+        r = client.get(p)
         times.append((time.perf_counter() - t0) * 1000)
         if r.status_code != 200:
-            raise BenchError(f"GET {path}: HTTP {r.status_code}: {r.text[:200]}")
+            raise BenchError(f"GET {p}: HTTP {r.status_code}: {r.text[:200]}")
     return {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-            "runs": runs, "bytes": len(r.content)}
+            "runs": len(paths), "bytes": len(r.content)}
 
 
 def _browser_load(driver: Any, url: str) -> dict[str, float]:
@@ -371,11 +373,16 @@ def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> di
         console = ConsoleProcess(settings, workdir / "console-pages.log", archive_dir=archive_dir)
         console.wait_ready()
         base = console.url
+        import polars as pl
+
         from archive.queries import Archive
 
         today = datetime.now(UTC).date()
-        some = (Archive(archive_dir).window("instructions", today - timedelta(days=3), today).select("declaration_id")
-                .head(1).collect().item())
+        # Random declarations of the month (the generator numbers them D-2026-00000000 on): no two
+        # loads of the history read the same id.
+        count = int(Archive(archive_dir).scan("declarations").select(pl.len()).collect().item())
+        ids = [f"D-2026-{i:08d}" for i in np.random.default_rng(args.seed + 2).integers(0, count, args.page_runs + 1)]
+        some = ids[0]
         month = f"?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}"
         officer, supervisor, analyst = (login(base, n) for n in ("officer.prb", "supervisor", "analyst"))
         # The default week is computed by the console's background refresher at start: wait for it
@@ -385,14 +392,14 @@ def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> di
         warm_wait_s = round(time.monotonic() - start, 2)
         pages = {
             "queue": _timed_gets(officer, f"/queue?port={PROBE_PORT}", args.page_runs),
-            "declaration_history": _timed_gets(supervisor, f"/declarations/{some}", args.page_runs),
+            "declaration_history": _timed_gets(supervisor, [f"/declarations/{i}" for i in ids[1:]], args.page_runs),
             "figures_week_kept": _timed_gets(analyst, "/analyst/figures", args.page_runs),
             "figures_month_first_then_kept": _timed_gets(analyst, f"/analyst/figures{month}", args.page_runs),
             "dead_letters_week": _timed_gets(analyst, "/analyst/dead-letters", args.page_runs),
         }
         computed = re.search(r"in ([0-9.]+) s;", analyst.get("/analyst/figures").text)
         out: dict[str, Any] = {"pages": pages, "figures_week_compute_s": float(computed.group(1)) if computed else None,
-                               "first_figures_request_s": warm_wait_s, "history_of": some}
+                               "first_figures_request_s": warm_wait_s, "histories_of": len(ids)}
         if not args.no_browser and shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER):
             driver = browser()
             browser_login(driver, base, "supervisor")
