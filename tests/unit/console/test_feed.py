@@ -68,6 +68,12 @@ def test_each_port_holds_a_bounded_queue_and_counts_the_rest(tmp_path) -> None:
     assert after[0] > before[0] and after[1] == before[1]
 
 
+def test_instructions_of_ports_outside_the_register_are_ignored(tmp_path) -> None:
+    feed = Feed(Settings(data_dir=tmp_path))
+    feed.apply_instruction(instruction("D1", port="ATLANTIS"))
+    assert "ATLANTIS" not in feed.ports and feed.snapshot(["ATLANTIS"], 10)[1] == 0
+
+
 def test_known_results_are_bounded(tmp_path) -> None:
     feed = Feed(Settings(data_dir=tmp_path, console_known_results_max=1000))
     for n in range(1500):
