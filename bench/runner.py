@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                 epilog="`python -m bench archive [--help]`: the decision archive's figures instead (sink throughput "
                                        "against the raw consume ceiling, history/report latency, bytes per instruction); "
+                                       "`python -m bench console [--help]`: the console's (instruction to the officer's browser, "
+                                       "page loads on a month of archive); "
                                        "`python -m bench state [--help]`: the declaration state's (memory per retained declaration, "
                                        "restart to ready with each table store). "
                                        "Progress goes to stderr; the table to stdout; results to --out. "
@@ -94,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import archive
 
         return archive.main(argv[1:])
+    if argv[:1] == ["console"]:  # the console's figures: instruction -> officer's browser, page loads (bench/console.py)
+        from bench import console
+
+        return console.main(argv[1:])
     if argv[:1] == ["state"]:  # the declaration state's figures: memory per declaration, restart (bench/state.py)
         from bench import state
 
