@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -144,9 +145,20 @@ def live_latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "queue"))
         browser.execute_script(OBSERVER)
         log(f"live: demo at {args.rate:.0f}/s for {args.duration:.0f}s, officer of HAK-SEA watching {base}/queue")
-        if demo.wait(timeout=args.duration + 600) != 0:
-            raise BenchError(f"the demo failed:\n{err_path.read_text(errors='replace')[-2000:]}")
+        metrics_url = re.search(r"metrics at (\S+)\); demo logins", err_path.read_text(errors="replace"))
+        feed_delay: dict[str, float | None] = {}
+        while demo.poll() is None:  # the console's own view (decided -> its queue), read until the demo stops it
+            with contextlib.suppress(OSError):
+                if metrics_url:
+                    feed_delay = _histogram_quantiles(urllib.request.urlopen(metrics_url.group(1), timeout=2).read().decode(),
+                                                      "customs_console_feed_delay_seconds")
+            time.sleep(1.0)  # sampling interval of the console's metrics while the demo runs
+        # Exit 1 with a summary: a worker that did not keep up with the offered rate (undecided > 0), which the
+        # result records; the rows the officer saw are measured all the same.
+        code = demo.wait(timeout=args.duration + 600)
         latencies = [float(x) for x in browser.execute_script("return window.__lat;")]
+        if code not in (0, 1) or not (workdir / "demo.out").read_text().strip():
+            raise BenchError(f"the demo failed (exit {code}):\n{err_path.read_text(errors='replace')[-2000:]}")
     finally:
         if browser is not None:
             browser.quit()
@@ -159,8 +171,21 @@ def live_latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     summary = orjson.loads(summary_line)
     achieved = summary["published"]["declaration"] / args.duration
     return {"offered_per_s": args.rate, "published_per_s": round(achieved, 1), "rows_seen": len(latencies),
+            "undecided_at_end": summary["undecided"], "demo_exit": code, "console_feed_delay_s": feed_delay,
             "visible_s": {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "max": _pct(latencies, 1.0)},
             "decision_latency_ms": summary["latency_ms"], "goal_p99_s": LIVE_GOAL_P99_S}
+
+
+def _histogram_quantiles(text: str, name: str) -> dict[str, float | None]:
+    """p50 and p99 of a Prometheus histogram (the upper bound of the bucket the quantile falls in)."""
+    buckets = sorted((float("inf") if le == "+Inf" else float(le), float(v))
+                     for le, v in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M))
+    total = buckets[-1][1] if buckets else 0.0
+    out: dict[str, float | None] = {}
+    for label, q in (("p50", 0.5), ("p99", 0.99)):
+        out[label] = next((le for le, count in buckets if count >= q * total), None) if total else None
+    out["count"] = total
+    return out
 
 
 def _session(base: str) -> urllib.request.OpenerDirector:
@@ -233,7 +258,9 @@ def print_table(results: dict[str, Any]) -> None:
     elif live:
         v = live["visible_s"]
         print(f"  instruction produced -> visible in the officer's browser: p50 {v['p50']} s, p99 {v['p99']} s, max {v['max']} s "
-              f"over {live['rows_seen']} rows (offered {live['offered_per_s']:.0f}/s, published {live['published_per_s']:.0f}/s; "
+              f"over {live['rows_seen']} rows (offered {live['offered_per_s']:.0f}/s, published {live['published_per_s']:.0f}/s, "
+              f"{live['undecided_at_end']} undecided at the end; console's feed p50/p99 <= "
+              f"{live['console_feed_delay_s'].get('p50')}/{live['console_feed_delay_s'].get('p99')} s; "
               f"goal p99 < {live['goal_p99_s']} s)")
     pages = results.get("pages", {})
     if "error" in pages:
