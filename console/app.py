@@ -22,7 +22,7 @@ from console import metrics
 from console.access import LoginRequired, csrf_guard, csrf_token, session_secret
 from console.live import Feed
 from console.publish import Publisher
-from console.users import UserStore
+from console.users import User, UserStore
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -140,10 +140,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
 
 
 def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    user = None
-    from console.users import User
-
-    maybe = request.scope.get("console_user")
-    if isinstance(maybe, User):
-        user = maybe
-    return templates.TemplateResponse(request, name, {"user": user, **context}, status_code=status_code)
+    """A page in the console's layout, which names the logged-in user (set by ``access.current_user``)."""
+    user = request.scope.get("console_user")
+    return templates.TemplateResponse(request, name, {"user": user if isinstance(user, User) else None, **context},
+                                      status_code=status_code)

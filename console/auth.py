@@ -55,11 +55,8 @@ def login(request: Request, name: Annotated[str, Form(max_length=64)], password:
     except PublishError as exc:
         return page(request, "login.html", {"error": f"the login could not be recorded, try again ({exc})", "name": name},
                     status_code=503)
-    csrf = request.session.get("csrf")
-    request.session.clear()  # a fresh session on login (no fixation of one made before)
+    request.session.clear()  # a fresh session and CSRF token on login: nothing carries over from before
     request.session["user"] = user.name
-    if isinstance(csrf, str):
-        request.session["csrf"] = csrf
     return RedirectResponse("/", status_code=303)
 
 

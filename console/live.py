@@ -16,11 +16,13 @@ topic (from the console or any station).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_RISK_ENTRIES = 100_000
 MAX_DECIDED = 200_000
+RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,13 @@ class _Bounded(OrderedDict[str, Any]):
 class Feed:
     """The state the pages read; :meth:`apply_instruction` etc. are pure (unit-tested without a broker)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ports: set[str] | None = None) -> None:
         self.settings = settings
+        if ports is None:
+            from policy.config import load_policy
+
+            ports = set(load_policy(settings.policy_file).ports)
+        self.known_ports = ports  # instructions of other ports are not the office's (and would be unbounded labels)
         self.lock = threading.Lock()
         self.ports: dict[str, PortQueue] = {}
         self.results = _Bounded(settings.console_known_results_max)  # instruction id -> True
@@ -103,6 +111,8 @@ class Feed:
         return q
 
     def apply_instruction(self, ins: ControlInstruction, now: float | None = None) -> None:
+        if ins.port not in self.known_ports:
+            return
         now = time.time() if now is None else now
         q = self._queue(ins.port)
         did = ins.declaration_id
@@ -229,6 +239,18 @@ class Feed:
         return assignment
 
     def _run(self) -> None:
+        """Read until stopped; after a failure (topics missing, broker unreachable at start) try again."""
+        while not self._stop.is_set():
+            try:
+                self._read()
+                return
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"[:300]
+                metrics.FEED_UP.set(0)
+                log.exception("the console feed failed: retrying in %.0f s", RETRY_S)
+                self._stop.wait(RETRY_S)
+
+    def _read(self) -> None:
         consumer = Consumer({**self.settings.confluent_config(), "group.id": f"{self.settings.app_id}-console",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True,
                              "fetch.wait.max.ms": 10})
@@ -236,6 +258,7 @@ class Feed:
             assignment = self._assignment(consumer)
             consumer.assign(assignment)
             metrics.FEED_UP.set(1)
+            self.error = None
             pending_eof = {(tp.topic, tp.partition) for tp in assignment}
             t_ins, t_res = self.settings.topic(topics.INSTRUCTIONS), self.settings.topic(topics.INSPECTION_RESULTS)
             while not self._stop.is_set():
@@ -256,17 +279,32 @@ class Feed:
                 with self.lock:
                     for port, q in self.ports.items():
                         metrics.QUEUE_OPEN.labels(port).set(len(q.items))
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("the console feed stopped")
-            metrics.FEED_UP.set(0)
-            raise
         finally:
             consumer.close()
+
+    def _irrelevant(self, value: bytes | None) -> bool:
+        """Most instructions release at declaration time: for a declaration the queue does not hold, such
+        an instruction changes nothing, so the full validation (the feed's main cost at thousands of
+        instructions a second) is skipped for it."""
+        try:
+            doc = orjson.loads(value) if value else None
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(doc, dict) or doc.get("action") != "release" or doc.get("stage") != "declaration" or doc.get("final") is not True:
+            return False
+        queue = self.ports.get(str(doc.get("port")))
+        if queue is not None and doc.get("declaration_id") in queue.items:
+            return False
+        decided = doc.get("decided_at")
+        with contextlib.suppress(TypeError, ValueError):
+            metrics.FEED_LAG_SECONDS.observe(max(0.0, time.time() - datetime.fromisoformat(decided).timestamp()))  # type: ignore[arg-type]
+        return True
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None, t_ins: str, t_res: str) -> None:
         try:
             if topic == t_ins:
+                if self._irrelevant(value):
+                    return
                 ins = parse(ControlInstruction, value)
                 metrics.FEED_LAG_SECONDS.observe(max(0.0, time.time() - ins.decided_at.timestamp()))
                 self.apply_instruction(ins)

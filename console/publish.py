@@ -4,9 +4,9 @@ console answers an officer only once what they did is on the topic."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -33,11 +33,6 @@ class Publisher:
                                                                "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000)}))
         self._lock = threading.Lock()
 
-    def send(self, topic: str, key: str, value: BaseModel | None) -> None:
-        """Produce one record (``value`` None: a tombstone) to the logical ``topic`` and wait for its acknowledgement."""
-        payload = None if value is None else orjson.dumps(value.model_dump(mode="json"))
-        self.send_many([(topic, key, payload)])
-
     def send_many(self, records: list[tuple[str, str, bytes | None]]) -> None:
         """Produce records (already validated and encoded) and wait until every one is acknowledged."""
         errors: list[str] = []
@@ -57,10 +52,9 @@ class Publisher:
         with self._lock:
             for topic, key, payload in records:
                 self._producer.produce(self.settings.topic(topic), key=key.encode(), value=payload, on_delivery=delivered)
-        deadline = DELIVERY_TIMEOUT_S + 5
-        while not done.is_set() and deadline > 0:
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S + 5  # librdkafka gives up after DELIVERY_TIMEOUT_S itself
+        while not done.is_set() and time.monotonic() < deadline:
             self._producer.poll(0.05)  # serves the delivery callbacks
-            deadline -= 0.05
         if errors or not done.is_set():
             metrics.PUBLISH_FAILURES.inc()
             raise PublishError("; ".join(errors) or f"no acknowledgement within {DELIVERY_TIMEOUT_S:.0f}s")
@@ -81,7 +75,3 @@ def action_record(action: ConsoleAction) -> tuple[str, str, bytes]:
 
 def record_of(topic: str, key: str, value: BaseModel) -> tuple[str, str, bytes]:
     return topic, key, orjson.dumps(value.model_dump(mode="json"))
-
-
-def encode(value: Any) -> bytes:
-    return orjson.dumps(value)

@@ -188,7 +188,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                                                           sink.archive_dir if sink is not None else None))
             console.wait_ready()
             args.console_ports = tuple(sorted({p for _, _, ports, _ in logins for p in ports}))
-            _log(f"console at {console.url}/ (log {console.log_path}); demo logins:")
+            _log(f"console at {console.url}/ (log {console.log_path}; metrics at {console.metrics_url}); demo logins:")
             for name, role, ports, password in logins:
                 _log(f"  {name:14} {password:18} {role}{' of ' + ', '.join(ports) if ports else ''}")
             _log(f"  the simulated station leaves inspections at {', '.join(args.console_ports)} to the console's officers")

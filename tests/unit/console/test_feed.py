@@ -68,6 +68,25 @@ def test_each_port_holds_a_bounded_queue_and_counts_the_rest(tmp_path) -> None:
     assert after[0] > before[0] and after[1] == before[1]
 
 
+def test_instructions_of_ports_outside_the_register_are_ignored(tmp_path) -> None:
+    feed = Feed(Settings(data_dir=tmp_path))
+    feed.apply_instruction(instruction("D1", port="ATLANTIS"))
+    assert "ATLANTIS" not in feed.ports and feed.snapshot(["ATLANTIS"], 10)[1] == 0
+
+
+def test_releases_of_declarations_not_held_skip_validation_and_others_do_not(tmp_path) -> None:
+    feed = Feed(Settings(data_dir=tmp_path))
+    release = instruction("D1", action="release", stage="declaration")
+    assert feed._irrelevant(release.model_dump_json().encode())
+    feed.apply_instruction(instruction("D1", action="machine-check", stage="declaration", final=False, revision=1))
+    newer = instruction("D1", action="release", stage="declaration", revision=2).model_dump_json().encode()
+    assert not feed._irrelevant(newer)  # it closes the held machine-check
+    feed._apply(feed.settings.topic("instructions"), b"D1", newer, feed.settings.topic("instructions"), "-")
+    assert _open(feed) == []
+    for other in (instruction("D2"), instruction("D3", action="machine-check", stage="declaration", final=False)):
+        assert not feed._irrelevant(other.model_dump_json().encode())
+
+
 def test_known_results_are_bounded(tmp_path) -> None:
     feed = Feed(Settings(data_dir=tmp_path, console_known_results_max=1000))
     for n in range(1500):
