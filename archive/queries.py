@@ -114,23 +114,23 @@ class Archive:
         dt = t.open_table(self.location, table)
         return {p: (dt.transaction_version(t.app_id(topic, p)) if dt is not None else None) for p in partitions}
 
-    def _of(self, table: str, declaration_id: str, order: list[str], unique: str | None = None) -> list[dict[str, Any]]:
-        frame = self.scan(table).filter(pl.col("declaration_id") == declaration_id).collect()
-        frame = frame.sort([*order, "kafka_partition", "kafka_offset", "item_index"])
-        if unique is not None:
-            frame = frame.unique(subset=unique, keep="first", maintain_order=True)
-        return _rows(frame.drop(["day"]))
-
     def history(self, declaration_id: str) -> dict[str, Any]:
-        """Everything the archive holds about one declaration."""
-        return {
-            "declaration_id": declaration_id,
-            "declarations": self._of(t.DECLARATIONS, declaration_id, ["revision"]),
-            "centralised_items": self._of(t.CENTRALISED_ITEMS, declaration_id, ["revision"]),
-            "instructions": self._of(t.INSTRUCTIONS, declaration_id, ["revision", "decided_at"], unique="instruction_id"),
-            "scans": self._of(t.SCANS, declaration_id, ["revision", "event_time"], unique="scan_id"),
-            "inspection_results": self._of(t.INSPECTION_RESULTS, declaration_id, ["revision", "inspected_at"], unique="instruction_id"),
+        """Everything the archive holds about one declaration (the tables are scanned concurrently)."""
+        wanted = {  # key -> (table, order, unique)
+            "declarations": (t.DECLARATIONS, ["revision"], None),
+            "centralised_items": (t.CENTRALISED_ITEMS, ["revision"], None),
+            "instructions": (t.INSTRUCTIONS, ["revision", "decided_at"], "instruction_id"),
+            "scans": (t.SCANS, ["revision", "event_time"], "scan_id"),
+            "inspection_results": (t.INSPECTION_RESULTS, ["revision", "inspected_at"], "instruction_id"),
         }
+        frames = pl.collect_all([self.scan(table).filter(pl.col("declaration_id") == declaration_id).sort(
+            [*order, "kafka_partition", "kafka_offset", "item_index"]) for table, order, _ in wanted.values()])
+        doc: dict[str, Any] = {"declaration_id": declaration_id}
+        for (key, (_, _, unique)), frame in zip(wanted.items(), frames):
+            if unique is not None:
+                frame = frame.unique(subset=unique, keep="first", maintain_order=True)
+            doc[key] = _rows(frame.drop(["day"]))
+        return doc
 
     def window(self, table: str, day_from: date, day_to: date | None = None, port: str | None = None) -> pl.LazyFrame:
         """The rows of ``table`` whose day is in ``day_from``..``day_to`` (inclusive; no end: every

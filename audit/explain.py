@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -182,11 +183,12 @@ def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive
     if use_archive:
         store = Archive(from_settings(settings, archive_dir))
         if store.exists():
-            history = store.history(declaration_id)
-            starts = {}
-            for logical, table in ARCHIVE_TABLES.items():
-                topic = settings.topic(logical)
-                starts[logical] = store.positions(table, topic, range(settings.partitions))
+            # The tables' positions (each a Delta log read) load on threads while the history is scanned.
+            with ThreadPoolExecutor(max_workers=len(ARCHIVE_TABLES)) as pool:
+                positions = {logical: pool.submit(store.positions, table, settings.topic(logical), range(settings.partitions))
+                             for logical, table in ARCHIVE_TABLES.items()}
+                history = store.history(declaration_id)
+                starts = {logical: future.result() for logical, future in positions.items()}
         else:
             notes.append(f"no archive in {store.dir}: read the topics only")
     known = bool(history and (history["declarations"] or history["instructions"] or history["centralised_items"]))

@@ -244,10 +244,10 @@ def _table(name: str, columns: dict[str, pa.Array], n: int) -> pa.Table:
 
 
 def generate_day(day_index: int, decl_first: int, n_decl: int, instr_offset: int,
-                 rng: np.random.Generator) -> tuple[pa.Table, pa.Table, pa.Table]:
+                 rng: np.random.Generator, first_day: date = FIRST_DAY) -> tuple[pa.Table, pa.Table, pa.Table]:
     """One day: ``n_decl`` declarations (ids in time order), their instructions (one at declaration,
     a second for the machine-checks: after the scan, or a timeout) and the inspections' results."""
-    day = FIRST_DAY + timedelta(days=day_index)
+    day = first_day + timedelta(days=day_index)
     ports = np.array(PORTS, dtype=object)[rng.choice(len(PORTS), n_decl, p=PORT_SHARE / PORT_SHARE.sum())]
     secs = np.sort(rng.random(n_decl) * 86_399)
     ids = _ids(decl_first, n_decl)

@@ -1,105 +1,142 @@
 """``python -m bench console``: the console's figures.
 
-1. Live queue latency. ``riskctl demo`` (embedded broker, one worker, archive sink, console, simulated
-   ports answering scans) offers declarations at ``--rate``; headless Chromium, logged in as the
-   demo's officer of HAK-SEA, holds the live queue open. A MutationObserver in the page notes, for
-   every row that appears, the time it appeared minus the instruction's ``decided_at`` (the worker
-   stamps it just before producing; one machine, one clock): instruction produced -> visible in the
-   officer's browser, through the broker, the console's feed, its server-sent events and the DOM.
-2. Page loads. An archive of ``--archive-instructions`` generated instructions over a month (bench
-   archive's generator), a console on it (and an empty broker, whose topics explain also reads), a
-   supervisor's session: GET a declaration's page (its history) for random ids, and the figures and
-   dead-letter pages over the month, each timed from the request to the last byte.
+1. Live queue. A worker and ``riskctl console`` on a fresh broker; the reference gateway offers
+   declarations of the seeded simulated office at ``--rate`` per second (its scanners answer the
+   machine-checks) while probe declarations, at ``--probe-rate`` per second, go to a port of their
+   own (``PRB-SEA``) from an enterprise on an inspect risk list: each gets an inspect instruction
+   that the officer of that port must see. Latency = the instruction's Kafka record time (the
+   worker's producer stamps it) -> the row is in the officer's live queue, seen by
+   (a) an SSE client on the queue's event stream (every probe), and (b) a headless Chromium on
+   the queue page (selenium; a MutationObserver stamps each new row at the next animation frame).
+   Each probe seen gets its inspection result 2 s later, as a station would record it, so the
+   queue stays short. The pipeline's own latency (declaration published -> instruction read) is
+   measured in the same run, for comparison.
+2. Page loads. The console reads an archive holding a month of decisions at the office's scale
+   (``bench.console_archive``: 10 million instructions over the 30 days up to today, with shadow
+   scores and dead letters); each page is loaded ``--page-runs`` times over HTTP by a logged-in
+   user (time to the whole body), and once in Chromium (navigation timing): the officer's queue,
+   a declaration's history, the analyst's figures (the default week, kept by the console and
+   recomputed in the background, and a whole month asked for the first time), the dead letters.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.cookiejar
-import os
 import re
-import signal
+import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
+import threading
 import time
-import urllib.parse
-import urllib.request
-from datetime import timedelta
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from bench.archive import DAYS, FIRST_DAY, generate_archive
-from bench.common import BenchError, finish, log, machine
+from bench.common import BenchError, Dataset, Watcher, finish, log, machine, offered_load, warm_up
 from bench.procs import REPO_ROOT
+from clients import topics
 from clients.topics import create_topics
 from common.settings import Settings
 from devkit.brokers import free_port, make_broker
+from devkit.launcher import ConsoleProcess, WorkerProcess
 
-FULL = {"rate": 3000.0, "duration": 30.0, "archive_instructions": 10_000_000, "pages": 20}
-QUICK = {"rate": 300.0, "duration": 10.0, "archive_instructions": 200_000, "pages": 5}
-LIVE_GOAL_P99_S = 1.0
-PAGE_GOAL_S = 0.3
+PROBE_PORT = "PRB-SEA"
+PROBE_ENTERPRISE = "PROBE-E1"
+PASSWORD = "bench-console-password"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-PASSWORD = "bench-password-1"
-
-OBSERVER = """
-window.__lat = []; window.__seen = new Set(); window.__since = Date.now() / 1000;
-const note = () => {
-  const now = Date.now() / 1000;
-  for (const row of document.querySelectorAll('#queue tr[data-instruction]')) {
-    const id = row.dataset.instruction, decided = parseFloat(row.dataset.decided);
-    if (!window.__seen.has(id)) { window.__seen.add(id); if (decided > window.__since) window.__lat.push(now - decided); }
-  }
-};
-new MutationObserver(note).observe(document.getElementById('queue'), {childList: true, subtree: true});
+RESULT_AFTER_S = 2.0  # a probe seen in the queue gets its inspection result this long after
+GOALS = {"visible_p99_ms": 1000.0, "page_s": 0.3}
+FULL = {"rate": 3000.0, "duration": 30.0, "probe_rate": 5.0, "archive_instructions": 10_000_000, "page_runs": 20, "enterprises": 20_000}
+QUICK = {"rate": 500.0, "duration": 8.0, "probe_rate": 5.0, "archive_instructions": 300_000, "page_runs": 5, "enterprises": 2_000}
+_ROW = re.compile(r'data-declaration="([^"]+)"')
+# Stamps each queue row the first time it is in the page, at the animation frame that paints it.
+_OBSERVE = """
+window.__seen = {};
+const mark = () => requestAnimationFrame(() => { const now = Date.now();
+  document.querySelectorAll('tr[data-declaration]').forEach(tr => {
+    if (!(tr.dataset.declaration in window.__seen)) window.__seen[tr.dataset.declaration] = now; }); });
+new MutationObserver(mark).observe(document.getElementById('queue'), {childList: true, subtree: true});
+mark();
 """
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench console", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="a low rate, a short load, a small archive: checks that everything works")
-    p.add_argument("--rate", type=float, help=f"declarations/s offered by the demo (default {FULL['rate']:.0f})")
+    p = argparse.ArgumentParser(prog="python -m bench console", description=__doc__.splitlines()[0],
+                                epilog="Writes --out (JSON) and prints a table. Needs Debian's chromium and chromium-driver "
+                                       "(`make browser-fetch`) for the browser figures; without them only the SSE client measures.")
+    p.add_argument("--quick", action="store_true", help="small load and archive: checks that everything works")
+    p.add_argument("--rate", type=float, help=f"declarations/s offered (default {FULL['rate']:.0f})")
     p.add_argument("--duration", type=float, help=f"seconds of offered load (default {FULL['duration']:.0f})")
+    p.add_argument("--probe-rate", type=float, help="probe declarations/s to the probe port (default 5)")
+    p.add_argument("--enterprises", type=int, help=f"simulated enterprise population (default {FULL['enterprises']})")
     p.add_argument("--archive-instructions", type=int,
-                   help=f"instructions in the generated month (default {FULL['archive_instructions']:,}; 0: skip)")
-    p.add_argument("--archive-dir", type=Path, help="generated archive to reuse (or create), as `bench archive --archive-dir`")
-    p.add_argument("--pages", type=int, help=f"declaration pages timed (default {FULL['pages']})")
-    p.add_argument("--seed", type=int, default=7)
+                   help=f"instructions in the generated month (default {FULL['archive_instructions']:,})")
+    p.add_argument("--archive-dir", type=Path, help="reuse (or keep) the generated month here instead of a temporary one")
+    p.add_argument("--page-runs", type=int, help="loads of each page over HTTP (default 20)")
+    p.add_argument("--broker", choices=("tansu", "kafka"), default="tansu", help="the broker (default: embedded Tansu)")
+    p.add_argument("--no-browser", action="store_true", help="measure with the SSE client only")
+    p.add_argument("--skip", choices=("live", "pages"), action="append", default=[], help="leave a part out (repeatable)")
+    p.add_argument("--seed", type=int, default=7, help="simulator and archive seed (default 7)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "console.json", help="result file")
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.rate <= 0 or args.duration <= 4 or args.probe_rate <= 0 or args.page_runs < 1:
+        p.error("--rate and --probe-rate must be > 0, --duration > 4 s, --page-runs >= 1")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-console-"))
-    results: dict[str, Any] = {"machine": machine()}
-    failed = False
-    for name, run in (("live", live_latency), ("pages", page_loads)):
-        if name == "pages" and not args.archive_instructions:
-            continue
-        try:
-            results[name] = run(args, workdir)
-        except Exception as exc:  # noqa: BLE001 - recorded; the other part still runs
-            failed = True
-            log(f"{name} FAILED: {exc}")
-            results[name] = {"error": str(exc)[:3000]}
-    results["config"] = {"rate": args.rate, "duration": args.duration, "archive_instructions": args.archive_instructions,
-                         "pages": args.pages, "seed": args.seed, "quick": args.quick}
-    return finish(results, args.out, workdir, started, failed, args.keep, print_table, "the work directory")
+def _stats(ms: list[float]) -> dict[str, Any]:
+    if not ms:
+        return {"n": 0}
+    a = np.array(ms)
+    return {"n": len(ms), **{f"p{q}": round(float(np.percentile(a, q)), 1) for q in (50, 95, 99)}, "max": round(float(a.max()), 1)}
 
 
-def _browser() -> Any:
+def _policy(path: Path) -> Path:
+    """The shipped policy with the probe port registered."""
+    import yaml
+
+    from policy.config import load_policy
+
+    raw = load_policy().model_dump(mode="json")
+    raw["ports"][PROBE_PORT] = {"devices": []}
+    raw["version"] = f"{raw['version']}+bench-console"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _users(path: Path) -> None:
+    from console.users import Role, UserStore
+
+    store = UserStore(path)
+    store.add("officer.prb", Role.OFFICER, PASSWORD, (PROBE_PORT,), station_id="PRB-SEA-ST1")
+    store.add("supervisor", Role.SUPERVISOR, PASSWORD)
+    store.add("analyst", Role.ANALYST, PASSWORD)
+
+
+def login(base: str, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=60.0, follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text)
+    if token is None:
+        raise BenchError("the login page has no CSRF token")
+    r = client.post("/login", data={"name": name, "password": PASSWORD, "csrf_token": token.group(1)})
+    if r.status_code != 303:
+        raise BenchError(f"login as {name}: HTTP {r.status_code}")
+    return client
+
+
+def browser() -> Any:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -110,164 +147,316 @@ def _browser() -> Any:
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4) if ordered else None
-
-
-def live_latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def browser_login(driver: Any, base: str, name: str) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    port = free_port()
-    err_path = workdir / "demo.err"
-    cmd = [sys.executable, "-m", "cli.main", "demo", "--rate", str(args.rate), "--duration", str(args.duration), "--quiet", "--json",
-           "--port", str(free_port()), "--console-port", str(port), "--enterprises", "20000", "--seed", str(args.seed)]
-    env = {**os.environ, "METRICS_PORT": str(free_port()), "ARCHIVE_METRICS_PORT": str(free_port()), "DATA_DIR": str(workdir / "data")}
-    with open(err_path, "wb") as err, open(workdir / "demo.out", "wb") as out:
-        demo = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, start_new_session=True)
-    browser = None
+    driver.get(f"{base}/login")
+    driver.find_element(By.NAME, "name").send_keys(name)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+    deadline = time.monotonic() + 30
+    while "/login" in driver.current_url:
+        if time.monotonic() > deadline:
+            raise BenchError(f"the browser could not log in as {name}")
+        time.sleep(0.05)  # polls the page's location; the deadline bounds it
+
+
+class Probes:
+    """Publishes the probe declarations, reads their instructions' record times, watches the queue's
+    event stream, and records the probes' inspection results once seen."""
+
+    def __init__(self, settings: Settings, base: str, rate: float) -> None:
+        self.settings, self.rate = settings, rate
+        self.producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 1})
+        self.produced: dict[str, float] = {}  # probe id -> instruction record time (epoch s)
+        self.published: dict[str, float] = {}
+        self.seen_sse: dict[str, float] = {}
+        self.sse_events = 0
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.sse_client = login(base, "officer.prb")
+        self.threads = [threading.Thread(target=self._guard(f), daemon=True) for f in (self._publish, self._read, self._watch)]
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - reported with the results, the run fails
+                self.errors.append(f"{fn.__name__}: {exc!r}")
+        return run
+
+    def start(self) -> None:
+        for th in self.threads:
+            th.start()
+
+    def finish(self, grace_s: float = 10.0) -> None:
+        deadline = time.monotonic() + grace_s  # the last probes' instructions and rows
+        while time.monotonic() < deadline and set(self.published) - set(self.seen_sse):
+            time.sleep(0.1)  # polls the counts the threads fill; the deadline bounds it
+        self.stop.set()
+        for th in self.threads:
+            th.join(15)
+        self.producer.flush(10)
+
+    def _publish(self) -> None:
+        n, start = 0, time.monotonic()
+        results_done: set[str] = set()
+        while not self.stop.is_set():
+            while n < (time.monotonic() - start) * self.rate:
+                did = f"PRB-{uuid.uuid4().hex[:12]}"
+                decl = {"declaration_id": did, "port": PROBE_PORT, "enterprise_id": PROBE_ENTERPRISE, "declarant_id": "DC1",
+                        "scenario": "general-trade", "hs_code": "851712", "origin_country": "CN", "departure_country": "CN",
+                        "transport_mode": "sea", "declared_value": 1000.0, "currency": "CNY", "net_mass_kg": 5.0, "tax_rate": 5.0,
+                        "event_time": datetime.now(UTC).isoformat()}
+                self.producer.produce(self.settings.topic(topics.DECLARATIONS), key=did.encode(), value=orjson.dumps(decl))
+                self.published[did] = time.time()
+                n += 1
+            due = [d for d, at in list(self.seen_sse.items()) if d not in results_done and time.time() - at >= RESULT_AFTER_S]
+            for did in due:
+                result = {"instruction_id": f"{did}:1:declaration", "declaration_id": did, "revision": 1, "port": PROBE_PORT,
+                          "station_id": "PRB-SEA-ST1", "found": False, "duty_recovered": 0.0,
+                          "inspected_at": datetime.now(UTC).isoformat()}
+                self.producer.produce(self.settings.topic(topics.INSPECTION_RESULTS), key=did.encode(), value=orjson.dumps(result))
+                results_done.add(did)
+            self.producer.poll(0)
+            time.sleep(0.01)  # the publishing cadence (probe rates are a few per second)
+
+    def _read(self) -> None:
+        consumer = Consumer({**self.settings.confluent_config(), "group.id": "bench-console-probes", "enable.auto.commit": False,
+                             "fetch.wait.max.ms": 10})
+        name = self.settings.topic(topics.INSTRUCTIONS)
+        meta = consumer.list_topics(name, timeout=30).topics[name]
+        consumer.assign([TopicPartition(name, p, OFFSET_END) for p in meta.partitions])
+        try:
+            while not self.stop.is_set():
+                for m in consumer.consume(5000, timeout=0.1):
+                    if m.error() is None and (m.key() or b"").startswith(b"PRB-") and b'"stage":"declaration"' in (m.value() or b""):
+                        self.produced.setdefault((m.key() or b"").decode(), m.timestamp()[1] / 1000)
+        finally:
+            consumer.close()
+
+    def _watch(self) -> None:
+        with self.sse_client.stream("GET", f"/queue/events?port={PROBE_PORT}", timeout=httpx.Timeout(10.0, read=None)) as r:
+            if r.status_code != 200:
+                raise BenchError(f"the queue's event stream answered HTTP {r.status_code}")
+            rows: list[str] = []
+            for line in r.iter_lines():
+                if self.stop.is_set():
+                    return
+                if line.startswith("data: "):
+                    rows += _ROW.findall(line)
+                elif not line and rows:
+                    now = time.time()
+                    self.sse_events += 1
+                    for did in rows:
+                        self.seen_sse.setdefault(did, now)
+                    rows = []
+
+
+def live_queue(args: argparse.Namespace, workdir: Path, archive_dir: Path | None) -> dict[str, Any]:
+    broker = make_broker(args.broker)
+    broker.start()
+    processes: list[Any] = []
+    driver = None
     try:
-        deadline = time.monotonic() + 180
-        password = None
-        while password is None:
-            if demo.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"the demo did not start its console:\n{err_path.read_text(errors='replace')[-2000:]}")
-            found = re.search(r"^  officer\.hak\s+(\S+)", err_path.read_text(errors="replace"), re.M)
-            password = found.group(1) if found else None
-            time.sleep(0.2)  # polls the demo's log for its logins, bounded by the deadline
-        browser = _browser()
-        base = f"http://127.0.0.1:{port}"
-        browser.get(f"{base}/login")
-        browser.find_element(By.NAME, "name").send_keys("officer.hak")
-        browser.find_element(By.NAME, "password").send_keys(password)
-        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "queue"))
-        browser.execute_script(OBSERVER)
-        log(f"live: demo at {args.rate:.0f}/s for {args.duration:.0f}s, officer of HAK-SEA watching {base}/queue")
-        metrics_url = re.search(r"metrics at (\S+)\); demo logins", err_path.read_text(errors="replace"))
-        feed_delay: dict[str, float | None] = {}
-        while demo.poll() is None:  # the console's own view (decided -> its queue), read until the demo stops it
-            with contextlib.suppress(OSError):
-                if metrics_url:
-                    feed_delay = _histogram_quantiles(urllib.request.urlopen(metrics_url.group(1), timeout=2).read().decode(),
-                                                      "customs_console_feed_delay_seconds")
-            time.sleep(1.0)  # sampling interval of the console's metrics while the demo runs
-        # Exit 1 with a summary: a worker that did not keep up with the offered rate (undecided > 0), which the
-        # result records; the rows the officer saw are measured all the same.
-        code = demo.wait(timeout=args.duration + 600)
-        latencies = [float(x) for x in browser.execute_script("return window.__lat;")]
-        if code not in (0, 1) or not (workdir / "demo.out").read_text().strip():
-            raise BenchError(f"the demo failed (exit {code}):\n{err_path.read_text(errors='replace')[-2000:]}")
+        name = f"bc-{uuid.uuid4().hex[:6]}"
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, app_id=name, topic_prefix=f"{name}.",
+                            metrics_port=free_port(), data_dir=workdir / "worker", policy_file=_policy(workdir / "policy.yaml"),
+                            console_port=free_port(), console_metrics_port=free_port(), console_users_file=workdir / "users.json",
+                            console_lookback_s=600.0, archive_dir=archive_dir or workdir / "archive")
+        create_topics(settings)
+        _users(workdir / "users.json")
+        data = Dataset.generate(args.seed, args.enterprises, 1000)
+        worker = WorkerProcess(settings, workdir / "worker.log")
+        console = ConsoleProcess(settings, workdir / "console.log", archive_dir=settings.archive_dir)
+        processes += [worker, console]
+        worker.wait_ready()
+        console.wait_ready()
+        entry = {"entry_id": "BENCH-PROBE", "list_id": "BENCH", "kind": "enterprise", "value": PROBE_ENTERPRISE, "action": "inspect",
+                 "reason": "console latency probe", "source_agency": "customs",
+                 "valid_from": (datetime.now(UTC) - timedelta(days=1)).isoformat()}
+        p = Producer(settings.confluent_config())
+        p.produce(settings.topic(topics.RISK_LISTS), key=b"BENCH-PROBE", value=orjson.dumps(entry))
+        p.flush(30)
+        worker.wait_metrics(lambda text: "customs_risk_list_entries 1.0" in text, 60, "indexing the probe's risk-list entry")
+        watcher = Watcher(settings, scanner=data.gateway(settings))
+        warm_up("pipeline", watcher, lambda records: data.write(settings, records, batching=True), data.warmup, 120.0,
+                lambda: None)  # the worker's first batches (model warm-up) are not timed
+        base = console.url
+        use_browser = not args.no_browser and shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)
+        if use_browser:
+            driver = browser()
+            browser_login(driver, base, "officer.prb")
+            driver.get(f"{base}/queue?port={PROBE_PORT}")
+            driver.execute_script(_OBSERVE)
+        probes = Probes(settings, base, args.probe_rate)
+        probes.start()
+        warm = time.time() + 4.0  # probes of the first seconds (worker and console warming up) are not counted
+
+        def alive() -> str | None:
+            dead = [proc.name for proc in processes if not proc.alive()]
+            return f"{', '.join(dead)} exited" if dead else (probes.errors[0] if probes.errors else None)
+
+        pipeline = offered_load("pipeline", settings, watcher, data, args.rate, args.duration, 2.0, 120.0, 5.0,
+                                [worker.proc.pid, console.proc.pid], alive)
+        probes.finish()
+        if probes.errors:
+            raise BenchError(f"probes: {probes.errors[0]}")
+        seen_browser: dict[str, float] = {}
+        if driver is not None:
+            seen_browser = {k: v / 1000 for k, v in (driver.execute_script("return window.__seen") or {}).items()}
+
+        def lat(seen: dict[str, float]) -> tuple[list[float], int]:
+            ids = [d for d, at in probes.produced.items() if at >= warm]
+            return [(seen[d] - probes.produced[d]) * 1000 for d in ids if d in seen], sum(1 for d in ids if d not in seen)
+
+        sse, sse_missed = lat(probes.seen_sse)
+        out: dict[str, Any] = {
+            "offered_per_s": args.rate, "probes_per_s": args.probe_rate, "probes_published": len(probes.published),
+            "probe_instructions": len(probes.produced), "sse_events": probes.sse_events,
+            "sse_client_ms": {**_stats(sse), "missed": sse_missed},
+            "pipeline_ms": {k: pipeline[k] for k in ("offered_rate", "measured", "p50", "p95", "p99", "max")},
+            "console_cpu_s": round(_cpu_seconds(console.proc.pid), 1),
+        }
+        if driver is not None:
+            br, br_missed = lat(seen_browser)
+            out["browser_ms"] = {**_stats(br), "missed": br_missed}
+        return out
     finally:
-        if browser is not None:
-            browser.quit()
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGTERM)
-            demo.wait(60)
-    summary_line = (workdir / "demo.out").read_text().strip().splitlines()[-1]
-    import orjson
-
-    summary = orjson.loads(summary_line)
-    achieved = summary["published"]["declaration"] / args.duration
-    return {"offered_per_s": args.rate, "published_per_s": round(achieved, 1), "rows_seen": len(latencies),
-            "undecided_at_end": summary["undecided"], "demo_exit": code, "console_feed_delay_s": feed_delay,
-            "visible_s": {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99), "max": _pct(latencies, 1.0)},
-            "decision_latency_ms": summary["latency_ms"], "goal_p99_s": LIVE_GOAL_P99_S}
+        if driver is not None:
+            driver.quit()
+        for proc in reversed(processes):
+            proc.stop()
+        broker.stop()
 
 
-def _histogram_quantiles(text: str, name: str) -> dict[str, float | None]:
-    """p50 and p99 of a Prometheus histogram (the upper bound of the bucket the quantile falls in)."""
-    buckets = sorted((float("inf") if le == "+Inf" else float(le), float(v))
-                     for le, v in re.findall(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.M))
-    total = buckets[-1][1] if buckets else 0.0
-    out: dict[str, float | None] = {}
-    for label, q in (("p50", 0.5), ("p99", 0.99)):
-        out[label] = next((le for le, count in buckets if count >= q * total), None) if total else None
-    out["count"] = total
-    return out
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _session(base: str) -> urllib.request.OpenerDirector:
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    page = opener.open(f"{base}/login", timeout=30).read().decode()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    if token is None:
-        raise BenchError("no CSRF token on the login page")
-    body = urllib.parse.urlencode({"name": "chief", "password": PASSWORD, "csrf_token": token.group(1)}).encode()
-    opener.open(f"{base}/login", data=body, timeout=30).read()
-    return opener
+def _timed_gets(client: httpx.Client, path: str | list[str], runs: int) -> dict[str, Any]:
+    """``runs`` loads of ``path`` (a list: one load of each, in order)."""
+    paths = path if isinstance(path, list) else [path] * runs
+    times = []
+    for p in paths:
+        t0 = time.perf_counter()
+        r = client.get(p)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            raise BenchError(f"GET {p}: HTTP {r.status_code}: {r.text[:200]}")
+    return {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
+            "runs": len(paths), "bytes": len(r.content)}
 
 
-def _timed_get(opener: urllib.request.OpenerDirector, url: str) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    body = opener.open(url, timeout=120).read().decode()
-    return time.perf_counter() - t0, body
+def _browser_load(driver: Any, url: str) -> dict[str, float]:
+    driver.get(url)
+    nav = driver.execute_script("const n = performance.getEntriesByType('navigation')[0]; "
+                                "return [n.responseEnd - n.startTime, n.loadEventEnd - n.startTime];")
+    return {"response_ms": round(nav[0], 1), "loaded_ms": round(nav[1], 1)}
 
 
-def page_loads(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from console.users import Role, UserStore
-    from devkit.launcher import ConsoleProcess
-
-    archive_dir = args.archive_dir or workdir / "generated"
-    if not (archive_dir / "bench-generated.json").exists():
-        import orjson
-
-        generated = generate_archive(archive_dir, args.archive_instructions, args.seed)
-        (archive_dir / "bench-generated.json").write_bytes(orjson.dumps({"requested": args.archive_instructions, **generated}))
-    import orjson
-
-    declarations = int(orjson.loads((archive_dir / "bench-generated.json").read_bytes())["declarations"])
-    broker = make_broker("tansu")
+def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> dict[str, Any]:
+    broker = make_broker(args.broker)
     broker.start()
     console = None
+    driver = None
     try:
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, data_dir=workdir / "pages", console_port=free_port(),
-                            console_metrics_port=free_port(), console_users_file=workdir / "users.json", metrics_port=free_port())
+        name = f"bp-{uuid.uuid4().hex[:6]}"
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, app_id=name, topic_prefix=f"{name}.",
+                            data_dir=workdir / "pages", policy_file=_policy(workdir / "policy.yaml"), console_port=free_port(),
+                            console_metrics_port=free_port(), console_users_file=workdir / "users-pages.json", archive_dir=archive_dir)
         create_topics(settings)
-        UserStore(workdir / "users.json").add("chief", Role.SUPERVISOR, PASSWORD)
-        console = ConsoleProcess(settings, workdir / "console.log", archive_dir=archive_dir)
+        _users(workdir / "users-pages.json")
+        console = ConsoleProcess(settings, workdir / "console-pages.log", archive_dir=archive_dir)
         console.wait_ready()
-        opener = _session(console.url)
-        rng = np.random.default_rng(args.seed + 2)
-        ids = [f"D-2026-{i:08d}" for i in rng.integers(0, declarations, args.pages + 1)]
-        cold, body = _timed_get(opener, f"{console.url}/declarations/{ids[0]}")
-        if "Revisions" not in body or ids[0] not in body:
-            raise BenchError(f"the declaration page of {ids[0]} is not what the bench expects")
-        warm = [_timed_get(opener, f"{console.url}/declarations/{i}")[0] for i in ids[1:]]
-        window = f"from={FIRST_DAY.isoformat()}&to={(FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()}"
-        figures = [_timed_get(opener, f"{console.url}/analyst/figures?{window}")[0] for _ in range(3)]
-        dead = [_timed_get(opener, f"{console.url}/analyst/dead-letters?{window}")[0] for _ in range(3)]
-        queue = [_timed_get(opener, f"{console.url}/queue")[0] for _ in range(5)]
+        base = console.url
+        import polars as pl
+
+        from archive.queries import Archive
+
+        today = datetime.now(UTC).date()
+        # Random declarations of the month (the generator numbers them D-2026-00000000 on): no two
+        # loads of the history read the same id.
+        count = int(Archive(archive_dir).scan("declarations").select(pl.len()).collect().item())
+        ids = [f"D-2026-{i:08d}" for i in np.random.default_rng(args.seed + 2).integers(0, count, args.page_runs + 1)]
+        some = ids[0]
+        month = f"?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}"
+        officer, supervisor, analyst = (login(base, n) for n in ("officer.prb", "supervisor", "analyst"))
+        # The default week is computed by the console's background refresher at start: wait for it
+        # (the first request would otherwise compute it), as an analyst arriving after start-up finds it.
+        start = time.monotonic()
+        analyst.get("/analyst/figures")
+        warm_wait_s = round(time.monotonic() - start, 2)
+        pages = {
+            "queue": _timed_gets(officer, f"/queue?port={PROBE_PORT}", args.page_runs),
+            "declaration_history": _timed_gets(supervisor, [f"/declarations/{i}" for i in ids[1:]], args.page_runs),
+            "figures_week_kept": _timed_gets(analyst, "/analyst/figures", args.page_runs),
+            "figures_month_first_then_kept": _timed_gets(analyst, f"/analyst/figures{month}", args.page_runs),
+            "dead_letters_week": _timed_gets(analyst, "/analyst/dead-letters", args.page_runs),
+        }
+        computed = re.search(r"in ([0-9.]+) s;", analyst.get("/analyst/figures").text)
+        out: dict[str, Any] = {"pages": pages, "figures_week_compute_s": float(computed.group(1)) if computed else None,
+                               "first_figures_request_s": warm_wait_s, "histories_of": len(ids)}
+        if not args.no_browser and shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER):
+            driver = browser()
+            browser_login(driver, base, "supervisor")
+            out["browser"] = {"queue": _browser_load(driver, f"{base}/queue"),
+                              "declaration_history": _browser_load(driver, f"{base}/declarations/{some}")}
+            browser_login(driver, base, "analyst")
+            out["browser"]["figures_week_kept"] = _browser_load(driver, f"{base}/analyst/figures")
+            out["browser"]["dead_letters_week"] = _browser_load(driver, f"{base}/analyst/dead-letters")
+        return out
     finally:
+        if driver is not None:
+            driver.quit()
         if console is not None:
             console.stop()
         broker.stop()
-    return {"archive_instructions": args.archive_instructions, "declarations": declarations,
-            "declaration_page_s": {"cold": round(cold, 4), "median": round(statistics.median(warm), 4), "max": round(max(warm), 4)},
-            "figures_month_s": {"first": round(figures[0], 4), "median": round(statistics.median(figures), 4)},
-            "dead_letters_month_s": {"median": round(statistics.median(dead), 4)},
-            "queue_page_s": {"median": round(statistics.median(queue), 4)}, "goal_s": PAGE_GOAL_S}
 
 
 def print_table(results: dict[str, Any]) -> None:
-    live = results.get("live", {})
-    print("\nconsole figures")
-    if "error" in live:
-        print(f"  live queue: FAILED ({live['error'][:200]})")
-    elif live:
-        v = live["visible_s"]
-        print(f"  instruction produced -> visible in the officer's browser: p50 {v['p50']} s, p99 {v['p99']} s, max {v['max']} s "
-              f"over {live['rows_seen']} rows (offered {live['offered_per_s']:.0f}/s, published {live['published_per_s']:.0f}/s, "
-              f"{live['undecided_at_end']} undecided at the end; console's feed p50/p99 <= "
-              f"{live['console_feed_delay_s'].get('p50')}/{live['console_feed_delay_s'].get('p99')} s; "
-              f"goal p99 < {live['goal_p99_s']} s)")
-    pages = results.get("pages", {})
-    if "error" in pages:
-        print(f"  page loads: FAILED ({pages['error'][:200]})")
-    elif pages:
-        d = pages["declaration_page_s"]
-        print(f"  with {pages['archive_instructions']:,} instructions over a month: declaration page cold {d['cold']} s, "
-              f"median {d['median']} s, max {d['max']} s; figures (month) {pages['figures_month_s']['median']} s; "
-              f"dead letters (month) {pages['dead_letters_month_s']['median']} s; queue {pages['queue_page_s']['median']} s "
-              f"(goal {pages['goal_s']} s)")
+    live = results.get("live")
+    if isinstance(live, dict) and "sse_client_ms" in live:
+        pl = live["pipeline_ms"]
+        print(f"\nlive queue at {live['offered_per_s']:,.0f} declarations/s offered ({pl['offered_rate']:,.0f}/s published; "
+              f"pipeline: declaration published -> instruction read p50 {pl['p50']} p99 {pl['p99']} ms)")
+        for what in ("sse_client_ms", "browser_ms"):
+            s = live.get(what)
+            if s:
+                print(f"  instruction produced -> visible, {what[:-3]:12s} n={s['n']} p50 {s.get('p50', '-')} p95 {s.get('p95', '-')} "
+                      f"p99 {s.get('p99', '-')} max {s.get('max', '-')} ms, missed {s['missed']} (goal p99 < 1000 ms)")
+    pages = results.get("pages")
+    if isinstance(pages, dict) and "pages" in pages:
+        print("\npage loads over HTTP, a month of decisions in the archive (goal < 300 ms)")
+        for page, s in pages["pages"].items():
+            print(f"  {page:32s} first {s['first_ms']:8.1f}  median {s['median_ms']:8.1f}  max {s['max_ms']:8.1f} ms")
+        for page, s in (pages.get("browser") or {}).items():
+            print(f"  browser {page:24s} response {s['response_ms']:8.1f}  loaded {s['loaded_ms']:8.1f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-console-"))
+    results: dict[str, Any] = {"config": {"machine": machine(), "broker": args.broker, "rate": args.rate, "duration_s": args.duration,
+                                          "probe_rate": args.probe_rate, "archive_instructions": args.archive_instructions,
+                                          "page_runs": args.page_runs, "started": datetime.now(UTC).isoformat()}}
+    failed = False
+    archive_dir = args.archive_dir or workdir / "month"
+    try:
+        if "pages" not in args.skip:
+            from bench.console_archive import generate_month
+
+            if not (archive_dir / "instructions" / "_delta_log").exists():
+                results["archive"] = generate_month(archive_dir, args.archive_instructions, args.seed, datetime.now(UTC).date())
+            results["pages"] = page_loads(args, workdir, archive_dir)
+        if "live" not in args.skip:
+            results["live"] = live_queue(args, workdir, None)
+    except Exception as exc:  # noqa: BLE001 - recorded in the results; the run fails
+        failed = True
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        log(traceback.format_exc())
+    return finish(results, args.out, workdir, started, failed, args.keep, print_table, "logs and the generated archive")

@@ -38,10 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                 epilog="`python -m bench archive [--help]`: the decision archive's figures instead (sink throughput "
                                        "against the raw consume ceiling, history/report latency, bytes per instruction); "
-                                       "`python -m bench console [--help]`: the console's (instruction to the officer's browser, "
-                                       "page loads on a month of archive); "
                                        "`python -m bench state [--help]`: the declaration state's (memory per retained declaration, "
-                                       "restart to ready with each table store). "
+                                       "restart to ready with each table store). `python -m bench console [--help]`: the console's "
+                                       "(instruction -> visible in the officer's live queue at 3,000 declarations/s, page loads over a "
+                                       "month of decisions). "
                                        "Progress goes to stderr; the table to stdout; results to --out. "
                                        "Exit status 1 if any run failed (its entry in the JSON holds the error).")
     p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (about a minute)")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import archive
 
         return archive.main(argv[1:])
-    if argv[:1] == ["console"]:  # the console's figures: instruction -> officer's browser, page loads (bench/console.py)
+    if argv[:1] == ["console"]:  # the console's figures: live queue latency, page loads (bench/console.py)
         from bench import console
 
         return console.main(argv[1:])

@@ -235,6 +235,9 @@ class Settings(BaseSettings):
     console_queue_shown: int = Field(default=200, ge=10, le=5000, description="Rows of the officer's queue page (oldest first).")
     console_known_results_max: int = Field(default=500_000, ge=1000, le=10_000_000, description=(
         "Instruction ids with a recorded result the console remembers (idempotent recording; oldest forgotten first)."))
+    console_figures_refresh_s: float = Field(default=120.0, ge=5, le=86_400, description=(
+        "The analyst's figures are recomputed in the background this often (the last week's always; another window "
+        "once it was asked for and its figures are older than this): pages show the kept figures with their time."))
 
     @model_validator(mode="after")
     def _check_console_tls(self) -> Settings:

@@ -258,20 +258,13 @@ def _archive(request: Request) -> Any:
 @router.get("/figures")
 def figures(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
     _analyst(user)
-    from archive import analytics
-    from archive.queries import report
-    from policy.config import load_policy
-
     day_from, day_to, port = _window(request)
-    where = _archive(request)
-    policy = load_policy(request.app.state.settings.policy_file)
+    # Kept and recomputed in the background (archive.figures): a month of decisions takes seconds.
+    figures = request.app.state.figures.get((day_from, day_to, port))
     return page(request, "figures.html", {
         "day_from": day_from, "day_to": day_to, "port": port, "ports": request.app.state.ports,
-        "report": report(day_from, day_to, port, archive_dir=where),
-        "risk_lists": analytics.risk_list_performance(day_from, day_to, port, archive_dir=where)[:200],
-        "rules": analytics.rule_performance(day_from, day_to, port, archive_dir=where),
-        "rates": analytics.selection_rates(day_from, day_to, port, archive_dir=where, policy=policy),
-        "models": analytics.model_comparison(day_from, day_to, archive_dir=where),
+        **figures.doc, "risk_lists": figures.doc["risk_lists"][:200],
+        "computed_at": datetime.fromtimestamp(figures.computed_at, UTC).isoformat(), "compute_s": figures.seconds,
     })
 
 

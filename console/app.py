@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from archive.figures import FigureCache, last_days
 from common.settings import Settings
 from console import metrics
 from console.access import LoginRequired, csrf_guard, csrf_token, session_secret
@@ -59,6 +60,14 @@ def archive_history(settings: Settings) -> History:
     return history
 
 
+def figure_cache(settings: Settings) -> FigureCache:
+    """The analyst's figures, kept and recomputed in the background (the archive of the settings)."""
+    from archive.location import from_settings
+    from policy.config import load_policy
+
+    return FigureCache(from_settings(settings), load_policy(settings.policy_file), max_age_s=settings.console_figures_refresh_s)
+
+
 def create_app(settings: Settings, feed: Feed | None = None, publisher: Publisher | None = None,
                users: UserStore | None = None, history: History | None = None, start_feed: bool = True) -> FastAPI:
     """The console. ``feed``/``publisher``/``users``/``history`` default to the real ones (Kafka, the
@@ -66,14 +75,17 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     from console import analyst, auth, officer
 
     feed = feed if feed is not None else Feed(settings)
+    figures = figure_cache(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_feed:
             feed.start()
+            figures.warm(lambda: [last_days(7)], settings.console_figures_refresh_s)
         try:
             yield
         finally:
+            figures.stop()
             if start_feed:
                 feed.stop()
             if app.state.publisher is not None:
@@ -87,6 +99,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     app.state.users = users if users is not None else UserStore(users_path(settings))
     app.state.ports = port_register(settings)
     app.state.history = history if history is not None else archive_history(settings)
+    app.state.figures = figures
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="console_session",
                        max_age=settings.console_session_max_age_s, same_site="strict",
                        https_only=settings.console_tls_certfile is not None)

@@ -107,6 +107,9 @@ class _Scored:
     def active_versions(self) -> dict[str, str]:
         return {}
 
+    def shadow_versions(self) -> dict[str, str]:
+        return {}
+
     def refresh(self) -> bool:
         return False
 

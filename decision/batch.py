@@ -7,10 +7,13 @@ states, references and controllers gives the same steps, byte for byte.
 Order of operations, per micro-batch:
 
 1. classify every declaration against its stored state (new revision, duplicate, stale, late);
-2. score every new revision in one model call (the model's fixed cost is paid once per batch);
+2. score every new revision in one model call (the model's fixed cost is paid once per batch; a
+   shadow model, if loaded, in the same call);
 3. in input order, for each new revision: look up the enterprise's credit and the risk-list hits,
    decide with the capacity controller of the declaration's partition and record the selection in
-   it, explain (only) what is not released, and run the state machine (``decision.flow``);
+   it, explain (only) what is not released, and run the state machine (``decision.flow``); with a
+   shadow score, decide again with it to record what the challenger would have done
+   (``decision.shadow``: ``Step.shadow``, never acted on);
    a revision that is not new goes straight to the state machine (it re-emits, ignores, or refuses
    an amendment that changes the enterprise of a pending control: ``Step.refusal``).
 
@@ -26,7 +29,8 @@ from typing import Protocol
 
 from decision.flow import Step, Versions, classify_declaration, on_declaration
 from decision.services import ScoreResult, Services
-from decision.state import RevisionKind, Stored
+from decision.shadow import challenger_action, shadow_of
+from decision.state import DeclarationState, RevisionKind, Stored
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
 from policy.decide import decide
@@ -62,19 +66,26 @@ def decide_batch(
     steps: list[Step] = []
     for partition, decl in declarations:
         state = states[decl.declaration_id]
-        decision = score = None
+        decision = score = shadow = None
         versions = Versions(policy.version, None)
         if classify_declaration(state, decl.revision, decl.enterprise_id) is RevisionKind.NEW:
             result = _score(scored, services, decl)
             score = result.score
             versions = Versions(policy.version, result.model_version)
             controller = controller_for(partition)
-            decision = decide(policy, decl, references.credit_for(decl), score, references.risk_hits(decl), controller.offsets(decl.port))
+            credit, hits, offsets = references.credit_for(decl), references.risk_hits(decl), controller.offsets(decl.port)
+            decision = decide(policy, decl, credit, score, hits, offsets)
+            if result.shadow is not None:  # the challenger decides on the same footing; only the champion is acted on
+                version, challenger_score = result.shadow
+                held = state if isinstance(state, DeclarationState) else None
+                shadow = (version, challenger_score, challenger_action(held, decide(policy, decl, credit, challenger_score, hits, offsets)))
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
                 decision = replace(decision, reasons=decision.reasons + result.explain())
         step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now,
                               policy.scan.clock_skew_s)
+        if shadow is not None and step.instructions:
+            step.shadow = shadow_of(step.instructions[0], *shadow)
         if step.state is not None:
             states[decl.declaration_id] = step.state
         steps.append(step)

@@ -21,6 +21,7 @@ from msgspec.structs import replace
 
 from common.timefmt import utc_iso
 from decision.guards import Refusal, amendment_changes_enterprise, enterprise_refusal, hold_pending_control, scan_refusal
+from decision.shadow import Shadow
 from decision.state import (
     SCHEMA_VERSION,
     DeclarationState,
@@ -52,6 +53,7 @@ class Step:
     clear_deadline: bool = False
     outcome: Outcome = Outcome.DECIDED
     refusal: Refusal | None = None  # an input to dead-letter (decision.guards); with a scan: the kept early scan
+    shadow: Shadow | None = None  # the challenger's score of a newly decided revision (decision.shadow), to publish
 
 
 @dataclass(frozen=True, slots=True)

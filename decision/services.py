@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,6 +34,8 @@ class Scorer(Protocol):
 
     def active_versions(self) -> dict[str, str]: ...
 
+    def shadow_versions(self) -> dict[str, str]: ...
+
     def refresh(self) -> bool: ...
 
 
@@ -41,6 +44,8 @@ class ScoreResult:
     score: float
     model_version: str
     _explain: Callable[[], list[str]]
+    # The shadow (challenger) model's (version, score), where one covers the declaration's scenario.
+    shadow: tuple[str, float] | None = None
 
     def explain(self) -> tuple[str, ...]:
         return tuple(self._explain())
@@ -62,13 +67,26 @@ class Services:
         batch = self.scorer.score(declarations)
         out: dict[tuple[str, int], ScoreResult] = {}
         scores = [float(s) for s in batch.scores]
+        shadows = _shadows(batch)
         for i, decl in enumerate(declarations):
-            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i))
+            shadow = shadows[i] if shadows is not None else None
+            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i), shadow)
         return out
 
     def refresh_models(self) -> bool:
         """Swap in a newly activated, verified model; True when the active versions changed."""
         return self.scorer.refresh()
+
+
+def _shadows(batch: ScoreBatchLike) -> list[tuple[str, float] | None] | None:
+    """Per declaration, the shadow model's (version, score) or None where no shadow model covers
+    its scenario; None for the whole batch when no shadow model is loaded. A scorer without shadow
+    models (a test's, the backtest's) need not have the attributes at all."""
+    scores = getattr(batch, "shadow_scores", None)
+    versions: Sequence[str | None] | None = getattr(batch, "shadow_versions", None)
+    if scores is None or versions is None:
+        return None
+    return [(v, float(s)) if v is not None and math.isfinite(s) else None for v, s in zip(versions, scores)]
 
 
 def _explainer(batch: ScoreBatchLike, i: int) -> Callable[[], list[str]]:

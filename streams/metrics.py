@@ -27,6 +27,19 @@ BATCH_SIZE = Histogram(
     "customs_batch_declarations", "Declarations per micro-batch.", buckets=(1, 4, 16, 64, 256, 1024, 4096)
 )
 ACTIVE_MODEL = Gauge("customs_active_model_info", "Active model version per scenario (value 1).", ["scenario", "version"])
+SHADOW_MODEL = Gauge("customs_shadow_model_info", "Shadow (challenger) model version per scenario (value 1).", ["scenario", "version"])
+# A shadow model is scored beside the active one and never acted on (decision.shadow). version: the
+# challenger's model version; the actions are the Action values. Disagreement rate = disagreements / scores.
+SHADOW_SCORES = Counter(
+    "customs_shadow_scores_total", "Declarations scored by a shadow (challenger) model, by scenario and challenger version.",
+    ["scenario", "version"],
+)
+SHADOW_DISAGREEMENTS = Counter(
+    "customs_shadow_disagreements_total",
+    "Shadow-scored declarations whose action the challenger's score would have changed at the thresholds used, by scenario, "
+    "challenger version and both actions.",
+    ["scenario", "version", "champion_action", "challenger_action"],
+)
 ACTIVE_POLICY = Gauge("customs_active_policy_info", "Active policy version (value 1).", ["version"])
 # outcome: "split" (one declaration per goods item emitted) or "refused" (policy: dead-lettered with the reason).
 CENTRALISED = Counter("customs_centralised_declarations_total", "Centralised declarations handled, by outcome.", ["outcome"])

@@ -5,7 +5,8 @@
     declarations ──┐                          │ read
                    ├─> decide_declarations ───┴─> declaration-state, scan-deadlines (Tables, changelog)
     scans ─────────┘                          │
-                                              └─> instructions
+                                              ├─> instructions
+                                              └─> shadow-scores (a challenger model's, if one is loaded)
     (timer) expire_scan_deadlines ──> instructions (scan timeout)
     anything unparseable ──> dead-letters
 
@@ -43,6 +44,7 @@ from decision.flow import Step, on_scan, on_timeout
 from decision.guards import check_scan_arrival, kept_scan_record
 from decision.retention import Expiry, Lifetimes, OrphanScan, due_at, expire
 from decision.services import Services
+from decision.shadow import encode_shadow
 from decision.state import (
     Fingerprint,
     Outcome,
@@ -106,6 +108,7 @@ class Topology:
         self.risk_list_topic = self.app.topic(t(topics.RISK_LISTS), **raw)
         self.inspection_results = self.app.topic(t(topics.INSPECTION_RESULTS), **raw)
         self.instructions_topic = t(topics.INSTRUCTIONS)
+        self.shadow_topic = t(topics.SHADOW_SCORES)
         self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
         # of the key -- the same partition the gateways' records for that key use.
@@ -185,6 +188,9 @@ class Topology:
         metrics.ACTIVE_MODEL.clear()
         for scenario, version in self.services.scorer.active_versions().items():
             metrics.ACTIVE_MODEL.labels(scenario, version).set(1)
+        metrics.SHADOW_MODEL.clear()
+        for scenario, version in self.services.scorer.shadow_versions().items():
+            metrics.SHADOW_MODEL.labels(scenario, version).set(1)
 
     def _batch_agent(self, name: str, handler: Any) -> Any:
         s = self.settings
@@ -451,15 +457,22 @@ class Topology:
 
         steps = decide_batch(parsed, states, self.services, self.references, controller_for, now)
         scores: dict[str, list[float]] = {}
+        shadows: Counter[tuple[str, str, str, str]] = Counter()
         for (partition, decl), step, msg in zip(parsed, steps, sources):
+            key = decl.declaration_id.encode()
             if step.refusal is not None:
-                self._dead_letter_refusal(out, msg, decl.declaration_id.encode(), step, decl)
-            self._apply(out, decl.declaration_id.encode(), step, "declaration", partition, now, decl.event_time.timestamp())
+                self._dead_letter_refusal(out, msg, key, step, decl)
+            self._apply(out, key, step, "declaration", partition, now, decl.event_time.timestamp())
             if step.instructions and step.instructions[0].score is not None:
                 scenario = decl.scenario._value_  # the plain attribute: see decision.flow
                 (scores.get(scenario) or scores.setdefault(scenario, [])).append(step.instructions[0].score)
+            if step.shadow is not None:  # with the batch's instructions: delivered before the offsets are committed
+                out.add(self.shadow_topic, partition, key, encode_shadow(step.shadow))
+                s = step.shadow
+                shadows[(s.scenario._value_, s.challenger_version, s.champion_action._value_, s.challenger_action._value_)] += 1
         for scenario, values in scores.items():
             metrics.observe_many(metrics.SCORES.labels(scenario), values)
+        _publish_shadow_metrics(shadows)
         for partition, controller in controllers.items():
             raw = controller.to_bytes()
             out.set_table(self.capacity, partition, _capacity_key(partition), raw)
@@ -806,6 +819,13 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))
     for stage, values in by_stage.items():
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
+
+
+def _publish_shadow_metrics(shadows: Counter[tuple[str, str, str, str]]) -> None:
+    for (scenario, version, champion, challenger), n in shadows.items():
+        metrics.SHADOW_SCORES.labels(scenario, version).inc(n)
+        if champion != challenger:
+            metrics.SHADOW_DISAGREEMENTS.labels(scenario, version, champion, challenger).inc(n)
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,7 @@ class Stream:
         self.send(topics.SCANS, story, scan(story, port), [(t.SCANS, f"S-{story}")])
         self.send(topics.INSTRUCTIONS, story, instruction(story, "scan", "inspect", port), [(t.INSTRUCTIONS, f"{story}:1:scan")])
         self.send(topics.INSPECTION_RESULTS, story, inspection(story, port), [(t.INSPECTION_RESULTS, f"{story}:1:scan")])
+        self.send(topics.SHADOW_SCORES, story, shadow(story, port), [(t.SHADOW_SCORES, f"{story}:1:declaration")])
         for i in range(1, 15):
             did = f"D-{n}-{i}"
             self.send(topics.INSTRUCTIONS, did, instruction(did, "declaration", "release", port),
@@ -215,6 +216,13 @@ def inspection(did: str, port: str) -> dict[str, Any]:
             "found": True, "category": "cigarettes", "duty_recovered": 310.5, "inspected_at": NOW}
 
 
+def shadow(did: str, port: str) -> dict[str, Any]:
+    return {"instruction_id": f"{did}:1:declaration", "declaration_id": did, "revision": 1, "port": port,
+            "scenario": "general-trade", "credit_class": "general", "champion_version": "m1/general", "champion_score": 0.7,
+            "champion_action": "machine-check", "challenger_version": "m2/general", "challenger_score": 0.4,
+            "challenger_action": "release", "thresholds": [0.55, 0.8], "decided_at": NOW}
+
+
 def centralised(cid: str, port: str) -> dict[str, Any]:
     return {"centralised_id": cid, "port": port, "enterprise_id": "E1", "declarant_id": "DC1", "scenario": "general-trade",
             "transport_mode": "sea", "departure_country": "CN", "event_time": NOW,
@@ -262,7 +270,7 @@ def table_frame(settings: Settings, name: str) -> pl.DataFrame:
 
 ID_COLUMN = {t.DECLARATIONS: "declaration_id", t.CENTRALISED_ITEMS: "declaration_id", t.SCANS: "scan_id",
              t.INSTRUCTIONS: "instruction_id", t.INSPECTION_RESULTS: "instruction_id", t.CREDIT_EVENTS: "event_id",
-             t.RISK_LISTS: "entry_id"}
+             t.RISK_LISTS: "entry_id", t.SHADOW_SCORES: "instruction_id"}
 
 
 def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, unique_name: str, tmp_path: Path,

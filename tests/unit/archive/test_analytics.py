@@ -19,94 +19,51 @@ from archive.analytics import (
     rule_performance,
     selection_rates,
 )
-from clients import topics
-from common.settings import Settings
 from policy.config import load_policy
 from tests.unit.archive import fakes
 
 TODAY = fakes.NOW.date()
-EARLIER = (fakes.NOW - timedelta(days=3)).isoformat().replace("+00:00", "Z")
-NASTY = b'{"declaration_id": "\x1b[31mD9\x00\xe2\x80\xae\xe2\x80\x8bgpj.exe", \xff\xfe\n\t"x": 1'
 
 
-@pytest.fixture(scope="module")
-def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """D1 machine-checked for risk list RL/1, then inspected on a suspicious scan: found. D2 released
-    with RL/1 and a watch entry. D3 (HAK-AIR) inspected on its score: nothing found. D4 inspected by a
-    rule with RL/2 hit: found (its instruction redelivered). D5 is three days older. Shadow scores for
-    D1..D4 (D1's redelivered); three bad declarations and two worker dead letters."""
-    directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0,
-                        archive_maintenance_interval_s=0)
-    b = fakes.FakeBroker(settings)
-    add = b.add
-    add(topics.INSTRUCTIONS, "D1", fakes.instruction("D1", action="machine-check", selection_reason="risk-list", risk_hits=["RL/1"]))
-    add(topics.INSTRUCTIONS, "D1", fakes.instruction("D1", "scan", "inspect", selection_reason="scan", risk_hits=["RL/1"]))
-    add(topics.INSTRUCTIONS, "D2", fakes.instruction("D2", selection_reason="none", risk_hits=["RL/1", "WATCH/7"]))
-    add(topics.INSTRUCTIONS, "D3", fakes.instruction("D3", action="inspect", port="HAK-AIR", risk_hits=[]))
-    rule = fakes.instruction("D4", action="inspect", selection_reason="rule", risk_hits=["RL/2"])
-    add(topics.INSTRUCTIONS, "D4", rule)
-    add(topics.INSTRUCTIONS, "D4", rule)
-    add(topics.INSTRUCTIONS, "D5", fakes.instruction("D5", action="inspect", risk_hits=["RL/2"], event_time=EARLIER))
-    add(topics.INSPECTION_RESULTS, "D1", fakes.inspection("D1", found=True))
-    add(topics.INSPECTION_RESULTS, "D1", fakes.inspection("D1", found=True))  # redelivered
-    add(topics.INSPECTION_RESULTS, "D3", {**fakes.inspection("D3", found=False, port="HAK-AIR"), "instruction_id": "D3:1:declaration"})
-    add(topics.INSPECTION_RESULTS, "D4", {**fakes.inspection("D4", found=True), "instruction_id": "D4:1:declaration"})
-    add(topics.INSPECTION_RESULTS, "D5", {**fakes.inspection("D5", found=True), "instruction_id": "D5:1:declaration"})
-    d1 = fakes.shadow("D1", 0.6, 0.9, champion_action="machine-check", challenger_action="inspect")
-    add(topics.SHADOW_SCORES, "D1", d1)
-    add(topics.SHADOW_SCORES, "D1", d1)
-    add(topics.SHADOW_SCORES, "D2", fakes.shadow("D2", 0.3, 0.7, champion_action="release", challenger_action="machine-check"))
-    add(topics.SHADOW_SCORES, "D3", fakes.shadow("D3", 0.85, 0.2, port="HAK-AIR", champion_action="inspect", challenger_action="release"))
-    add(topics.SHADOW_SCORES, "D4", fakes.shadow("D4", 0.5, 0.5, champion_action="inspect", challenger_action="inspect"))
-    add(topics.DECLARATIONS, "X1", b"{")
-    add(topics.DECLARATIONS, "X2", NASTY)
-    add(topics.DECLARATIONS, "X3", b'{"declaration_id": "' + b"A" * 5000 + b'"}')
-    add(topics.DEAD_LETTERS, None, fakes.dead_letter(3))
-    add(topics.DEAD_LETTERS, None, {**fakes.dead_letter(4), "value_b64": "!!not base64!!", "reason": "schema-violation"})
-    fakes.archive_all(settings, b, records=22)
-    return directory
-
-
-def test_risk_list_entries_count_hits_once_and_their_inspections(archive_dir: Path) -> None:
-    rows = risk_list_performance(TODAY, TODAY, archive_dir=archive_dir)
+def test_risk_list_entries_count_hits_once_and_their_inspections(analyst_archive: Path) -> None:
+    rows = risk_list_performance(TODAY, TODAY, archive_dir=analyst_archive)
     assert rows == [
         {"list_id": "RL", "entry_id": "1", "hits": 2, "inspected": 1, "found": 1, "hit_rate": 1.0},
         {"list_id": "RL", "entry_id": "2", "hits": 1, "inspected": 1, "found": 1, "hit_rate": 1.0},
         {"list_id": "WATCH", "entry_id": "7", "hits": 1, "inspected": 0, "found": 0, "hit_rate": None},
     ]
     wider = {(r["list_id"], r["entry_id"]): r["hits"] for r in risk_list_performance(TODAY - timedelta(days=5), TODAY,
-                                                                                      archive_dir=archive_dir)}
+                                                                                      archive_dir=analyst_archive)}
     assert wider[("RL", "2")] == 2
-    assert risk_list_performance(TODAY, TODAY, port="HAK-AIR", archive_dir=archive_dir) == []
+    assert risk_list_performance(TODAY, TODAY, port="HAK-AIR", archive_dir=analyst_archive) == []
     json.dumps(rows)
 
 
-def test_rules_count_what_they_selected_and_what_was_found(archive_dir: Path) -> None:
-    rows = {r.pop("selection_reason"): r for r in rule_performance(TODAY, TODAY, archive_dir=archive_dir)}
+def test_rules_count_what_they_selected_and_what_was_found(analyst_archive: Path) -> None:
+    rows = {r.pop("selection_reason"): r for r in rule_performance(TODAY, TODAY, archive_dir=analyst_archive)}
     assert rows == {
         "risk-list": {"selected": 1, "inspected": 1, "found": 1, "hit_rate": 1.0},
         "scan": {"selected": 1, "inspected": 1, "found": 1, "hit_rate": 1.0},
         "model-threshold": {"selected": 1, "inspected": 1, "found": 0, "hit_rate": 0.0},
         "rule": {"selected": 1, "inspected": 1, "found": 1, "hit_rate": 1.0},
     }
-    air = rule_performance(TODAY, TODAY, port="HAK-AIR", archive_dir=archive_dir)
+    air = rule_performance(TODAY, TODAY, port="HAK-AIR", archive_dir=analyst_archive)
     assert [(r["selection_reason"], r["selected"], r["found"]) for r in air] == [("model-threshold", 1, 0)]
 
 
-def test_selection_rates_per_port_and_lane_against_the_policy_targets(archive_dir: Path) -> None:
-    rows = selection_rates(TODAY, TODAY, archive_dir=archive_dir, policy=load_policy())
+def test_selection_rates_per_port_and_lane_against_the_policy_targets(analyst_archive: Path) -> None:
+    rows = selection_rates(TODAY, TODAY, archive_dir=analyst_archive, policy=load_policy())
     assert rows == [
         {"port": "HAK-AIR", "lane": "machine-check", "declarations": 1, "selected": 0, "rate": 0.0, "target": 0.05},
         {"port": "HAK-AIR", "lane": "inspect", "declarations": 1, "selected": 1, "rate": 1.0, "target": 0.015},
         {"port": "HAK-SEA", "lane": "machine-check", "declarations": 3, "selected": 1, "rate": round(1 / 3, 6), "target": 0.06},
         {"port": "HAK-SEA", "lane": "inspect", "declarations": 3, "selected": 1, "rate": round(1 / 3, 6), "target": 0.015},
     ]
-    assert [r["port"] for r in selection_rates(TODAY, TODAY, port="HAK-SEA", archive_dir=archive_dir)] == ["HAK-SEA"] * 2
+    assert [r["port"] for r in selection_rates(TODAY, TODAY, port="HAK-SEA", archive_dir=analyst_archive)] == ["HAK-SEA"] * 2
 
 
-def test_champion_and_challenger_on_realised_inspections(archive_dir: Path) -> None:
-    doc = model_comparison(TODAY, TODAY, archive_dir=archive_dir)
+def test_champion_and_challenger_on_realised_inspections(analyst_archive: Path) -> None:
+    doc = model_comparison(TODAY, TODAY, archive_dir=analyst_archive)
     assert (doc["scored"], doc["inspected"], doc["agreement_rate"]) == (4, 3, 0.25)
     assert doc["pairs"] == [{"champion_version": "m1/general", "challenger_version": "m2/general", "scored": 4, "inspected": 3,
                              "agreement_rate": 0.25}]
@@ -118,12 +75,12 @@ def test_champion_and_challenger_on_realised_inspections(archive_dir: Path) -> N
     assert models["challenger"] == {"model_version": "m2/general", "scored": 4, "inspected": 3, "selected": 3,
                                     "selected_inspected": 2, "found": 2, "hit_rate": 1.0, "auc": 1.0}
     json.dumps(doc)
-    empty = model_comparison(TODAY - timedelta(days=9), TODAY - timedelta(days=8), archive_dir=archive_dir)
+    empty = model_comparison(TODAY - timedelta(days=9), TODAY - timedelta(days=8), archive_dir=analyst_archive)
     assert (empty["scored"], empty["agreement_rate"], empty["pairs"], empty["models"]) == (0, None, [], [])
 
 
-def test_dead_letters_newest_first_with_plain_previews(archive_dir: Path) -> None:
-    rows = dead_letters(TODAY, TODAY, archive_dir=archive_dir)
+def test_dead_letters_newest_first_with_plain_previews(analyst_archive: Path) -> None:
+    rows = dead_letters(TODAY, TODAY, archive_dir=analyst_archive)
     assert len(rows) == 5
     stamps = [datetime.fromisoformat(r["received_at"]) for r in rows]
     assert stamps == sorted(stamps, reverse=True)
@@ -137,17 +94,17 @@ def test_dead_letters_newest_first_with_plain_previews(archive_dir: Path) -> Non
     worker = {r["reason"]: r for r in rows if r["origin"] == "worker"}
     assert worker["invalid-json"]["payload_preview"] == "x" and worker["schema-violation"]["payload_preview"] is None
     schema = [r for r in rows if r["reason"] == "schema-violation"]
-    assert dead_letters(TODAY, TODAY, reason="schema-violation", archive_dir=archive_dir) == schema and len(schema) == 2
-    assert dead_letters(TODAY, TODAY, reason="schema-violation", limit=1, archive_dir=archive_dir) == schema[:1]
+    assert dead_letters(TODAY, TODAY, reason="schema-violation", archive_dir=analyst_archive) == schema and len(schema) == 2
+    assert dead_letters(TODAY, TODAY, reason="schema-violation", limit=1, archive_dir=analyst_archive) == schema[:1]
     json.dumps(rows)
 
 
-def test_dead_letter_queries_are_bounded(archive_dir: Path) -> None:
+def test_dead_letter_queries_are_bounded(analyst_archive: Path) -> None:
     for bad in (0, MAX_DEAD_LETTERS + 1):
         with pytest.raises(ValueError, match="limit"):
-            dead_letters(TODAY, TODAY, limit=bad, archive_dir=archive_dir)
+            dead_letters(TODAY, TODAY, limit=bad, archive_dir=analyst_archive)
     with pytest.raises(ValueError, match="reason"):
-        dead_letters(TODAY, TODAY, reason="r" * 65, archive_dir=archive_dir)
+        dead_letters(TODAY, TODAY, reason="r" * 65, archive_dir=analyst_archive)
 
 
 def test_payload_preview_is_plain_bounded_text() -> None:

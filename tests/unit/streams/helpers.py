@@ -36,6 +36,9 @@ class FixedScorer:
     def active_versions(self):
         return {"general-trade": "fixed-1"}
 
+    def shadow_versions(self):
+        return {}
+
     def refresh(self):
         return False
 
