@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,4 +103,6 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# Screenshots go to a scratch directory so that `make test` leaves the work tree clean;
+# CONSOLE_SCREENSHOTS=docs/images refreshes the README's pictures.
+IMAGES = Path(os.environ.get("CONSOLE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "riskctl-console-screenshots").resolve()
