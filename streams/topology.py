@@ -68,6 +68,7 @@ from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partitio
 from streams import metrics
 from streams.deadletter import DeadLetterSink
 from streams.expiry import TimeIndex
+from streams.failpoint import Failpoint
 from streams.isolation import Attempt, HandlerFailed, handle_isolating
 from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
@@ -93,6 +94,7 @@ class Topology:
         self.settings = settings
         self.services = services
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
+        self.failpoint = Failpoint.from_env()  # crash tests only (streams.failpoint)
         self.app = app or faust_app(settings, self.checkpoint)
         t = settings.topic
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -137,7 +139,7 @@ class Topology:
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
-        self._last_record_ok: dict[str, bool] = defaultdict(bool)  # agent -> its last record in this process succeeded
+        self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
         metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         self._init_expiry(settings)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
@@ -172,8 +174,10 @@ class Topology:
     def _timer(self, name: str, tick: Callable[[], OutputBatch | None]) -> Callable[[], Awaitable[None]]:
         async def timer() -> None:
             out = tick()
+            if out is not None:
+                publish_metrics(out)
             if out is not None and out.count:
-                _publish_instruction_metrics(out)
+                self.failpoint.before_send(name, out)
                 # Tracked like an agent's batch (a commit waits for it), and awaited: the next tick
                 # reads the table writes this one made.
                 await asyncio.gather(*await self.checkpoint.produce(self.app, out, ()))
@@ -228,9 +232,10 @@ class Topology:
         if attempt.retried:
             self._after_handler_error(agent, attempt, len(events))
         else:
-            self._last_record_ok[agent] = True
-        _publish_instruction_metrics(out)
+            self._failed_in_row[agent] = 0
+        publish_metrics(out)
         decided = time.perf_counter()
+        self.failpoint.before_send(agent, out)
         futures = await self.checkpoint.produce(self.app, out, in_flight)
         self.checkpoint.settle(handed, futures)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
@@ -242,25 +247,25 @@ class Topology:
         records that failed alone go to the dead letters (``handler-error``), unless the failure
         cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
         with nothing committed past the batch. That is the case when no record of a batch of several
-        could be handled, and when a batch of one fails without the agent's previous record having
-        succeeded in this process (a quiet partition hands records one at a time: a handler broken
-        from the start, or broken since the last failure, would otherwise dead-letter them all)."""
+        could be handled, and when ``handler_failures_before_exit`` records in a row failed alone
+        with none handled in between (a quiet partition hands records one at a time: a handler broken
+        as a whole would otherwise dead-letter them all). A lone bad record is dead-lettered and the
+        agent goes on; a worker that exited counts afresh, so a record redelivered after the restart
+        is dead-lettered, not a crash loop."""
         metrics.HANDLER_RETRIES.labels(agent).inc()
         self._controllers.clear()  # the failed attempt may have advanced these copies in place
-        if not attempt.failed:  # every record succeeded alone
-            self._last_record_ok[agent] = True
-            return
         none_handled = len(attempt.failed) == handled
-        if none_handled and (handled > 1 or not self._last_record_ok[agent]):
+        in_row = self._failed_in_row[agent] + len(attempt.failed) if none_handled else attempt.failed_since_success
+        if none_handled and (handled > 1 or in_row >= self.settings.handler_failures_before_exit):
             _, first = attempt.failed[0]
             metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
-            log.critical("%s: the handler fails on every record of a batch of %d, with no record handled since (%s); "
+            log.critical("%s: the handler fails on every record of a batch of %d (%d failed alone in a row; %s); "
                          "stopping the worker so that it is restarted, nothing committed past them",
-                         agent, handled, type(first).__name__, exc_info=first)
+                         agent, handled, in_row, type(first).__name__, exc_info=first)
             failure = HandlerFailed.of(agent, first)
             self.exit_worker(failure)
             raise failure  # where exit_worker returns (the tests' stand-in): the batch is not sent
-        self._last_record_ok[agent] = not none_handled
+        self._failed_in_row[agent] = in_row
         for event, exc in attempt.failed:
             log.error("%s: record %s[%d]@%d fails on its own (%s): dead-lettered", agent, event.message.topic,
                       event.message.partition, event.message.offset, type(exc).__name__, exc_info=exc)
@@ -323,7 +328,7 @@ class Topology:
             new = apply_credit_event(state, credit_event)
             if new is not state:
                 out.set_table(self.credit, 0, credit_event.enterprise_id.encode(), new.to_bytes())
-                metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
+                out.inc(metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value))
         return out
 
     def handle_risk_lists(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -348,8 +353,8 @@ class Topology:
             result = self._parse_keyed(out, event.message, InspectionResult, "declaration_id")
             if result is None or not self._registered_port(out, event.message, result.port):
                 continue
-            metrics.EVENTS_IN.labels("inspection-result", result.port).inc()
-            metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
+            out.inc(metrics.EVENTS_IN.labels("inspection-result", result.port))
+            out.inc(metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false"))
         return out
 
     def _registered_port(self, out: OutputBatch, msg: Any, port: str) -> bool:
@@ -386,7 +391,7 @@ class Topology:
                 check_centralised(self.services.policy, self.credit_book.of(centralised.enterprise_id), centralised.items)
                 items = centralised.item_declarations()
             except BatchNotAllowed as exc:
-                metrics.CENTRALISED.labels("refused").inc()
+                out.inc(metrics.CENTRALISED.labels("refused"))
                 self.dead_letters.add(out, msg, exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - an item that cannot be split goes to the dead letters, the batch goes on
@@ -397,9 +402,9 @@ class Topology:
                 value = decl.model_dump_json(exclude_none=True).encode()
                 out.add(self.declarations_topic, partition_for(key, self.settings.partitions), key, value)
             # Only accepted records count as events in (the dead-letter share's denominator adds the rejected ones).
-            metrics.EVENTS_IN.labels("centralised-declaration", centralised.port).inc()
-            metrics.CENTRALISED.labels("split").inc()
-            metrics.CENTRALISED_ITEMS.inc(len(items))
+            out.inc(metrics.EVENTS_IN.labels("centralised-declaration", centralised.port))
+            out.inc(metrics.CENTRALISED.labels("split"))
+            out.inc(metrics.CENTRALISED_ITEMS, len(items))
         return out
 
     def handle_declarations_and_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -439,9 +444,9 @@ class Topology:
             sources.append(msg)
         if not parsed:
             return out
-        metrics.BATCH_SIZE.observe(len(parsed))
+        out.observe(metrics.BATCH_SIZE, [len(parsed)])
         for port, n in Counter(d.port for _, d in parsed).items():
-            metrics.EVENTS_IN.labels("declaration", port).inc(n)
+            out.inc(metrics.EVENTS_IN.labels("declaration", port), n)
         # Each id's state is read once per batch; decide_batch carries it along.
         states = {d.declaration_id: self._state(d.declaration_id) for _, d in parsed}
         controllers: dict[int, CapacityController] = {}
@@ -459,7 +464,7 @@ class Topology:
                 scenario = decl.scenario._value_  # the plain attribute: see decision.flow
                 (scores.get(scenario) or scores.setdefault(scenario, [])).append(step.instructions[0].score)
         for scenario, values in scores.items():
-            metrics.observe_many(metrics.SCORES.labels(scenario), values)
+            out.observe(metrics.SCORES.labels(scenario), values)
         for partition, controller in controllers.items():
             raw = controller.to_bytes()
             out.set_table(self.capacity, partition, _capacity_key(partition), raw)
@@ -575,7 +580,7 @@ class Topology:
             except (UnknownPort, Refused) as exc:  # a scan that cannot count goes to the dead-letter topic
                 self.dead_letters.add(out, msg, exc)
                 continue
-            metrics.EVENTS_IN.labels("scan", scan.port).inc()
+            out.inc(metrics.EVENTS_IN.labels("scan", scan.port))
             step = on_scan(self._state(scan.declaration_id), scan, now, self.services.policy.scan.clock_skew_s)
             if step.refusal is not None:
                 self._dead_letter_refusal(out, msg, scan.declaration_id.encode(), step)
@@ -607,7 +612,7 @@ class Topology:
                 step = on_timeout(self._state(key.decode()), entry.revision, now)
                 self._apply(out, key, step, "timeout", entry.partition, now)
                 if step.outcome is Outcome.TIMEOUT:
-                    metrics.SCAN_TIMEOUTS.labels(entry.port).inc()
+                    out.inc(metrics.SCAN_TIMEOUTS.labels(entry.port))
                     expired += 1
         pending = len(stored) if isinstance(stored, dict) else self._deadline_index.size()  # RocksDB: len() walks the store
         metrics.PENDING_MACHINE_CHECKS.set(pending)
@@ -639,7 +644,7 @@ class Topology:
                 event_ts = datetime.fromisoformat(instruction.event_time).timestamp()
             out.latencies.append((stage, now - event_ts))
         if step.outcome is not Outcome.DECIDED and step.outcome is not Outcome.TIMEOUT:
-            metrics.DUPLICATES.labels(source, step.outcome._value_).inc()
+            out.inc(metrics.DUPLICATES.labels(source, step.outcome._value_))
         if step.state is not None:
             step.state.changed_at = now  # starts its expiry clock (decision.retention)
             out.set_table(self.state, partition, key, encode_state(step.state))
@@ -728,8 +733,8 @@ class Topology:
                     budget -= 1
                     self._expire_state(out, partition, key, now)
         held = tables.contents(self.state)
-        if isinstance(held, dict):  # RocksDB: len() would walk the store
-            metrics.STATE_RETAINED.set(len(held))
+        # RocksDB: len() would walk the store; its own estimate (memtables and files) instead.
+        metrics.STATE_RETAINED.set(len(held) if isinstance(held, dict) else tables.estimated_keys(self.state) or 0)
         return out
 
     def _expire_state(self, out: OutputBatch, partition: int, key: bytes, now: float) -> None:
@@ -744,7 +749,7 @@ class Topology:
         if expired is None:
             return  # rewritten since: its own index entry is later
         out.set_table(self.state, partition, key, expired.value)
-        metrics.STATE_EXPIRED.labels(expired.what._value_).inc()
+        out.inc(metrics.STATE_EXPIRED.labels(expired.what._value_))
         if expired.value is not None:
             self._index_state_record(partition, key, expired.value)
         if expired.what is Expiry.ORPHAN_SCAN:
@@ -775,11 +780,35 @@ class Topology:
         return read
 
     def _forget_revoked(self, actives: set[int]) -> None:
-        """Drop the index entries of partitions this worker neither owns nor stands by for."""
+        """Drop what this worker holds of partitions it neither owns nor stands by for (revoked):
+        their keys in the memory stores, their unacknowledged RocksDB writes (Faust closes the
+        databases), their index entries and cached capacity controller. The indexes name every key
+        a partition holds in the per-declaration tables (a state's own due time, or its scan
+        deadline while it awaits a scan), so no walk of a whole store is needed. Should the
+        partition come back, Faust's recovery reads its changelog again."""
         kept = actives | {tp.partition for tp in status.standby_partitions(self.app)}
-        for index in (self._near_index, self._far_index, self._deadline_index):
-            for partition in index.partitions() - kept:
-                index.drop_partition(partition)
+        held = self._near_index.partitions() | self._far_index.partitions() | self._deadline_index.partitions()
+        revoked = held - kept
+        if revoked:
+            state, deadlines = tables.contents(self.state), tables.contents(self.deadlines)
+            for partition in revoked:
+                keys = [*self._near_index.keys(partition), *self._far_index.keys(partition)]
+                deadline_keys = self._deadline_index.keys(partition)
+                if isinstance(state, dict):
+                    for key in (*keys, *deadline_keys):  # a state awaiting its scan is indexed by its deadline
+                        state.pop(key, None)
+                if isinstance(deadlines, dict):
+                    for key in deadline_keys:
+                        deadlines.pop(key, None)
+                for index in (self._near_index, self._far_index, self._deadline_index):
+                    index.drop_partition(partition)
+                self._controllers.pop(partition, None)
+                capacity = tables.contents(self.capacity)
+                if isinstance(capacity, dict):
+                    capacity.pop(_capacity_key(partition), None)
+            log.info("partitions %s revoked: their keys and index entries dropped", sorted(revoked))
+        for table in (self.state, self.deadlines):
+            tables.drop_unflushed(table, kept)
         for walk in [w for w in self._walked | set(self._walks) if w[1] not in actives]:
             self._walked.discard(walk)
             self._walks.pop(walk, None)
@@ -798,7 +827,13 @@ def _bucket_width(lifetime_s: float, most_s: float) -> float:
     return min(most_s, max(0.05, lifetime_s / 20))
 
 
-def _publish_instruction_metrics(out: OutputBatch) -> None:
+def publish_metrics(out: OutputBatch) -> None:
+    """The metrics a batch moved, published once it is handed to the producer (a failed attempt's
+    batch is dropped unpublished, ``streams.isolation``)."""
+    for counter, amount in out.counted.items():
+        counter.inc(amount)
+    for histogram, values in out.observed:
+        metrics.observe_many(histogram, values)
     for labels, n in out.tally.items():
         metrics.INSTRUCTIONS.labels(*labels).inc(n)
     by_stage: dict[str, list[float]] = {}
