@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,14 +58,14 @@ class Unflushed:
                 del latest[key]
 
 
-_UNFLUSHED: weakref.WeakKeyDictionary[Any, Unflushed] = weakref.WeakKeyDictionary()
-
-
 def unflushed(table: Any) -> Unflushed:
+    """The table's unacknowledged writes, kept on its store object (a store is a ``Mapping``: as a
+    dictionary key it would compare equal by walking every item)."""
     store = table.data
-    held = _UNFLUSHED.get(store)
+    held: Unflushed | None = getattr(store, "_customs_unflushed", None)
     if held is None:
-        held = _UNFLUSHED[store] = Unflushed()
+        held = Unflushed()
+        store._customs_unflushed = held
     return held
 
 
