@@ -1,4 +1,4 @@
-"""``python -m bench soak``: one worker decides millions of declarations with short state lifetimes; its memory stays flat once retention applies.
+"""``python -m bench soak``: one worker decides millions of declarations; its memory stays flat once retention applies.
 
 A fresh broker (Apache Kafka by default), one ``riskctl worker`` with short compaction and retention
 settings (seconds instead of minutes and days), and a gateway (the reference
@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--input-retention", type=float, default=30.0, help="INPUT_TOPIC_RETENTION_S of the topics (default 30)")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples (default 5)")
     p.add_argument("--in-flight", type=int, default=100_000, help="most declarations published and not yet read (default 100,000)")
-    p.add_argument("--pool", type=int, default=20_000, help="distinct simulated declarations, published again under fresh ids (default 20,000)")
+    p.add_argument("--pool", type=int, default=20_000, help="distinct simulated declarations, sent again under fresh ids (default 20,000)")
     p.add_argument("--enterprises", type=int, default=5_000, help="simulated enterprise population (default 5,000)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--partitions", type=int, default=Settings.model_fields["partitions"].default)
@@ -188,4 +188,5 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"  RSS once retention applies ({s['retention_applies_at_s']:.0f} s, {s['decided_then']:,.0f} decided): {s['rss_mb_then']} MB; "
           f"highest after {s['rss_mb_max_after']} MB; at the end ({s['decided_at_end']:,.0f}) {s['rss_mb_end']} MB; "
           f"slope {s['rss_mb_per_million_after']} MB per million decided")
-    print(f"  states held then {s['retained_then']:,.0f}, highest after {s['retained_max_after']:,.0f}, at the end {s['retained_end']:,.0f}")
+    print(f"  states held then {s['retained_then']:,.0f}, highest after {s['retained_max_after']:,.0f}, "
+          f"at the end {s['retained_end']:,.0f}")

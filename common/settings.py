@@ -184,7 +184,9 @@ class Settings(BaseSettings):
         "that `riskctl topics create` sets."))
     orphan_scan_ttl_s: float = Field(default=6 * 3600.0, gt=0, le=30 * 86_400, description=(
         "Seconds a scan whose declaration has not come is kept; then it goes to the dead letters (orphan-scan)."))
-    state_expiry_interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between state expiry ticks.")
+    # Every decided declaration costs two expiry steps (compaction, deletion): 5,000 keys every 0.2 s keep
+    # up with a worker's full decision rate (docs/benchmark.md, soak), each tick holding the loop briefly.
+    state_expiry_interval_s: float = Field(default=0.2, gt=0, le=60, description="Seconds between state expiry ticks.")
     state_expiry_max_per_tick: int = Field(default=5000, ge=1, le=1_000_000, description=(
         "Most keys one expiry tick looks at (per table): the rest waits for the next tick, so the event loop is never held long."))
 

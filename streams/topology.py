@@ -671,6 +671,7 @@ class Topology:
         # owned partition's persisted keys are walked into the indexes, a bounded step per tick.
         self._walks: dict[tuple[str, int], bytes | None] = {}  # (table, partition) -> last key walked
         self._walked: set[tuple[str, int]] = set()
+        self._walk_left: dict[tuple[str, int], int] = {}  # keys a walk may still read (what the store held when it began)
         for table in (self.state, self.deadlines):
             table.on_recover(self._recovered(table))
 
@@ -726,15 +727,16 @@ class Topology:
         now = self.clock()
         self._forget_revoked(actives)
         budget = self.settings.state_expiry_max_per_tick
+        walk_budget = budget  # indexing what the disk held has a budget of its own: expiry goes on meanwhile
         for partition in self._in_turn(self.settled(actives, now)):
-            budget -= self._walk_persisted(partition, budget)
+            walk_budget -= self._walk_persisted(partition, walk_budget)
             for index in (self._near_index, self._far_index):
                 for key in index.pop_due(partition, now, max(budget, 0)):
                     budget -= 1
                     self._expire_state(out, partition, key, now)
         held = tables.contents(self.state)
         # RocksDB: len() would walk the store; its own estimate (memtables and files) instead.
-        metrics.STATE_RETAINED.set(len(held) if isinstance(held, dict) else tables.estimated_keys(self.state) or 0)
+        metrics.STATE_RETAINED.set(len(held) if isinstance(held, dict) else tables.estimated_keys(self.state))
         return out
 
     def _expire_state(self, out: OutputBatch, partition: int, key: bytes, now: float) -> None:
@@ -760,21 +762,27 @@ class Topology:
 
     def _walk_persisted(self, partition: int, budget: int) -> int:
         """One bounded step of indexing what a RocksDB store held before this worker started;
-        returns the keys read."""
+        returns the keys read. A walk reads at most the keys its database held when it began (and
+        a margin): keys this worker writes are indexed as it writes them, and a walk that also took
+        them would chase a stream of new keys for ever."""
         read = 0
         for name, table, index_record in (("state", self.state, self._index_state_record),
                                           ("deadlines", self.deadlines, self._index_deadline_record)):
             walk = (name, partition)
-            step = budget - read
-            if walk in self._walked or step <= 0 or not tables.is_rocksdb(table):
+            if walk in self._walked or budget - read <= 0 or not tables.is_rocksdb(table):
                 continue
-            items = tables.partition_items(table, partition, self._walks.get(walk), step)
+            if walk not in self._walk_left:
+                self._walk_left[walk] = tables.estimated_keys(table, partition) + WALK_MARGIN
+            step = min(budget - read, self._walk_left[walk])
+            items = tables.partition_items(table, partition, self._walks.get(walk), step) if step > 0 else []
             for key, value in items:
                 index_record(partition, key, value)
             read += len(items)
-            if len(items) < step:  # the end of the partition's store
+            self._walk_left[walk] -= len(items)
+            if len(items) < step or self._walk_left[walk] <= 0:  # the end of what the store held
                 self._walked.add(walk)
                 self._walks.pop(walk, None)
+                self._walk_left.pop(walk, None)
             else:
                 self._walks[walk] = items[-1][0]
         return read
@@ -809,9 +817,10 @@ class Topology:
             log.info("partitions %s revoked: their keys and index entries dropped", sorted(revoked))
         for table in (self.state, self.deadlines):
             tables.drop_unflushed(table, kept)
-        for walk in [w for w in self._walked | set(self._walks) if w[1] not in actives]:
+        for walk in [w for w in self._walked | set(self._walks) | set(self._walk_left) if w[1] not in actives]:
             self._walked.discard(walk)
             self._walks.pop(walk, None)
+            self._walk_left.pop(walk, None)
 
     def _in_turn(self, partitions: set[int]) -> list[int]:
         ordered = sorted(partitions)
@@ -819,6 +828,9 @@ class Topology:
             return ordered
         self._turn = (self._turn + 1) % len(ordered)
         return ordered[self._turn:] + ordered[:self._turn]
+
+
+WALK_MARGIN = 1000  # keys a walk reads beyond RocksDB's estimate of what the store held (an estimate)
 
 
 def _bucket_width(lifetime_s: float, most_s: float) -> float:

@@ -255,11 +255,14 @@ def drop_unflushed(table: Any, kept: set[int]) -> None:
             held.forget(delivery.writes)
 
 
-def estimated_keys(table: Any) -> int | None:
-    """RocksDB's estimate of the keys in the table's open databases (None for other stores)."""
+def estimated_keys(table: Any, partition: int | None = None) -> int:
+    """RocksDB's estimate of the keys in the table's open databases, or in one partition's (0 for
+    other stores): read from its memtables and file metadata, no walk."""
     if not is_rocksdb(table):
-        return None
-    return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0) for db in list(table.data._dbs.values()))
+        return 0
+    dbs = table.data._dbs
+    chosen = [dbs[partition]] if partition is not None and partition in dbs else [] if partition is not None else list(dbs.values())
+    return sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0) for db in chosen)
 
 
 def forget_recovered_keys(table: Any) -> None:
