@@ -3,8 +3,10 @@
 A fresh broker (Apache Kafka by default), one ``riskctl worker`` with short compaction and retention
 settings (seconds instead of minutes and days), and a gateway (the reference
 ``DeclarationPublisher``: batch records of up to 500 declarations) that publishes the simulator's
-declarations under fresh ids, as fast as the worker takes them (at most ``--in-flight`` published
-and not yet read). Every ``--sample-every`` seconds it samples the worker's resident memory (RSS,
+declarations under fresh ids at ``--rate`` a second (0: as fast as the worker takes them), never
+more than ``--in-flight`` published and not yet read. At the worker's full rate its expiry gets
+only the event loop's leftovers and falls behind (docs/benchmark.md); an office runs below it.
+Every ``--sample-every`` seconds it samples the worker's resident memory (RSS,
 from /proc), the declaration states it holds (``customs_state_retained``; on RocksDB the store's own
 estimate), the states compacted and deleted so far and the declarations read, prints a progress
 line and keeps the sample. Once the first declarations are past their retention, the number held
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compact-after", type=float, default=5.0, help="STATE_COMPACT_AFTER_S (default 5)")
     p.add_argument("--retention", type=float, default=60.0, help="STATE_RETENTION_S (default 60)")
     p.add_argument("--input-retention", type=float, default=30.0, help="INPUT_TOPIC_RETENTION_S of the topics (default 30)")
+    p.add_argument("--rate", type=float, default=5_000.0,
+                   help="declarations offered a second (default 5,000; 0: as fast as the worker reads them)")
     p.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples (default 5)")
     p.add_argument("--in-flight", type=int, default=100_000, help="most declarations published and not yet read (default 100,000)")
     p.add_argument("--pool", type=int, default=20_000, help="distinct simulated declarations, sent again under fresh ids (default 20,000)")
@@ -117,8 +122,13 @@ def summarise(samples: list[dict[str, float]], applies_at_s: float) -> dict[str,
     }
 
 
+def _stopped(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: the worker and the broker are stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stopped)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     results: dict[str, Any] = {"machine": machine(), "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
@@ -140,8 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             sampler = Sampler(worker, args.sample_every)
             publisher = DeclarationPublisher(producer(settings), settings, gateway="SOAK-GW")
             published = 0
+            offered_from = time.monotonic()
             while published < args.count:
-                for _ in range(min(5_000, args.count - published)):
+                if args.rate > 0:  # the offered rate: wait for the chunk's time
+                    while (due := offered_from + published / args.rate) > time.monotonic():
+                        publisher.poll()
+                        time.sleep(max(0.0, min(0.05, due - time.monotonic())))  # the offered rate's pacing
+                        sampler.poll(published)
+                for _ in range(min(500, args.count - published)):
                     record = pool[published % len(pool)]
                     publisher.publish({**record, "declaration_id": f"SOAK-{published:010d}"})
                     published += 1
