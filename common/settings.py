@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         "Store of the per-declaration tables: 'rocksdb' (on disk under data_dir, one state directory per worker; a restart "
         "reads only the changelog written since; needs the 'rocksdb' extra) or 'memory' (all in RAM, rebuilt from the "
         "whole changelog at every start)."))
+    # Faust's RocksDB defaults are for a big machine: 3 x 64 MB of memtables and a 2 GB block cache per
+    # database, and there is one database per table and partition. A worker's RocksDB memory is at most
+    # 2 tables x owned partitions x (2 x write buffer + block cache): 4 x 48 MB with these defaults.
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=1, le=1024, description=(
+        "RocksDB memtable size per table partition database (two are kept); larger: fewer flushes to disk."))
+    rocksdb_block_cache_mb: int = Field(default=32, ge=1, le=16_384, description=(
+        "RocksDB block cache per table partition database; larger: more reads served from memory."))
     state_compact_after_s: float = Field(default=300.0, gt=0, le=86_400, description=(
         "Seconds a declaration's full state (its instruction bytes, re-emitted on a redelivery) is kept after its final outcome, "
         "before it is replaced by a fingerprint. Must be longer than commit_interval_s."))

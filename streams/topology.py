@@ -117,12 +117,15 @@ class Topology:
         # also feeds the expiry indexes (``_on_state_changelog``).
         # "rocksdb:<table>": the table's databases under the data dir (Faust ignores a bare "rocksdb://" on a table).
         rocksdb = settings.table_store == "rocksdb"
+        on_disk: dict[str, Any] = {"options": {
+            "write_buffer_size": settings.rocksdb_write_buffer_mb << 20, "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb << 20}} if rocksdb else {}
         self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions,
                                     store=f"rocksdb:{topics.TABLE_DECLARATION_STATE}" if rocksdb else "memory://",
-                                    on_changelog_event=self._on_state_changelog, **table)
+                                    on_changelog_event=self._on_state_changelog, **on_disk, **table)
         self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions,
                                         store=f"rocksdb:{topics.TABLE_SCAN_DEADLINES}" if rocksdb else "memory://",
-                                        on_changelog_event=self._on_deadline_changelog, **table)
+                                        on_changelog_event=self._on_deadline_changelog, **on_disk, **table)
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
