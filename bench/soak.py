@@ -181,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             results["instructions"] = metric_value(text, "customs_instructions_total")
             results["dead_letters"] = metric_value(text, "customs_dead_letters_total")
             results["decided"] = sampler.read
-        except Exception as exc:  # noqa: BLE001 - the samples so far are still written
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the samples so far are still written
             failed = True
-            log(f"soak FAILED: {exc}")
-            results["error"] = str(exc)
+            log(f"soak stopped: {exc!r}")
+            results["error"] = repr(exc)
+            results["decided"] = sampler.read if "sampler" in locals() else 0
         finally:
             results["samples"] = sampler.samples if "sampler" in locals() else []
             worker.stop()
