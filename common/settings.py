@@ -86,7 +86,7 @@ class Settings(BaseSettings):
 
     handler_failures_before_exit: int = Field(default=10, ge=1, le=10_000, description=(
         "Records in a row that a handler fails on alone, none handled in between, before the worker exits to be restarted "
-        "(each is dead-lettered as handler-error until then; a batch of several that fails on every record exits at once)."))
+        "(each is dead-lettered as handler-error until then), within a batch or across batches."))
 
     # --- Operations ----------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"

@@ -249,17 +249,17 @@ class Topology:
         """A handler raised and its batch was handled record by record (``streams.isolation``). The
         records that failed alone go to the dead letters (``handler-error``), unless the failure
         cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
-        with nothing committed past the batch. That is the case when no record of a batch of several
-        could be handled, and when ``handler_failures_before_exit`` records in a row failed alone
-        with none handled in between (a quiet partition hands records one at a time: a handler broken
-        as a whole would otherwise dead-letter them all). A lone bad record is dead-lettered and the
-        agent goes on; a worker that exited counts afresh, so a record redelivered after the restart
-        is dead-lettered, not a crash loop."""
+        with nothing committed past the batch. That is the case when ``handler_failures_before_exit``
+        records in a row failed alone with none handled in between, in this batch or across batches
+        (a handler broken as a whole would otherwise dead-letter everything it reads, a quiet
+        partition's records one at a time). A few bad records, alone or together, are dead-lettered
+        and the agent goes on; a worker that exited counts afresh, so fewer bad records than the
+        limit, redelivered after the restart, are dead-lettered rather than a crash loop."""
         metrics.HANDLER_RETRIES.labels(agent).inc()
         self._controllers.clear()  # the failed attempt may have advanced these copies in place
         none_handled = len(attempt.failed) == handled
         in_row = self._failed_in_row[agent] + len(attempt.failed) if none_handled else attempt.failed_since_success
-        if none_handled and (handled > 1 or in_row >= self.settings.handler_failures_before_exit):
+        if none_handled and in_row >= self.settings.handler_failures_before_exit:
             _, first = attempt.failed[0]
             metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
             log.critical("%s: the handler fails on every record of a batch of %d (%d failed alone in a row; %s); "

@@ -100,9 +100,9 @@ def test_undo_restores_what_the_failed_attempt_overwrote() -> None:
 
 
 def test_a_failure_no_record_can_be_blamed_for_stops_the_worker_without_dead_letters() -> None:
-    run = Run(set(), always_fail=True)
+    run = Run(set(), always_fail=True, handler_failures_before_exit=3)
     with pytest.raises(HandlerFailed):
-        run.batch(["A", "B", "C"])
+        run.batch(["A", "B", "C"])  # as many failing in a row as the limit, none handled
     assert len(run.crashed) == 1 and isinstance(run.crashed[0], HandlerFailed)
     assert "ZeroDivisionError" in str(run.crashed[0])
     assert not run.sent and not run.state_keys()  # nothing sent: the batch is read again after the restart
@@ -129,6 +129,14 @@ def test_a_handler_failing_on_every_lone_record_stops_the_worker_after_the_limit
     with pytest.raises(HandlerFailed):
         run.batch(["C"])  # the third in a row, none handled in between: not pinned on the records
     assert len(run.crashed) == 1 and len(run.dead_letters()) == 2
+
+
+def test_a_few_bad_records_together_are_dead_lettered_not_a_crash_loop() -> None:
+    run = Run({b"P1", b"P2"}, handler_failures_before_exit=3)
+    run.batch(["P1", "P2"])  # fewer than the limit, nothing handled: dead-lettered, the agent goes on
+    assert len(run.dead_letters()) == 2 and not run.crashed
+    run.batch(["OK-1"])
+    assert [i["declaration_id"] for i in run.instructions()] == ["OK-1"]
 
 
 def test_a_record_handled_between_lone_failures_starts_the_count_again() -> None:
