@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 epilog="`python -m bench archive [--help]`: the decision archive's figures instead (sink throughput "
                                        "against the raw consume ceiling, history/report latency, bytes per instruction); "
                                        "`python -m bench state [--help]`: the declaration state's (memory per retained declaration, "
-                                       "restart to ready with each table store). `python -m bench console [--help]`: the console's "
+                                       "restart to ready with each table store); "
+                                       "`python -m bench soak [--help]`: one worker decides millions of declarations with short "
+                                       "state lifetimes, its memory sampled; `python -m bench console [--help]`: the console's "
                                        "(instruction -> visible in the officer's live queue at 3,000 declarations/s, page loads over a "
                                        "month of decisions). "
                                        "Progress goes to stderr; the table to stdout; results to --out. "
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import state
 
         return state.main(argv[1:])
+    if argv[:1] == ["soak"]:  # millions of declarations on one worker, memory sampled (bench/soak.py)
+        from bench import soak
+
+        return soak.main(argv[1:])
     args = parse_args(argv)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine()}

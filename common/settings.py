@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         "Seconds after an entry's valid_until before the risk-list index drops it (declarations with older event "
         "times then no longer see it)."))
 
+    handler_failures_before_exit: int = Field(default=10, ge=1, le=10_000, description=(
+        "Records in a row that a handler fails on alone, none handled in between, before the worker exits to be restarted "
+        "(each is dead-lettered as handler-error until then), within a batch or across batches."))
+
     # --- Operations ----------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
@@ -163,9 +167,19 @@ class Settings(BaseSettings):
     # outcome, for the redeliveries a crash can cause; then only a fingerprint, deleted with a
     # changelog tombstone after the retention. The retention must outlive the input topics', so that
     # any record still in them meets its fingerprint (refused otherwise).
-    table_store: Literal["memory", "rocksdb"] = Field(default="memory", description=(
-        "Store of the per-declaration tables: 'memory' (all in RAM, rebuilt from the changelog at start) or 'rocksdb' "
-        "(on disk in data_dir: needs the 'rocksdb' extra; a restart reads only the changelog written since)."))
+    # RocksDB by default: a memory store re-reads the whole retained changelog at every start (minutes
+    # per million declarations); RocksDB re-reads only what its data dir does not hold (seconds).
+    table_store: Literal["memory", "rocksdb"] = Field(default="rocksdb", description=(
+        "Store of the per-declaration tables: 'rocksdb' (on disk under data_dir, one state directory per worker; a restart "
+        "reads only the changelog written since; needs the 'rocksdb' extra) or 'memory' (all in RAM, rebuilt from the "
+        "whole changelog at every start)."))
+    # Faust's RocksDB defaults are for a big machine: 3 x 64 MB of memtables and a 2 GB block cache per
+    # database, and there is one database per table and partition. A worker's RocksDB memory is at most
+    # 2 tables x owned partitions x (2 x write buffer + block cache): 4 x 48 MB with these defaults.
+    rocksdb_write_buffer_mb: int = Field(default=8, ge=1, le=1024, description=(
+        "RocksDB memtable size per table partition database (two are kept); larger: fewer flushes to disk."))
+    rocksdb_block_cache_mb: int = Field(default=32, ge=1, le=16_384, description=(
+        "RocksDB block cache per table partition database; larger: more reads served from memory."))
     state_compact_after_s: float = Field(default=300.0, gt=0, le=86_400, description=(
         "Seconds a declaration's full state (its instruction bytes, re-emitted on a redelivery) is kept after its final outcome, "
         "before it is replaced by a fingerprint. Must be longer than commit_interval_s."))
@@ -177,7 +191,9 @@ class Settings(BaseSettings):
         "that `riskctl topics create` sets."))
     orphan_scan_ttl_s: float = Field(default=6 * 3600.0, gt=0, le=30 * 86_400, description=(
         "Seconds a scan whose declaration has not come is kept; then it goes to the dead letters (orphan-scan)."))
-    state_expiry_interval_s: float = Field(default=1.0, gt=0, le=60, description="Seconds between state expiry ticks.")
+    # Every decided declaration costs two expiry steps (compaction, deletion): 5,000 keys every 0.2 s keep
+    # up with a worker's full decision rate (docs/benchmark.md, soak), each tick holding the loop briefly.
+    state_expiry_interval_s: float = Field(default=0.2, gt=0, le=60, description="Seconds between state expiry ticks.")
     state_expiry_max_per_tick: int = Field(default=5000, ge=1, le=1_000_000, description=(
         "Most keys one expiry tick looks at (per table): the rest waits for the next tick, so the event loop is never held long."))
 

@@ -168,7 +168,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         demo_policy["version"] = f"{policy.version}+demo"
         demo_policy["scan"]["timeout_s"] = args.scan_timeout
         policy_file.write_text(yaml.safe_dump(demo_policy))
-        settings = settings.model_copy(update={"policy_file": policy_file})
+        # The worker's table state is the run's own, like its topics: a RocksDB store left by an
+        # earlier run would hold that run's declarations (the simulator's ids repeat) and offsets.
+        settings = settings.model_copy(update={"policy_file": policy_file, "data_dir": workdir / "worker"})
         worker = stack.enter_context(worker_process(settings, workdir / "worker.log"))
         _log(f"worker pid {worker.proc.pid}, log {worker.log_path}; metrics at {worker.metrics_url}")
         sink: ArchiveProcess | None = None

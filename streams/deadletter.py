@@ -23,5 +23,5 @@ class DeadLetterSink:
         original = message.value if value is None else value
         reason, payload = dead_letter_record(message.topic, message.partition, message.offset, message.key, original, exc)
         log.warning("dead letter from %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
-        metrics.DEAD_LETTERS.labels(message.topic, reason).inc()
+        out.inc(metrics.DEAD_LETTERS.labels(message.topic, reason))
         out.add(self.topic, 0, message.topic.encode(), payload)

@@ -67,6 +67,11 @@ class TimeIndex:
         """Forget a partition (revoked: its keys are another worker's to expire)."""
         self._partitions.pop(partition, None)
 
+    def keys(self, partition: int) -> list[bytes]:
+        """Every key with an entry in ``partition`` (a key once per entry)."""
+        part = self._partitions.get(partition)
+        return [key for bucket in part.buckets.values() for key in bucket] if part is not None else []
+
     def partitions(self) -> set[int]:
         return set(self._partitions)
 

@@ -5,7 +5,8 @@ are undone (``streams.outputs.TableJournal``: a handler writes the tables' local
 then the batch is handled again one record at a time, each attempt undone on its own if it raises.
 The records that succeed are decided as usual; the caller (``Topology._run_batch``) dead-letters
 the records that fail on their own (``handler-error``), or stops the worker when the failure cannot
-be pinned on records (no record of the batch could be handled).
+be pinned on records. Metrics are counted in each attempt's output and published with it, so the
+records of a retried batch are counted once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Attempt:
     out: OutputBatch
     retried: bool = False  # the batch as a whole raised and was handled record by record
     failed: list[tuple[Any, BaseException]] = field(default_factory=list)
+    failed_since_success: int = 0  # of the events handled alone, those after the last that succeeded
 
 
 def handle_isolating(agent: str, handler: Callable[[Sequence[Any]], OutputBatch], events: Sequence[Any]) -> Attempt:
@@ -56,6 +58,8 @@ def handle_isolating(agent: str, handler: Callable[[Sequence[Any]], OutputBatch]
             except Exception as exc:  # noqa: BLE001 - this record fails on its own
                 journal.rollback()
                 attempt.failed.append((event, exc))
+                attempt.failed_since_success += 1
                 continue
+        attempt.failed_since_success = 0
         attempt.out.extend(out)
     return attempt

@@ -118,4 +118,5 @@ HANDLER_ERRORS = Counter(
 # "deleted" (fingerprint past its retention: tombstone), "orphan-scan" (a scan whose declaration never
 # came: tombstone and dead letter).
 STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
-STATE_RETAINED = Gauge("customs_state_retained", "Declaration states (full or fingerprint) held in this worker's memory store.")
+STATE_RETAINED = Gauge("customs_state_retained",
+                       "Declaration states (full or fingerprint) this worker holds (RocksDB: its estimate of the keys).")

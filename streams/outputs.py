@@ -29,17 +29,37 @@ class OutputBatch:
         # counts and (stage, seconds from event time) latencies.
         self.tally: Counter[tuple[str, str, str, str]] = Counter()
         self.latencies: list[tuple[str, float]] = []
-        self._on_disk: dict[tuple[str, int], Any] = {}  # RocksDB changelog partitions written -> their table
+        # Every other metric the batch moves (a Prometheus counter child -> amount, a histogram
+        # child -> values), published with the batch: the output of an attempt that raised is
+        # dropped with its counts, so a batch retried record by record counts each record once.
+        self.counted: dict[Any, float] = {}
+        self.observed: list[tuple[Any, list[float]]] = []
+        # RocksDB changelog partitions written -> their table and the writes to flush once delivered
+        self._on_disk: dict[tuple[str, int], tuple[Any, list[tables.Write]]] = {}
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self._records[(topic, partition)].append((key, value))
         self.count += 1
+
+    def inc(self, counter: Any, amount: float = 1) -> None:
+        """Add ``amount`` to ``counter`` (a labelled counter) when the batch is published."""
+        self.counted[counter] = self.counted.get(counter, 0) + amount
+
+    def observe(self, histogram: Any, values: list[float]) -> None:
+        """Observe ``values`` in ``histogram`` (a labelled histogram) when the batch is published."""
+        self.observed.append((histogram, values))
 
     def records(self) -> Iterator[tuple[str, int, bytes | None, bytes | None]]:
         """Every record added so far: (topic, partition, key, value), in order per partition."""
         for (topic, partition), records in self._records.items():
             for key, value in records:
                 yield topic, partition, key, value
+
+    def table_writes(self) -> Iterable[tuple[int, Any, list[tables.Write]]]:
+        """(changelog partition, table, writes) of the RocksDB tables written: what
+        ``tables.flush_when_delivered`` flushes once the changelog records are delivered."""
+        for (_, partition), (table, writes) in self._on_disk.items():
+            yield partition, table, writes
 
     def by_partition(self) -> Iterable[tuple[tuple[str, int], list[Record]]]:
         """The records grouped by destination: ((topic, partition), [(key, value), ...])."""
@@ -50,20 +70,24 @@ class OutputBatch:
         while a ``TableJournal`` records, the key's previous value, to undo the write)."""
         if _journal is not None:
             _journal.record(table, key, partition)
-        tables.write(table, key, value, partition)
+        number = tables.write(table, key, value, partition)
         topic = tables.changelog_topic(table)
         self.add(topic, partition, key, value)
-        if tables.is_rocksdb(table):
-            self._on_disk[(topic, partition)] = table
+        if number is not None:
+            self._on_disk.setdefault((topic, partition), (table, []))[1].append((key, value, number))
 
     def extend(self, other: OutputBatch) -> None:
         """Append everything ``other`` holds (records in order per partition, tally, latencies)."""
         for (topic, partition), records in other.by_partition():
             self._records[(topic, partition)].extend(records)
             self.count += len(records)
-        self._on_disk.update(other._on_disk)
+        for destination, (table, writes) in other._on_disk.items():
+            self._on_disk.setdefault(destination, (table, []))[1].extend(writes)
         self.tally.update(other.tally)
         self.latencies.extend(other.latencies)
+        for counter, amount in other.counted.items():
+            self.inc(counter, amount)
+        self.observed.extend(other.observed)
 
     async def send(self, app: Any) -> list[asyncio.Future]:
         """Hand every record to Faust's producer and empty the batch; returns the delivery futures
@@ -74,12 +98,11 @@ class OutputBatch:
         for item in self.by_partition():
             sent = await send_records(app, [item])
             futures += sent
-            table = self._on_disk.get(item[0])
-            if table is not None and sent:
-                # Once delivered, a RocksDB store records how far its partition is on the changelog
-                # (it holds every record sent: each was written locally first), so a restart reads
-                # only what comes after. Faust does this for its own writes, which these bypass.
-                tables.persist_offset_when_delivered(table, *item[0], sent[-1])
+            on_disk = self._on_disk.get(item[0])
+            if on_disk is not None:
+                # Once delivered, the writes go to the RocksDB database with the persisted offset,
+                # so a restart reads only what comes after (streams.runtime.tables).
+                tables.flush_when_delivered(on_disk[0], item[0][1], on_disk[1], sent)
         self._records.clear()
         self._on_disk.clear()
         self.count = 0
@@ -93,15 +116,15 @@ class TableJournal:
     nothing else writes between ``recording`` and ``rollback``."""
 
     def __init__(self) -> None:
-        self._previous: list[tuple[Any, bytes, bytes | None, int]] = []
+        self._previous: list[tuple[Any, bytes, Any, int]] = []
 
     def record(self, table: Any, key: bytes, partition: int) -> None:
-        self._previous.append((table, key, tables.contents(table).get(key), partition))
+        self._previous.append((table, key, tables.snapshot(table, key), partition))
 
     def rollback(self) -> None:
         """Restore every recorded key, latest write first; the journal is empty afterwards."""
-        for table, key, value, partition in reversed(self._previous):
-            tables.write(table, key, value, partition)
+        for table, key, taken, partition in reversed(self._previous):
+            tables.restore(table, key, taken, partition)
         self._previous.clear()
 
 

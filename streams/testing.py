@@ -27,7 +27,7 @@ from decision.services import Services
 from schemas.partitioning import partition_for
 from streams.outputs import OutputBatch
 from streams.runtime import tables
-from streams.topology import Topology
+from streams.topology import Topology, publish_metrics
 
 
 @dataclass
@@ -68,7 +68,7 @@ Value = bytes | dict[str, Any] | None
 
 class TopologyDriver:
     def __init__(self, services: Services, settings: Settings | None = None, clock: Callable[[], float] | None = None) -> None:
-        self.settings = settings or Settings(app_id="driver", partitions=4, takeover_grace_s=0)
+        self.settings = settings or Settings(app_id="driver", partitions=4, takeover_grace_s=0, table_store="memory")
         self.topology = Topology(self.settings, services)
         # decided_at and deadlines come from the clock: the same clock replays the same bytes.
         self.clock: Callable[[], float] = clock or ManualClock()
@@ -97,8 +97,13 @@ class TopologyDriver:
         raise KeyError(f"no agent reads {topic_name}")
 
     def _collect(self, out: OutputBatch | None) -> None:
+        """What a worker does with a batch's output: its metrics published, its records delivered
+        (here: kept in ``outputs``), then its RocksDB table writes flushed to disk."""
         if out is not None:
+            publish_metrics(out)
             self.outputs += [(topic, partition, k, v) for topic, partition, k, v in out.records()]
+            for partition, table, writes in out.table_writes():
+                tables.flush_acknowledged(table, partition, writes)
 
     def send(self, logical_topic: str, records: list[tuple[bytes | None, Value]], partition: int | None = None) -> None:
         """Deliver records (key, value) on ``logical_topic`` to the agent that reads it, as one micro-batch."""

@@ -70,6 +70,7 @@ from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partitio
 from streams import metrics
 from streams.deadletter import DeadLetterSink
 from streams.expiry import TimeIndex
+from streams.failpoint import Failpoint
 from streams.isolation import Attempt, HandlerFailed, handle_isolating
 from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
@@ -95,6 +96,7 @@ class Topology:
         self.settings = settings
         self.services = services
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
+        self.failpoint = Failpoint.from_env()  # crash tests only (streams.failpoint)
         self.app = app or faust_app(settings, self.checkpoint)
         t = settings.topic
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -118,12 +120,15 @@ class Topology:
         # also feeds the expiry indexes (``_on_state_changelog``).
         # "rocksdb:<table>": the table's databases under the data dir (Faust ignores a bare "rocksdb://" on a table).
         rocksdb = settings.table_store == "rocksdb"
+        on_disk: dict[str, Any] = {"options": {
+            "write_buffer_size": settings.rocksdb_write_buffer_mb << 20, "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_mb << 20}} if rocksdb else {}
         self.state = self.app.Table(topics.TABLE_DECLARATION_STATE, partitions=settings.partitions,
                                     store=f"rocksdb:{topics.TABLE_DECLARATION_STATE}" if rocksdb else "memory://",
-                                    on_changelog_event=self._on_state_changelog, **table)
+                                    on_changelog_event=self._on_state_changelog, **on_disk, **table)
         self.deadlines = self.app.Table(topics.TABLE_SCAN_DEADLINES, partitions=settings.partitions,
                                         store=f"rocksdb:{topics.TABLE_SCAN_DEADLINES}" if rocksdb else "memory://",
-                                        on_changelog_event=self._on_deadline_changelog, **table)
+                                        on_changelog_event=self._on_deadline_changelog, **on_disk, **table)
         # partitions=1 and recovery_buffer_size=1: Faust's advice for a GlobalTable shared by
         # several workers (larger values can loop in recovery).
         self.credit = self.app.GlobalTable(topics.TABLE_ENTERPRISE_CREDIT, partitions=1, recovery_buffer_size=1, **table)
@@ -140,7 +145,7 @@ class Topology:
         self.references = ReferenceData(self.credit_book, self.risk_index)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
-        self._last_record_ok: dict[str, bool] = defaultdict(bool)  # agent -> its last record in this process succeeded
+        self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
         metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         self._init_expiry(settings)
         metrics.ACTIVE_POLICY.labels(services.policy.version).set(1)
@@ -175,8 +180,10 @@ class Topology:
     def _timer(self, name: str, tick: Callable[[], OutputBatch | None]) -> Callable[[], Awaitable[None]]:
         async def timer() -> None:
             out = tick()
+            if out is not None:
+                publish_metrics(out)
             if out is not None and out.count:
-                _publish_instruction_metrics(out)
+                self.failpoint.before_send(name, out)
                 # Tracked like an agent's batch (a commit waits for it), and awaited: the next tick
                 # reads the table writes this one made.
                 await asyncio.gather(*await self.checkpoint.produce(self.app, out, ()))
@@ -234,9 +241,10 @@ class Topology:
         if attempt.retried:
             self._after_handler_error(agent, attempt, len(events))
         else:
-            self._last_record_ok[agent] = True
-        _publish_instruction_metrics(out)
+            self._failed_in_row[agent] = 0
+        publish_metrics(out)
         decided = time.perf_counter()
+        self.failpoint.before_send(agent, out)
         futures = await self.checkpoint.produce(self.app, out, in_flight)
         self.checkpoint.settle(handed, futures)
         metrics.BATCH_SECONDS.labels(agent, "decide").observe(decided - started)
@@ -247,26 +255,26 @@ class Topology:
         """A handler raised and its batch was handled record by record (``streams.isolation``). The
         records that failed alone go to the dead letters (``handler-error``), unless the failure
         cannot be pinned on records: then the worker stops (exit code 1, its supervisor restarts it)
-        with nothing committed past the batch. That is the case when no record of a batch of several
-        could be handled, and when a batch of one fails without the agent's previous record having
-        succeeded in this process (a quiet partition hands records one at a time: a handler broken
-        from the start, or broken since the last failure, would otherwise dead-letter them all)."""
+        with nothing committed past the batch. That is the case when ``handler_failures_before_exit``
+        records in a row failed alone with none handled in between, in this batch or across batches
+        (a handler broken as a whole would otherwise dead-letter everything it reads, a quiet
+        partition's records one at a time). A few bad records, alone or together, are dead-lettered
+        and the agent goes on; a worker that exited counts afresh, so fewer bad records than the
+        limit, redelivered after the restart, are dead-lettered rather than a crash loop."""
         metrics.HANDLER_RETRIES.labels(agent).inc()
         self._controllers.clear()  # the failed attempt may have advanced these copies in place
-        if not attempt.failed:  # every record succeeded alone
-            self._last_record_ok[agent] = True
-            return
         none_handled = len(attempt.failed) == handled
-        if none_handled and (handled > 1 or not self._last_record_ok[agent]):
+        in_row = self._failed_in_row[agent] + len(attempt.failed) if none_handled else attempt.failed_since_success
+        if none_handled and in_row >= self.settings.handler_failures_before_exit:
             _, first = attempt.failed[0]
             metrics.HANDLER_ERRORS.labels(agent, "worker-exit").inc(len(attempt.failed))
-            log.critical("%s: the handler fails on every record of a batch of %d, with no record handled since (%s); "
+            log.critical("%s: the handler fails on every record of a batch of %d (%d failed alone in a row; %s); "
                          "stopping the worker so that it is restarted, nothing committed past them",
-                         agent, handled, type(first).__name__, exc_info=first)
+                         agent, handled, in_row, type(first).__name__, exc_info=first)
             failure = HandlerFailed.of(agent, first)
             self.exit_worker(failure)
             raise failure  # where exit_worker returns (the tests' stand-in): the batch is not sent
-        self._last_record_ok[agent] = not none_handled
+        self._failed_in_row[agent] = in_row
         for event, exc in attempt.failed:
             log.error("%s: record %s[%d]@%d fails on its own (%s): dead-lettered", agent, event.message.topic,
                       event.message.partition, event.message.offset, type(exc).__name__, exc_info=exc)
@@ -329,7 +337,7 @@ class Topology:
             new = apply_credit_event(state, credit_event)
             if new is not state:
                 out.set_table(self.credit, 0, credit_event.enterprise_id.encode(), new.to_bytes())
-                metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value).inc()
+                out.inc(metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value))
         return out
 
     def handle_risk_lists(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -354,8 +362,8 @@ class Topology:
             result = self._parse_keyed(out, event.message, InspectionResult, "declaration_id")
             if result is None or not self._registered_port(out, event.message, result.port):
                 continue
-            metrics.EVENTS_IN.labels("inspection-result", result.port).inc()
-            metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false").inc()
+            out.inc(metrics.EVENTS_IN.labels("inspection-result", result.port))
+            out.inc(metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false"))
         return out
 
     def _registered_port(self, out: OutputBatch, msg: Any, port: str) -> bool:
@@ -392,7 +400,7 @@ class Topology:
                 check_centralised(self.services.policy, self.credit_book.of(centralised.enterprise_id), centralised.items)
                 items = centralised.item_declarations()
             except BatchNotAllowed as exc:
-                metrics.CENTRALISED.labels("refused").inc()
+                out.inc(metrics.CENTRALISED.labels("refused"))
                 self.dead_letters.add(out, msg, exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - an item that cannot be split goes to the dead letters, the batch goes on
@@ -403,9 +411,9 @@ class Topology:
                 value = decl.model_dump_json(exclude_none=True).encode()
                 out.add(self.declarations_topic, partition_for(key, self.settings.partitions), key, value)
             # Only accepted records count as events in (the dead-letter share's denominator adds the rejected ones).
-            metrics.EVENTS_IN.labels("centralised-declaration", centralised.port).inc()
-            metrics.CENTRALISED.labels("split").inc()
-            metrics.CENTRALISED_ITEMS.inc(len(items))
+            out.inc(metrics.EVENTS_IN.labels("centralised-declaration", centralised.port))
+            out.inc(metrics.CENTRALISED.labels("split"))
+            out.inc(metrics.CENTRALISED_ITEMS, len(items))
         return out
 
     def handle_declarations_and_scans(self, events: Sequence[faust.EventT]) -> OutputBatch:
@@ -445,9 +453,9 @@ class Topology:
             sources.append(msg)
         if not parsed:
             return out
-        metrics.BATCH_SIZE.observe(len(parsed))
+        out.observe(metrics.BATCH_SIZE, [len(parsed)])
         for port, n in Counter(d.port for _, d in parsed).items():
-            metrics.EVENTS_IN.labels("declaration", port).inc(n)
+            out.inc(metrics.EVENTS_IN.labels("declaration", port), n)
         # Each id's state is read once per batch; decide_batch carries it along.
         states = {d.declaration_id: self._state(d.declaration_id) for _, d in parsed}
         controllers: dict[int, CapacityController] = {}
@@ -471,8 +479,8 @@ class Topology:
                 s = step.shadow
                 shadows[(s.scenario._value_, s.challenger_version, s.champion_action._value_, s.challenger_action._value_)] += 1
         for scenario, values in scores.items():
-            metrics.observe_many(metrics.SCORES.labels(scenario), values)
-        _publish_shadow_metrics(shadows)
+            out.observe(metrics.SCORES.labels(scenario), values)
+        _count_shadow_scores(out, shadows)
         for partition, controller in controllers.items():
             raw = controller.to_bytes()
             out.set_table(self.capacity, partition, _capacity_key(partition), raw)
@@ -588,7 +596,7 @@ class Topology:
             except (UnknownPort, Refused) as exc:  # a scan that cannot count goes to the dead-letter topic
                 self.dead_letters.add(out, msg, exc)
                 continue
-            metrics.EVENTS_IN.labels("scan", scan.port).inc()
+            out.inc(metrics.EVENTS_IN.labels("scan", scan.port))
             step = on_scan(self._state(scan.declaration_id), scan, now, self.services.policy.scan.clock_skew_s)
             if step.refusal is not None:
                 self._dead_letter_refusal(out, msg, scan.declaration_id.encode(), step)
@@ -620,7 +628,7 @@ class Topology:
                 step = on_timeout(self._state(key.decode()), entry.revision, now)
                 self._apply(out, key, step, "timeout", entry.partition, now)
                 if step.outcome is Outcome.TIMEOUT:
-                    metrics.SCAN_TIMEOUTS.labels(entry.port).inc()
+                    out.inc(metrics.SCAN_TIMEOUTS.labels(entry.port))
                     expired += 1
         pending = len(stored) if isinstance(stored, dict) else self._deadline_index.size()  # RocksDB: len() walks the store
         metrics.PENDING_MACHINE_CHECKS.set(pending)
@@ -652,7 +660,7 @@ class Topology:
                 event_ts = datetime.fromisoformat(instruction.event_time).timestamp()
             out.latencies.append((stage, now - event_ts))
         if step.outcome is not Outcome.DECIDED and step.outcome is not Outcome.TIMEOUT:
-            metrics.DUPLICATES.labels(source, step.outcome._value_).inc()
+            out.inc(metrics.DUPLICATES.labels(source, step.outcome._value_))
         if step.state is not None:
             step.state.changed_at = now  # starts its expiry clock (decision.retention)
             out.set_table(self.state, partition, key, encode_state(step.state))
@@ -679,6 +687,7 @@ class Topology:
         # owned partition's persisted keys are walked into the indexes, a bounded step per tick.
         self._walks: dict[tuple[str, int], bytes | None] = {}  # (table, partition) -> last key walked
         self._walked: set[tuple[str, int]] = set()
+        self._walk_left: dict[tuple[str, int], int] = {}  # keys a walk may still read (what the store held when it began)
         for table in (self.state, self.deadlines):
             table.on_recover(self._recovered(table))
 
@@ -734,15 +743,16 @@ class Topology:
         now = self.clock()
         self._forget_revoked(actives)
         budget = self.settings.state_expiry_max_per_tick
+        walk_budget = budget  # indexing what the disk held has a budget of its own: expiry goes on meanwhile
         for partition in self._in_turn(self.settled(actives, now)):
-            budget -= self._walk_persisted(partition, budget)
+            walk_budget -= self._walk_persisted(partition, walk_budget)
             for index in (self._near_index, self._far_index):
                 for key in index.pop_due(partition, now, max(budget, 0)):
                     budget -= 1
                     self._expire_state(out, partition, key, now)
         held = tables.contents(self.state)
-        if isinstance(held, dict):  # RocksDB: len() would walk the store
-            metrics.STATE_RETAINED.set(len(held))
+        # RocksDB: len() would walk the store; its own estimate (memtables and files) instead.
+        metrics.STATE_RETAINED.set(len(held) if isinstance(held, dict) else tables.estimated_keys(self.state))
         return out
 
     def _expire_state(self, out: OutputBatch, partition: int, key: bytes, now: float) -> None:
@@ -757,7 +767,7 @@ class Topology:
         if expired is None:
             return  # rewritten since: its own index entry is later
         out.set_table(self.state, partition, key, expired.value)
-        metrics.STATE_EXPIRED.labels(expired.what._value_).inc()
+        out.inc(metrics.STATE_EXPIRED.labels(expired.what._value_))
         if expired.value is not None:
             self._index_state_record(partition, key, expired.value)
         if expired.what is Expiry.ORPHAN_SCAN:
@@ -768,34 +778,65 @@ class Topology:
 
     def _walk_persisted(self, partition: int, budget: int) -> int:
         """One bounded step of indexing what a RocksDB store held before this worker started;
-        returns the keys read."""
+        returns the keys read. A walk reads at most the keys its database held when it began (and
+        a margin): keys this worker writes are indexed as it writes them, and a walk that also took
+        them would chase a stream of new keys for ever."""
         read = 0
         for name, table, index_record in (("state", self.state, self._index_state_record),
                                           ("deadlines", self.deadlines, self._index_deadline_record)):
             walk = (name, partition)
-            step = budget - read
-            if walk in self._walked or step <= 0 or not tables.is_rocksdb(table):
+            if walk in self._walked or budget - read <= 0 or not tables.is_rocksdb(table):
                 continue
-            items = tables.partition_items(table, partition, self._walks.get(walk), step)
+            if walk not in self._walk_left:
+                self._walk_left[walk] = tables.estimated_keys(table, partition) + WALK_MARGIN
+            step = min(budget - read, self._walk_left[walk])
+            items = tables.partition_items(table, partition, self._walks.get(walk), step) if step > 0 else []
             for key, value in items:
                 index_record(partition, key, value)
             read += len(items)
-            if len(items) < step:  # the end of the partition's store
+            self._walk_left[walk] -= len(items)
+            if len(items) < step or self._walk_left[walk] <= 0:  # the end of what the store held
                 self._walked.add(walk)
                 self._walks.pop(walk, None)
+                self._walk_left.pop(walk, None)
             else:
                 self._walks[walk] = items[-1][0]
         return read
 
     def _forget_revoked(self, actives: set[int]) -> None:
-        """Drop the index entries of partitions this worker neither owns nor stands by for."""
+        """Drop what this worker holds of partitions it neither owns nor stands by for (revoked):
+        their keys in the memory stores, their unacknowledged RocksDB writes (Faust closes the
+        databases), their index entries and cached capacity controller. The indexes name every key
+        a partition holds in the per-declaration tables (a state's own due time, or its scan
+        deadline while it awaits a scan), so no walk of a whole store is needed. Should the
+        partition come back, Faust's recovery reads its changelog again."""
         kept = actives | {tp.partition for tp in status.standby_partitions(self.app)}
-        for index in (self._near_index, self._far_index, self._deadline_index):
-            for partition in index.partitions() - kept:
-                index.drop_partition(partition)
-        for walk in [w for w in self._walked | set(self._walks) if w[1] not in actives]:
+        held = self._near_index.partitions() | self._far_index.partitions() | self._deadline_index.partitions()
+        revoked = held - kept
+        if revoked:
+            state, deadlines = tables.contents(self.state), tables.contents(self.deadlines)
+            for partition in revoked:
+                keys = [*self._near_index.keys(partition), *self._far_index.keys(partition)]
+                deadline_keys = self._deadline_index.keys(partition)
+                if isinstance(state, dict):
+                    for key in (*keys, *deadline_keys):  # a state awaiting its scan is indexed by its deadline
+                        state.pop(key, None)
+                if isinstance(deadlines, dict):
+                    for key in deadline_keys:
+                        deadlines.pop(key, None)
+                for index in (self._near_index, self._far_index, self._deadline_index):
+                    index.drop_partition(partition)
+                self._controllers.pop(partition, None)
+                capacity = tables.contents(self.capacity)
+                if isinstance(capacity, dict):
+                    capacity.pop(_capacity_key(partition), None)
+            log.info("partitions %s revoked: their keys and index entries dropped", sorted(revoked))
+        for table in (self.state, self.deadlines):
+            tables.drop_unflushed(table, kept)
+        for walk in [w for w in self._walked | set(self._walks) | set(self._walk_left) if w[1] not in actives]:
             self._walked.discard(walk)
             self._walks.pop(walk, None)
+            self._walk_left.pop(walk, None)
 
     def _in_turn(self, partitions: set[int]) -> list[int]:
         ordered = sorted(partitions)
@@ -805,13 +846,22 @@ class Topology:
         return ordered[self._turn:] + ordered[:self._turn]
 
 
+WALK_MARGIN = 1000  # keys a walk reads beyond RocksDB's estimate of what the store held (an estimate)
+
+
 def _bucket_width(lifetime_s: float, most_s: float) -> float:
     """Index buckets a twentieth of the shortest lifetime they hold (an expiry is at most that
     late), between 50 ms and ``most_s``."""
     return min(most_s, max(0.05, lifetime_s / 20))
 
 
-def _publish_instruction_metrics(out: OutputBatch) -> None:
+def publish_metrics(out: OutputBatch) -> None:
+    """The metrics a batch moved, published once it is handed to the producer (a failed attempt's
+    batch is dropped unpublished, ``streams.isolation``)."""
+    for counter, amount in out.counted.items():
+        counter.inc(amount)
+    for histogram, values in out.observed:
+        metrics.observe_many(histogram, values)
     for labels, n in out.tally.items():
         metrics.INSTRUCTIONS.labels(*labels).inc(n)
     by_stage: dict[str, list[float]] = {}
@@ -821,11 +871,12 @@ def _publish_instruction_metrics(out: OutputBatch) -> None:
         metrics.observe_many(metrics.DECISION_LATENCY.labels(stage), values)
 
 
-def _publish_shadow_metrics(shadows: Counter[tuple[str, str, str, str]]) -> None:
+def _count_shadow_scores(out: OutputBatch, shadows: Counter[tuple[str, str, str, str]]) -> None:
+    """Counted in the batch's output, so that a retried batch counts its shadow scores once."""
     for (scenario, version, champion, challenger), n in shadows.items():
-        metrics.SHADOW_SCORES.labels(scenario, version).inc(n)
+        out.inc(metrics.SHADOW_SCORES.labels(scenario, version), n)
         if champion != challenger:
-            metrics.SHADOW_DISAGREEMENTS.labels(scenario, version, champion, challenger).inc(n)
+            out.inc(metrics.SHADOW_DISAGREEMENTS.labels(scenario, version, champion, challenger), n)
 
 
 @dataclass(frozen=True, slots=True)

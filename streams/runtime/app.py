@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import ssl
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -17,13 +20,12 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     """The worker's app (not started: ``faust.Worker`` starts it), its consumer guarded by
     ``checkpoint`` (``streams.runtime.consumer.in_order_consumer``)."""
     servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{servers}",
         broker_credentials=faust_credentials(settings),
         store="memory://",
-        datadir=str(settings.data_dir),
+        datadir=str(state_dir(settings.data_dir)),
         web_enabled=False,
         topic_allow_declare=False,  # `riskctl topics create` owns topic creation
         topic_partitions=settings.partitions,
@@ -45,6 +47,33 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint)
     return app
+
+
+MAX_STATE_DIRS = 64
+_held: dict[Path, int] = {}  # state directories this process holds -> their lock, open until it exits
+
+
+def state_dir(data_dir: Path) -> Path:
+    """This worker's own state directory under ``data_dir``: the first ``worker-<n>`` that no other
+    live process holds (an exclusive ``flock`` on its ``.lock`` file, released by the kernel when the
+    process ends, even by kill -9). A restarted worker takes its old directory back and finds its
+    RocksDB databases; two workers sharing a data dir never open the same database. Within one
+    process (tests that restart an app) the directory already held is given again."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(MAX_STATE_DIRS):
+        path = (data_dir / f"worker-{n}").resolve()
+        if path in _held:
+            return path
+        path.mkdir(exist_ok=True)
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held[path] = fd
+        return path
+    raise RuntimeError(f"every state directory under {data_dir} (worker-0 to worker-{MAX_STATE_DIRS - 1}) is held by a live process")
 
 
 def faust_credentials(settings: Settings) -> Any:

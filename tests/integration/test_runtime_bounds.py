@@ -6,7 +6,8 @@ items 5 and 6), on both brokers with real worker processes.
   the worker's ``customs_batch_declarations`` histogram).
 * A handler that raises for one declaration (injected from the test side: a ``sitecustomize``
   module on the worker's PYTHONPATH wraps the handler; production code has no hook) leaves the
-  worker alive, that record in the dead letters (``handler-error``), every other declaration decided
+  worker alive, that record in the dead letters (``handler-error``; also when it is the first and
+  only record the worker reads), every other declaration decided
   exactly once and the oldest-undecided gauge back at 0. A handler that fails on every record
   stops the worker (exit code 1) with nothing committed past the records, and a restarted worker
   decides each of them exactly once.
@@ -34,20 +35,20 @@ BATCH_MAX = 1024  # a bucket bound of customs_batch_declarations: "no batch abov
 
 SITECUSTOMIZE = '''
 """Test-side fault injection (tests/integration/test_runtime_bounds.py): the declarations agent's
-handler raises once it has written its tables, for the declaration id in RISK_TEST_POISON_ID, or for
+handler raises once it has written its tables, for the declaration ids in RISK_TEST_POISON_ID (comma-separated), or for
 every record when RISK_TEST_FAIL_ALL is set."""
 import os
 
 from streams import topology
 
-_poison = os.environ.get("RISK_TEST_POISON_ID", "").encode()
+_poison = set(os.environ.get("RISK_TEST_POISON_ID", "").encode().split(b","))
 _fail_all = bool(os.environ.get("RISK_TEST_FAIL_ALL"))
 _real = topology.Topology.handle_declarations_and_scans
 
 
 def _handle(self, events):
     out = _real(self, events)
-    if _fail_all or any(e.message.key == _poison for e in events):
+    if _fail_all or any(e.message.key in _poison for e in events):
         raise ZeroDivisionError("injected by the test")
     return out
 
@@ -147,9 +148,13 @@ def wait_gauge_zero(worker: WorkerProcess, timeout_s: float = 30.0) -> None:
 
 def test_a_handler_exception_dead_letters_its_record_and_the_rest_is_decided_once(harness: Harness) -> None:
     h = harness
-    worker = start_worker(h, "worker0", {"PYTHONPATH": write_fault(h.tmp_path), "RISK_TEST_POISON_ID": "POISON"})
+    worker = start_worker(h, "worker0", {"PYTHONPATH": write_fault(h.tmp_path), "RISK_TEST_POISON_ID": "POISON,POISON-FIRST"})
     worker.wait_ready()
-    # One decided first: a lone failing record is pinned on itself only after a record succeeded.
+    # A lone bad record on a quiet partition, the first the worker reads: dead-lettered, the worker goes on.
+    h.publish(topics.DECLARATIONS, "POISON-FIRST", declaration("POISON-FIRST", "GEN1"))
+    h.flush()
+    h.read_until(lambda h: len(h.dead_letters) == 1, 60, "the lone bad record's dead letter")
+    assert worker.alive(), worker.log_tail()
     h.publish(topics.DECLARATIONS, "WARM", declaration("WARM", "GEN1"))
     h.flush()
     h.read_until(lambda h: "WARM" in h.finals(), 60, "the first declaration")
@@ -160,28 +165,31 @@ def test_a_handler_exception_dead_letters_its_record_and_the_rest_is_decided_onc
     for did in before[30:]:
         h.publish(topics.DECLARATIONS, did, declaration(did, "GEN1"))
     h.flush()
-    h.read_until(lambda h: set(before) <= set(h.finals()) and h.dead_letters, 60, "the good declarations and the dead letter")
+    h.read_until(lambda h: set(before) <= set(h.finals()) and len(h.dead_letters) == 2, 60, "the good declarations and the dead letter")
     after = [f"LATER-{i:03d}" for i in range(20)]  # the partitions are not stalled
     for did in after:
         h.publish(topics.DECLARATIONS, did, declaration(did, "GEN1"))
     h.flush()
     h.read_until(lambda h: set(after) <= set(h.finals()), 60, "declarations published after the failure")
-    (letter,) = h.dead_letters
-    assert letter["reason"] == "handler-error" and "ZeroDivisionError" in letter["error"]
-    assert letter["source_topic"] == h.settings.topic(topics.DECLARATIONS)
+    for letter in h.dead_letters:
+        assert letter["reason"] == "handler-error" and "ZeroDivisionError" in letter["error"]
+        assert letter["source_topic"] == h.settings.topic(topics.DECLARATIONS)
     counts = instruction_counts(h)
-    assert "POISON" not in counts
+    assert "POISON" not in counts and "POISON-FIRST" not in counts
     assert {d: n for d, n in counts.items() if n != 1} == {} and len(counts) == len(before) + len(after) + 1
     assert worker.alive()
     wait_gauge_zero(worker)
     text = worker.metrics_text()
-    assert metric_value(text, "customs_handler_errors_total", outcome="dead-lettered") == 1
+    assert metric_value(text, "customs_handler_errors_total", outcome="dead-lettered") == 2
     assert metric_value(text, "customs_handler_retries_total") >= 1
 
 
 def test_a_handler_failing_on_every_record_stops_the_worker_and_a_restart_decides_each_once(harness: Harness) -> None:
     h = harness
-    broken = start_worker(h, "worker0", {"PYTHONPATH": write_fault(h.tmp_path), "RISK_TEST_FAIL_ALL": "1"})
+    # HANDLER_FAILURES_BEFORE_EXIT=1: a batch of one that fails exits at once too (otherwise up to ten
+    # lone records would be dead-lettered first, depending on how the fetches cut the batches).
+    broken = start_worker(h, "worker0", {"PYTHONPATH": write_fault(h.tmp_path), "RISK_TEST_FAIL_ALL": "1",
+                                         "HANDLER_FAILURES_BEFORE_EXIT": "1"})
     broken.wait_ready()
     ids = [f"SYS-{i:03d}" for i in range(40)]
     for did in ids:

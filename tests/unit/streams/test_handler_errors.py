@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from clients import topics
+from common.settings import Settings
 from decision.services import Services
 from streams import metrics
 from streams.isolation import HandlerFailed
@@ -30,8 +31,9 @@ class Run:
     """A driver's topology with its agent's batch step run for real (``_run_batch``), the producer
     and the worker's crash replaced by recorders."""
 
-    def __init__(self, poison: set[bytes], always_fail: bool = False) -> None:
-        self.driver = TopologyDriver(Services(policy(), FixedScorer()))
+    def __init__(self, poison: set[bytes], always_fail: bool = False, **settings: Any) -> None:
+        over = Settings(app_id="driver", partitions=4, takeover_grace_s=0, table_store="memory", **settings)
+        self.driver = TopologyDriver(Services(policy(), FixedScorer()), over)
         self.topology = t = self.driver.topology
         self.sent: list[OutputBatch] = []
         self.crashed: list[BaseException] = []
@@ -98,32 +100,68 @@ def test_undo_restores_what_the_failed_attempt_overwrote() -> None:
 
 
 def test_a_failure_no_record_can_be_blamed_for_stops_the_worker_without_dead_letters() -> None:
-    run = Run(set(), always_fail=True)
+    run = Run(set(), always_fail=True, handler_failures_before_exit=3)
     with pytest.raises(HandlerFailed):
-        run.batch(["A", "B", "C"])
+        run.batch(["A", "B", "C"])  # as many failing in a row as the limit, none handled
     assert len(run.crashed) == 1 and isinstance(run.crashed[0], HandlerFailed)
     assert "ZeroDivisionError" in str(run.crashed[0])
     assert not run.sent and not run.state_keys()  # nothing sent: the batch is read again after the restart
 
 
-def test_a_lone_failing_record_is_dead_lettered_only_right_after_a_record_that_succeeded() -> None:
+def test_a_lone_failing_record_is_dead_lettered_and_the_agent_goes_on() -> None:
+    """A quiet partition hands records one at a time: a lone bad record, even the first one the
+    worker reads, is dead-lettered instead of restarting the worker (which would read it again)."""
     run = Run({b"P1", b"P2"})
-    run.batch(["OK-1"])
-    run.batch(["P1"])  # a quiet partition: one record per batch; the agent's last record succeeded
+    run.batch(["P1"])  # the first record of this process
     assert [d["reason"] for d in run.dead_letters()] == ["handler-error"] and not run.crashed
-    run.batch(["OK-2"])
+    run.batch(["P2"])  # right after another lone failure
+    run.batch(["OK-1"])
     run.batch(["P1"])
+    assert len(run.dead_letters()) == 3 and not run.crashed
+    assert [i["declaration_id"] for i in run.instructions()] == ["OK-1"]
+
+
+def test_a_handler_failing_on_every_lone_record_stops_the_worker_after_the_limit() -> None:
+    run = Run(set(), always_fail=True, handler_failures_before_exit=3)
+    run.batch(["A"])
+    run.batch(["B"])
     assert len(run.dead_letters()) == 2 and not run.crashed
     with pytest.raises(HandlerFailed):
-        run.batch(["P2"])  # right after another lone failure: not pinned on the record
+        run.batch(["C"])  # the third in a row, none handled in between: not pinned on the records
     assert len(run.crashed) == 1 and len(run.dead_letters()) == 2
 
 
-def test_a_lone_failing_record_before_any_success_stops_the_worker() -> None:
-    run = Run({b"P1"})
-    with pytest.raises(HandlerFailed):
-        run.batch(["P1"])  # a handler broken from the start must not dead-letter what it reads
-    assert len(run.crashed) == 1 and not run.sent
+def test_a_few_bad_records_together_are_dead_lettered_not_a_crash_loop() -> None:
+    run = Run({b"P1", b"P2"}, handler_failures_before_exit=3)
+    run.batch(["P1", "P2"])  # fewer than the limit, nothing handled: dead-lettered, the agent goes on
+    assert len(run.dead_letters()) == 2 and not run.crashed
+    run.batch(["OK-1"])
+    assert [i["declaration_id"] for i in run.instructions()] == ["OK-1"]
+
+
+def test_a_record_handled_between_lone_failures_starts_the_count_again() -> None:
+    run = Run({b"P1", b"P2", b"P3"}, handler_failures_before_exit=2)
+    run.batch(["P1"])
+    run.batch(["OK-1", "P2"])  # OK-1 is handled alone after the batch fails: only P2 is in the row
+    run.batch(["OK-2"])
+    run.batch(["P3"])
+    assert len(run.dead_letters()) == 3 and not run.crashed
+
+
+def test_a_retried_batch_counts_its_metrics_once() -> None:
+    run = Run({b"POISON"})
+    port, topic = "HAK-SEA", run.driver.settings.topic(topics.DECLARATIONS)
+    events_in = metrics.EVENTS_IN.labels("declaration", port)
+    dead = metrics.DEAD_LETTERS.labels(topic, "handler-error")
+    before = events_in._value.get(), dead._value.get(), _count(metrics.BATCH_SIZE)
+    run.batch(["GOOD-1", "POISON", "GOOD-2"])
+    assert events_in._value.get() - before[0] == 2  # the two decided declarations; not the undone attempts
+    assert dead._value.get() - before[1] == 1
+    assert _count(metrics.BATCH_SIZE) - before[2] == 2  # one batch-size observation per record handled alone
+
+
+def _count(histogram: Any) -> float:
+    return next(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
 
 
 def test_the_undecided_age_grows_until_the_outputs_are_acknowledged() -> None:

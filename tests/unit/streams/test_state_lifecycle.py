@@ -181,3 +181,24 @@ def test_with_the_rocksdb_store_a_restarted_worker_indexes_what_it_kept_on_disk(
     assert all(isinstance(stored(second, i.encode()), Fingerprint) for i in ids)
     second.advance(ORPHAN + LATE)
     assert [d["reason"] for d in second.dead_letters()] == ["orphan-scan"]
+
+
+def test_a_revoked_partition_s_keys_leave_the_store_and_the_indexes() -> None:
+    from schemas.partitioning import partition_for
+
+    driver = new_driver()
+    t = driver.topology
+    ids = [f"LOW{i}" for i in range(12)] + [f"MC{i}" for i in range(5)]  # released, and machine-checks awaiting their scans
+    driver.send(topics.DECLARATIONS, [(i.encode(), decl(i)) for i in ids])
+    driver.send(topics.SCANS, [(b"EARLY", scan("EARLY", "clean"))])
+    keys = [i.encode() for i in [*ids, "EARLY"]]
+    kept = {partition_for(k, 4) for k in keys[:1]}
+    assert {partition_for(k, 4) for k in keys} - kept, "the test needs keys on a partition that is revoked"
+    t.owned_partitions = lambda: kept  # type: ignore[method-assign]  # a rebalance took the other partitions away
+    driver.advance(1)
+    state, deadlines = tables.contents(t.state), tables.contents(t.deadlines)
+    assert {partition_for(k, 4) for k in state} <= kept and {partition_for(k, 4) for k in deadlines} <= kept
+    assert all(k in state for k in keys if partition_for(k, 4) in kept)  # the owned partition keeps its keys
+    for index in (t._near_index, t._far_index, t._deadline_index):
+        assert index.partitions() <= kept
+    assert {int(k.split(b":")[1]) for k in tables.contents(t.capacity)} <= kept

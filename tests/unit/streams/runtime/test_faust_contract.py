@@ -161,13 +161,14 @@ CALLED: dict[str, tuple[Any, list[str], str]] = {
     "Stream.wait": (Stream.wait, ["self", "*coros", "kw:timeout=None"], "take_batches"),
     "mode.utils.futures.notify": (mode_futures.notify, ["fut", "result=None"], "take_batches"),
     # streams/runtime/tables.py (RocksDB store)
-    "rocksdb Store._db_for_partition": (rocksdb_store.Store._db_for_partition, ["self", "partition"], "tables.write, partition_items"),
+    "rocksdb Store._db_for_partition": (rocksdb_store.Store._db_for_partition, ["self", "partition"], "open_partitions, partition_items"),
+    # tables.flush_when_delivered writes the offset record as this does (str(offset) under offset_key), in its own write batch.
     "rocksdb Store.set_persisted_offset": (rocksdb_store.Store.set_persisted_offset, ["self", "tp", "offset"],
-                                           "tables.persist_offset_when_delivered"),
+                                           "tables.flush_when_delivered"),
     # A sent batch's future resolves to RecordMetadata whose offset is the batch's base offset.
     "aiokafka MessageBatch.done": (MessageBatch.done, ["self", "base_offset", "timestamp=None", "log_start_offset=None",
                                                        "_record_metadata_class=<class 'aiokafka.structs.RecordMetadata'>"],
-                                   "tables.persist_offset_when_delivered"),
+                                   "tables.flush_when_delivered"),
 }
 
 

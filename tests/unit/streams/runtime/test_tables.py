@@ -115,15 +115,24 @@ def test_a_rocksdb_write_goes_to_the_partition_given_without_a_current_event(tmp
     async def scenario() -> None:
         table = _rocksdb_table(tmp_path)
         assert tables.is_rocksdb(table) and not tables.is_rocksdb(_app(tmp_path).Table("m", partitions=4, **RAW))
+        tables.open_partitions(table, {1, 3})  # as an assignment does: a write reaches only an open database
         out = OutputBatch()
         out.set_table(table, 3, b"k3", b"v3")
         out.set_table(table, 1, b"k1", b"v1")
         store = table.data
-        assert store._db_for_partition(3).get(b"k3") == b"v3" and store._db_for_partition(1).get(b"k3") is None
         assert tables.contents(table).get(b"k3") == b"v3" and tables.contents(table).get(b"k1") == b"v1"
+        assert store._db_for_partition(3).get(b"k3") is None  # not on disk before its changelog record is delivered
+        out.set_table(table, 3, b"k2", b"v2")
         out.set_table(table, 3, b"k3", None)
         assert tables.contents(table).get(b"k3") is None and b"k3" not in tables.contents(table)
-        assert [r[1:] for r in out.records()] == [(3, b"k3", b"v3"), (3, b"k3", None), (1, b"k1", b"v1")]  # in order per partition
+        assert [r[1:] for r in out.records()] == [(3, b"k3", b"v3"), (3, b"k2", b"v2"), (3, b"k3", None),
+                                                  (1, b"k1", b"v1")]  # in order per partition
+        for partition, written, writes in out.table_writes():
+            tables.flush_acknowledged(written, partition, writes)
+        assert store._db_for_partition(3).get(b"k2") == b"v2" and store._db_for_partition(3).get(b"k3") is None
+        assert store._db_for_partition(1).get(b"k1") == b"v1" and store._db_for_partition(1).get(b"k2") is None
+        assert tables.unflushed(table).latest == {}
+        assert b"k1" in tables.contents(table) and tables.contents(table)[b"k2"] == b"v2"
 
     asyncio.run(scenario())
 
@@ -131,9 +140,13 @@ def test_a_rocksdb_write_goes_to_the_partition_given_without_a_current_event(tmp
 def test_a_rocksdb_partition_is_walked_in_bounded_steps(tmp_path: Path) -> None:
     async def scenario() -> None:
         table = _rocksdb_table(tmp_path)
+        tables.open_partitions(table, {0, 2})
+        out = OutputBatch()
         for i in range(5):
-            tables.write(table, b"k%d" % i, b"v%d" % i, 2)
-        tables.write(table, b"other", b"x", 0)
+            out.set_table(table, 2, b"k%d" % i, b"v%d" % i)
+        out.set_table(table, 0, b"other", b"x")
+        for partition, written, writes in out.table_writes():
+            tables.flush_acknowledged(written, partition, writes)
         table.data.set_persisted_offset(TP("tables-test-state-changelog", 2), 41)  # Faust's own record: left out
         seen: list[tuple[bytes, bytes]] = []
         after = None
@@ -188,6 +201,7 @@ def test_a_delivered_changelog_batch_moves_the_rocksdb_store_s_persisted_offset(
 
     async def scenario() -> tuple[int | None, int | None]:
         table = _rocksdb_table(tmp_path)
+        tables.open_partitions(table, {1, 2})
         out = OutputBatch()
         out.set_table(table, 2, b"k", b"v")
         out.set_table(table, 1, b"j", b"w")
@@ -197,7 +211,68 @@ def test_a_delivered_changelog_batch_moves_the_rocksdb_store_s_persisted_offset(
         await asyncio.sleep(0)  # the done callbacks
         changelog = "tables-test-state-changelog"
         store = table.data
+        assert store._db_for_partition(2).get(b"k") == b"v"  # delivered: on disk with its offset, in one write
+        assert store._db_for_partition(1).get(b"j") is None and tables.contents(table).get(b"j") == b"w"  # not delivered
         return store.persisted_offset(TP(changelog, 2)), store.persisted_offset(TP(changelog, 1))
 
     assert asyncio.run(scenario()) == (41, None)  # partition 1's batch failed: not moved
     assert len(sent) == 3
+
+
+def test_rocksdb_writes_reach_the_disk_in_the_order_sent_whatever_the_order_acknowledged(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        table = _rocksdb_table(tmp_path)
+        db = table.data._db_for_partition(0)
+        first, second = OutputBatch(), OutputBatch()
+        first.set_table(table, 0, b"k", b"old")
+        first.set_table(table, 0, b"a", b"1")
+        second.set_table(table, 0, b"k", b"new")
+        acks = [loop.create_future(), loop.create_future()]
+        for out, ack in zip((first, second), acks):
+            [(partition, written, writes)] = list(out.table_writes())
+            tables.flush_when_delivered(written, partition, writes, [ack])
+        acks[1].set_result(type("Metadata", (), {"offset": 9})())
+        await asyncio.sleep(0)
+        assert db.get(b"k") is None and db.get(b"a") is None  # the later batch waits for the earlier one
+        acks[0].set_result(type("Metadata", (), {"offset": 7})())
+        await asyncio.sleep(0)
+        assert db.get(b"k") == b"new" and db.get(b"a") == b"1" and table.data.persisted_offset(TP("tables-test-state-changelog", 0)) == 9
+        assert tables.unflushed(table).latest == {}
+
+    asyncio.run(scenario())
+
+
+def test_an_undone_rocksdb_write_leaves_neither_disk_nor_reads_changed(tmp_path: Path) -> None:
+    from streams.outputs import recording
+
+    async def scenario() -> None:
+        table = _rocksdb_table(tmp_path)
+        tables.open_partitions(table, {1})
+        kept = OutputBatch()
+        kept.set_table(table, 1, b"k", b"sent")
+        with recording() as journal:
+            failed = OutputBatch()
+            failed.set_table(table, 1, b"k", b"undone")
+            failed.set_table(table, 1, b"n", b"undone")
+            journal.rollback()
+        assert tables.contents(table).get(b"k") == b"sent" and b"n" not in tables.contents(table)
+        [(partition, written, writes)] = list(kept.table_writes())
+        tables.flush_acknowledged(written, partition, writes, 3)
+        assert table.data._db_for_partition(1).get(b"k") == b"sent" and tables.unflushed(table).latest == {}
+
+    asyncio.run(scenario())
+
+
+def test_unflushed_writes_of_revoked_partitions_are_dropped(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        table = _rocksdb_table(tmp_path)
+        out = OutputBatch()
+        out.set_table(table, 1, b"kept", b"v")
+        out.set_table(table, 2, b"revoked", b"v")
+        for partition, written, writes in out.table_writes():
+            tables.flush_when_delivered(written, partition, writes, [asyncio.get_running_loop().create_future()])
+        tables.drop_unflushed(table, {1})
+        assert set(tables.unflushed(table).latest) == {b"kept"} and set(tables.unflushed(table).queues) == {1}
+
+    asyncio.run(scenario())
