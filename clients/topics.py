@@ -30,6 +30,7 @@ RISK_LISTS = "risk-lists"
 INSTRUCTIONS = "instructions"
 INSPECTION_RESULTS = "inspection-results"
 DEAD_LETTERS = "dead-letters"
+WARNINGS = "warnings"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -86,6 +87,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   cleanup_policy="compact"),
         TopicSpec(t(INSTRUCTIONS), p, "declaration_id", "Control instructions for the inspection stations."),
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
+        TopicSpec(t(WARNINGS), p, "declaration_id (or subject id)",
+                  "Early warnings for analysts (strict EarlyWarning records; warning_id deduplicates).", retention_ms=30 * DAY_MS),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
         TopicSpec(changelog_topic(settings, TABLE_DECLARATION_STATE), p, "declaration_id",
                   "Faust table: per-declaration decision state.", cleanup_policy="compact"),

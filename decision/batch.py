@@ -69,7 +69,8 @@ def decide_batch(
             score = result.score
             versions = Versions(policy.version, result.model_version)
             controller = controller_for(partition)
-            decision = decide(policy, decl, references.credit_for(decl), score, references.risk_hits(decl), controller.offsets(decl.port))
+            decision = decide(policy, decl, references.credit_for(decl), score, references.risk_hits(decl), controller.offsets(decl.port),
+                              result.value_added)
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
                 decision = replace(decision, reasons=decision.reasons + result.explain())

@@ -13,6 +13,7 @@ from schemas.records import (
     Declaration,
     DeclarationBatch,
     DeviceType,
+    EarlyWarning,
     GoodsItem,
     InspectionResult,
     Qualification,
@@ -23,8 +24,11 @@ from schemas.records import (
     ScanVerdict,
     Scenario,
     SelectionReason,
+    Severity,
     Stage,
+    SubjectKind,
     TransportMode,
+    WarningSource,
 )
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "Declaration",
     "DeclarationBatch",
     "DeviceType",
+    "EarlyWarning",
     "GoodsItem",
     "InspectionResult",
     "Qualification",
@@ -50,6 +55,9 @@ __all__ = [
     "ScanVerdict",
     "Scenario",
     "SelectionReason",
+    "Severity",
     "Stage",
+    "SubjectKind",
     "TransportMode",
+    "WarningSource",
 ]

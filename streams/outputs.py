@@ -29,6 +29,7 @@ class OutputBatch:
         # counts and (stage, seconds from event time) latencies.
         self.tally: Counter[tuple[str, str, str, str]] = Counter()
         self.latencies: list[tuple[str, float]] = []
+        self.warned: Counter[tuple[str, str]] = Counter()  # early warnings raised: (severity, rule) counts
         self._on_disk: dict[tuple[str, int], Any] = {}  # RocksDB changelog partitions written -> their table
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
@@ -64,6 +65,7 @@ class OutputBatch:
         self._on_disk.update(other._on_disk)
         self.tally.update(other.tally)
         self.latencies.extend(other.latencies)
+        self.warned.update(other.warned)
 
     async def send(self, app: Any) -> list[asyncio.Future]:
         """Hand every record to Faust's producer and empty the batch; returns the delivery futures
