@@ -159,8 +159,8 @@ class ProcessingValueAdded(_Strict):
     below_threshold_action: Action = Action.INSPECT
     # A claimed ratio this far above the enterprise's history (or, without enough of it, the HS
     # chapter's) is implausible: an early warning, and the declaration is selected.
-    implausible_margin: float = Field(default=0.5, gt=0, le=10)
-    min_history: int = Field(default=20, ge=1, le=1_000_000)
+    implausible_margin: float = Field(default=1.0, gt=0, le=10)
+    min_history: int = Field(default=10, ge=1, le=1_000_000)
     implausible_action: Action = Action.INSPECT
 
 

@@ -44,7 +44,7 @@ def harness(broker, unique_name, tmp_path):
 
 
 def test_duty_due_reason_one_warning_per_implausible_claim_and_dead_letters(harness: Harness) -> None:
-    enterprise, mean = enterprise_with_history(20)  # the shipped policy's min_history
+    enterprise, mean = enterprise_with_history(10)  # the shipped policy's min_history
     worker = harness.start_worker()
     worker.wait_ready()
     harness.publish(topics.CREDIT_EVENTS, enterprise, credit(enterprise, "C-VA", event_type="qualification-registered",

@@ -41,9 +41,11 @@ def test_at_the_threshold_and_within_the_history_the_goods_go_free():
 
 
 def test_a_claim_far_above_the_enterprises_history_is_selected_with_an_early_warning():
-    d = decide(POLICY, processing(1000.0, 1200.0, enterprise_id="E7"), QUALIFIED, 0.0, history=history(0.45, 57))
+    d = decide(POLICY, processing(1000.0, 1500.0, enterprise_id="E7"), QUALIFIED, 0.0, history=history(0.45, 57))
     assert d.action is Action.INSPECT and d.selection_reason is SelectionReason.RULE and d.rules == (IMPLAUSIBLE,)
-    assert "ratio 1.20 against 0.45 in the enterprise's history (57 declarations)" in d.reasons[0]
+    assert "ratio 1.50 against 0.45 in the enterprise's history (57 declarations)" in d.reasons[0]
+    # Just inside the margin (1.0 by default): plausible.
+    assert decide(POLICY, processing(1000.0, 1400.0), QUALIFIED, 0.0, history=history(0.45, 57)).rules == ()
     (w,) = d.warnings
     assert (w.rule, w.severity, w.subject_kind, w.subject_id) == (IMPLAUSIBLE, Severity.HIGH, SubjectKind.ENTERPRISE, "E7")
     assert any("mean ratio 0.45 over 57 declarations" in e for e in w.evidence) and all(len(e) <= 200 for e in w.evidence)
@@ -51,8 +53,8 @@ def test_a_claim_far_above_the_enterprises_history_is_selected_with_an_early_war
 
 def test_without_enough_enterprise_history_the_hs_chapter_is_the_reference():
     thin = history(0.45, rows=3, chapter=1.5)
-    assert decide(POLICY, processing(1000.0, 1200.0), QUALIFIED, 0.0, history=thin).rules == ()  # 1.2 is below the chapter's 1.5
-    d = decide(POLICY, processing(1000.0, 2500.0), QUALIFIED, 0.0, history=thin)
+    assert decide(POLICY, processing(1000.0, 1600.0), QUALIFIED, 0.0, history=thin).rules == ()  # 1.6 is near the chapter's 1.5
+    d = decide(POLICY, processing(1000.0, 2600.0), QUALIFIED, 0.0, history=thin)
     assert d.rules == (IMPLAUSIBLE,) and "HS chapter's history" in d.reasons[0]
     # No usable history at all: nothing to compare with, no warning.
     assert decide(POLICY, processing(1000.0, 9000.0), QUALIFIED, 0.0, history=history(None, 0, None, 0)).rules == ()
