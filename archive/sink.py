@@ -232,8 +232,9 @@ class ArchiveSink:
                 data = pa.Table.from_pylist(rows, schema=spec.schema)
                 txns = [Transaction(app_id=t.app_id(*tp), version=pos) for tp, pos in sorted(advanced.items())]
                 self._before_commit(name)
+                # schema_mode="merge": a column added to a table's schema is added to an archive written before it.
                 write_deltalake(self.tables[name], data, partition_by=list(spec.partition_by), mode="append",
-                                commit_properties=CommitProperties(app_transactions=txns))
+                                schema_mode="merge", commit_properties=CommitProperties(app_transactions=txns))
                 self.stored[name].update(advanced)
                 self.buffer[name] = []
                 self.last_commit_at[name] = time.monotonic()

@@ -48,6 +48,7 @@ FORM_CODES: tuple[tuple[str, pa.DataType], ...] = (
 GOODS: tuple[tuple[str, pa.DataType], ...] = (
     ("hs_code", STR), ("origin_country", STR), ("declared_value", F64), ("currency", STR), ("quantity", F64),
     ("net_mass_kg", F64), ("tax_rate", F64), ("seller_id", STR),
+    ("imported_material_value", F64), ("value_added", F64),  # processing value-added goods only
 )
 
 
@@ -76,6 +77,7 @@ RISK_LISTS = "risk_lists"
 DEAD_LETTERS = "dead_letters"
 SHADOW_SCORES = "shadow_scores"
 CONSOLE_ACTIONS = "console_actions"
+WARNINGS = "warnings"
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
@@ -115,6 +117,11 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("entry_id", STR), ("retracted", BOOL), ("list_id", STR), ("kind", STR), ("value", STR), ("action", STR),
         ("reason", STR), ("source_agency", STR), ("valid_from", TS), ("valid_until", TS), ("schema_version", I32),
     ), by_port=False),
+    _spec(WARNINGS, "Early warnings raised by the workers (day: the event time of what raised them; port null when none).", (
+        ("warning_id", STR), ("severity", STR), ("subject_kind", STR), ("subject_id", STR), ("source", STR), ("rule", STR),
+        ("evidence", STRS), ("event_time", TS), ("raised_at", TS), ("port", STR), ("scenario", STR), ("declaration_id", STR),
+        ("revision", I32), ("policy_version", STR), ("schema_version", I32),
+    )),
     _spec(DEAD_LETTERS, "Rejected records with their original bytes: origin 'worker' (read from the dead-letter topic) or "
                         "'archive' (a record on any topic that the archive could not parse; day: reception time).", (
         ("origin", STR), ("source_topic", STR), ("source_partition", I32), ("source_offset", I64), ("key_b64", STR),
@@ -143,6 +150,7 @@ PRIMARY_TABLE: dict[str, str] = {
     topics.SCANS: SCANS,
     topics.INSTRUCTIONS: INSTRUCTIONS,
     topics.INSPECTION_RESULTS: INSPECTION_RESULTS,
+    topics.WARNINGS: WARNINGS,
     topics.CREDIT_EVENTS: CREDIT_EVENTS,
     topics.RISK_LISTS: RISK_LISTS,
     topics.DEAD_LETTERS: DEAD_LETTERS,

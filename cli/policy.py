@@ -37,6 +37,16 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
     from decision.backtest import backtest, format_report, load_credit_events, load_risk_lists, read_history, stderr_progress
     from riskmodels.serving import ModelRegistry
 
+    # The reference events `riskctl simulate --history` wrote beside the history, unless given or refused.
+    if not args.no_references:
+        from portsim.references import reference_paths
+
+        beside = reference_paths(args.data)
+        for attr, path in zip(("credit_events", "risk_lists"), beside):
+            if getattr(args, attr) is None and path.is_file():
+                setattr(args, attr, path)
+                if not args.quiet:
+                    print(f"riskctl backtest: using {path} (beside the history)", file=sys.stderr)
     # Check every input before the (possibly long) scoring starts.
     for path, what in ((args.data, "history file"), (args.model, "model directory"),
                        (args.credit_events, "credit events file"), (args.risk_lists, "risk lists file")):
@@ -89,8 +99,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--model", type=Path, required=True, metavar="DIR", help="model artifact or registry directory")
     p.add_argument("--data", type=Path, required=True, metavar="HISTORY", help="labelled declarations (parquet or CSV)")
     p.add_argument("--credit-events", type=Path, metavar="FILE",
-                   help="CreditEvent JSON lines, folded in event-time order (default: every enterprise general)")
-    p.add_argument("--risk-lists", type=Path, metavar="FILE", help="RiskListEntry JSON lines")
+                   help="CreditEvent JSON lines, folded in event-time order (default: HISTORY's <stem>.credit.jsonl if "
+                        "present, else every enterprise general)")
+    p.add_argument("--risk-lists", type=Path, metavar="FILE",
+                   help="RiskListEntry JSON lines (default: HISTORY's <stem>.risk-lists.jsonl if present)")
+    p.add_argument("--no-references", action="store_true",
+                   help="do not read the reference files beside the history (only --credit-events / --risk-lists)")
     p.add_argument("--compare", type=Path, metavar="OTHER_POLICY", help="a second policy file to run side by side")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -82,7 +82,8 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--first-index", type=cliargs.non_negative_int, default=0, metavar="N",
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
-    sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file")
+    sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file; the credit events and risk lists it "
+                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl)")
     sim.add_argument("--start", type=_utc_time, metavar="TIME",
                      help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
     sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
@@ -188,6 +189,7 @@ def simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from portsim.history import write_history
+    from portsim.references import write_references
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -206,6 +208,9 @@ def _history(args: argparse.Namespace) -> int:
     n = write_history(office, out, args.count, start=args.start, rate_per_s=args.rate, first_index=args.first_index,
                       progress=tick)
     progress.show(f"history: wrote {n:,} labelled declarations to {out} in {time.monotonic() - t0:.1f}s", final=True)
+    # The credit register and risk lists the history is decided with: `riskctl backtest` reads them from beside it.
+    credit, lists, events, entries = write_references(office, out, n, start=args.start, rate_per_s=args.rate)
+    progress.show(f"history: wrote {events:,} credit events to {credit} and {entries} risk-list entries to {lists}", final=True)
     return 0
 
 

@@ -32,6 +32,7 @@ INSPECTION_RESULTS = "inspection-results"
 DEAD_LETTERS = "dead-letters"
 SHADOW_SCORES = "shadow-scores"
 CONSOLE_ACTIONS = "console-actions"
+WARNINGS = "warnings"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -90,6 +91,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t(INSPECTION_RESULTS), p, "declaration_id", "What the stations found (labels for retraining)."),
         TopicSpec(t(SHADOW_SCORES), p, "declaration_id",
                   "Challenger (shadow) model scores beside the champion's, per decided declaration revision (never acted on)."),
+        TopicSpec(t(WARNINGS), p, "declaration_id (or subject id)",
+                  "Early warnings for analysts (strict EarlyWarning records; warning_id deduplicates).", retention_ms=30 * DAY_MS),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
         TopicSpec(t(CONSOLE_ACTIONS), 1, "user", "What people did in the console (who, as what, to what, when): its audit trail.",
                   retention_ms=365 * DAY_MS),

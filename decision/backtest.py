@@ -36,6 +36,7 @@ from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.risklists import RiskHit, RiskListIndex, load_jsonl
+from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE, RULES
 from riskmodels.data import read_labelled
 from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
 
@@ -97,12 +98,18 @@ class _Scored:
     """A ``Scorer`` that answers from scores computed once per chunk, so every policy decides on
     the same scores without scoring again; explanations are not needed for a backtest."""
 
-    def __init__(self, declarations: Sequence[Declaration], scores: Sequence[float], versions: Sequence[str]) -> None:
-        self._by_key = {(d.declaration_id, d.revision): (float(s), v) for d, s, v in zip(declarations, scores, versions)}
+    def __init__(self, declarations: Sequence[Declaration], scores: Sequence[float], versions: Sequence[str],
+                 value_added: np.ndarray | None = None) -> None:
+        self._by_key = {(d.declaration_id, d.revision): (float(s), v, None if value_added is None else value_added[i])
+                        for i, (d, s, v) in enumerate(zip(declarations, scores, versions))}
 
     def score(self, declarations: Sequence[Declaration]) -> Any:
         found = [self._by_key[(d.declaration_id, d.revision)] for d in declarations]
-        return SimpleNamespace(scores=[s for s, _ in found], model_versions=[v for _, v in found], explain=lambda i, top=3: [])
+        history = None
+        if any(va is not None for _, _, va in found):
+            history = np.array([np.full(4, np.nan) if va is None else va for _, _, va in found])
+        return SimpleNamespace(scores=[s for s, _, _ in found], model_versions=[v for _, v, _ in found],
+                               value_added=history, explain=lambda i, top=3: [])
 
     def active_versions(self) -> dict[str, str]:
         return {}
@@ -138,6 +145,7 @@ class _Run:
         self.action = np.zeros(n, dtype=np.int8)
         self.reason = np.zeros(n, dtype=np.int8)
         self.credit_class = np.zeros(n, dtype=np.int8)
+        self.rules = np.zeros(n, dtype=np.int8)  # bit i: RULES[i] fired
 
     def decide(self, rows: list[int], decls: list[Declaration], scorer: _Scored, references: _AsOf) -> None:
         """The worker's own decision function over the chunk, every declaration new (no stored state)."""
@@ -152,7 +160,9 @@ class _Run:
                 if first_row is not None:
                     self.action[row], self.reason[row] = self.action[first_row], self.reason[first_row]
                     self.credit_class[row] = self.credit_class[first_row]
+                    self.rules[row] = self.rules[first_row]
                 continue
+            self.rules[row] = sum(1 << RULES.index(rule) for rule in step.rules)
             decided[key] = row
             first = step.instructions[0]
             self.action[row] = _ACTIONS.index(first.action)
@@ -212,7 +222,7 @@ def run(
             hits_at.setdefault(key, index.matches(decl))
             credit_at.setdefault(key, credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE))
             hit[pos] = bool(hits_at[key])
-        scored = _Scored(decls, batch.scores, batch.model_versions)
+        scored = _Scored(decls, batch.scores, batch.model_versions, getattr(batch, "value_added", None))
         references = _AsOf(credit_at, hits_at)
         for r in runs:
             r.decide(rows, decls, scored, references)
@@ -230,14 +240,47 @@ def run(
                  if "duty_recoverable" in frame.columns else pl.zeros(int(valid.sum()), dtype=pl.Float64, eager=True)),
         "risk_hit": hit[valid],
     })
+    pattern = frame["fraud_pattern"].filter(mask) if "fraud_pattern" in frame.columns else None
+    va_true = frame["value_added_ratio_true"].filter(mask) if "value_added_ratio_true" in frame.columns else None
     out = []
     for r in runs:
+        rules = r.rules[valid]
         out.append(base.with_columns(
             pl.Series("action", [a.value for a in _ACTIONS])[pl.Series(r.action[valid].astype(np.int64))],
             pl.Series("reason", [x.value for x in _REASONS])[pl.Series(r.reason[valid].astype(np.int64))],
             pl.Series("credit_class", [c.value for c in _CLASSES])[pl.Series(r.credit_class[valid].astype(np.int64))],
+            *(pl.Series(f"fired:{rule}", (rules >> i) & 1 == 1) for i, rule in enumerate(RULES)),
+            *_rule_truth(r.policy, pattern, va_true),
         ))
     return out, sorted(versions), n - int(valid.sum())
+
+
+def _rule_truth(policy: Policy, pattern: pl.Series | None, va_true: pl.Series | None) -> list[pl.Series]:
+    """The hidden truth of each named rule, where the history has it (simulated history does):
+    duty is really due when the true value-added ratio is under the policy's threshold; a claim is
+    really inflated when the simulator planted ``value-added-inflation``."""
+    truth = []
+    if va_true is not None and va_true.null_count() < len(va_true):
+        truth.append((va_true < policy.processing_value_added.threshold).fill_null(False).alias(f"truth:{BELOW_THRESHOLD}"))
+    if pattern is not None:
+        truth.append((pattern == "value-added-inflation").fill_null(False).alias(f"truth:{IMPLAUSIBLE}"))
+    return truth
+
+
+def by_rule(df: pl.DataFrame) -> dict[str, dict[str, int | float | None]]:
+    """Per named rule: how often it fired and, where the history holds the truth, the declarations
+    it caught (fired, truly so), missed (truly so, not fired) and its false alarms (fired, not so)."""
+    out: dict[str, dict[str, int | float | None]] = {}
+    for rule in RULES:
+        fired = df[f"fired:{rule}"]
+        entry: dict[str, int | float | None] = {"fired": int(fired.sum())}
+        if f"truth:{rule}" in df.columns:
+            truth = df[f"truth:{rule}"]
+            caught = int((fired & truth).sum())
+            entry.update(caught=caught, missed=int((~fired & truth).sum()), false_alarms=int((fired & ~truth).sum()),
+                         recall=_ratio(caught, int(truth.sum())))
+        out[rule] = entry
+    return out
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -277,6 +320,7 @@ def summarise(df: pl.DataFrame) -> dict[str, Any]:
     out = _summary(df)
     out["selection_reasons"] = {r: int(c) for r, c in sorted(df.group_by("reason").len().iter_rows())}
     out["risk_list_hits"] = int(df["risk_hit"].sum())
+    out["by_rule"] = by_rule(df)
     for key, column in (("by_port", "port"), ("by_credit_class", "credit_class")):
         out[key] = {value: _summary(part) for (value,), part in sorted(df.group_by(column), key=lambda g: g[0][0])}
     return out
@@ -361,6 +405,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"caught by inspect {report['frauds_caught_by_inspect']:,}, by machine-check "
                  f"{report['frauds_caught_by_machine_check']:,} (assumed found by the scan); "
                  f"selection reasons: " + ", ".join(f"{k} {v:,}" for k, v in report["selection_reasons"].items()))
+    for rule, r in report.get("by_rule", {}).items():
+        if "caught" in r:
+            lines.append(f"rule {rule}: fired {r['fired']:,}, caught {r['caught']:,}, missed {r['missed']:,}, "
+                         f"false alarms {r['false_alarms']:,} (recall {_pct(r['recall'])})")
+        else:
+            lines.append(f"rule {rule}: fired {r['fired']:,} (the history holds no truth for it)")
     lines += [f"note: {a}" for a in report["assumptions"] if a not in ASSUMPTIONS]
     if report["skipped_rows"]:
         lines.append(f"{report['skipped_rows']:,} rows skipped: not valid declarations")

@@ -74,11 +74,12 @@ def decide_batch(
             versions = Versions(policy.version, result.model_version)
             controller = controller_for(partition)
             credit, hits, offsets = references.credit_for(decl), references.risk_hits(decl), controller.offsets(decl.port)
-            decision = decide(policy, decl, credit, score, hits, offsets)
+            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added)
             if result.shadow is not None:  # the challenger decides on the same footing; only the champion is acted on
                 version, challenger_score = result.shadow
                 held = state if isinstance(state, DeclarationState) else None
-                shadow = (version, challenger_score, challenger_action(held, decide(policy, decl, credit, challenger_score, hits, offsets)))
+                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added)
+                shadow = (version, challenger_score, challenger_action(held, challenger))
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
                 decision = replace(decision, reasons=decision.reasons + result.explain())

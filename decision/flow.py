@@ -15,6 +15,7 @@ deciding again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from msgspec.structs import replace
@@ -36,7 +37,8 @@ from decision.state import (
 )
 from policy.config import DEFAULT_CLOCK_SKEW_S
 from policy.decide import Decision
-from schemas import Action, CreditClass, Declaration, ScanResult, ScanVerdict, SelectionReason, Stage
+from policy.valueadded import WarningProposal
+from schemas import Action, CreditClass, Declaration, EarlyWarning, ScanResult, ScanVerdict, SelectionReason, Stage, WarningSource
 
 # Hot paths read enum values as ``member._value_`` (the stored value, a plain attribute): on Python
 # 3.11 the ``.value`` property is a descriptor call, and a declaration would pay it about ten times.
@@ -54,6 +56,9 @@ class Step:
     outcome: Outcome = Outcome.DECIDED
     refusal: Refusal | None = None  # an input to dead-letter (decision.guards); with a scan: the kept early scan
     shadow: Shadow | None = None  # the challenger's score of a newly decided revision (decision.shadow), to publish
+    warnings: list[bytes] = field(default_factory=list)  # early-warning bytes to send: new ones, or a duplicate's stored ones
+    raised: list[tuple[str, str]] = field(default_factory=list)  # (severity, rule) of the warnings raised by this step
+    rules: tuple[str, ...] = ()  # the named policy rules that fired (policy.valueadded.RULES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +149,7 @@ def on_declaration(
         return _recognised(kind)
     if kind is RevisionKind.DUPLICATE:
         assert state is not None
-        return Step(None, emit=list(state.emitted), outcome=Outcome.DUPLICATE)
+        return Step(None, emit=list(state.emitted), warnings=list(state.warnings), outcome=Outcome.DUPLICATE)
     if kind is RevisionKind.STALE:
         return Step(None, outcome=Outcome.STALE)
     if kind is RevisionKind.LATE_REVISION:
@@ -162,11 +167,13 @@ def on_declaration(
         risk_hits=decision.risk_hits, thresholds=decision.thresholds,
     )
     first_bytes = encode_instruction(first)
+    warnings = [early_warning(decl, w, versions.policy_version, now) for w in decision.warnings]
     new_state = DeclarationState(
         Phase.AWAITING_SCAN if is_mc else Phase.FINAL, summary, decision.credit_class, score,
-        versions.policy_version, versions.model_version, list(decision.risk_hits), [first_bytes],
+        versions.policy_version, versions.model_version, list(decision.risk_hits), [first_bytes], warnings=warnings,
     )
-    step = Step(new_state, [first], [first_bytes], clear_deadline=state is not None and state.phase is Phase.AWAITING_SCAN)
+    step = Step(new_state, [first], [first_bytes], clear_deadline=state is not None and state.phase is Phase.AWAITING_SCAN,
+                warnings=list(warnings), raised=[(w.severity._value_, w.rule) for w in decision.warnings], rules=decision.rules)
     early = state.early_scan if state is not None else None
     if early is not None and early.revision == decl.revision:
         # A scan that came first counts only if it binds; one that does not is dead-lettered and the
@@ -185,6 +192,21 @@ def on_declaration(
         step.deadline = now + scan_timeout_s
         step.clear_deadline = False
     return step
+
+
+def warning_id(declaration_id: str, revision: int, rule: str) -> str:
+    return f"{declaration_id}:{revision}:{rule}"
+
+
+def early_warning(decl: Declaration, proposal: WarningProposal, policy_version: str, now: float) -> bytes:
+    """The ``EarlyWarning`` record of a warning a decision raised (validated: warnings are a strict
+    topic for their consumers too). Stored with the state, so a redelivery re-emits the same bytes."""
+    return EarlyWarning(
+        warning_id=warning_id(decl.declaration_id, decl.revision, proposal.rule), severity=proposal.severity,
+        subject_kind=proposal.subject_kind, subject_id=proposal.subject_id, source=WarningSource.RULE, rule=proposal.rule,
+        evidence=proposal.evidence, event_time=decl.event_time, raised_at=datetime.fromtimestamp(now, UTC), port=decl.port,
+        scenario=decl.scenario, declaration_id=decl.declaration_id, revision=decl.revision, policy_version=policy_version,
+    ).model_dump_json(exclude_none=True).encode()
 
 
 def _stored_versions(state: DeclarationState) -> Versions:

@@ -10,8 +10,9 @@ from typing import Protocol
 
 from common.settings import Settings
 from policy.config import Policy, load_policy
+from policy.valueadded import RatioHistory
 from riskmodels.serving import ModelRegistry
-from schemas import Declaration
+from schemas import Declaration, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class ScoreResult:
     _explain: Callable[[], list[str]]
     # The shadow (challenger) model's (version, score), where one covers the declaration's scenario.
     shadow: tuple[str, float] | None = None
+    value_added: RatioHistory | None = None  # processing declarations: the ratio history the model knows
 
     def explain(self) -> tuple[str, ...]:
         return tuple(self._explain())
@@ -68,9 +70,14 @@ class Services:
         out: dict[tuple[str, int], ScoreResult] = {}
         scores = [float(s) for s in batch.scores]
         shadows = _shadows(batch)
+        # (n, 4) rows: enterprise mean, rows, HS chapter mean, rows (riskmodels.features.value_added_reference).
+        history = getattr(batch, "value_added", None)
         for i, decl in enumerate(declarations):
             shadow = shadows[i] if shadows is not None else None
-            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i), shadow)
+            va = None
+            if history is not None and decl.scenario is Scenario.PROCESSING_VALUE_ADDED:
+                va = ratio_history(history[i])
+            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i), shadow, va)
         return out
 
     def refresh_models(self) -> bool:
@@ -87,6 +94,12 @@ def _shadows(batch: ScoreBatchLike) -> list[tuple[str, float] | None] | None:
     if scores is None or versions is None:
         return None
     return [(v, float(s)) if v is not None and math.isfinite(s) else None for v, s in zip(versions, scores)]
+
+
+def ratio_history(row: Sequence[float]) -> RatioHistory:
+    e_mean, e_rows, c_mean, c_rows = (float(v) for v in row)
+    return RatioHistory(None if e_mean != e_mean else e_mean, 0 if e_rows != e_rows else int(e_rows),
+                        None if c_mean != c_mean else c_mean, 0 if c_rows != c_rows else int(c_rows))
 
 
 def _explainer(batch: ScoreBatchLike, i: int) -> Callable[[], list[str]]:

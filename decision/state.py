@@ -130,6 +130,7 @@ class DeclarationState(msgspec.Struct, array_like=True):
     early_scan: ScanSummary | None = None  # a scan for a revision not decided yet
     final_scan_id: str | None = None  # the scan that gave the final outcome
     changed_at: float = 0.0  # epoch seconds of the last write (0: written before the lifecycle): starts its expiry clock
+    warnings: list[bytes] = msgspec.field(default_factory=list)  # the exact bytes of every early warning raised
 
 
 class ScanDeadline(msgspec.Struct, array_like=True):

@@ -435,21 +435,12 @@ def _on_dead_letter(letter: dict[str, Any], tally: Tally, settings: Settings) ->
         tally.refused_centralised += 1
 
 
-DEMO_RISK_LISTS = (
-    # (entry id, list, kind, value, action, reason, agency)
-    ("JASC-0001", "JASC-ALERTS", "hs-prefix", "9303", "inspect", "firearms: joint anti-smuggling alert", "public security bureau"),
-    ("RL-ORIGIN-0001", "SANCTIONS", "origin", "KP", "inspect", "origin under sanctions", "customs"),
-    ("RL-WATCH-0001", "VALUATION-WATCH", "hs-prefix", "8471", "watch", "computers: valuation watch", "customs"),
-)
-
-
 def _publish_demo_risk_lists(gateway: PortGateway, settings: Settings, tally: Tally) -> None:
     """A few risk characteristic list entries, as the office and other agencies would publish them."""
-    valid_from = datetime(2020, 1, 1, tzinfo=UTC).isoformat()
-    for entry_id, list_id, kind, value, action, reason, agency in DEMO_RISK_LISTS:
-        entry = {"schema_version": 1, "entry_id": entry_id, "list_id": list_id, "kind": kind, "value": value,
-                 "action": action, "reason": reason, "source_agency": agency, "valid_from": valid_from}
-        gateway.publisher.produce(settings.topic(topics.RISK_LISTS), entry_id.encode(), orjson.dumps(entry))
+    from portsim.references import office_risk_lists
+    for entry in office_risk_lists():
+        gateway.publisher.produce(settings.topic(topics.RISK_LISTS), entry.entry_id.encode(),
+                                  entry.model_dump_json(exclude_none=True).encode())
         tally.published["risk-list"] += 1
     gateway.flush(10.0)
 

@@ -149,6 +149,21 @@ class PortRegister(_Strict):
     devices: tuple[PortId, ...] = Field(default=(), max_length=MAX_DEVICES_PER_PORT)
 
 
+class ProcessingValueAdded(_Strict):
+    """Processing value-added goods enter the mainland duty-free when the value added on the island
+    reaches ``threshold`` of the imported materials' value (policy/valueadded.py)."""
+
+    threshold: float = Field(default=0.30, gt=0, le=5)
+    # Under the threshold duty is due: the goods are not released duty-free but held for the duty
+    # assessment at the station (inspect; the station records the duty in its inspection result).
+    below_threshold_action: Action = Action.INSPECT
+    # A claimed ratio this far above the enterprise's history (or, without enough of it, the HS
+    # chapter's) is implausible: an early warning, and the declaration is selected.
+    implausible_margin: float = Field(default=1.0, gt=0, le=10)
+    min_history: int = Field(default=10, ge=1, le=1_000_000)
+    implausible_action: Action = Action.INSPECT
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, max_length=64)
     seed: int
@@ -162,6 +177,7 @@ class Policy(_Strict):
     scan: ScanPolicy = ScanPolicy()
     capacity: Capacity = Capacity()
     batch: BatchPolicy = BatchPolicy()
+    processing_value_added: ProcessingValueAdded = ProcessingValueAdded()
 
     @model_validator(mode="after")
     def _every_class_has_thresholds(self) -> Policy:

@@ -5,7 +5,9 @@ Precedence is fixed (a policy file tunes each stage but cannot reorder them):
 
 1. **Hard rules** (``rule``): a zero-tariff or processing value-added declaration from an
    enterprise whose matching qualification is not active -> inspect; an enterprise under joint
-   penalty -> at least ``rules.joint_penalty_min_action``.
+   penalty -> at least ``rules.joint_penalty_min_action``; a processing value-added ratio under
+   the threshold (duty due) or implausibly above the history (``policy.valueadded``: an early
+   warning too) -> the policy's action for it.
 2. **Risk-list hits** (``risk-list``): an entry of an ``inspect`` list -> inspect, of a
    ``machine-check`` list -> machine-check; ``watch`` entries change nothing but are recorded
    (``Decision.risk_hits`` and a reason line).
@@ -30,6 +32,7 @@ from policy.capacity import NO_OFFSETS, LaneOffsets
 from policy.config import Policy, Thresholds
 from policy.credit import EnterpriseCredit
 from policy.risklists import RiskHit
+from policy.valueadded import RatioHistory, WarningProposal, check_value_added
 from schemas import Action, CreditClass, Declaration, Qualification, RiskListAction, Scenario, SelectionReason
 
 SEVERITY = {Action.RELEASE: 0, Action.MACHINE_CHECK: 1, Action.INSPECT: 2}
@@ -52,6 +55,9 @@ class Decision:
     # The (machine-check, inspect) thresholds the score was compared with, after capacity offsets
     # and bounds: recorded so that an instruction can be reproduced without the controller state.
     thresholds: tuple[float, float] | None = None
+    # The named rules that fired (policy.valueadded.RULES) and the early warnings raised.
+    rules: tuple[str, ...] = ()
+    warnings: tuple[WarningProposal, ...] = ()
 
 
 class BatchNotAllowed(ValueError):
@@ -102,10 +108,12 @@ def decide(
     score: float,
     hits: Sequence[RiskHit] = (),
     offsets: LaneOffsets | None = None,
+    history: RatioHistory | None = None,
 ) -> Decision:
     """Decide one declaration. ``hits``: ``RiskListIndex.matches(declaration)``; ``offsets``:
-    ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds). Model
-    explanations are added by the caller, only for the declarations that are selected
+    ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds);
+    ``history``: the value-added ratio history the model call returned (processing declarations).
+    Model explanations are added by the caller, only for the declarations that are selected
     (explaining costs more than scoring)."""
     credit_class = credit.effective_class
     proposals: list[tuple[Action, SelectionReason, str]] = []
@@ -117,6 +125,12 @@ def decide(
         proposals.append((Action.INSPECT, SelectionReason.RULE, f"{required.value} qualification is {status}"))
     if credit.joint_penalty:
         proposals.append((policy.rules.joint_penalty_min_action, SelectionReason.RULE, "enterprise under joint penalty"))
+    # Processing value-added: duty due under the threshold, an implausible claim selected and warned of.
+    findings = check_value_added(policy.processing_value_added, declaration, history)
+    for finding in findings:
+        proposals.append((finding.action, SelectionReason.RULE, finding.reason))
+    rules = tuple(f.rule for f in findings)
+    warnings = tuple(f.warning for f in findings if f.warning is not None)
 
     # 2. Risk-list hits (watch entries are only noted).
     notes: list[str] = []
@@ -146,10 +160,10 @@ def decide(
     if not proposals:
         # _value_: see decision.flow
         below = f"risk score {score:.2f} below thresholds ({credit_class._value_}: machine-check {mc:.2f}, inspect {insp:.2f})"
-        return Decision(Action.RELEASE, SelectionReason.NONE, credit_class, (below, *notes), refs, (mc, insp))
+        return Decision(Action.RELEASE, SelectionReason.NONE, credit_class, (below, *notes), refs, (mc, insp), rules, warnings)
     # max() keeps the first of equally severe proposals, i.e. the earlier stage.
     action, reason, _ = max(proposals, key=lambda p: SEVERITY[p[0]])
-    return Decision(action, reason, credit_class, (*(text for _, _, text in proposals), *notes), refs, (mc, insp))
+    return Decision(action, reason, credit_class, (*(text for _, _, text in proposals), *notes), refs, (mc, insp), rules, warnings)
 
 
 def check_centralised(policy: Policy, credit: EnterpriseCredit, items: Sized) -> None:

@@ -2,9 +2,10 @@
 
 Columns: exactly the :class:`schemas.Declaration` fields, in model order (enum fields as strings,
 ``event_time`` as a UTC timestamp), then the labels ``fraud`` (0/1), ``critical_fraud`` (0 clean,
-1 fraud, 2 public-safety contraband), ``duty_recoverable`` (USD) and ``fraud_pattern`` (null when
-clean). Rows are in event-time order, so a file splits into earlier (training) and later
-(backtest) periods by time. The same seed and arguments give a byte-identical file.
+1 fraud, 2 public-safety contraband), ``duty_recoverable`` (USD), ``fraud_pattern`` (null when
+clean) and ``value_added_ratio_true`` (processing value-added declarations only). Rows are in
+event-time order, so a file splits into earlier (training) and later (backtest) periods by time.
+The same seed and arguments give a byte-identical file.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ _STRING_FIELDS = (
     "tax_type", "origin_indicator", "courier_id", "centralised_id",
 )
 _INT_FIELDS = ("schema_version", "revision")
-_FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate")
-LABEL_FIELDS = ("fraud", "critical_fraud", "duty_recoverable", "fraud_pattern")
+_FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
+LABEL_FIELDS = ("fraud", "critical_fraud", "duty_recoverable", "fraud_pattern", "value_added_ratio_true")
 
 
 def history_schema() -> pa.Schema:
@@ -52,6 +53,8 @@ def history_schema() -> pa.Schema:
         pa.field("critical_fraud", pa.int64(), nullable=False),
         pa.field("duty_recoverable", pa.float64(), nullable=False),
         pa.field("fraud_pattern", pa.string(), nullable=True),
+        # Processing value-added declarations: the true value added / imported materials (null elsewhere).
+        pa.field("value_added_ratio_true", pa.float64(), nullable=True),
     ]
     return pa.schema(fields)
 
@@ -83,7 +86,7 @@ def write_history(
                 elif name == "centralised_id":  # the simulated history has no centralised declarations
                     arrays.append(pa.nulls(n, type=field.type))
                 elif name in labels:
-                    arrays.append(pa.array(labels[name], type=field.type))
+                    arrays.append(pa.array(labels[name], type=field.type, from_pandas=True))  # NaN -> null
                 else:
                     arrays.append(pa.array(cols[name], type=field.type))
             buffer.append(pa.RecordBatch.from_arrays(arrays, schema=schema))

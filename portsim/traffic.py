@@ -16,6 +16,9 @@ Fraud patterns and how they show in the declared fields:
   preference claimed);
 - ``risky-route``: contraband (narcotics, weapons, endangered species, counterfeits, solid waste)
   concealed in cover goods on known smuggling routes (origin/departure pair);
+- ``value-added-inflation`` (processing value-added goods): the value added on the island is really
+  under the duty-free threshold, but the declaration understates the imported materials so that
+  the claimed ratio passes it, mostly far above what the enterprise usually declares;
 - repeat offenders: enterprises with a high fraud propensity, a favourite pattern, often a
   complicit customs broker and shell sellers.
 
@@ -93,13 +96,24 @@ SCAN_SEEN_AS = {
 }
 SCAN_GENERIC = ("dense-object", "organic-anomaly", "concealed-compartment", "quantity-mismatch", "goods-mismatch")
 # Physical inspection: chance of finding fraud that is really there.
-INSPECTION_DETECTS = {"undervaluation": 0.8, "hs-misclassification": 0.85, "origin-laundering": 0.6, "risky-route": 0.95}
+INSPECTION_DETECTS = {"undervaluation": 0.8, "hs-misclassification": 0.85, "origin-laundering": 0.6, "risky-route": 0.95,
+                      "value-added-inflation": 0.7}  # the inspection includes the processing records
+# Processing value-added: each enterprise's typical ratio (value added / imported materials) is
+# lognormal around VA_MEDIAN; a declaration's true ratio varies around it by VA_SPREAD (log scale).
+VA_MEDIAN, VA_SIGMA, VA_SPREAD = 0.8, 0.45, 0.2
+VA_THRESHOLD = 0.30  # the duty-free threshold the planted violations cheat on (policy default)
+VA_INFLATE = 0.03  # chance that a clean processing declaration inflates its value added (offenders: + VA_INFLATE_OFFENDER)
+VA_INFLATE_OFFENDER = 0.25
+VA = 4  # pattern index of value-added-inflation
+ALL_PATTERNS = (*world.PATTERNS, "value-added-inflation")
+SCAN_BETA["value-added-inflation"] = SCAN_BETA[None]  # documents, not goods: the scanner sees nothing unusual
+SCAN_SEEN_AS["value-added-inflation"] = "goods-mismatch"
 
 DECLARATION_KEYS = (
     "schema_version", "declaration_id", "revision", "port", "enterprise_id", "declarant_id", "seller_id",
     "scenario", "hs_code", "origin_country", "departure_country", "transport_mode", "declared_value", "currency",
     "quantity", "net_mass_kg", "tax_rate", "event_time", "procedure_code", "import_type", "import_use",
-    "payment_type", "tax_type", "origin_indicator", "courier_id",
+    "payment_type", "tax_type", "origin_indicator", "courier_id", "imported_material_value", "value_added",
 )
 _ID_RE = re.compile(r"^D(\d+)-(\d+)$")
 
@@ -245,11 +259,15 @@ class PortOffice:
         self._s_import_type = np.array(("A", "B"), dtype=object)
         self._s_origin_ind = np.array(("N", "P"), dtype=object)
         self._s_couriers = np.array((*COURIERS, None), dtype=object)
-        self._s_patterns = np.array((*world.PATTERNS, None), dtype=object)
+        self._s_patterns = np.array((*ALL_PATTERNS, None), dtype=object)  # -1: None
         self._s_categories = np.array(
-            (*(world.PATTERN_CATEGORY[p] for p in world.PATTERNS[:3]), *(c.category for c in world.CONTRABAND), None),
+            (*(world.PATTERN_CATEGORY[p] for p in world.PATTERNS[:3]), *(c.category for c in world.CONTRABAND), None,
+             "value-added-overstated"),
             dtype=object,
         )
+        # Each enterprise's typical value-added ratio (its own stream: the other draws stay as they were).
+        va_rng = np.random.default_rng(np.random.SeedSequence([seed, 102]))
+        self._va_base = np.exp(np.log(VA_MEDIAN) + VA_SIGMA * va_rng.standard_normal(self.population.size))
         pop = self.population
         self._s_declarants = np.concatenate([pop.declarant_ids, pop.ids])  # self-declaring: the enterprise itself
         self._s_sellers = np.concatenate([pop.seller_ids, np.array([None], dtype=object)])
@@ -391,6 +409,13 @@ class PortOffice:
         import_type = (trusted & (rng.random(n) < 0.3)).astype(np.int64)
         import_use = np.where(rng.random(n) < 0.05, len(IMPORT_USES), rng.integers(0, len(IMPORT_USES), n))
         payment = np.where(rng.random(n) < 0.03, len(PAYMENT_TYPES), np.searchsorted(self._payment_cum, rng.random(n)))
+        imported, added, va_true = self._value_added(k, ent, scen, offender, pattern, value_decl)
+        inflate = np.flatnonzero(~np.isnan(va_true) & (pattern == VA))
+        if len(inflate):  # planted violations: the duty is owed on the whole value
+            fraud[inflate] = True
+            duty[inflate] = np.round(value_true[inflate] * true_rate[inflate] / 100.0, 2)
+            critical[inflate] = 1
+            category[inflate] = 4 + len(world.CONTRABAND)
         return {
             "ent": ent, "port": port, "mode": mode, "scen": scen, "hs_true": hs_true, "hs_decl": hs_decl,
             "origin_true": origin_true, "origin_decl": origin_decl, "departure": departure, "mass": mass,
@@ -399,7 +424,29 @@ class PortOffice:
             "critical": critical, "offender": offender, "declarant": declarant, "seller": seller, "courier": courier,
             "import_type": import_type, "import_use": import_use, "payment": payment,
             "origin_ind": claims_pref.astype(np.int64),
+            "imported": imported, "added": added, "va_true": va_true,
         }
+
+    def _value_added(self, k: int, ent: np.ndarray, scen: np.ndarray, offender: np.ndarray, pattern: np.ndarray,
+                     value_decl: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Imported materials and value added as declared, and the true ratio (NaN outside the
+        processing scenario), from a stream of their own. Plants value-added inflation: ``pattern``
+        becomes VA on the clean processing declarations that inflate it (changed in place)."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 101, k]))
+        n = len(ent)
+        pva = scen == PVA
+        true_ratio = self._va_base[ent] * np.exp(VA_SPREAD * rng.standard_normal(n))
+        inflate = pva & (pattern < 0) & (rng.random(n) < VA_INFLATE + VA_INFLATE_OFFENDER * offender)
+        cheat = rng.uniform(0.03, VA_THRESHOLD - 0.05, n)
+        # Most inflate far beyond their usual ratio; some claim just enough to pass the threshold.
+        claim = np.where(rng.random(n) < 0.7, self._va_base[ent] + rng.uniform(0.6, 2.5, n), rng.uniform(VA_THRESHOLD + 0.01, 0.5, n))
+        true_ratio = np.where(inflate, cheat, true_ratio)
+        claimed = np.where(inflate, claim, true_ratio)
+        imported = np.round(value_decl / (1.0 + claimed), 2)
+        added = np.round(value_decl - imported, 2)
+        pattern[inflate] = VA
+        nan = np.full(n, np.nan)
+        return np.where(pva, imported, nan), np.where(pva, added, nan), np.where(pva, np.round(true_ratio, 4), nan)
 
     # ------------------------------------------------------------------ columns and records
 
@@ -434,6 +481,8 @@ class PortOffice:
             "tax_type": self._s_tax_type[scen].tolist(),
             "origin_indicator": self._s_origin_ind[data["origin_ind"][sl]].tolist(),
             "courier_id": self._s_couriers[data["courier"][sl]].tolist(),
+            "imported_material_value": [None if v != v else v for v in data["imported"][sl].tolist()],
+            "value_added": [None if v != v else v for v in data["added"][sl].tolist()],
         }
 
     def _truths(self, data: dict[str, np.ndarray], lo: int, hi: int, ids: list[str]) -> list[GroundTruth]:
@@ -487,7 +536,7 @@ class PortOffice:
                 cols["departure_country"], cols["transport_mode"], cols["declared_value"], cols["currency"],
                 cols["quantity"], cols["net_mass_kg"], cols["tax_rate"], iso_times(times), cols["procedure_code"],
                 cols["import_type"], cols["import_use"], cols["payment_type"], cols["tax_type"],
-                cols["origin_indicator"], cols["courier_id"],
+                cols["origin_indicator"], cols["courier_id"], cols["imported_material_value"], cols["value_added"],
             )
             truths = self._truths(data, lo, hi, cols["declaration_id"])
             yield from zip((dict(zip(keys, row)) for row in rows), truths)
@@ -512,6 +561,7 @@ class PortOffice:
                 "critical_fraud": data["critical"][lo:hi].astype(np.int64),
                 "duty_recoverable": data["duty"][lo:hi].astype(np.float64),
                 "fraud_pattern": self._s_patterns[data["pattern"][lo:hi]],
+                "value_added_ratio_true": data["va_true"][lo:hi].astype(np.float64),
             }
             yield cols, labels
 

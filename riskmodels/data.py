@@ -2,7 +2,8 @@
 
 Everything downstream works on one polars frame in the project format: the ``schemas.Declaration``
 fields as columns (``event_time`` a UTC datetime, enums as their string values) plus the labels
-``fraud`` (0/1), ``critical_fraud`` (0/1/2, optional) and ``duty_recoverable`` (optional).
+``fraud`` (0/1), ``critical_fraud`` (0/1/2, optional), ``duty_recoverable`` (optional) and the
+simulator's ``fraud_pattern`` and ``value_added_ratio_true`` (optional).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ STRING_COLUMNS = (
     "origin_country", "departure_country", "transport_mode", "currency", "procedure_code",
     "import_type", "import_use", "payment_type", "tax_type", "origin_indicator", "courier_id",
 )
-FLOAT_COLUMNS = ("declared_value", "quantity", "net_mass_kg", "tax_rate")
+FLOAT_COLUMNS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
 REQUIRED = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "declared_value", "currency", "net_mass_kg", "tax_rate",
     "event_time",
 )
-LABELS = ("fraud", "critical_fraud", "duty_recoverable")
+# Simulated histories also carry the hidden truth the backtest counts per rule (null where absent).
+LABELS = ("fraud", "critical_fraud", "duty_recoverable", "fraud_pattern", "value_added_ratio_true")
 PROJECT_COLUMNS = ("schema_version", "revision", *STRING_COLUMNS, *FLOAT_COLUMNS, "event_time")
 
 KCS_COLUMNS = (
@@ -97,7 +99,7 @@ def _finish(df: pl.DataFrame, source: Path, need_labels: bool) -> pl.DataFrame:
         bad = ~df["fraud"].is_in([0, 1]) | df["fraud"].is_null()
         if bad.any():
             raise DataError(f"{source}: 'fraud' must be 0 or 1 ({int(bad.sum())} other values)")
-    for name in ("declared_value", "net_mass_kg", "tax_rate"):
+    for name in ("declared_value", "net_mass_kg", "tax_rate", "imported_material_value", "value_added"):
         if (df[name] < 0).any():
             raise DataError(f"{source}: column {name!r} has negative values")
     if df.height == 0:
@@ -141,6 +143,10 @@ def _project(raw: pl.DataFrame, source: Path, need_labels: bool) -> pl.DataFrame
             exprs.append(_cast_float(raw, name, source).cast(dtype, strict=False).alias(name))
         else:
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
+    exprs.append(pl.col("fraud_pattern").cast(pl.String) if "fraud_pattern" in raw.columns
+                 else pl.lit(None, dtype=pl.String).alias("fraud_pattern"))
+    exprs.append(_cast_float(raw, "value_added_ratio_true", source).alias("value_added_ratio_true")
+                 if "value_added_ratio_true" in raw.columns else pl.lit(None, dtype=pl.Float64).alias("value_added_ratio_true"))
     df = raw.select(exprs)
     bad_time = df["event_time"].is_null() & raw["event_time"].is_not_null()
     if bad_time.any():

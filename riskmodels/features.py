@@ -21,15 +21,19 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, cast
 
 import numpy as np
 import polars as pl
 
+from schemas.records import VALUE_ADDED_RATIO_CAP
+
 # Bump whenever the meaning or order of features changes: artifacts record it and loading refuses
 # a model built for other definitions. 2: amounts converted to the artifact's base currency;
-# history evidence below the artifact's minimum treated as none.
-FEATURE_VERSION = 2
+# history evidence below the artifact's minimum treated as none. 3: processing value-added ratio and
+# its deviation from the enterprise's and the HS chapter's history.
+FEATURE_VERSION = 3
 
 SEP = "\x1f"  # joins the parts of a crossed key; cannot occur in identifiers
 MIN_CATEGORY_COUNT = 3  # rarer values share code 0 with unseen ones
@@ -40,13 +44,19 @@ MIN_FX_ROWS = 200  # training rows a currency needs for a learned rate
 MIN_FX_HS_ROWS = 3  # rows per HS code in both currencies for the code to count in the comparison
 MIN_FX_CODES = 20  # HS codes shared with the anchor currency needed for a learned rate
 FX_DIGITS = 5  # significant digits kept of a learned rate
+# Value-added ratio history (processing value-added declarations): keys with fewer declarations are
+# not stored, and at most VA_MAX_KEYS enterprises (those with most declarations) are: a bounded
+# artifact. Training treats a row's earlier evidence below VA_MIN_ROWS as none, as serving will.
+VA_MIN_ROWS = 10
+VA_MAX_KEYS = 100_000
+VA_KEYS = {"enterprise": ("enterprise_id",), "hs2": ("hs2",)}
 
 STRING_FIELDS = (
     "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use",
     "payment_type", "tax_type", "origin_indicator", "courier_id",
 )
-FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate")
+FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
 _ENUM_FIELDS = frozenset({"scenario", "transport_mode"})
 
 CATEGORICAL = (
@@ -74,6 +84,7 @@ NUMERIC = (
     "tax_rate", "log_value", "log_mass", "log_quantity", "log_uv_kg", "log_uv_qty",
     "uv_kg_dev", "uv_kg_z", "uv_qty_dev", "uv_qty_z", "value_dev", "mass_dev", "tax_dev",
     "hs_ref_level", "hs6_num", "hs4_num", "origin_differs", "has_seller", "has_courier",
+    "va_ratio", "va_dev_enterprise", "va_dev_hs2", "va_enterprise_rows",
 )
 FEATURES: tuple[str, ...] = (
     *CATEGORICAL,
@@ -173,6 +184,8 @@ class History:
 
     counts: dict[str, tuple[np.ndarray, np.ndarray]]
     prior: np.ndarray
+    # Value-added ratio of earlier rows per VA_KEYS name: (rows, mean) for each row.
+    value_added: dict[str, tuple[np.ndarray, np.ndarray]] = dataclass_field(default_factory=dict)
 
 
 class FeatureState:
@@ -211,6 +224,13 @@ class FeatureState:
             rate = np.concatenate([smoothed_rate(n, s, self.prior), [self.prior, np.nan]])
             count = np.concatenate([n, [0.0, np.nan]])
             self.history[name] = ({k: i for i, k in enumerate(t["keys"])}, rate, count)
+        # Value-added ratio history: (key -> row, rows, mean), with a last slot for unseen keys (0, NaN).
+        self.value_added: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
+        for name in VA_KEYS:
+            t = data["value_added"][name]
+            self.value_added[name] = ({k: i for i, k in enumerate(t["keys"])},
+                                      np.concatenate([np.asarray(t["n"], dtype=np.float64), [0.0]]),
+                                      np.concatenate([np.asarray(t["mean"], dtype=np.float64), [np.nan]]))
 
     def to_json(self) -> dict[str, Any]:
         return self.data
@@ -366,9 +386,45 @@ def fit_state(
                .sort("k"))
         history[name] = {"keys": agg["k"].to_list(), "n": agg["n"].to_list(), "s": agg["s"].to_list()}
     prior = {"rows": labelled.height, "frauds": int(labelled["fraud"].sum())}
+    value_added: dict[str, Any] = {}
+    claims = df.select(pl.col("enterprise_id").cast(pl.String), _derived_expr("hs2").alias("hs2"), ratio_expr().alias("r"))
+    claims = claims.drop_nulls("r")
+    for name, (part,) in VA_KEYS.items():
+        agg = (claims.group_by(pl.col(part).alias("k")).agg(pl.len().alias("n"), pl.col("r").mean().alias("mean"))
+               .filter(pl.col("n") >= VA_MIN_ROWS).sort(["n", "k"], descending=[True, False]).head(VA_MAX_KEYS).sort("k"))
+        value_added[name] = {"keys": agg["k"].to_list(), "n": agg["n"].to_list(),
+                             "mean": [round(float(v), 4) for v in agg["mean"].to_list()]}
     return FeatureState({"feature_version": FEATURE_VERSION, "fx": fx_table, "vocab": vocab, "hs": hs,
                          "history": history, "history_min": {"rows": history_min_rows, "frauds": history_min_frauds},
-                         "prior": prior})
+                         "prior": prior, "value_added": value_added})
+
+
+def ratio_expr() -> pl.Expr:
+    """The polars twin of :func:`value_added_ratios` (null where the declaration has none)."""
+    imported, added = pl.col("imported_material_value"), pl.col("value_added")
+    return (pl.when(imported.is_null() | added.is_null()).then(None)
+            .when(imported <= 0).then(pl.lit(VALUE_ADDED_RATIO_CAP))
+            .otherwise(pl.min_horizontal(added / imported, pl.lit(VALUE_ADDED_RATIO_CAP))))
+
+
+def value_added_ratios(imported: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """``schemas.Declaration.value_added_ratio`` over arrays (NaN where a declaration has none)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(imported <= 0, VALUE_ADDED_RATIO_CAP, np.minimum(added / imported, VALUE_ADDED_RATIO_CAP))
+    return np.where(np.isnan(imported) | np.isnan(added), np.nan, ratio)
+
+
+def value_added_reference(cols: Columns, state: FeatureState) -> np.ndarray:
+    """Per row (enterprise mean ratio, its declarations, HS chapter mean ratio, its declarations)
+    from the artifact's statistics: NaN means, 0 rows for keys it does not hold."""
+    cols = derived(dict(cols)) if "hs2" not in cols else cols
+    out = np.empty((len(cols["hs_code"]), 4), dtype=np.float64)
+    for j, (name, (part,)) in enumerate(VA_KEYS.items()):
+        index, rows, means = state.value_added[name]
+        get, unseen = index.get, len(rows) - 1
+        idx = np.fromiter((unseen if k is None else get(k, unseen) for k in cols[part]), dtype=np.intp, count=out.shape[0])
+        out[:, 2 * j], out[:, 2 * j + 1] = means[idx], rows[idx]
+    return out
 
 
 def expanding_history(df: pl.DataFrame) -> History:
@@ -402,12 +458,47 @@ def expanding_history(df: pl.DataFrame) -> History:
         n = np.where(has_key, joined["nb"].fill_null(0).to_numpy(), np.nan).astype(np.float64)
         s = np.where(has_key, joined["sb"].fill_null(0).to_numpy(), np.nan).astype(np.float64)
         counts[name] = (n, s)
-    return History(counts, prior)
+    return History(counts, prior, _expanding_value_added(df, base))
+
+
+def _expanding_value_added(df: pl.DataFrame, base: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each row and VA_KEYS name: the declarations with a value-added ratio of the same key
+    strictly earlier in time, and their mean ratio (NaN without any)."""
+    keyed = df.select(ratio_expr().alias("r"), *(key_expr(parts).alias(name) for name, parts in VA_KEYS.items()))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in VA_KEYS:
+        frame = base.select("_row", "t").with_columns(keyed["r"].alias("r"), keyed[name].alias("k"))
+        g = (frame.drop_nulls(["r", "k"]).group_by(["k", "t"]).agg(pl.len().alias("n"), pl.col("r").sum().alias("s"))
+             .sort(["k", "t"])
+             .with_columns((pl.col("n").cum_sum().over("k") - pl.col("n")).alias("nb"),
+                           (pl.col("s").cum_sum().over("k") - pl.col("s")).alias("sb")))
+        joined = frame.join(g.select("k", "t", "nb", "sb"), on=["k", "t"], how="left").sort("_row")
+        n = joined["nb"].fill_null(0).to_numpy().astype(np.float64)
+        total = joined["sb"].fill_null(0.0).to_numpy().astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = (n, np.where(n > 0, total / n, np.nan))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # Columns -> feature matrix (the single definition)
 # --------------------------------------------------------------------------------------------
+
+def _value_added_features(cols: Columns, state: FeatureState, history: History | None) -> dict[str, np.ndarray]:
+    ratio = value_added_ratios(cols["imported_material_value"], cols["value_added"])
+    if history is not None and history.value_added:
+        ne, me = history.value_added["enterprise"]
+        nc, mc = history.value_added["hs2"]
+        # Earlier evidence below VA_MIN_ROWS counts as none: the artifact stores no such key.
+        me = np.where(ne >= VA_MIN_ROWS, me, np.nan)
+        ne = np.where(ne >= VA_MIN_ROWS, ne, 0.0)
+        mc = np.where(nc >= VA_MIN_ROWS, mc, np.nan)
+    else:
+        ref = value_added_reference(cols, state)
+        me, ne, mc = ref[:, 0], ref[:, 1], ref[:, 2]
+    return {"va_ratio": ratio, "va_dev_enterprise": ratio - me, "va_dev_hs2": ratio - mc,
+            "va_enterprise_rows": np.where(np.isnan(ratio), np.nan, ne)}
+
 
 def build_matrix(cols: Columns, state: FeatureState, history: History | None = None) -> np.ndarray:
     """Feature matrix (rows x len(FEATURES), float64). ``history=None``: look up ``state``'s statistics."""
@@ -420,7 +511,7 @@ def build_matrix(cols: Columns, state: FeatureState, history: History | None = N
         voc = state.vocab[f].get
         X[:, INDEX[f]] = [nan if v is None else voc(v, 0) for v in cols[f]]
 
-    value, qty, mass, tax = (cols[f] for f in FLOAT_FIELDS)
+    value, qty, mass, tax = (cols[f] for f in ("declared_value", "quantity", "net_mass_kg", "tax_rate"))
     fx, nan_rate = state.fx, math.nan
     if not all(c == state.fx_base for c in cols["currency"]):  # base-currency rows: value / 1.0 = value
         rate = np.fromiter((fx.get(c, nan_rate) if c is not None else nan_rate for c in cols["currency"]),
@@ -458,6 +549,7 @@ def build_matrix(cols: Columns, state: FeatureState, history: History | None = N
                                        dtype=np.float64),
             "has_seller": np.array([v is not None for v in cols["seller_id"]], dtype=np.float64),
             "has_courier": np.array([v is not None for v in cols["courier_id"]], dtype=np.float64),
+            **_value_added_features(cols, state, history),
         }
     for f in NUMERIC:
         X[:, INDEX[f]] = numeric[f]

@@ -75,7 +75,9 @@ def export_labels(inspections: Path, declarations: Path, out: Path) -> dict[str,
     labels = read_inspections(Path(inspections))
     decls = read_declarations(Path(declarations))
     joined = decls.join(labels, on="declaration_id", how="inner").with_columns(
-        pl.lit(None, dtype=pl.Int64).alias("critical_fraud")
+        pl.lit(None, dtype=pl.Int64).alias("critical_fraud"),
+        pl.lit(None, dtype=pl.String).alias("fraud_pattern"),  # the simulator's hidden truth: not in real labels
+        pl.lit(None, dtype=pl.Float64).alias("value_added_ratio_true"),
     ).select([*PROJECT_COLUMNS, *LABELS]).sort("event_time", maintain_order=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

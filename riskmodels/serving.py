@@ -30,7 +30,7 @@ import polars as pl
 from riskmodels.artifact import GENERAL, MANIFEST, Artifact, load_artifact
 from riskmodels.errors import ArtifactError
 from riskmodels.explain import contrib_reasons, reasons
-from riskmodels.features import Columns, columns_from_frame, columns_from_records
+from riskmodels.features import Columns, columns_from_frame, columns_from_records, value_added_reference
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class ScoreBatch:
     model_versions: list[str]
     shadow_scores: np.ndarray | None = None  # nan where no shadow model covers the scenario
     shadow_versions: list[str | None] | None = None
+    # Processing value-added rows: (enterprise mean ratio, rows, HS chapter mean ratio, rows) from the
+    # active artifact's statistics; None when the batch has no such declaration.
+    value_added: np.ndarray | None = None
     _cols: Columns = field(default_factory=dict, repr=False)
     _groups: list[_Group] = field(default_factory=list, repr=False)
 
@@ -138,10 +141,22 @@ def _score(snap: _Snapshot, cols: Columns) -> ScoreBatch:
         return scores, versions, groups
 
     scores, versions, groups = run(snap.active)
-    batch = ScoreBatch(scores, versions, _cols=cols, _groups=groups)
+    batch = ScoreBatch(scores, versions, _cols=cols, _groups=groups, value_added=_value_added(cols, groups))
     if snap.shadow:
         batch.shadow_scores, batch.shadow_versions, _ = run(snap.shadow)
     return batch
+
+
+def _value_added(cols: Columns, groups: list[_Group]) -> np.ndarray | None:
+    processing = np.flatnonzero(np.array([s == "processing-value-added" for s in cols["scenario"]], dtype=bool))
+    if len(processing) == 0:
+        return None
+    out = np.full((len(cols["scenario"]), 4), np.nan)
+    for g in groups:
+        rows = np.intersect1d(g.rows, processing)
+        if len(rows):
+            out[rows] = value_added_reference(_subset(cols, rows), g.artifact.state)
+    return out
 
 
 def _version_map(snap: _Snapshot) -> tuple[dict[str, str], dict[str, str]]:

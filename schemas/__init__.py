@@ -16,6 +16,7 @@ from schemas.records import (
     Declaration,
     DeclarationBatch,
     DeviceType,
+    EarlyWarning,
     GoodsItem,
     InspectionResult,
     Qualification,
@@ -26,9 +27,12 @@ from schemas.records import (
     ScanVerdict,
     Scenario,
     SelectionReason,
+    Severity,
     ShadowScore,
     Stage,
+    SubjectKind,
     TransportMode,
+    WarningSource,
 )
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "Declaration",
     "DeclarationBatch",
     "DeviceType",
+    "EarlyWarning",
     "GoodsItem",
     "InspectionResult",
     "Qualification",
@@ -57,7 +62,10 @@ __all__ = [
     "ScanVerdict",
     "Scenario",
     "SelectionReason",
+    "Severity",
     "ShadowScore",
     "Stage",
+    "SubjectKind",
     "TransportMode",
+    "WarningSource",
 ]

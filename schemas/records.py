@@ -58,6 +58,11 @@ Quantity = Annotated[float, Field(gt=0, le=1e12)]
 NetMass = Annotated[float, Field(ge=0, le=1e9, description="0 where the goods weigh less than the declared precision.")]
 TaxRate = Annotated[float, Field(ge=0, le=1000, description="Applicable duty rate in percent (ad valorem equivalents can exceed 100).")]
 Revision = Annotated[int, Field(ge=1, le=1000)]
+# Processing value-added amounts, in the declaration's currency (``value_added_ratio``).
+ProcessingAmount = Annotated[float, Field(ge=0, le=1e13)]
+# The value-added ratio of goods declared without imported materials, and the most any claim counts for:
+# a bounded number keeps model features and deviations finite.
+VALUE_ADDED_RATIO_CAP = 10.0
 
 
 class Scenario(str, enum.Enum):
@@ -138,6 +143,40 @@ class Declaration(_Record):
     courier_id: Identifier | None = None
     # Set on the declarations the worker splits off a centralised declaration (one per goods item).
     centralised_id: Identifier | None = None
+    # Processing value-added goods only (required there, refused elsewhere): the value of the
+    # imported materials in the goods and the value added by processing on the island.
+    imported_material_value: ProcessingAmount | None = None
+    value_added: ProcessingAmount | None = None
+
+    def model_post_init(self, _context: object) -> None:
+        _check_processing_values(self.scenario, self.imported_material_value, self.value_added, self.declared_value)
+
+    def value_added_ratio(self) -> float | None:
+        """Value added / imported materials (the customs definition of the processing value-added
+        rate), capped at ``VALUE_ADDED_RATIO_CAP``; the cap for goods without imported materials.
+        None for other scenarios."""
+        return value_added_ratio(self.imported_material_value, self.value_added)
+
+
+def value_added_ratio(imported: float | None, added: float | None) -> float | None:
+    if imported is None or added is None:
+        return None
+    if imported <= 0:
+        return VALUE_ADDED_RATIO_CAP
+    return min(added / imported, VALUE_ADDED_RATIO_CAP)
+
+
+def _check_processing_values(scenario: Scenario, imported: float | None, added: float | None, declared: float) -> None:
+    given = imported is not None or added is not None
+    if scenario is not Scenario.PROCESSING_VALUE_ADDED:
+        if given:
+            raise ValueError("imported_material_value and value_added belong to processing-value-added declarations only")
+        return
+    if imported is None or added is None:
+        raise ValueError("a processing-value-added declaration needs imported_material_value and value_added")
+    # Both parts are amounts of the declared goods: neither can exceed their declared value (1 % rounding allowed).
+    if imported > declared * 1.01 + 1 or added > declared * 1.01 + 1:
+        raise ValueError("imported_material_value and value_added cannot exceed the declared value")
 
 
 # The form attributes a centralised declaration's header passes on to every item's declaration.
@@ -170,6 +209,8 @@ class GoodsItem(_Strict):
     net_mass_kg: NetMass
     tax_rate: TaxRate
     seller_id: Identifier | None = None
+    imported_material_value: ProcessingAmount | None = None
+    value_added: ProcessingAmount | None = None
 
 
 class CentralisedDeclaration(_Record):
@@ -200,6 +241,8 @@ class CentralisedDeclaration(_Record):
         for before, item in zip(self.items, self.items[1:]):
             if item.item_no <= before.item_no:
                 raise ValueError(f"item_no must be unique and ascending: {item.item_no} follows {before.item_no}")
+        for item in self.items:  # refused here, as the item's own declaration would be
+            _check_processing_values(self.scenario, item.imported_material_value, item.value_added, item.declared_value)
 
     def item_declaration_id(self, item: GoodsItem) -> str:
         return f"{self.centralised_id}-{item.item_no:04d}"
@@ -424,6 +467,57 @@ class ShadowScore(_Record):
     decided_at: AwareDatetime
 
 
+class Severity(str, enum.Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class SubjectKind(str, enum.Enum):
+    """What an early warning is about."""
+
+    ENTERPRISE = "enterprise"
+    DECLARATION = "declaration"
+    SHOPPER = "shopper"
+    VEHICLE = "vehicle"
+    VESSEL = "vessel"
+    GOODS = "goods"
+
+
+class WarningSource(str, enum.Enum):
+    RULE = "rule"  # a policy rule raised it
+    MODEL = "model"  # a model (anomaly) raised it
+
+
+# Rule and model names are fixed by the code and the policy (metric labels): short, lower-case.
+RuleName = Annotated[str, StringConstraints(min_length=1, max_length=48, pattern=r"^[a-z][a-z0-9-]*$")]
+Evidence = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+WarningId = Annotated[str, StringConstraints(min_length=1, max_length=160, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+
+
+class EarlyWarning(_Record):
+    """Something analysts should look at before it becomes a finding. Topic ``warnings``; key: the
+    declaration id when it comes from a declaration (on the declaration's partition), else the subject id.
+
+    ``warning_id`` is deterministic (``{declaration_id}:{revision}:{rule}`` for a declaration's
+    warning), so a consumer deduplicates a redelivered warning by it."""
+
+    warning_id: WarningId
+    severity: Severity
+    subject_kind: SubjectKind
+    subject_id: Identifier
+    source: WarningSource
+    rule: RuleName
+    evidence: tuple[Evidence, ...] = Field(min_length=1, max_length=16)
+    event_time: AwareDatetime  # of the event that raised it (the declaration's event time)
+    raised_at: AwareDatetime
+    port: Identifier | None = None
+    scenario: Scenario | None = None
+    declaration_id: Identifier | None = None
+    revision: Revision | None = None
+    policy_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 class DeadLetter(_Record):
     """A record the pipeline could not accept, with the reason and the original bytes (base64).
 
@@ -491,6 +585,7 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "control-instruction": ControlInstruction,
     "inspection-result": InspectionResult,
     "shadow-score": ShadowScore,
+    "early-warning": EarlyWarning,
     "dead-letter": DeadLetter,
     "console-action": ConsoleAction,
 }

@@ -15,6 +15,9 @@ EVENTS_IN = Counter("customs_events_in_total", "Records consumed, by event type 
 INSTRUCTIONS = Counter(
     "customs_instructions_total", "Control instructions sent.", ["action", "stage", "port", "credit_class"]
 )
+# severity: low | medium | high; rule: a rule name fixed by the code (policy.valueadded.RULES, ...).
+WARNINGS = Counter("customs_early_warnings_total", "Early warnings raised (redeliveries not counted), by severity and rule.",
+                   ["severity", "rule"])
 DEAD_LETTERS = Counter("customs_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["topic", "reason"])
 DUPLICATES = Counter("customs_redelivered_total", "Redelivered or duplicate input, by type and outcome.", ["type", "outcome"])
 DECISION_LATENCY = Histogram(

@@ -34,6 +34,7 @@ class OutputBatch:
         # dropped with its counts, so a batch retried record by record counts each record once.
         self.counted: dict[Any, float] = {}
         self.observed: list[tuple[Any, list[float]]] = []
+        self.warned: Counter[tuple[str, str]] = Counter()  # early warnings raised: (severity, rule) counts
         # RocksDB changelog partitions written -> their table and the writes to flush once delivered
         self._on_disk: dict[tuple[str, int], tuple[Any, list[tables.Write]]] = {}
 
@@ -88,6 +89,7 @@ class OutputBatch:
         for counter, amount in other.counted.items():
             self.inc(counter, amount)
         self.observed.extend(other.observed)
+        self.warned.update(other.warned)
 
     async def send(self, app: Any) -> list[asyncio.Future]:
         """Hand every record to Faust's producer and empty the batch; returns the delivery futures

@@ -111,6 +111,7 @@ class Topology:
         self.inspection_results = self.app.topic(t(topics.INSPECTION_RESULTS), **raw)
         self.instructions_topic = t(topics.INSTRUCTIONS)
         self.shadow_topic = t(topics.SHADOW_SCORES)
+        self.warnings_topic = t(topics.WARNINGS)
         self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
         # of the key -- the same partition the gateways' records for that key use.
@@ -652,6 +653,9 @@ class Topology:
         seconds when the caller has it, saving a parse per instruction)."""
         for raw in step.emit:
             out.add(self.instructions_topic, partition, key, raw)
+        for raw in step.warnings:  # on the declaration's partition, keyed by its id like its instructions
+            out.add(self.warnings_topic, partition, key, raw)
+        out.warned.update(step.raised)
         for instruction in step.instructions:
             # Counted here, published once per micro-batch (label look-ups cost more than the rest).
             stage = instruction.stage._value_
@@ -864,6 +868,8 @@ def publish_metrics(out: OutputBatch) -> None:
         metrics.observe_many(histogram, values)
     for labels, n in out.tally.items():
         metrics.INSTRUCTIONS.labels(*labels).inc(n)
+    for (severity, rule), n in out.warned.items():
+        metrics.WARNINGS.labels(severity, rule).inc(n)
     by_stage: dict[str, list[float]] = {}
     for stage, seconds in out.latencies:
         (by_stage.get(stage) or by_stage.setdefault(stage, [])).append(max(0.0, seconds))

@@ -17,6 +17,8 @@ def declaration(**over: Any) -> Declaration:
         scenario="general-trade", hs_code="851712", origin_country="CN", departure_country="CN", transport_mode="sea",
         declared_value=12000.0, currency="CNY", quantity=100.0, net_mass_kg=50.0, tax_rate=5.0, event_time=NOW,
     )
+    if over.get("scenario") == "processing-value-added":  # a ratio of 0.5, above the default threshold
+        fields.update(imported_material_value=8000.0, value_added=4000.0)
     fields.update(over)
     return Declaration.model_validate(fields, strict=False)
 

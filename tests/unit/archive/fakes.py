@@ -204,3 +204,10 @@ def archive_all(settings: Settings, broker: FakeBroker, records: int, timeout_s:
         time.sleep(0.01)  # poll interval of a condition with a deadline
     stop.set()
     thread.join(timeout_s)
+
+
+def warning(did: str, rule: str = "value-added-implausible") -> dict[str, Any]:
+    return {"schema_version": 1, "warning_id": f"{did}:1:{rule}", "severity": "high", "subject_kind": "enterprise",
+            "subject_id": "E1", "source": "rule", "rule": rule, "evidence": ["claimed ratio 2.00", "history 0.40"],
+            "event_time": NOW_TEXT, "raised_at": NOW_TEXT, "port": "HAK-SEA", "scenario": "processing-value-added",
+            "declaration_id": did, "revision": 1, "policy_version": "p-1"}

@@ -45,6 +45,7 @@ GOOD = [
     (topics.DEAD_LETTERS, fakes.dead_letter(3), t.DEAD_LETTERS, 1),
     (topics.SHADOW_SCORES, fakes.shadow("D1"), t.SHADOW_SCORES, 1),
     (topics.CONSOLE_ACTIONS, fakes.console_action("A1"), t.CONSOLE_ACTIONS, 1),
+    (topics.WARNINGS, fakes.warning("D1"), t.WARNINGS, 1),
 ]
 
 
@@ -115,3 +116,18 @@ def test_tombstones_missing_values_and_duplicate_keys() -> None:
 def test_worker_dead_letters_keep_their_source() -> None:
     (_, row), = rows_of(topics.DEAD_LETTERS, rec(fakes.dead_letter(42)), NOW)
     assert row["origin"] == "worker" and row["source_offset"] == 42 and base64.b64decode(row["value_b64"]) == b"x"
+
+
+def test_warnings_keep_their_evidence_and_a_bad_one_is_a_dead_letter() -> None:
+    (name, row), = rows_of(topics.WARNINGS, rec(fakes.warning("D1")), NOW)
+    assert name == t.WARNINGS and list(row["evidence"]) == ["claimed ratio 2.00", "history 0.40"] and row["port"] == "HAK-SEA"
+    assert fits(t.WARNINGS, [row]).column("rule").to_pylist() == ["value-added-implausible"]
+    (name, row), = rows_of(topics.WARNINGS, rec({**fakes.warning("D2"), "severity": "urgent"}), NOW)
+    assert name == t.DEAD_LETTERS and row["reason"] == "schema-violation" and "severity" in row["error"]
+
+
+def test_processing_values_are_archived_with_the_declaration() -> None:
+    value = fakes.declaration("D1", scenario="processing-value-added", imported_material_value=8.0, value_added=2.0)
+    (name, row), = rows_of(topics.DECLARATIONS, rec(value), NOW)
+    assert name == t.DECLARATIONS and (row["imported_material_value"], row["value_added"]) == (8.0, 2.0)
+    fits(t.DECLARATIONS, [row])

@@ -72,3 +72,36 @@ def test_help_exists(capsys: pytest.CaptureFixture[str]) -> None:
             _parser().parse_args([sub, "--help"])
         assert exc.value.code == 0
         assert "usage:" in capsys.readouterr().out
+
+
+def test_history_mode_writes_its_reference_events_and_backtest_reads_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from decision.backtest import load_credit_events, load_risk_lists
+
+    out = tmp_path / "h.parquet"
+    assert _run(["simulate", "--history", "--out", str(out), "--count", "3000", "--seed", "5", "--enterprises", "1000",
+                 "--start", "2026-01-01T00:00:00Z", "--quiet"]) == 0
+    credit, lists = tmp_path / "h.credit.jsonl", tmp_path / "h.risk-lists.jsonl"
+    events = load_credit_events(credit)
+    from portsim.traffic import PortOffice
+
+    register = {e.enterprise_id for e in PortOffice(5, 1000).credit_population()}
+    assert register and register <= {e.enterprise_id for e in events}  # the whole register
+    assert events[0].event_time.isoformat() < "2026-01-01" < events[-1].event_time.isoformat()  # then changes in the period
+    assert len(load_risk_lists(lists)) == 3
+    capsys.readouterr()
+
+    from cli.main import main
+
+    def backtest(*extra: str) -> dict:
+        assert main(["backtest", "--model", "riskmodels/starter", "--data", str(out), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    with_refs, without = backtest(), backtest("--no-references")
+    # Without the register every processing and zero-tariff declaration is inspected by rule (not qualified).
+    assert without["selection_reasons"]["rule"] > 3 * with_refs["selection_reasons"].get("rule", 0)
+    assert not any(a.startswith("no credit events") for a in with_refs["assumptions"])
+    assert any(a.startswith("no credit events") for a in without["assumptions"])
+    assert set(with_refs["by_rule"]) == {"value-added-below-threshold", "value-added-implausible"}
+    assert "caught" in with_refs["by_rule"]["value-added-implausible"]  # the simulated history holds the truth

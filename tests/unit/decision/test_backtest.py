@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -150,3 +151,42 @@ def test_rows_the_schema_refuses_are_skipped_and_counted():
         pl.when(pl.col("declaration_id") == "H0").then(pl.lit("bad code")).otherwise(pl.col("hs_code")).alias("hs_code"))
     r = backtest(POLICY, frame, FixedScores())
     assert r["skipped_rows"] == 1 and r["declarations"] == 1 and r["frauds_total"] == 1
+
+
+class HistoryScores(FixedScores):
+    """Fixed scores and a value-added history of mean ratio 0.4 over 50 declarations for every row."""
+
+    def score_frame(self, df: pl.DataFrame) -> SimpleNamespace:
+        batch = super().score_frame(df)
+        batch.value_added = np.tile([0.4, 50.0, 0.5, 800.0], (df.height, 1))
+        return batch
+
+
+def test_rules_are_counted_caught_missed_and_false_alarms_against_the_hidden_truth():
+    def pva(imported: float, added: float, true_ratio: float, pattern: str | None) -> dict:
+        return {"scenario": "processing-value-added", "declared_value": imported + added,
+                "imported_material_value": imported, "value_added": added, "_true": true_ratio, "_pattern": pattern}
+    rows = [
+        pva(1000, 200, 0.2, None),  # under the threshold, declared so: duty rule caught
+        pva(1000, 500, 0.5, None),  # plausible and true: nothing
+        pva(1000, 2000, 0.1, "value-added-inflation"),  # inflated far above history: warning caught; duty rule missed
+        pva(1000, 350, 0.15, "value-added-inflation"),  # inflated just past the threshold: both rules miss it
+        pva(1000, 1500, 1.5, None),  # honestly high: the warning's false alarm
+    ]
+    frame = history([({k: v for k, v in r.items() if not k.startswith("_")}, 0.0, int(r["_pattern"] is not None)) for r in rows])
+    frame = frame.with_columns(pl.Series("value_added_ratio_true", [r["_true"] for r in rows]),
+                               pl.Series("fraud_pattern", [r["_pattern"] for r in rows], dtype=pl.String))
+    report = backtest(POLICY, frame, HistoryScores())
+    rules = report["by_rule"]
+    assert rules["value-added-below-threshold"] == {"fired": 1, "caught": 1, "missed": 2, "false_alarms": 0, "recall": round(1 / 3, 6)}
+    assert rules["value-added-implausible"] == {"fired": 2, "caught": 1, "missed": 1, "false_alarms": 1, "recall": 0.5}
+    text = format_report(report)
+    assert "rule value-added-implausible: fired 2, caught 1, missed 1, false alarms 1 (recall 50.00%)" in text
+
+
+def test_without_the_truth_a_rule_reports_only_how_often_it_fired():
+    rows = [({"scenario": "processing-value-added", "declared_value": 1100.0, "imported_material_value": 1000.0, "value_added": 100.0},
+             0.0, 0)]
+    report = backtest(POLICY, history(rows), HistoryScores())
+    assert report["by_rule"]["value-added-below-threshold"] == {"fired": 1}
+    assert "(the history holds no truth for it)" in format_report(report)

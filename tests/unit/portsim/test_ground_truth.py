@@ -8,7 +8,7 @@ import numpy as np
 
 from portsim import world
 from portsim.population import AEO, FOCUS
-from portsim.traffic import PortOffice
+from portsim.traffic import ALL_PATTERNS, PortOffice
 
 
 def _usd_unit_value(d: dict) -> float:
@@ -19,7 +19,7 @@ def test_fraud_rate_is_plausible(sample: list) -> None:
     rate = np.mean([t.fraud for _, t in sample])
     assert 0.01 < rate < 0.05
     patterns = {t.pattern for _, t in sample if t.fraud}
-    assert patterns == set(world.PATTERNS)
+    assert patterns == set(ALL_PATTERNS)
 
 
 def test_labels_are_consistent(sample: list) -> None:
@@ -27,7 +27,7 @@ def test_labels_are_consistent(sample: list) -> None:
         if not t.fraud:
             assert (t.pattern, t.category, t.duty_recoverable, t.critical) == (None, None, 0.0, 0)
         else:
-            assert t.pattern in world.PATTERNS and t.category and t.critical in (1, 2)
+            assert t.pattern in ALL_PATTERNS and t.category and t.critical in (1, 2)
             assert t.duty_recoverable >= 0
             if t.critical == 2:
                 assert t.category in ("narcotics", "weapons")
@@ -102,3 +102,18 @@ def test_truth_for_regenerates_from_the_id(office: PortOffice, sample: list) -> 
     other = PortOffice(seed=7)
     d, t = sample[98_765]
     assert other.truth_for(d["declaration_id"]) == t
+
+
+def test_value_added_inflation_claims_pass_the_threshold_it_truly_misses(sample: list) -> None:
+    inflated = [(d, t) for d, t in sample if t.pattern == "value-added-inflation"]
+    processing = [(d, t) for d, t in sample if d["scenario"] == "processing-value-added"]
+    assert inflated and len(inflated) < 0.2 * len(processing)
+    for d, t in inflated:
+        assert d["value_added"] / d["imported_material_value"] > 0.30  # the claim passes
+        assert t.category == "value-added-overstated" and t.duty_recoverable >= 0
+    assert np.mean([t.duty_recoverable > 0 for _, t in inflated]) > 0.5  # goods at a 0 % rate owe nothing
+    for d, _ in sample:  # the amounts come with the processing scenario only, and add up to the declared value
+        if d["scenario"] == "processing-value-added":
+            assert abs(d["imported_material_value"] + d["value_added"] - d["declared_value"]) < 0.02
+        else:
+            assert d["imported_material_value"] is None and d["value_added"] is None

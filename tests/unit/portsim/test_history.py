@@ -12,7 +12,8 @@ from portsim.history import write_history
 from portsim.traffic import PortOffice
 from schemas import Declaration
 
-LABELS = {"fraud": pl.Int64, "critical_fraud": pl.Int64, "duty_recoverable": pl.Float64, "fraud_pattern": pl.String}
+LABELS = {"fraud": pl.Int64, "critical_fraud": pl.Int64, "duty_recoverable": pl.Float64, "fraud_pattern": pl.String,
+          "value_added_ratio_true": pl.Float64}
 
 
 def test_columns_and_dtypes(tmp_path: Path, small_office: PortOffice) -> None:

@@ -19,6 +19,7 @@ from riskmodels.features import (
     FEATURES,
     HISTORY_KEYS,
     INDEX,
+    VA_MIN_ROWS,
     FxTable,
     History,
     build_matrix,
@@ -240,3 +241,53 @@ def test_history_minimum_is_the_same_rule_in_training_and_serving(synth_split) -
     X = build_matrix(columns_from_frame(one), state, hist)
     np.testing.assert_array_equal(X[:, INDEX["importer_count"]], [0, 0, 0, 5, 1, np.nan])
     assert X[1, INDEX["importer_fraud_rate"]] == X[0, INDEX["importer_fraud_rate"]]  # both "no evidence"
+
+
+def test_value_added_history_uses_only_strictly_earlier_claims(synth) -> None:
+    df = synth.head(3000).with_columns(pl.col("event_time").dt.truncate("5m"))  # ties: rows of one instant do not see each other
+    hist = expanding_history(df)
+    n, mean = hist.value_added["enterprise"]
+    rows = df.select("enterprise_id", "event_time", "scenario", "imported_material_value", "value_added").rows()
+    ratios = [None if imp is None else min(add / imp, 10.0) if imp > 0 else 10.0 for *_, imp, add in rows]
+    checked = 0
+    for i, (ent, t, *_rest) in enumerate(rows):
+        if ratios[i] is None:
+            continue  # no claim: its value-added features are NaN whatever the history
+        earlier = [r for (e, u, *_), r in zip(rows, ratios) if e == ent and u < t and r is not None]
+        assert n[i] == len(earlier)
+        if earlier:
+            assert mean[i] == pytest.approx(sum(earlier) / len(earlier))
+            checked += 1
+        else:
+            assert math.isnan(mean[i])
+    assert checked > 10
+
+
+def test_value_added_features_compare_the_claim_with_the_history(synth_split) -> None:
+    train, valid = synth_split
+    state = fit_state(train, fx=simulator_fx())
+    pva = valid.filter(pl.col("scenario") == "processing-value-added")
+    X = build_matrix(columns_from_frame(pva), state)
+    decls = declarations_from_frame(pva)
+    ratio = np.array([d.value_added_ratio() for d in decls])
+    np.testing.assert_allclose(X[:, INDEX["va_ratio"]], ratio)
+    stats = train.filter(pl.col("scenario") == "processing-value-added").with_columns(
+        (pl.col("value_added") / pl.col("imported_material_value")).clip(upper_bound=10.0).alias("r"))
+    by_ent = {e: (n, m) for e, n, m in stats.group_by("enterprise_id").agg(pl.len(), pl.col("r").mean()).rows()}
+    by_chapter = {c: (n, m) for c, n, m in stats.group_by(pl.col("hs_code").str.slice(0, 2)).agg(pl.len(), pl.col("r").mean()).rows()}
+    chapters = 0
+    for i, d in enumerate(decls):
+        n, m = by_chapter.get(d.hs_code[:2], (0, None))
+        if n >= VA_MIN_ROWS:
+            assert X[i, INDEX["va_dev_hs2"]] == pytest.approx(ratio[i] - m, abs=1e-4)
+            chapters += 1
+    assert chapters > 20
+    for i, d in enumerate(decls):
+        n, m = by_ent.get(d.enterprise_id, (0, None))
+        if n >= VA_MIN_ROWS:  # stored keys only
+            assert X[i, INDEX["va_dev_enterprise"]] == pytest.approx(ratio[i] - m, abs=1e-4)
+            assert X[i, INDEX["va_enterprise_rows"]] == n
+        else:
+            assert math.isnan(X[i, INDEX["va_dev_enterprise"]]) and X[i, INDEX["va_enterprise_rows"]] == 0
+    others = build_matrix(columns_from_frame(valid.filter(pl.col("scenario") != "processing-value-added").head(50)), state)
+    assert np.isnan(others[:, [INDEX[f] for f in ("va_ratio", "va_dev_enterprise", "va_dev_hs2", "va_enterprise_rows")]]).all()

@@ -34,7 +34,7 @@ def test_scenario_models_and_progress(tmp_path, synth_split) -> None:
     result = train_frames(synth_split[0], synth_split[1], tmp_path / "m", TINY, progress=lines.append)
     models = json.loads((tmp_path / "m" / "manifest.json").read_text())["models"]
     # Scenarios with enough rows and frauds get their own model; small ones are covered by the general model.
-    assert set(models) == {"general", "general-trade", "zero-tariff"}
+    assert set(models) == {"general", "general-trade", "zero-tariff", "processing-value-added"}  # planted value-added frauds
     assert any("[zero-tariff] training on" in line for line in lines)
     assert any("tree" in line for line in lines) and any("wrote" in line for line in lines)
     assert any("amounts in USD" in line for line in lines)
