@@ -10,25 +10,26 @@ import pytest
 import yaml
 
 from console import metrics
-from tests.unit.deploy.test_deploy import PROMETHEUS, SUFFIXES, TARGET_LABELS, _strip, promql_grouping_labels, promql_selectors, promtool
+from tests.unit.deploy.test_deploy import (
+    PROMETHEUS,
+    TARGET_LABELS,
+    _strip,
+    alert_rules,
+    metric_catalogue,
+    promql_grouping_labels,
+    promql_selectors,
+    promtool,
+)
 
 RULES = PROMETHEUS / "console-alerts.yml"
 
 
 def label_names() -> dict[str, tuple[str, set[str]]]:
-    out: dict[str, tuple[str, set[str]]] = {}
-    for obj in vars(metrics).values():
-        names = getattr(obj, "_labelnames", None)
-        if names is None or not hasattr(obj, "describe"):
-            continue
-        for family in obj.describe():
-            for suffix in SUFFIXES[family.type]:
-                out[family.name + suffix] = (family.type, set(names) | ({"le"} if family.type == "histogram" else set()))
-    return out
+    return metric_catalogue(metrics)
 
 
 def rules() -> list[dict[str, Any]]:
-    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    return alert_rules(RULES)
 
 
 def test_metric_names_follow_the_conventions() -> None:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -63,10 +64,11 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def metric_catalogue() -> dict[str, tuple[str, set[str]]]:
-    """Exposed series name -> (metric type, label names) for every metric object in streams.metrics."""
+def metric_catalogue(module: ModuleType = metrics) -> dict[str, tuple[str, set[str]]]:
+    """Exposed series name -> (metric type, label names) for every metric object in ``module``
+    (the worker's ``streams.metrics`` by default; the archive's and the console's have their own)."""
     series: dict[str, tuple[str, set[str]]] = {}
-    for obj in vars(metrics).values():
+    for obj in vars(module).values():
         if not isinstance(obj, MetricWrapperBase):
             continue
         for family in obj.describe():
@@ -85,8 +87,8 @@ def recording_rules() -> dict[str, str]:
     return {r["record"]: r["expr"] for g in load_yaml(PROMETHEUS / "rules.yml")["groups"] for r in g["rules"]}
 
 
-def alert_rules() -> list[dict[str, Any]]:
-    return [r for g in load_yaml(PROMETHEUS / "alerts.yml")["groups"] for r in g["rules"]]
+def alert_rules(path: Path = PROMETHEUS / "alerts.yml") -> list[dict[str, Any]]:
+    return [r for g in load_yaml(path)["groups"] for r in g["rules"]]
 
 
 def dashboard() -> dict[str, Any]:
