@@ -16,7 +16,7 @@ from decision.services import Services
 from schemas import EarlyWarning
 from schemas.partitioning import partition_for
 from streams.testing import TopologyDriver
-from streams.topology import _publish_instruction_metrics
+from streams.topology import publish_metrics
 from tests.unit.streams.helpers import FixedScorer, decl, policy
 
 
@@ -63,11 +63,11 @@ def test_a_redelivered_declaration_re_emits_the_same_warning_bytes_and_counts_on
     handle = driver.topology.handle_declarations_and_scans
     event = driver._event(topics.DECLARATIONS, b"P1", processing("P1", 1000.0, 2000.0), None)
     first = handle([event])
-    _publish_instruction_metrics(first)  # what the agent does with every micro-batch
+    publish_metrics(first)  # what the agent does with every micro-batch
     assert warned("value-added-implausible") == before + 1
     driver.advance(5)  # another clock reading: the stored bytes, not a new decision
     again = handle([event])
-    _publish_instruction_metrics(again)
+    publish_metrics(again)
     name = driver.settings.topic(topics.WARNINGS)
     assert [v for t, _, _, v in first.records() if t == name] == [v for t, _, _, v in again.records() if t == name]
     assert len([v for t, _, _, v in again.records() if t == name]) == 1
