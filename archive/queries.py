@@ -14,14 +14,18 @@ their ids (the topics deliver at least once; the archive keeps every record it r
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
+from deltalake import DeltaTable
 
 from archive import tables as t
 from archive.location import ArchiveLocation, LocationLike, as_location, from_settings
+from archive.opened import REFRESH_S, OpenTables
 from common.timefmt import utc_iso
 
 PROVENANCE_COLUMNS = [name for name, _ in t.PROVENANCE]
@@ -59,6 +63,35 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _schema(table: str) -> pl.Schema:
+    return pl.Schema(pl.DataFrame(t.SPECS[table].schema.empty_table()).schema)
+
+
+# What a declaration's history holds: key -> (table, order, unique by).
+HISTORY: dict[str, tuple[str, list[str], str | None]] = {
+    "declarations": (t.DECLARATIONS, ["revision"], None),
+    "centralised_items": (t.CENTRALISED_ITEMS, ["revision"], None),
+    "instructions": (t.INSTRUCTIONS, ["revision", "decided_at"], "instruction_id"),
+    "scans": (t.SCANS, ["revision", "event_time"], "scan_id"),
+    "inspection_results": (t.INSPECTION_RESULTS, ["revision", "inspected_at"], "instruction_id"),
+}
+# Records dated up to this long before the hinted day are still read (clocks of gateways and
+# scanners differ; a record near midnight falls on the day before).
+HINT_MARGIN = timedelta(days=1)
+
+
+def history_window(day: date, port: str | None) -> pl.Expr:
+    """The partitions a history hinted with ``day`` and ``port`` reads: that port's, from the day before on."""
+    window = pl.col("day") >= day - HINT_MARGIN
+    return window & (pl.col("port") == port) if port is not None else window
+
+
+def holds_first_revision(doc: dict[str, Any]) -> bool:
+    """Whether a history read holds the declaration's first revision (then every later record is in the same window)."""
+    return any(r["revision"] == 1 for r in (*doc["declarations"], *doc["centralised_items"]))
+
+
 def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return [{k: _json_ready(v) for k, v in row.items()} for row in frame.to_dicts()]
 
@@ -92,41 +125,73 @@ def _n_unique(frame: pl.DataFrame, column: str) -> int:
 
 
 class Archive:
-    """The archive's tables, read with polars (a table that does not exist reads as empty)."""
+    """The archive's tables, read with polars (a table that does not exist reads as empty). The
+    tables stay open between queries and are refreshed at most every ``refresh_s`` seconds
+    (:mod:`archive.opened`): keep one ``Archive`` for many queries."""
 
-    def __init__(self, archive_dir: LocationLike | None = None) -> None:
+    def __init__(self, archive_dir: LocationLike | None = None, refresh_s: float = REFRESH_S) -> None:
         self.location = _location(archive_dir)
+        self.tables = OpenTables(self.location, refresh_s)
+        self._pins: dict[str, DeltaTable | None] | None = None
 
     @property
     def dir(self) -> ArchiveLocation:
         return self.location
 
+    def pinned(self, names: tuple[str, ...]) -> Archive:
+        """This archive with ``names`` held at their current versions (for answers whose parts must agree)."""
+        view = copy.copy(self)
+        view._pins = self.tables.pinned(names)
+        return view
+
+    def table(self, name: str) -> DeltaTable | None:
+        if self._pins is not None and name in self._pins:
+            return self._pins[name]
+        return self.tables.get(name)
+
     def exists(self) -> bool:
-        return t.table_exists(self.location, t.INSTRUCTIONS)
+        return self.table(t.INSTRUCTIONS) is not None
 
     def scan(self, table: str) -> pl.LazyFrame:
-        if not t.table_exists(self.location, table):
-            return pl.LazyFrame(schema=pl.Schema(pl.DataFrame(t.SPECS[table].schema.empty_table()).schema))
-        return pl.scan_delta(self.location.table(table), storage_options=self.location.options())
+        """The table's rows; columns the table's schema gained after older releases wrote it read as nulls."""
+        schema = _schema(table)
+        dt = self.table(table)
+        if dt is None:
+            return pl.LazyFrame(schema=schema)
+        present = {field.name for field in dt.schema().fields}
+        frame = pl.scan_delta(dt)
+        missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.items() if name not in present]
+        return frame.with_columns(missing) if missing else frame
 
     def positions(self, table: str, topic: str, partitions: Iterable[int]) -> dict[int, int | None]:
         """The next offset of each partition of ``topic`` (full name) that ``table`` does not hold yet."""
-        dt = t.open_table(self.location, table)
+        dt = self.table(table)
         return {p: (dt.transaction_version(t.app_id(topic, p)) if dt is not None else None) for p in partitions}
 
-    def history(self, declaration_id: str) -> dict[str, Any]:
-        """Everything the archive holds about one declaration (the tables are scanned concurrently)."""
-        wanted = {  # key -> (table, order, unique)
-            "declarations": (t.DECLARATIONS, ["revision"], None),
-            "centralised_items": (t.CENTRALISED_ITEMS, ["revision"], None),
-            "instructions": (t.INSTRUCTIONS, ["revision", "decided_at"], "instruction_id"),
-            "scans": (t.SCANS, ["revision", "event_time"], "scan_id"),
-            "inspection_results": (t.INSPECTION_RESULTS, ["revision", "inspected_at"], "instruction_id"),
-        }
-        frames = pl.collect_all([self.scan(table).filter(pl.col("declaration_id") == declaration_id).sort(
-            [*order, "kafka_partition", "kafka_offset", "item_index"]) for table, order, _ in wanted.values()])
+    def history(self, declaration_id: str, day: date | None = None, port: str | None = None) -> dict[str, Any]:
+        """Everything the archive holds about one declaration (the tables are scanned concurrently).
+
+        ``day`` (and ``port``), when the caller knows them (the day of an instruction's event time
+        and its port), narrow the scan to the partitions of that port from the day before on: a
+        declaration's records all follow its first revision. When those partitions do not hold
+        the declaration's first revision the hint was wrong (or named a later revision) and every
+        partition is scanned. ``scanned`` says which: "hinted", "full" or "full-after-hint"."""
+        if day is not None:
+            doc = self._history(declaration_id, history_window(day, port))
+            if holds_first_revision(doc):
+                return {**doc, "scanned": "hinted"}
+            return {**self._history(declaration_id, None), "scanned": "full-after-hint"}
+        return {**self._history(declaration_id, None), "scanned": "full"}
+
+    def _history(self, declaration_id: str, window: pl.Expr | None) -> dict[str, Any]:
+        def rows_of(table: str) -> pl.LazyFrame:
+            frame = self.scan(table)
+            return frame.filter(window) if window is not None else frame
+
+        frames = pl.collect_all([rows_of(table).filter(pl.col("declaration_id") == declaration_id).sort(
+            [*order, "kafka_partition", "kafka_offset", "item_index"]) for table, order, _ in HISTORY.values()])
         doc: dict[str, Any] = {"declaration_id": declaration_id}
-        for (key, (_, _, unique)), frame in zip(wanted.items(), frames):
+        for (key, (_, _, unique)), frame in zip(HISTORY.items(), frames):
             if unique is not None:
                 frame = frame.unique(subset=unique, keep="first", maintain_order=True)
             doc[key] = _rows(frame.drop(["day"]))
@@ -221,9 +286,11 @@ class Archive:
         return decls, results
 
 
-def history(declaration_id: str, archive_dir: LocationLike | None = None) -> dict[str, Any]:
-    """Every revision, instruction, scan and inspection result of one declaration in the archive."""
-    return Archive(archive_dir).history(declaration_id)
+def history(declaration_id: str, archive_dir: LocationLike | None = None, day: date | None = None,
+            port: str | None = None) -> dict[str, Any]:
+    """Every revision, instruction, scan and inspection result of one declaration in the archive
+    (``day``/``port``: a hint that narrows the scan, see :meth:`Archive.history`)."""
+    return Archive(archive_dir).history(declaration_id, day, port)
 
 
 def report(day_from: date, day_to: date, port: str | None = None, archive_dir: LocationLike | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake import Field as DeltaField
 
 from archive.location import LocationLike, as_location
 from clients import topics
@@ -108,6 +109,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(INSPECTION_RESULTS, "What the inspection stations found (day: inspection time).", (
         ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("station_id", STR),
         ("found", BOOL), ("category", STR), ("duty_recovered", F64), ("inspected_at", TS), ("schema_version", I32),
+        ("note", STR), ("recorded_by", STR),  # added after the first release: add_missing_columns
     )),
     _spec(CREDIT_EVENTS, "Enterprise credit and lifecycle events.", (
         ("event_id", STR), ("enterprise_id", STR), ("event_type", STR), ("credit_class", STR), ("qualification", STR),
@@ -185,8 +187,24 @@ def ensure_tables(location: LocationLike) -> dict[str, DeltaTable]:
         if not DeltaTable.is_deltatable(uri, storage_options=options):
             DeltaTable.create(uri, schema=spec.schema, partition_by=list(spec.partition_by), mode="ignore",
                               name=name, description=spec.what, storage_options=options)
-        tables[name] = DeltaTable(uri, storage_options=options)
+        tables[name] = add_missing_columns(DeltaTable(uri, storage_options=options), spec)
     return tables
+
+
+def add_missing_columns(table: DeltaTable, spec: TableSpec) -> DeltaTable:
+    """Give a table written by an older release the columns its schema has gained since (nullable;
+    the rows already written read them as null). Safe to race: a column another process has just
+    added is not added again."""
+    present = {field.name for field in table.schema().fields}
+    missing = [DeltaField.from_arrow(field) for field in spec.schema if field.name not in present]
+    if missing:
+        try:
+            table.alter.add_columns(missing)
+        except Exception:  # another sink added them first: re-read and check
+            table.update_incremental()
+            if any(field.name not in {f.name for f in table.schema().fields} for field in missing):
+                raise
+    return table
 
 
 def table_exists(location: LocationLike, name: str) -> bool:

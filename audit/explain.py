@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from typing import Any
 
 import orjson
@@ -166,29 +166,32 @@ TAIL_TIMEOUT_WITH_ARCHIVE_S = 5.0
 
 
 def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive_dir: Any = None,
-            use_archive: bool = True, use_topics: bool = True) -> tuple[dict[str, Any], list[str]]:
+            use_archive: bool = True, use_topics: bool = True, archive: Any = None, day: date | None = None,
+            port: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """The explanation document and notes for the user (what was not read, and why).
 
-    The archive (``archive_dir``: a directory or an object-store URI; default the settings' archive
+    The archive (``archive``: an :class:`archive.queries.Archive` kept open by the caller, else one
+    opened on ``archive_dir``, a directory or an object-store URI, default the settings' archive
     location with its storage options) answers first; the topics are read from the
-    positions the archive holds, so only the records it has not caught up with are read. Raises when
+    positions the archive holds, so only the records it has not caught up with are read. ``day``
+    and ``port`` hint where the archive holds the declaration (see ``Archive.history``). Raises when
     neither source could be read, or when the topics could not be read and the archive knows nothing
     of the declaration."""
     from archive.location import from_settings
-    from archive.queries import Archive  # polars loads only when explain runs
+    from archive.queries import HISTORY, Archive  # polars loads only when explain runs
 
     notes: list[str] = []
     history: dict[str, Any] | None = None
     starts: dict[str, dict[int, int | None]] | None = None
     if use_archive:
-        store = Archive(from_settings(settings, archive_dir))
+        opened = archive if archive is not None else Archive(from_settings(settings, archive_dir))
+        # The positions and the history come from the same table versions: positions newer than the
+        # rows read would skip the records in between on the topics.
+        store = opened.pinned(tuple(table for table, _, _ in HISTORY.values()))
         if store.exists():
-            # The tables' positions (each a Delta log read) load on threads while the history is scanned.
-            with ThreadPoolExecutor(max_workers=len(ARCHIVE_TABLES)) as pool:
-                positions = {logical: pool.submit(store.positions, table, settings.topic(logical), range(settings.partitions))
-                             for logical, table in ARCHIVE_TABLES.items()}
-                history = store.history(declaration_id)
-                starts = {logical: future.result() for logical, future in positions.items()}
+            starts = {logical: store.positions(table, settings.topic(logical), range(settings.partitions))
+                      for logical, table in ARCHIVE_TABLES.items()}
+            history = store.history(declaration_id, day, port)
         else:
             notes.append(f"no archive in {store.dir}: read the topics only")
     known = bool(history and (history["declarations"] or history["instructions"] or history["centralised_items"]))
@@ -207,7 +210,7 @@ def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive
     doc["scans"] = _unique([*history["scans"], *tail[topics.SCANS]], "scan_id", SCAN_FIELDS)
     doc["inspection_results"] = _unique([*history["inspection_results"], *tail[topics.INSPECTION_RESULTS]], "instruction_id",
                                         INSPECTION_FIELDS)
-    doc["sources"] = {"archive": starts is not None,
+    doc["sources"] = {"archive": starts is not None, "archive_scan": history.get("scanned"),
                       "archived_instructions": len(history["instructions"]), "topic_instructions": len(tail[topics.INSTRUCTIONS])}
     return doc, notes
 
@@ -217,7 +220,8 @@ DECLARATION_FIELDS = ("revision", "source", "batch_id", "centralised_id", "port"
                       "tax_rate", "event_time")
 SCAN_FIELDS = ("scan_id", "revision", "port", "device_id", "device_type", "verdict", "anomaly_score", "suspected_categories",
                "event_time")
-INSPECTION_FIELDS = ("instruction_id", "revision", "port", "station_id", "found", "category", "duty_recovered", "inspected_at")
+INSPECTION_FIELDS = ("instruction_id", "revision", "port", "station_id", "found", "category", "duty_recovered", "inspected_at",
+                     "note", "recorded_by")
 
 
 def _unique(records: Iterable[dict[str, Any]], key: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -243,5 +247,8 @@ def format_history(doc: dict[str, Any]) -> str:
                      f"anomaly {_score(s['anomaly_score'])}  suspected: {cats}  at {s['event_time']}")
     for i in doc.get("inspection_results", []):
         what = f"found {i['category'] or 'something'}, duty recovered {i['duty_recovered']}" if i["found"] else "nothing found"
-        lines.append(f"inspection {i['instruction_id']} at station {i['station_id']}: {what}  at {i['inspected_at']}")
+        by = f" recorded by {i['recorded_by']}" if i.get("recorded_by") else ""
+        lines.append(f"inspection {i['instruction_id']} at station {i['station_id']}{by}: {what}  at {i['inspected_at']}")
+        if i.get("note"):
+            lines.append(f"  note: {i['note']}")
     return "\n".join(lines)

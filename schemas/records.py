@@ -50,6 +50,9 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 HsCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}([0-9]{2}){0,2}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9]+$")]
+# Free text written by a person (an officer's note on an inspection): bounded, surrounding blanks dropped.
+NOTE_MAX = 500
+NoteText = Annotated[str, StringConstraints(min_length=1, max_length=NOTE_MAX, strip_whitespace=True)]
 # A centralised declaration's id leaves room for the "-NNNN" item suffix of its items' declaration ids.
 CentralisedId = Annotated[str, StringConstraints(min_length=1, max_length=59, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
 # Goods fields shared by a declaration and a centralised declaration's goods item.
@@ -441,6 +444,10 @@ class InspectionResult(_Record):
     category: ShortText | None = None
     duty_recovered: float = Field(default=0.0, ge=0, le=1e13)
     inspected_at: EventTime
+    note: NoteText | None = None
+    # The console user who recorded the result (set from the login, never from the form); a station
+    # that records results itself leaves it empty or names itself.
+    recorded_by: Identifier | None = None
 
 
 class ShadowScore(_Record):
