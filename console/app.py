@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,22 @@ def port_register(settings: Settings) -> list[str]:
     return sorted(load_policy(settings.policy_file).ports)
 
 
-History = Callable[[str], tuple[dict[str, Any], list[str]]]
+# A declaration's history: (declaration id, day hint, port hint) -> (document, notes for the reader).
+History = Callable[[str, date | None, str | None], tuple[dict[str, Any], list[str]]]
 
 
 def archive_history(settings: Settings) -> History:
-    """A declaration's history as ``riskctl explain`` gives it: the archive, then the topics' records it lacks."""
-    def history(declaration_id: str) -> tuple[dict[str, Any], list[str]]:
+    """A declaration's history as ``riskctl explain`` gives it: the archive, then the topics' records
+    it lacks. The archive's tables stay open for the next page (refreshed every few seconds)."""
+    from archive.location import from_settings
+    from archive.queries import Archive
+
+    archive = Archive(from_settings(settings))
+
+    def history(declaration_id: str, day: date | None = None, port: str | None = None) -> tuple[dict[str, Any], list[str]]:
         from audit.explain import explain
 
-        return explain(settings, declaration_id, timeout_s=10.0)
+        return explain(settings, declaration_id, timeout_s=10.0, archive=archive, day=day, port=port)
     return history
 
 

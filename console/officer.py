@@ -6,10 +6,11 @@ import asyncio
 import threading
 import zlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
@@ -21,13 +22,14 @@ from console.app import History, page, templates
 from console.live import Feed, QueueItem
 from console.publish import PublishError, action_record, console_action, record_of
 from console.users import Role, User
-from schemas import ConsoleActionKind, ConsoleRole, InspectionResult
+from schemas import ConsoleActionKind, ConsoleRole, ControlInstruction, InspectionResult
+from schemas.records import NOTE_MAX
 
 router = APIRouter()
 
 SSE_INTERVAL_S = 0.1  # how often a live page's ports are checked for changes
 SSE_KEEPALIVE_S = 15.0
-MAX_NOTE = 1000
+MAX_NOTE = NOTE_MAX
 # One lock per instruction id (striped: bounded, and the same id always takes the same lock), so that
 # a double click or a retried POST records once.
 _LOCKS = [threading.Lock() for _ in range(256)]
@@ -96,16 +98,44 @@ async def queue_events(request: Request, user: Annotated[User, Depends(current_u
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _history(request: Request, declaration_id: str) -> dict[str, Any]:
+def _history(request: Request, declaration_id: str, hint: Hint | None = None) -> dict[str, Any]:
     if not 0 < len(declaration_id) <= 64:
         raise HTTPException(404, "no such declaration")
     history: History = request.app.state.history
+    day, port = hint or (None, None)
     try:
-        doc, notes = history(declaration_id)
+        doc, notes = history(declaration_id, day, port)
     except Exception as exc:  # noqa: BLE001 - the archive and the topics both failed: say so on the page
         raise HTTPException(503, f"the declaration's history cannot be read now: {' '.join(str(exc).split())[:300]}") from None
     doc["notes"] = notes
     return doc
+
+
+# Where the archive holds a declaration, as the queue knows it: its instruction's event day and port.
+Hint = tuple[date | None, str | None]
+
+
+def history_hint(request: Request, day: str | None, port: str | None) -> Hint:
+    """The ``day``/``port`` query parameters of a history link, checked (a malformed one is an error, not ignored)."""
+    when: date | None = None
+    if day:
+        try:
+            when = date.fromisoformat(day) if len(day) == 10 else None
+        except ValueError:
+            when = None
+        if when is None:
+            raise HTTPException(400, "day: a date as YYYY-MM-DD")
+    if port and port not in request.app.state.ports:
+        raise HTTPException(400, f"port: no port {port[:64]} in the port register")
+    return when, port or None
+
+
+def history_query(instruction: ControlInstruction) -> str:
+    """The query string of a link to the instruction's declaration history: its event day (UTC) and port."""
+    return "?" + urlencode({"day": instruction.event_time.astimezone(UTC).date().isoformat(), "port": instruction.port})
+
+
+templates.env.filters["history_query"] = history_query
 
 
 def _ports_of(doc: dict[str, Any], open_item: QueueItem | None) -> set[str]:
@@ -126,9 +156,10 @@ def _resultable(doc: dict[str, Any], open_item: QueueItem | None, feed: Feed) ->
 
 
 def _declaration_page(request: Request, user: User, declaration_id: str, form: dict[str, Any] | None = None,
-                      errors: dict[str, str] | None = None, message: str | None = None, status_code: int = 200) -> Response:
+                      errors: dict[str, str] | None = None, message: str | None = None, status_code: int = 200,
+                      hint: Hint | None = None) -> Response:
     feed: Feed = request.app.state.feed
-    doc = _history(request, declaration_id)
+    doc = _history(request, declaration_id, hint)
     open_item = feed.find_open(declaration_id)
     ports = _ports_of(doc, open_item)
     if not ports:
@@ -140,8 +171,14 @@ def _declaration_page(request: Request, user: User, declaration_id: str, form: d
     return page(request, "declaration.html", {
         "doc": doc, "declaration_id": declaration_id, "open_item": open_item, "target": target, "can_record": can_record,
         "form": form or {"found": "", "category": "", "duty_recovered": "0", "note": ""}, "errors": errors or {},
-        "message": message or request.query_params.get("message"),
+        "message": message or request.query_params.get("message"), "hint": _hint_query(hint), "note_max": MAX_NOTE,
     }, status_code=status_code)
+
+
+def _hint_query(hint: Hint | None) -> str:
+    day, port = hint or (None, None)
+    pairs = {k: v for k, v in (("day", day.isoformat() if day else None), ("port", port)) if v}
+    return "?" + urlencode(pairs) if pairs else ""
 
 
 @router.get("/declarations/")
@@ -152,14 +189,16 @@ def goto_declaration(user: Annotated[User, Depends(current_user)], id: str = "")
 
 
 @router.get("/declarations/{declaration_id}")
-def declaration(request: Request, declaration_id: str, user: Annotated[User, Depends(current_user)]) -> Response:
-    return _declaration_page(request, user, declaration_id)
+def declaration(request: Request, declaration_id: str, user: Annotated[User, Depends(current_user)],
+                day: Annotated[str | None, Query(max_length=32)] = None,
+                port: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    return _declaration_page(request, user, declaration_id, hint=history_hint(request, day, port))
 
 
 def validate_result(declaration_id: str, instruction: dict[str, Any], station_id: str, found: str, category: str, duty: str,
-                    note: str) -> tuple[InspectionResult | None, dict[str, str]]:
+                    note: str, recorded_by: str | None = None) -> tuple[InspectionResult | None, dict[str, str]]:
     """The result the form describes, or the errors to show beside its fields (validated by the
-    topic's own schema, InspectionResult)."""
+    topic's own schema, InspectionResult). ``recorded_by`` is the logged-in user, never a form field."""
     errors: dict[str, str] = {}
     if found not in ("yes", "no"):
         errors["found"] = "say whether anything was found"
@@ -179,11 +218,12 @@ def validate_result(declaration_id: str, instruction: dict[str, Any], station_id
         result = InspectionResult(
             instruction_id=str(instruction["instruction_id"]), declaration_id=declaration_id,
             revision=int(instruction["revision"]), port=str(instruction["port"]), station_id=station_id,
-            found=found == "yes", category=category or None, duty_recovered=duty_value, inspected_at=datetime.now(UTC))
+            found=found == "yes", category=category or None, duty_recovered=duty_value, inspected_at=datetime.now(UTC),
+            note=note.strip() or None, recorded_by=recorded_by)
     except ValidationError as exc:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "found"
-            errors[field if field in ("category", "duty_recovered") else "found"] = err["msg"]
+            errors[field if field in ("category", "duty_recovered", "note") else "found"] = err["msg"]
         return None, errors
     return result, {}
 
@@ -194,8 +234,11 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
                   found: Annotated[str, Form(max_length=8)] = "",
                   category: Annotated[str, Form(max_length=512)] = "",
                   duty_recovered: Annotated[str, Form(max_length=64)] = "0",
-                  note: Annotated[str, Form(max_length=4000)] = "") -> Response:
+                  note: Annotated[str, Form(max_length=4000)] = "",
+                  day: Annotated[str | None, Query(max_length=32)] = None,
+                  port: Annotated[str | None, Query(max_length=64)] = None) -> Response:
     require(user, Role.OFFICER, Role.SUPERVISOR)
+    hint = history_hint(request, day, port)
     feed: Feed = request.app.state.feed
     if not feed.caught_up.is_set():
         raise HTTPException(503, "the console is still reading the results already recorded: try again in a moment")
@@ -205,7 +248,7 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
         if open_item is not None and open_item.instruction.instruction_id == instruction_id:
             instruction: dict[str, Any] | None = open_item.instruction.model_dump(mode="json")
         else:
-            doc = _history(request, declaration_id)
+            doc = _history(request, declaration_id, hint)
             instruction = next((r for r in doc["instructions"] if r["instruction_id"] == instruction_id), None)
         if instruction is None or instruction.get("declaration_id", declaration_id) != declaration_id:
             raise HTTPException(404, "no such instruction for this declaration")
@@ -214,19 +257,28 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
             raise HTTPException(409, "results are recorded for final inspect instructions only")
         if feed.has_result(instruction_id):
             metrics.RESULTS_DUPLICATE.inc()
-            return RedirectResponse(f"/declarations/{declaration_id}?message=already-recorded", status_code=303)
+            return RedirectResponse(_page_url(declaration_id, hint, "already-recorded"), status_code=303)
         station = user.station_id or request.app.state.settings.console_station_id or user.name
-        result, errors = validate_result(declaration_id, instruction, station, found, category, duty_recovered, note)
+        result, errors = validate_result(declaration_id, instruction, station, found, category, duty_recovered, note,
+                                         recorded_by=user.name)
         if result is None:
-            return _declaration_page(request, user, declaration_id, form, errors, status_code=422)
+            return _declaration_page(request, user, declaration_id, form, errors, status_code=422, hint=hint)
         detail = f"{'found ' + (result.category or '') if result.found else 'nothing found'}; duty {result.duty_recovered:g}"
         action = console_action(user.name, ConsoleRole(user.role.value), ConsoleActionKind.RESULT_RECORDED, declaration_id,
-                                f"{instruction_id}: {detail}" + (f"; note: {note.strip()}" if note.strip() else ""))
+                                f"{instruction_id}: {detail}" + (f"; note: {result.note}" if result.note else ""))
         try:
             request.app.state.publisher.send_many([record_of(topics.INSPECTION_RESULTS, declaration_id, result), action_record(action)])
         except PublishError as exc:
-            return _declaration_page(request, user, declaration_id, form, {"found": f"not recorded, try again: {exc}"}, status_code=503)
+            return _declaration_page(request, user, declaration_id, form, {"found": f"not recorded, try again: {exc}"}, status_code=503,
+                                     hint=hint)
         feed.mark_result(result)
     metrics.RESULTS_RECORDED.inc()
     metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
-    return RedirectResponse(f"/declarations/{declaration_id}?message=recorded", status_code=303)
+    return RedirectResponse(_page_url(declaration_id, hint, "recorded"), status_code=303)
+
+
+def _page_url(declaration_id: str, hint: Hint, message: str) -> str:
+    from urllib.parse import quote
+
+    query = _hint_query(hint)
+    return f"/declarations/{quote(declaration_id, safe='')}{query}{'&' if query else '?'}message={message}"

@@ -63,6 +63,7 @@ class Console:
     users: UserStore
     histories: dict[str, dict[str, Any]]
     settings: Settings
+    hints: list[tuple[str, Any, Any]] = field(default_factory=list)
 
     def login(self, name: str, password: str = PASSWORD, client: TestClient | None = None) -> TestClient:
         client = client or self.client
@@ -102,12 +103,14 @@ def console(tmp_path: Path) -> Iterator[Console]:
     feed.caught_up.set()
     publisher = FakePublisher()
     histories: dict[str, dict[str, Any]] = {}
+    hints: list[tuple[str, Any, Any]] = []  # (declaration id, day, port) of every history read
 
-    def history(did: str) -> tuple[dict[str, Any], list[str]]:
+    def history(did: str, day: Any = None, port: Any = None) -> tuple[dict[str, Any], list[str]]:
+        hints.append((did, day, port))
         empty = {"declaration_id": did, "instructions": [], "outcome": None, "revisions": [], "centralised": [], "scans": [],
                  "inspection_results": [], "sources": {}}
         return dict(histories.get(did, empty)), []
 
     app = create_app(settings, feed=feed, publisher=publisher, users=users, history=history, start_feed=False)  # type: ignore[arg-type]
     with TestClient(app) as client:
-        yield Console(client, publisher, feed, users, histories, settings)
+        yield Console(client, publisher, feed, users, histories, settings, hints)
