@@ -383,6 +383,9 @@ def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> di
         count = int(Archive(archive_dir).scan("declarations").select(pl.len()).collect().item())
         ids = [f"D-2026-{i:08d}" for i in np.random.default_rng(args.seed + 2).integers(0, count, args.page_runs + 1)]
         some = ids[0]
+        # The day and port each one's queue row links with (the history hint).
+        where = dict((d, f"?day={day.isoformat()}&port={port}") for d, day, port in Archive(archive_dir).scan("declarations")
+                     .filter(pl.col("declaration_id").is_in(ids)).select("declaration_id", "day", "port").collect().iter_rows())
         month = f"?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}"
         officer, supervisor, analyst = (login(base, n) for n in ("officer.prb", "supervisor", "analyst"))
         # The default week is computed by the console's background refresher at start: wait for it
@@ -393,6 +396,8 @@ def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> di
         pages = {
             "queue": _timed_gets(officer, f"/queue?port={PROBE_PORT}", args.page_runs),
             "declaration_history": _timed_gets(supervisor, [f"/declarations/{i}" for i in ids[1:]], args.page_runs),
+            "declaration_history_hinted": _timed_gets(supervisor, [f"/declarations/{i}{where.get(i, '')}" for i in ids[1:]],
+                                                      args.page_runs),
             "figures_week_kept": _timed_gets(analyst, "/analyst/figures", args.page_runs),
             "figures_month_first_then_kept": _timed_gets(analyst, f"/analyst/figures{month}", args.page_runs),
             "dead_letters_week": _timed_gets(analyst, "/analyst/dead-letters", args.page_runs),
