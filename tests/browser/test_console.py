@@ -138,10 +138,12 @@ def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: O
     browser.get(f"{office.base_url}/declarations/{did}?message=recorded")
     results = browser.find_element(By.ID, "inspection-results").text
     assert "HAK-SEA-ST1" in results and "narcotics" in results and "1250" in results
+    assert "in the spare tyre" in results and "officer.hak" in results  # the note and who recorded it
     browser.save_screenshot(str(IMAGES / "console-declaration.png"))
     [result] = results_for(office, did, "SENTINEL-1")
     assert (result["instruction_id"], result["found"], result["category"], result["duty_recovered"], result["station_id"]) == (
         f"{did}:1:scan", True, "narcotics", 1250.0, "HAK-SEA-ST1")
+    assert (result["note"], result["recorded_by"]) == ("in the spare tyre", "officer.hak")
     # It has left the queue.
     browser.get(f"{office.base_url}/queue")
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-declaration="{did}"]')
