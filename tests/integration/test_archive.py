@@ -369,7 +369,8 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["sources"] == {"archive": True, "archived_instructions": 2, "topic_instructions": 1}, (doc["sources"], out.stderr)
+    assert doc["sources"] == {"archive": True, "archive_scan": "full", "archived_instructions": 2, "topic_instructions": 1}, (
+        doc["sources"], out.stderr)
     assert "not read" not in out.stderr, out.stderr
     assert doc["outcome"]["revision"] == 2 and doc["outcome"]["action"] == "release"
 
