@@ -136,3 +136,13 @@ def test_an_archive_written_before_the_note_reads_and_takes_new_results(tmp_path
     assert [r["note"] for r in after.history("D3")["inspection_results"]] == [None]
     assert isinstance(after.history("D4")["inspection_results"][0]["inspected_at"], str)
     assert datetime.fromisoformat(after.history("D3")["inspection_results"][0]["inspected_at"].replace("Z", "+00:00"))
+
+
+def test_the_sink_adds_the_new_columns_to_an_older_table_when_it_starts(tmp_path: Path) -> None:
+    spec = t.SPECS[t.INSPECTION_RESULTS]
+    old = pa.schema([f for f in spec.schema if f.name not in OLD_COLUMNS])
+    DeltaTable.create(str(tmp_path / t.INSPECTION_RESULTS), schema=old, partition_by=list(spec.partition_by))
+    tables = t.ensure_tables(tmp_path)  # what the sink does on start, before it writes anything
+    assert set(OLD_COLUMNS) <= {f.name for f in tables[t.INSPECTION_RESULTS].schema().fields}
+    assert set(OLD_COLUMNS) <= {f.name for f in DeltaTable(str(tmp_path / t.INSPECTION_RESULTS)).schema().fields}
+    t.ensure_tables(tmp_path)  # a second start (or a second sink) adds nothing and raises nothing
