@@ -115,13 +115,16 @@ class Archive:
         return {p: (dt.transaction_version(t.app_id(topic, p)) if dt is not None else None) for p in partitions}
 
     def history(self, declaration_id: str) -> dict[str, Any]:
-        """Everything the archive holds about one declaration (the tables are scanned concurrently)."""
+        """Everything the archive holds about one declaration, its early warnings and their reviews
+        included (the tables are scanned concurrently)."""
         wanted = {  # key -> (table, order, unique)
             "declarations": (t.DECLARATIONS, ["revision"], None),
             "centralised_items": (t.CENTRALISED_ITEMS, ["revision"], None),
             "instructions": (t.INSTRUCTIONS, ["revision", "decided_at"], "instruction_id"),
             "scans": (t.SCANS, ["revision", "event_time"], "scan_id"),
             "inspection_results": (t.INSPECTION_RESULTS, ["revision", "inspected_at"], "instruction_id"),
+            "warnings": (t.WARNINGS, ["revision", "raised_at"], "warning_id"),
+            "warning_reviews": (t.WARNING_REVIEWS, ["reviewed_at"], "warning_id"),
         }
         frames = pl.collect_all([self.scan(table).filter(pl.col("declaration_id") == declaration_id).sort(
             [*order, "kafka_partition", "kafka_offset", "item_index"]) for table, order, _ in wanted.values()])
