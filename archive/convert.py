@@ -29,9 +29,11 @@ from schemas.records import (
     DeclarationBatch,
     EarlyWarning,
     InspectionResult,
+    JointFinding,
     RiskListEntry,
     ScanResult,
     ShadowScore,
+    WarningReview,
 )
 
 Row = dict[str, Any]
@@ -168,6 +170,8 @@ CONVERTERS: dict[str, Callable[[Record, datetime], Rows]] = {
     topics.INSTRUCTIONS: _simple(t.INSTRUCTIONS, ControlInstruction, "event_time"),
     topics.INSPECTION_RESULTS: _simple(t.INSPECTION_RESULTS, InspectionResult, "inspected_at"),
     topics.WARNINGS: _simple(t.WARNINGS, EarlyWarning, "event_time"),
+    topics.WARNING_REVIEWS: _simple(t.WARNING_REVIEWS, WarningReview, "reviewed_at"),
+    topics.JOINT_FINDINGS: _simple(t.JOINT_FINDINGS, JointFinding, "found_at"),
     topics.CREDIT_EVENTS: _simple(t.CREDIT_EVENTS, CreditEvent, "event_time"),
     topics.RISK_LISTS: _risk_list,
     topics.DEAD_LETTERS: _dead_letter,

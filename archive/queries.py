@@ -75,6 +75,8 @@ HISTORY: dict[str, tuple[str, list[str], str | None]] = {
     "instructions": (t.INSTRUCTIONS, ["revision", "decided_at"], "instruction_id"),
     "scans": (t.SCANS, ["revision", "event_time"], "scan_id"),
     "inspection_results": (t.INSPECTION_RESULTS, ["revision", "inspected_at"], "instruction_id"),
+    "warnings": (t.WARNINGS, ["revision", "raised_at"], "warning_id"),
+    "warning_reviews": (t.WARNING_REVIEWS, ["reviewed_at"], "warning_id"),
 }
 # Records dated up to this long before the hinted day are still read (clocks of gateways and
 # scanners differ; a record near midnight falls on the day before).
@@ -84,7 +86,8 @@ HINT_MARGIN = timedelta(days=1)
 def history_window(day: date, port: str | None) -> pl.Expr:
     """The partitions a history hinted with ``day`` and ``port`` reads: that port's, from the day before on."""
     window = pl.col("day") >= day - HINT_MARGIN
-    return window & (pl.col("port") == port) if port is not None else window
+    # Warnings without a port (and their reviews) are kept in the port-less partition.
+    return window & ((pl.col("port") == port) | pl.col("port").is_null()) if port is not None else window
 
 
 def holds_first_revision(doc: dict[str, Any]) -> bool:

@@ -79,6 +79,8 @@ DEAD_LETTERS = "dead_letters"
 SHADOW_SCORES = "shadow_scores"
 CONSOLE_ACTIONS = "console_actions"
 WARNINGS = "warnings"
+WARNING_REVIEWS = "warning_reviews"
+JOINT_FINDINGS = "joint_findings"
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
@@ -124,6 +126,16 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("evidence", STRS), ("event_time", TS), ("raised_at", TS), ("port", STR), ("scenario", STR), ("declaration_id", STR),
         ("revision", I32), ("policy_version", STR), ("schema_version", I32),
     )),
+    _spec(WARNING_REVIEWS, "Analysts' verdicts on early warnings (day: the review's time; port null when none).", (
+        ("warning_id", STR), ("verdict", STR), ("rule", STR), ("severity", STR), ("subject_kind", STR), ("subject_id", STR),
+        ("port", STR), ("declaration_id", STR), ("revision", I32), ("warning_time", TS), ("reviewed_at", TS),
+        ("schema_version", I32),
+    )),
+    _spec(JOINT_FINDINGS, "Confirmed findings published for the other agencies (day: the finding's time; port null when none).", (
+        ("finding_id", STR), ("kind", STR), ("declaration_id", STR), ("enterprise_id", STR), ("port", STR), ("hs_code", STR),
+        ("category", STR), ("subject_kind", STR), ("subject_id", STR), ("duty_recovered", F64), ("found_at", TS),
+        ("schema_version", I32),
+    )),
     _spec(DEAD_LETTERS, "Rejected records with their original bytes: origin 'worker' (read from the dead-letter topic) or "
                         "'archive' (a record on any topic that the archive could not parse; day: reception time).", (
         ("origin", STR), ("source_topic", STR), ("source_partition", I32), ("source_offset", I64), ("key_b64", STR),
@@ -153,6 +165,8 @@ PRIMARY_TABLE: dict[str, str] = {
     topics.INSTRUCTIONS: INSTRUCTIONS,
     topics.INSPECTION_RESULTS: INSPECTION_RESULTS,
     topics.WARNINGS: WARNINGS,
+    topics.WARNING_REVIEWS: WARNING_REVIEWS,
+    topics.JOINT_FINDINGS: JOINT_FINDINGS,
     topics.CREDIT_EVENTS: CREDIT_EVENTS,
     topics.RISK_LISTS: RISK_LISTS,
     topics.DEAD_LETTERS: DEAD_LETTERS,

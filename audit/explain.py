@@ -101,7 +101,7 @@ def read_instructions(settings: Any, declaration_id: str, timeout_s: float = 30.
 
 
 # The topics whose records explain a declaration; all keyed by declaration id and co-partitioned.
-TAIL_TOPICS = (topics.INSTRUCTIONS, topics.SCANS, topics.INSPECTION_RESULTS)
+TAIL_TOPICS = (topics.INSTRUCTIONS, topics.SCANS, topics.INSPECTION_RESULTS, topics.WARNINGS, topics.WARNING_REVIEWS)
 
 
 def read_topics(settings: Any, declaration_id: str, timeout_s: float = 30.0,
@@ -159,7 +159,8 @@ def _read_partitions(consumer: Any, tp_cls: Any, topic: str, partitions: list[in
 
 
 # ---- the archive first, then the topics' records it has not caught up with --------------------------
-ARCHIVE_TABLES = {topics.INSTRUCTIONS: "instructions", topics.SCANS: "scans", topics.INSPECTION_RESULTS: "inspection_results"}
+ARCHIVE_TABLES = {topics.INSTRUCTIONS: "instructions", topics.SCANS: "scans", topics.INSPECTION_RESULTS: "inspection_results",
+                  topics.WARNINGS: "warnings", topics.WARNING_REVIEWS: "warning_reviews"}
 # With the declaration in the archive, the topics only add what the archive has not caught up with:
 # an unreachable broker then costs at most this long before the archive's answer is shown.
 TAIL_TIMEOUT_WITH_ARCHIVE_S = 5.0
@@ -203,13 +204,16 @@ def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive
             if not known:
                 raise
             notes.append(f"the topics were not read ({' '.join(str(exc).split())}): the archive's records only")
-    history = history or {"declarations": [], "centralised_items": [], "instructions": [], "scans": [], "inspection_results": []}
+    history = history or {"declarations": [], "centralised_items": [], "instructions": [], "scans": [], "inspection_results": [],
+                          "warnings": [], "warning_reviews": []}
     doc = explanation(declaration_id, [*history["instructions"], *tail[topics.INSTRUCTIONS]])
     doc["revisions"] = [{f: d.get(f) for f in DECLARATION_FIELDS} for d in history["declarations"]]
     doc["centralised"] = [{f: d.get(f) for f in ("centralised_id", "item_no", "revision", "items")} for d in history["centralised_items"]]
     doc["scans"] = _unique([*history["scans"], *tail[topics.SCANS]], "scan_id", SCAN_FIELDS)
     doc["inspection_results"] = _unique([*history["inspection_results"], *tail[topics.INSPECTION_RESULTS]], "instruction_id",
                                         INSPECTION_FIELDS)
+    doc["warnings"] = warnings_with_reviews([*history["warnings"], *tail[topics.WARNINGS]],
+                                            [*history["warning_reviews"], *tail[topics.WARNING_REVIEWS]])
     doc["sources"] = {"archive": starts is not None, "archive_scan": history.get("scanned"),
                       "archived_instructions": len(history["instructions"]), "topic_instructions": len(tail[topics.INSTRUCTIONS])}
     return doc, notes
@@ -220,6 +224,8 @@ DECLARATION_FIELDS = ("revision", "source", "batch_id", "centralised_id", "port"
                       "tax_rate", "event_time")
 SCAN_FIELDS = ("scan_id", "revision", "port", "device_id", "device_type", "verdict", "anomaly_score", "suspected_categories",
                "event_time")
+WARNING_FIELDS = ("warning_id", "revision", "severity", "rule", "source", "subject_kind", "subject_id", "port", "evidence",
+                  "event_time", "raised_at")
 INSPECTION_FIELDS = ("instruction_id", "revision", "port", "station_id", "found", "category", "duty_recovered", "inspected_at",
                      "note", "recorded_by")
 
@@ -229,6 +235,21 @@ def _unique(records: Iterable[dict[str, Any]], key: str, fields: tuple[str, ...]
     for rec in records:
         seen.setdefault(str(rec.get(key)), {f: rec.get(f) for f in fields})
     return sorted(seen.values(), key=lambda r: (int(r.get("revision") or 0), str(r.get("event_time") or r.get("inspected_at") or "")))
+
+
+def warnings_with_reviews(warnings: Iterable[dict[str, Any]], reviews: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A declaration's warnings (once each) with the analyst's verdict on each (the first review read
+    stands; ``verdict`` None while open)."""
+    verdicts: dict[str, dict[str, Any]] = {}
+    for review in reviews:
+        verdicts.setdefault(str(review.get("warning_id")), review)
+    rows = _unique(warnings, "warning_id", WARNING_FIELDS)
+    for row in rows:
+        verdict = verdicts.get(str(row["warning_id"])) or {}
+        row["evidence"] = list(row["evidence"] or [])
+        row["verdict"] = verdict.get("verdict")
+        row["reviewed_at"] = verdict.get("reviewed_at")
+    return rows
 
 
 def format_history(doc: dict[str, Any]) -> str:
@@ -251,4 +272,8 @@ def format_history(doc: dict[str, Any]) -> str:
         lines.append(f"inspection {i['instruction_id']} at station {i['station_id']}{by}: {what}  at {i['inspected_at']}")
         if i.get("note"):
             lines.append(f"  note: {i['note']}")
+    for w in doc.get("warnings", []):
+        review = f"{w['verdict']} at {w['reviewed_at']}" if w.get("verdict") else "not reviewed"
+        lines.append(f"warning {w['warning_id']} ({w['severity']}, {w['rule']}, revision {w['revision']}): "
+                     f"{'; '.join(w['evidence'])}  raised {w['raised_at']}  -> {review}")
     return "\n".join(lines)

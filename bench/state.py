@@ -62,6 +62,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# A fingerprint keeps the declaration's HS code and enterprise (streams.joint): sizes as the simulator's.
+PARTIES = ("85171200", "E-000123")
+
+
 def memory_per_declaration(n: int, full: bool) -> float:
     """Traced bytes per declaration of a dict of N values and an index entry per key."""
     gc.collect()
@@ -72,7 +76,7 @@ def memory_per_declaration(n: int, full: bool) -> float:
     t0 = 1_790_000_000
     for i in range(n):
         key = b"DECL-%010d" % i
-        value = (b"\x01" + bytes(RELEASE_BYTES)) if full else encode_fingerprint(Fingerprint(t0 + i // 1000, 1, 1, b"01234567"))
+        value = (b"\x01" + bytes(RELEASE_BYTES)) if full else encode_fingerprint(Fingerprint(t0 + i // 1000, 1, 1, b"01234567", *PARTIES))
         store[key] = value
         index.add(partition_for(key, 24), t0 + i // 1000 + 14 * 86_400, key)
     used = tracemalloc.get_traced_memory()[0] - base
@@ -83,7 +87,7 @@ def memory_per_declaration(n: int, full: bool) -> float:
 
 
 def fingerprint_now() -> bytes:
-    return encode_fingerprint(Fingerprint(int(time.time()), 1, 1, b"01234567"))
+    return encode_fingerprint(Fingerprint(int(time.time()), 1, 1, b"01234567", *PARTIES))
 
 
 def fill_changelog(settings: Settings, n: int) -> float:

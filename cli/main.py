@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cli.simulate",
     "cli.archive",
     "cli.console",
+    "cli.audit",
 )
 
 

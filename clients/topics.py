@@ -33,6 +33,8 @@ DEAD_LETTERS = "dead-letters"
 SHADOW_SCORES = "shadow-scores"
 CONSOLE_ACTIONS = "console-actions"
 WARNINGS = "warnings"
+WARNING_REVIEWS = "warning-reviews"
+JOINT_FINDINGS = "joint-findings"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -93,6 +95,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   "Challenger (shadow) model scores beside the champion's, per decided declaration revision (never acted on)."),
         TopicSpec(t(WARNINGS), p, "declaration_id (or subject id)",
                   "Early warnings for analysts (strict EarlyWarning records; warning_id deduplicates).", retention_ms=30 * DAY_MS),
+        TopicSpec(t(WARNING_REVIEWS), p, "declaration_id (or subject id), as the warning",
+                  "Analysts' verdicts on early warnings (confirmed or dismissed; warning_id deduplicates).", retention_ms=365 * DAY_MS),
+        TopicSpec(t(JOINT_FINDINGS), p, "declaration_id (or subject id)",
+                  "Confirmed findings for the other agencies (joint control, outbound; finding_id deduplicates).",
+                  retention_ms=365 * DAY_MS),
         TopicSpec(t(DEAD_LETTERS), 1, "source topic", "Rejected records with the reason and the original bytes.", retention_ms=30 * DAY_MS),
         TopicSpec(t(CONSOLE_ACTIONS), 1, "user", "What people did in the console (who, as what, to what, when): its audit trail.",
                   retention_ms=365 * DAY_MS),

@@ -81,6 +81,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     """The console. ``feed``/``publisher``/``users``/``history`` default to the real ones (Kafka, the
     users file, the archive); tests pass fakes. The feed starts with the application and stops with it."""
     from console import analyst, auth, officer
+    from console import warnings as warning_pages
 
     feed = feed if feed is not None else Feed(settings)
     figures = figure_cache(settings)
@@ -112,7 +113,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
                        max_age=settings.console_session_max_age_s, same_site="strict",
                        https_only=settings.console_tls_certfile is not None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    for module in (auth, officer, analyst):
+    for module in (auth, officer, analyst, warning_pages):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -113,6 +113,7 @@ def _summary(d: Declaration) -> DeclarationSummary:
     return DeclarationSummary(
         d.declaration_id, d.revision, d.port, d.enterprise_id, d.scenario,
         d.event_time.isoformat().replace("+00:00", "Z"), d.centralised_id,  # in the declaration's own offset: not converted
+        d.hs_code,
     )
 
 

@@ -92,12 +92,14 @@ def expire(stored: Stored, lifetimes: Lifetimes, now: float) -> Expired | None:
 
 def fingerprint(state: DeclarationState, now: float) -> Fingerprint:
     """What is kept of a finalised declaration: revision, the stages of the instructions it
-    emitted, a hash of their bytes and when it was finalised."""
+    emitted, a hash of their bytes, when it was finalised, and its HS code and enterprise (for a
+    finding that comes after compaction)."""
     assert state.decl is not None, "only a decided declaration is finalised"
     stages = 0
     for raw in state.emitted:
         stages |= STAGE_BITS.get(Stage(_instruction_id.decode(raw).instruction_id.rpartition(":")[2]), 0)
-    return Fingerprint(int(state.changed_at or now), state.decl.revision, stages, emitted_digest(state.emitted))
+    return Fingerprint(int(state.changed_at or now), state.decl.revision, stages, emitted_digest(state.emitted),
+                       state.decl.hs_code, state.decl.enterprise_id)
 
 
 def _longest(lifetimes: Lifetimes) -> float:

@@ -100,6 +100,8 @@ class DeclarationSummary(msgspec.Struct, array_like=True):
     scenario: Scenario
     event_time: str  # ISO 8601, UTC, "Z", as the instructions carry it
     centralised_id: str | None = None
+    # Appended with a default so that states stored without it still decode ("": not known).
+    hs_code: str = ""
 
 
 class ScanSummary(msgspec.Struct, array_like=True):
@@ -213,19 +215,25 @@ FORMAT_FINGERPRINT: Final = b"\x02"
 # BLAKE2b of the emitted instruction bytes. Fixed width: the index rebuild reads the time without
 # decoding, and a retained declaration costs 18 bytes of value.
 _FINGERPRINT = struct.Struct(">IIB8s")
+# The same, followed by the declaration's HS code and enterprise id (each a length byte and ASCII):
+# what a finding that arrives after compaction needs (``streams.joint``), some 20 bytes more.
+FORMAT_FINGERPRINT_PARTIES: Final = b"\x03"
 STAGE_BITS: Final = {Stage.DECLARATION: 1, Stage.SCAN: 2, Stage.TIMEOUT: 4}
+MAX_KEPT_TEXT = 64  # bytes of HS code or enterprise id a fingerprint keeps (the schemas' bounds)
 
 
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
     """What is kept of a declaration once its final outcome is long delivered: enough to recognise
     a redelivered, stale or late record, never enough to re-emit (the instruction went out long
-    before)."""
+    before); and whose goods they were, for a finding that follows."""
 
     finalised_at: int  # epoch seconds
     revision: int
     stages: int  # STAGE_BITS of the instructions emitted
     digest: bytes  # emitted_digest() of their bytes
+    hs_code: str = ""  # "": not known (compacted before it was kept)
+    enterprise_id: str = ""
 
     def stage_names(self) -> list[str]:
         return [stage._value_ for stage, bit in STAGE_BITS.items() if self.stages & bit]
@@ -240,18 +248,40 @@ def emitted_digest(emitted: list[bytes]) -> bytes:
     return h.digest()
 
 
+def _short_text(text: str) -> bytes:
+    raw = text.encode("ascii", errors="replace")[:MAX_KEPT_TEXT]
+    return len(raw).to_bytes(1, "big") + raw
+
+
 def encode_fingerprint(fp: Fingerprint) -> bytes:
-    return FORMAT_FINGERPRINT + _FINGERPRINT.pack(fp.finalised_at, fp.revision, fp.stages, fp.digest)
+    head = _FINGERPRINT.pack(fp.finalised_at, fp.revision, fp.stages, fp.digest)
+    if not (fp.hs_code or fp.enterprise_id):
+        return FORMAT_FINGERPRINT + head
+    return FORMAT_FINGERPRINT_PARTIES + head + _short_text(fp.hs_code) + _short_text(fp.enterprise_id)
 
 
 def fingerprint_time(raw: bytes) -> int | None:
     """The finalised-at time of a stored fingerprint, read without decoding it; None for any other value."""
-    if raw[:1] == FORMAT_FINGERPRINT and len(raw) == 1 + _FINGERPRINT.size:
+    if (raw[:1] == FORMAT_FINGERPRINT and len(raw) == 1 + _FINGERPRINT.size) or \
+            (raw[:1] == FORMAT_FINGERPRINT_PARTIES and len(raw) >= 3 + _FINGERPRINT.size):
         return int.from_bytes(raw[1:5], "big")
     return None
 
 
 Stored = DeclarationState | Fingerprint  # a value of the declaration-state table
+
+
+def _decode_parties(raw: bytes) -> tuple[str, str]:
+    at = 1 + _FINGERPRINT.size
+    texts: list[str] = []
+    for _ in range(2):
+        if at >= len(raw) or at + 1 + raw[at] > len(raw):
+            raise UnknownFormat(f"declaration fingerprint of {len(raw)} bytes")
+        texts.append(raw[at + 1:at + 1 + raw[at]].decode("ascii", errors="replace"))
+        at += 1 + raw[at]
+    if at != len(raw):
+        raise UnknownFormat(f"declaration fingerprint of {len(raw)} bytes")
+    return texts[0], texts[1]
 
 
 def decode_stored(raw: bytes) -> Stored:
@@ -261,4 +291,10 @@ def decode_stored(raw: bytes) -> Stored:
             raise UnknownFormat(f"declaration fingerprint of {len(raw)} bytes")
         at, revision, stages, digest = _FINGERPRINT.unpack_from(raw, 1)
         return Fingerprint(at, revision, stages, digest)
+    if raw[:1] == FORMAT_FINGERPRINT_PARTIES:
+        if len(raw) < 3 + _FINGERPRINT.size:
+            raise UnknownFormat(f"declaration fingerprint of {len(raw)} bytes")
+        at, revision, stages, digest = _FINGERPRINT.unpack_from(raw, 1)
+        hs_code, enterprise_id = _decode_parties(raw)
+        return Fingerprint(at, revision, stages, digest, hs_code, enterprise_id)
     return decode_state(raw)

@@ -164,6 +164,33 @@ class ProcessingValueAdded(_Strict):
     implausible_action: Action = Action.INSPECT
 
 
+class AuditSelection(_Strict):
+    """Post-clearance audit selection per enterprise and period (``riskctl audit-selection``,
+    audit/selection.py): an enterprise active in the period is selected with probability
+    ``base_rate`` x its credit class's weight x (1 + ``activity_weight`` x log10(1 + declarations))
+    x (1 + ``finding_weight`` x findings, at most ``max_findings`` counted), at most ``max_rate``.
+    AEO enterprises weigh least: "fewer audits" for good credit."""
+
+    base_rate: float = Field(default=0.05, ge=0, le=1)
+    class_weights: dict[CreditClass, float] = Field(default_factory=lambda: {
+        CreditClass.AEO: 0.2, CreditClass.WHITE_LIST: 0.5, CreditClass.GENERAL: 1.0, CreditClass.FOCUS_LIST: 3.0,
+        CreditClass.JOINT_PENALTY: 4.0})
+    activity_weight: float = Field(default=0.25, ge=0, le=10)
+    finding_weight: float = Field(default=0.5, ge=0, le=10)
+    max_findings: int = Field(default=10, ge=0, le=1000)
+    max_rate: float = Field(default=0.9, gt=0, le=1)
+    min_declarations: int = Field(default=1, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _every_class_weighed(self) -> AuditSelection:
+        missing = set(CreditClass) - set(self.class_weights)
+        if missing:
+            raise ValueError(f"audit_selection.class_weights missing for: {sorted(c.value for c in missing)}")
+        if any(not 0 <= w <= 100 for w in self.class_weights.values()):
+            raise ValueError("audit_selection.class_weights are between 0 and 100")
+        return self
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, max_length=64)
     seed: int
@@ -178,6 +205,7 @@ class Policy(_Strict):
     capacity: Capacity = Capacity()
     batch: BatchPolicy = BatchPolicy()
     processing_value_added: ProcessingValueAdded = ProcessingValueAdded()
+    audit_selection: AuditSelection = AuditSelection()
 
     @model_validator(mode="after")
     def _every_class_has_thresholds(self) -> Policy:

@@ -566,6 +566,7 @@ class ConsoleActionKind(str, enum.Enum):
     USER_ADDED = "user-added"
     USER_DISABLED = "user-disabled"
     USER_ENABLED = "user-enabled"
+    WARNING_REVIEWED = "warning-reviewed"
 
 
 class ConsoleAction(_Record):
@@ -582,6 +583,61 @@ class ConsoleAction(_Record):
     at: EventTime
 
 
+class ReviewVerdict(str, enum.Enum):
+    CONFIRMED = "confirmed"  # the analyst confirms it: a finding, shared with the other agencies
+    DISMISSED = "dismissed"  # a false alarm
+
+
+class WarningReview(_Record):
+    """An analyst's verdict on an early warning. Topic ``warning-reviews``; key: the warning's key
+    (the declaration id when it has one, else the subject id), so a declaration's review is on its
+    partition. One verdict per warning: ``warning_id`` identifies the review (a redelivery or a
+    second publication of it carries the same id). Who reviewed it and why is on the console action,
+    not here: this record goes on to the joint findings."""
+
+    warning_id: WarningId
+    verdict: ReviewVerdict
+    rule: RuleName
+    severity: Severity
+    subject_kind: SubjectKind
+    subject_id: Identifier
+    port: Identifier | None = None
+    declaration_id: Identifier | None = None
+    revision: Revision | None = None
+    warning_time: AwareDatetime  # the warning's event time
+    reviewed_at: EventTime
+
+
+class FindingKind(str, enum.Enum):
+    INSPECTION = "inspection"  # an inspection found something
+    CONFIRMED_WARNING = "confirmed-warning"  # an analyst confirmed an early warning
+
+
+FindingId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^(IR|EW)-[0-9a-f]{20}$")]
+
+
+class JointFinding(_Record):
+    """A confirmed finding published for the other agencies (joint control, outbound). Topic
+    ``joint-findings``; key: the source record's key (the declaration id). Only what another agency
+    acts on: never the officer's note, user names, scores or model internals.
+
+    ``finding_id`` is derived from the source record (``IR-`` + a hash of the inspection's
+    instruction id, ``EW-`` + a hash of the warning id), so a redelivered source publishes the same
+    finding id and a consumer deduplicates by it."""
+
+    finding_id: FindingId
+    kind: FindingKind
+    declaration_id: Identifier | None = None
+    enterprise_id: Identifier | None = None  # None: the declaration's state was no longer held
+    port: Identifier | None = None
+    hs_code: HsCode | None = None
+    category: ShortText | None = None  # what was found (the inspection's category), or the warning's rule
+    subject_kind: SubjectKind | None = None  # of a confirmed warning
+    subject_id: Identifier | None = None
+    duty_recovered: float = Field(default=0.0, ge=0, le=1e13)
+    found_at: AwareDatetime  # the inspection's time, or the review's
+
+
 RECORD_TYPES: dict[str, type[_Record]] = {
     "declaration": Declaration,
     "declaration-batch": DeclarationBatch,
@@ -595,4 +651,6 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "early-warning": EarlyWarning,
     "dead-letter": DeadLetter,
     "console-action": ConsoleAction,
+    "warning-review": WarningReview,
+    "joint-finding": JointFinding,
 }

@@ -123,3 +123,8 @@ HANDLER_ERRORS = Counter(
 STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
 STATE_RETAINED = Gauge("customs_state_retained",
                        "Declaration states (full or fingerprint) this worker holds (RocksDB: its estimate of the keys).")
+JOINT_FINDINGS = Counter("customs_joint_findings_total",
+                         "Findings published for the other agencies (redeliveries included), by kind and whether the "
+                         "declaration's enterprise was still known.", ["kind", "enterprise_known"])
+WARNING_REVIEWS = Counter("customs_warning_reviews_total", "Analysts' verdicts on early warnings read by the workers, by verdict.",
+                          ["verdict"])

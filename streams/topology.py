@@ -8,6 +8,8 @@
                                               ├─> instructions
                                               └─> shadow-scores (a challenger model's, if one is loaded)
     (timer) expire_scan_deadlines ──> instructions (scan timeout)
+    inspection-results (found) ──> count_inspection_results ──┐ read declaration-state
+    warning-reviews (confirmed) ──> publish_confirmed_warnings ┴─> joint-findings (streams.joint)
     anything unparseable ──> dead-letters
 
 Declarations, scans, instructions and the two per-declaration tables share the partition count
@@ -63,11 +65,21 @@ from policy.capacity import CapacityController
 from policy.credit import apply_credit_event
 from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
-from schemas import CentralisedDeclaration, CreditEvent, Declaration, InspectionResult, RiskListEntry, ScanResult
+from schemas import (
+    CentralisedDeclaration,
+    CreditEvent,
+    Declaration,
+    InspectionResult,
+    JointFinding,
+    RiskListEntry,
+    ScanResult,
+    WarningReview,
+    codec,
+)
 from schemas.partitioning import partition_for
 from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
-from streams import metrics
+from streams import joint, metrics
 from streams.deadletter import DeadLetterSink
 from streams.expiry import TimeIndex
 from streams.failpoint import Failpoint
@@ -112,6 +124,8 @@ class Topology:
         self.instructions_topic = t(topics.INSTRUCTIONS)
         self.shadow_topic = t(topics.SHADOW_SCORES)
         self.warnings_topic = t(topics.WARNINGS)
+        self.warning_reviews = self.app.topic(t(topics.WARNING_REVIEWS), **raw)
+        self.joint_findings_topic = t(topics.JOINT_FINDINGS)
         self.dead_letters = DeadLetterSink(t(topics.DEAD_LETTERS))
         # use_partitioner: a table key's changelog partition is the producer's murmur2 partition
         # of the key -- the same partition the gateways' records for that key use.
@@ -162,6 +176,7 @@ class Topology:
             "fold_credit_events": (self.credit_events, self.handle_credit_events),
             "load_risk_lists": (self.risk_list_topic, self.handle_risk_lists),
             "count_inspection_results": (self.inspection_results, self.handle_inspection_results),
+            "publish_confirmed_warnings": (self.warning_reviews, self.handle_warning_reviews),
             "split_centralised_declarations": (self.centralised, self.handle_centralised_declarations),
             "decide_declarations": (self.declarations_and_scans, self.handle_declarations_and_scans),
         }
@@ -365,7 +380,38 @@ class Topology:
                 continue
             out.inc(metrics.EVENTS_IN.labels("inspection-result", result.port))
             out.inc(metrics.INSPECTION_RESULTS.labels(result.port, "true" if result.found else "false"))
+            if result.found:
+                self._publish_finding(out, event.message, joint.from_inspection(result, self._state(result.declaration_id)))
         return out
+
+    def handle_warning_reviews(self, events: Sequence[faust.EventT]) -> OutputBatch:
+        """Confirmed warnings become joint findings (``streams.joint``); dismissed ones are counted."""
+        out = OutputBatch()
+        for event in events:
+            msg = event.message
+            try:
+                if msg.key is None:
+                    raise KeyMismatch("warning review without a key (the declaration id, else the subject id)")
+                review = codec.parse(WarningReview, msg.value)
+                expected = review.declaration_id or review.subject_id
+                if bytes(msg.key) != expected.encode():
+                    raise KeyMismatch(f"key {bytes(msg.key)[:64]!r} is not the review's declaration (or subject) id {expected}")
+                if review.port is not None:
+                    check_port(review.port, self.services.policy.knows_port)
+            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
+                self.dead_letters.add(out, msg, exc)
+                continue
+            out.inc(metrics.WARNING_REVIEWS.labels(review.verdict.value))
+            stored = self._state(review.declaration_id) if review.declaration_id else None
+            self._publish_finding(out, msg, joint.from_review(review, stored))
+        return out
+
+    def _publish_finding(self, out: OutputBatch, msg: Any, finding: JointFinding | None) -> None:
+        """On the source record's partition and key (the declaration's), like its instructions."""
+        if finding is None:
+            return
+        out.add(self.joint_findings_topic, msg.partition, bytes(msg.key), joint.encode(finding))
+        out.inc(metrics.JOINT_FINDINGS.labels(finding.kind.value, "true" if finding.enterprise_id else "false"))
 
     def _registered_port(self, out: OutputBatch, msg: Any, port: str) -> bool:
         """True for a port of the policy's register; otherwise the record is dead-lettered

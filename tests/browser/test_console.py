@@ -218,3 +218,45 @@ def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser
         return fetch('/analyst/credit', {method: 'POST', body}).then(r => r.status);
     """)
     assert status == 403
+
+
+def test_analyst_confirms_an_early_warning_and_the_worker_publishes_the_joint_finding(office: Office, browser: WebDriver) -> None:
+    h = office.harness
+    h.publish(topics.DECLARATIONS, "BR-WARN-1", hs_declaration("BR-WARN-1", "240220"))
+    h.flush()
+    h.read_until(lambda x: "BR-WARN-1" in x.finals(), 30, "the declaration's decision")
+    wid = "BR-WARN-1:1:value-added-implausible"
+    at = datetime.now(UTC).isoformat()
+    h.publish(topics.WARNINGS, "BR-WARN-1", {
+        "schema_version": 1, "warning_id": wid, "severity": "high", "subject_kind": "enterprise", "subject_id": "ENT-BROWSER",
+        "source": "rule", "rule": "value-added-implausible", "evidence": ["claimed ratio 2.40", "enterprise mean ratio 0.41"],
+        "event_time": at, "raised_at": at, "port": "HAK-SEA", "declaration_id": "BR-WARN-1", "revision": 1})
+    h.flush()
+    login(browser, office, "analyst")
+    browser.get(f"{office.base_url}/analyst/warnings?severity=high")
+    row = f'tr[data-warning="{wid}"]'
+    WebDriverWait(browser, 30).until(lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, row))
+    form = browser.find_element(By.CSS_SELECTOR, f"{row} form.review")
+    form.find_element(By.NAME, "reason").send_keys("ratio far above the enterprise's history")
+    form.find_element(By.CSS_SELECTOR, "button[value=confirmed]").click()
+    WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.ID, "message")))
+    assert f"Warning {wid} confirmed" in browser.find_element(By.ID, "message").text
+    assert "severity=high" in browser.current_url  # back to the filtered list
+    assert "confirmed" in browser.find_element(By.CSS_SELECTOR, row).text
+    assert not browser.find_elements(By.CSS_SELECTOR, f"{row} form.review")
+
+    reader = assigned_reader(h.settings, [topics.JOINT_FINDINGS])
+    findings: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while not findings:
+            assert time.monotonic() < deadline, "no joint finding for the confirmed warning"
+            for msg in reader.consume(100, timeout=0.5):
+                if msg.error() is None and msg.key() == b"BR-WARN-1":
+                    findings.append(orjson.loads(msg.value()))
+    finally:
+        reader.close()
+    (finding,) = findings
+    assert finding["kind"] == "confirmed-warning" and finding["category"] == "value-added-implausible"
+    assert (finding["enterprise_id"], finding["hs_code"], finding["port"]) == ("ENT-BROWSER", "240220", "HAK-SEA")
+    assert "reason" not in finding and "user" not in finding

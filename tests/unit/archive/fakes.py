@@ -211,3 +211,9 @@ def warning(did: str, rule: str = "value-added-implausible") -> dict[str, Any]:
             "subject_id": "E1", "source": "rule", "rule": rule, "evidence": ["claimed ratio 2.00", "history 0.40"],
             "event_time": NOW_TEXT, "raised_at": NOW_TEXT, "port": "HAK-SEA", "scenario": "processing-value-added",
             "declaration_id": did, "revision": 1, "policy_version": "p-1"}
+
+
+def warning_review(did: str, rule: str = "value-added-implausible", verdict: str = "confirmed") -> dict[str, Any]:
+    return {"schema_version": 1, "warning_id": f"{did}:1:{rule}", "verdict": verdict, "rule": rule, "severity": "high",
+            "subject_kind": "enterprise", "subject_id": "E1", "port": "HAK-SEA", "declaration_id": did, "revision": 1,
+            "warning_time": NOW_TEXT, "reviewed_at": NOW_TEXT}

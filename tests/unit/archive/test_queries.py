@@ -43,8 +43,12 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broker.add(topics.INSPECTION_RESULTS, "D1", fakes.inspection("D1", found=True, duty=250.0))
     broker.add(topics.INSPECTION_RESULTS, "D1", fakes.inspection("D1", found=True, duty=250.0))  # redelivered
     broker.add(topics.INSPECTION_RESULTS, "D3", {**fakes.inspection("D3", found=False, port="HAK-AIR"), "instruction_id": "D3:1:timeout"})
+    broker.add(topics.WARNINGS, "D1", fakes.warning("D1"))
+    broker.add(topics.WARNINGS, "D1", fakes.warning("D1", rule="duty-due"))
+    broker.add(topics.WARNINGS, "D1", fakes.warning("D1"))  # redelivered
+    broker.add(topics.WARNING_REVIEWS, "D1", fakes.warning_review("D1"))
     broker.add(topics.DECLARATIONS, "X", b"{")
-    fakes.archive_all(settings, broker, records=15)
+    fakes.archive_all(settings, broker, records=19)
     return directory
 
 
@@ -88,13 +92,16 @@ def test_explain_answers_from_the_archive_with_no_broker(archive_dir: Path, monk
     assert doc["outcome"] == {"revision": 2, "action": "inspect", "stage": "scan", "final": True, "instruction_id": "D1:2:scan"}
     assert [r["revision"] for r in doc["revisions"]] == [1, 2] and doc["scans"][0]["verdict"] == "suspicious"
     assert doc["inspection_results"][0]["found"] is True
+    assert sorted((w["rule"], w["verdict"] or "") for w in doc["warnings"]) == [("duty-due", ""), ("value-added-implausible", "confirmed")]
     assert "the topics were not read" in err
 
     assert main(["explain", "D1", "--archive-only"]) == 0
     text, err = capsys.readouterr()
     assert text.startswith("declaration D1: inspect (final, revision 2, stage scan)") and err == ""
     for line in ("revision 2 (gateway batch B1)", "scan S-D1 (revision 1): suspicious",
-                 "inspection D1:1:scan at station ST1: found cigarettes"):
+                 "inspection D1:1:scan at station ST1: found cigarettes",
+                 "warning D1:1:value-added-implausible (high, value-added-implausible, revision 1): claimed ratio 2.00; "
+                 "history 0.40", "-> confirmed at", "warning D1:1:duty-due (high, duty-due, revision 1)"):
         assert line in text
 
 

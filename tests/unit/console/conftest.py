@@ -93,7 +93,7 @@ class Console:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, archive_dir=tmp_path / "archive")
     users = UserStore(tmp_path / "users.json")
     users.add("officer.hak", Role.OFFICER, PASSWORD, ("HAK-SEA",))
     users.add("officer.ypu", Role.OFFICER, PASSWORD, ("YPU-SEA",), station_id="YPU-ST1")

@@ -47,9 +47,12 @@ def test_a_final_state_is_kept_whole_for_the_compaction_window_then_becomes_a_fi
     expired = expire(state, LIFE, 1300.0)
     assert expired is not None and expired.what is Expiry.COMPACTED
     fp = decode_stored(expired.value)
-    assert fp == Fingerprint(1000, 1, STAGE_BITS[Stage.DECLARATION] | STAGE_BITS[Stage.SCAN], emitted_digest(state.emitted))
+    assert fp == Fingerprint(1000, 1, STAGE_BITS[Stage.DECLARATION] | STAGE_BITS[Stage.SCAN], emitted_digest(state.emitted),
+                             "851712", "E1")
     assert fp.stage_names() == ["declaration", "scan"]
-    assert len(expired.value) == 18  # the goal is <= 200 bytes per retained declaration, key and dict included
+    # 18 bytes, then the HS code and the enterprise with a length byte each (the goal is <= 200 bytes
+    # per retained declaration, key and dict included: bench state).
+    assert len(expired.value) == 18 + 1 + 6 + 1 + 2
 
 
 def test_a_fingerprint_is_deleted_after_the_retention() -> None:
@@ -94,6 +97,12 @@ def test_the_fingerprint_format_is_its_own_and_read_by_the_state_reader() -> Non
     assert fingerprint_time(encode_state(DeclarationState(Phase.SCAN_FIRST))) is None
     with pytest.raises(UnknownFormat):
         decode_stored(raw[:-1])
+    parties = Fingerprint(1_790_000_000, 7, 5, b"12345678", "85171200", "E-000123")
+    raw = encode_fingerprint(parties)
+    assert raw[:1] == b"\x03" and decode_stored(raw) == parties and fingerprint_time(raw) == 1_790_000_000
+    for broken in (raw[:-1], raw + b"x", raw[:20]):
+        with pytest.raises(UnknownFormat):
+            decode_stored(broken)
     assert isinstance(decode_stored(encode_state(DeclarationState(Phase.FINAL))), DeclarationState)
 
 
