@@ -37,6 +37,7 @@ from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.risklists import RiskHit, RiskListIndex, load_jsonl
 from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE, RULES
+from policy.zerotariff import RegisteredGoods
 from riskmodels.data import read_labelled
 from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
 
@@ -125,15 +126,20 @@ class _AsOf:
     """``References`` as of each declaration's event time: credit events are folded up to it (the
     history is in event-time order), risk-list hits are matched once and shared by every policy."""
 
-    def __init__(self, credit: dict[tuple[str, int], EnterpriseCredit], hits: dict[tuple[str, int], list[RiskHit]]) -> None:
+    def __init__(self, credit: dict[tuple[str, int], EnterpriseCredit], hits: dict[tuple[str, int], list[RiskHit]],
+                 zero_tariff: dict[tuple[str, int], list[RegisteredGoods]] | None = None) -> None:
         self._credit = credit
         self._hits = hits
+        self._zero_tariff = zero_tariff or {}
 
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
         return self._credit[(declaration.declaration_id, declaration.revision)]
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
         return self._hits[(declaration.declaration_id, declaration.revision)]
+
+    def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]:
+        return self._zero_tariff.get((declaration.declaration_id, declaration.revision), [])
 
 
 class _Run:

@@ -123,3 +123,13 @@ HANDLER_ERRORS = Counter(
 STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
 STATE_RETAINED = Gauge("customs_state_retained",
                        "Declaration states (full or fingerprint) this worker holds (RocksDB: its estimate of the keys).")
+
+# Zero-tariff goods (streams.zerotariff). outcome of a register record: applied | released | deleted
+# | stale | unchanged, and identifier-conflict per identifier taken over from another import.
+ZERO_TARIFF_REGISTER_EVENTS = Counter("customs_zero_tariff_register_events_total",
+                                      "Zero-tariff register records folded, by outcome.", ["outcome"])
+ZERO_TARIFF_REGISTERED = Gauge("customs_zero_tariff_registered_goods", "Identified goods on the zero-tariff register (unreleased).")
+# outcome: applied | stale (older than the last applied) | unregistered (not on the register: ignored)
+POSITIONS = Counter("customs_positions_total", "Position and geofence events of tracked goods, by outcome.", ["outcome"])
+ZERO_TARIFF_PENDING_ABSENCES = Gauge("customs_zero_tariff_absences_pending",
+                                     "Tracked goods off the island whose allowed time away is still running (this worker's index).")
