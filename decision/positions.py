@@ -4,8 +4,8 @@ The positioning system publishes position fixes and geofence events (``schemas.P
 keyed by the identifier (VIN, hull number). For goods on the zero-tariff register the worker keeps
 one ``TrackedState`` per identifier (where it was last seen, since when it is off the island) and:
 
-* leaving the island (a geofence ``exit-island``, or a fix outside the policy's outline after one
-  inside) raises ``zero-tariff-left-island``;
+* leaving the island (a geofence ``exit-island``, or a fix outside the policy's outline while not
+  known to be away) raises ``zero-tariff-left-island``;
 * staying away longer than ``zero_tariff.allowed_days_away`` raises ``zero-tariff-away-too-long``,
   of higher severity: at once if the event that shows it is already that late, otherwise from the
   timer (``on_overdue``) at the due time, which the worker keeps in a time index;
