@@ -28,6 +28,7 @@ from schemas.records import (
     Declaration,
     DeclarationBatch,
     EarlyWarning,
+    GoodsIdentifier,
     InspectionResult,
     JointFinding,
     RiskListEntry,
@@ -84,7 +85,12 @@ def dead_letter_row(rec: Record, value: bytes | None, exc: BaseException, item_i
 def _declaration(decl: Declaration, rec: Record, item: int, now: datetime, source: str, batch: tuple[str | None, str | None]) -> Row:
     row = dict(decl.__dict__)
     row.update(day=day_of(decl.event_time), source=source, batch_id=batch[0], gateway=batch[1], **_provenance(rec, item, now))
+    row["goods_identifiers"] = _identifiers(decl.goods_identifiers)
     return row
+
+
+def _identifiers(identifiers: tuple[GoodsIdentifier, ...] | None) -> list[str] | None:
+    return [f"{i.kind.value}:{i.value}" for i in identifiers] if identifiers is not None else None
 
 
 def _declarations(rec: Record, now: datetime) -> Rows:
@@ -122,6 +128,7 @@ def _centralised(rec: Record, now: datetime) -> Rows:
     out: Rows = []
     for index, item in enumerate(doc.items):
         row = {**header, **item.__dict__, "declaration_id": doc.item_declaration_id(item), **_provenance(rec, index, now)}
+        row["goods_identifiers"] = _identifiers(item.goods_identifiers)
         out.append((t.CENTRALISED_ITEMS, row))
     return out
 

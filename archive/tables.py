@@ -50,6 +50,7 @@ GOODS: tuple[tuple[str, pa.DataType], ...] = (
     ("hs_code", STR), ("origin_country", STR), ("declared_value", F64), ("currency", STR), ("quantity", F64),
     ("net_mass_kg", F64), ("tax_rate", F64), ("seller_id", STR),
     ("imported_material_value", F64), ("value_added", F64),  # processing value-added goods only
+    ("goods_identifiers", STRS),  # "kind:value" (VIN, hull, serial numbers), matched against the zero-tariff register
 )
 
 
@@ -88,13 +89,13 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
                         "on the declarations topic and carry centralised_id.", (
         ("declaration_id", STR), ("revision", I32), ("port", STR), ("enterprise_id", STR), ("declarant_id", STR),
         ("scenario", STR), ("transport_mode", STR), ("departure_country", STR), ("event_time", TS), *GOODS, *FORM_CODES,
-        ("centralised_id", STR), ("source", STR), ("batch_id", STR), ("gateway", STR), ("schema_version", I32),
+        ("centralised_id", STR), ("source", STR), ("batch_id", STR), ("gateway", STR), ("schema_version", I32), ("direction", STR),
     )),
     _spec(CENTRALISED_ITEMS, "Centralised declarations as submitted, one row per goods item with the declaration id it "
                              "becomes ({centralised_id}-{item_no:04d}), whether or not the policy allowed it.", (
         ("centralised_id", STR), ("item_no", I32), ("declaration_id", STR), ("revision", I32), ("port", STR),
         ("enterprise_id", STR), ("declarant_id", STR), ("scenario", STR), ("transport_mode", STR), ("departure_country", STR),
-        ("event_time", TS), *GOODS, *FORM_CODES, ("items", I32), ("schema_version", I32),
+        ("event_time", TS), *GOODS, *FORM_CODES, ("items", I32), ("schema_version", I32), ("direction", STR),
     )),
     _spec(SCANS, "X-ray / CT scan results.", (
         ("scan_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("device_id", STR), ("device_type", STR),

@@ -34,22 +34,32 @@ def _existing(path: Path | None, what: str) -> None:
 
 
 def _backtest(args: argparse.Namespace, settings: Any) -> int:
-    from decision.backtest import backtest, format_report, load_credit_events, load_risk_lists, read_history, stderr_progress
+    from decision.backtest import (
+        backtest,
+        format_report,
+        load_credit_events,
+        load_risk_lists,
+        load_zero_tariff,
+        read_history,
+        stderr_progress,
+    )
     from riskmodels.serving import ModelRegistry
 
     # The reference events `riskctl simulate --history` wrote beside the history, unless given or refused.
     if not args.no_references:
         from portsim.references import reference_paths
+        from portsim.zerotariff import zero_tariff_path
 
-        beside = reference_paths(args.data)
-        for attr, path in zip(("credit_events", "risk_lists"), beside):
+        beside = (*reference_paths(args.data), zero_tariff_path(args.data))
+        for attr, path in zip(("credit_events", "risk_lists", "zero_tariff"), beside):
             if getattr(args, attr) is None and path.is_file():
                 setattr(args, attr, path)
                 if not args.quiet:
                     print(f"riskctl backtest: using {path} (beside the history)", file=sys.stderr)
     # Check every input before the (possibly long) scoring starts.
     for path, what in ((args.data, "history file"), (args.model, "model directory"),
-                       (args.credit_events, "credit events file"), (args.risk_lists, "risk lists file")):
+                       (args.credit_events, "credit events file"), (args.risk_lists, "risk lists file"),
+                       (args.zero_tariff, "zero-tariff register file")):
         _existing(path, what)
     policy = load_policy(args.policy)
     other = load_policy(args.compare) if args.compare else None
@@ -58,7 +68,8 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
     lists = load_risk_lists(args.risk_lists) if args.risk_lists else None
     progress = None if args.quiet else stderr_progress()
     frame = read_history(args.data)
-    report = backtest(policy, frame, registry, events, lists, other, progress)
+    register = load_zero_tariff(args.zero_tariff) if args.zero_tariff else []
+    report = backtest(policy, frame, registry, events, lists, other, progress, register)
     report["data"] = str(args.data)
     if args.json:
         print(json.dumps(report, sort_keys=False))
@@ -103,8 +114,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "present, else every enterprise general)")
     p.add_argument("--risk-lists", type=Path, metavar="FILE",
                    help="RiskListEntry JSON lines (default: HISTORY's <stem>.risk-lists.jsonl if present)")
+    p.add_argument("--zero-tariff", type=Path, metavar="FILE",
+                   help="ZeroTariffImport JSON lines, folded in event-time order (default: HISTORY's "
+                        "<stem>.zero-tariff.jsonl if present, else an empty register)")
     p.add_argument("--no-references", action="store_true",
-                   help="do not read the reference files beside the history (only --credit-events / --risk-lists)")
+                   help="do not read the reference files beside the history (only --credit-events / --risk-lists / --zero-tariff)")
     p.add_argument("--compare", type=Path, metavar="OTHER_POLICY", help="a second policy file to run side by side")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

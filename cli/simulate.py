@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
     sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file; the credit events and risk lists it "
-                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl)")
+                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl, <stem>.zero-tariff.jsonl)")
     sim.add_argument("--start", type=_utc_time, metavar="TIME",
                      help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
     sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
@@ -211,6 +211,11 @@ def _history(args: argparse.Namespace) -> int:
     # The credit register and risk lists the history is decided with: `riskctl backtest` reads them from beside it.
     credit, lists, events, entries = write_references(office, out, n, start=args.start, rate_per_s=args.rate)
     progress.show(f"history: wrote {events:,} credit events to {credit} and {entries} risk-list entries to {lists}", final=True)
+    from portsim.zerotariff import plant_zero_tariff
+
+    register, records, planted = plant_zero_tariff(office, out, args.seed)
+    progress.show(f"history: wrote {records:,} zero-tariff register records to {register}; "
+                  f"{planted:,} registered goods declared to the mainland planted", final=True)
     return 0
 
 

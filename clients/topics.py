@@ -35,6 +35,8 @@ CONSOLE_ACTIONS = "console-actions"
 WARNINGS = "warnings"
 WARNING_REVIEWS = "warning-reviews"
 JOINT_FINDINGS = "joint-findings"
+ZERO_TARIFF_REGISTER = "zero-tariff-register"
+POSITIONS = "positions"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -42,6 +44,8 @@ TABLE_SCAN_DEADLINES = "scan-deadlines"
 TABLE_ENTERPRISE_CREDIT = "enterprise-credit"
 TABLE_RISK_LISTS = "risk-lists"
 TABLE_CAPACITY = "capacity"
+TABLE_ZERO_TARIFF_REGISTER = "zero-tariff-register"
+TABLE_TRACKED_GOODS = "tracked-goods"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -113,6 +117,15 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
         TopicSpec(changelog_topic(settings, TABLE_ENTERPRISE_CREDIT), 1, "enterprise_id",
                   "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
+        TopicSpec(t(ZERO_TARIFF_REGISTER), 1, "import_id",
+                  "Zero-tariff imports of qualified enterprises, with the goods' identifiers (a record replaces the import's "
+                  "last; status released or a null value takes the goods off the register).", cleanup_policy="compact"),
+        TopicSpec(t(POSITIONS), p, "identifier (VIN or hull number)",
+                  "Position and geofence events of tracked vehicles and vessels from the positioning system.", retention_ms=inputs),
+        TopicSpec(changelog_topic(settings, TABLE_ZERO_TARIFF_REGISTER), 1, "i:<import_id> | g:<identifier>",
+                  "Faust global table: the zero-tariff register by import and by goods identifier.", cleanup_policy="compact"),
+        TopicSpec(changelog_topic(settings, TABLE_TRACKED_GOODS), p, "identifier",
+                  "Faust table: where each registered vehicle or vessel was last seen (on or off the island).", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]
 

@@ -36,10 +36,16 @@ from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
 from policy.risklists import RiskHit, RiskListIndex, load_jsonl
-from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE, RULES
-from riskmodels.data import read_labelled
-from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason
+from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE
+from policy.valueadded import RULES as VALUE_ADDED_RULES
+from policy.zerotariff import GOODS_LEAVING, RegisteredGoods, fold_import, registered_goods
+from riskmodels.data import IDENTIFIERS_COLUMN, identifiers_of, read_labelled
+from schemas import Action, CreditClass, CreditEvent, Declaration, SelectionReason, ZeroTariffImport
 
+# The simulator's hidden truth of zero-tariff goods declared to the mainland (portsim.zerotariff).
+ZERO_TARIFF_PATTERN = "zero-tariff-goods-leaving"
+# The named rules a declaration-time decision can fire (the positioning rules fire outside decisions).
+RULES = (*VALUE_ADDED_RULES, GOODS_LEAVING)
 LANES = (Action.RELEASE.value, Action.MACHINE_CHECK.value, Action.INSPECT.value)
 CHUNK = 20_000  # rows validated, scored and decided at a time: bounds memory (~120 MB per chunk)
 PROGRESS_EVERY = 100_000
@@ -77,6 +83,22 @@ def load_credit_events(path: Path | str) -> list[CreditEvent]:
     except OSError as exc:
         raise BacktestError(f"cannot read credit events {path}: {exc.strerror}") from None
     return sorted(events, key=lambda e: e.event_time)
+
+
+def load_zero_tariff(path: Path | str) -> list[ZeroTariffImport]:
+    """ZeroTariffImport JSON lines (the zero-tariff register's records), sorted by event time (stable)."""
+    records = []
+    try:
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        records.append(ZeroTariffImport.model_validate_json(line))
+                    except ValidationError as exc:
+                        raise BacktestError(f"{path} line {n}: not a zero-tariff register record: {validation_summary(exc, 2)}") from None
+    except OSError as exc:
+        raise BacktestError(f"cannot read the zero-tariff register {path}: {exc.strerror}") from None
+    return sorted(records, key=lambda r: r.event_time)
 
 
 def load_risk_lists(path: Path | str) -> RiskListIndex:
@@ -125,15 +147,20 @@ class _AsOf:
     """``References`` as of each declaration's event time: credit events are folded up to it (the
     history is in event-time order), risk-list hits are matched once and shared by every policy."""
 
-    def __init__(self, credit: dict[tuple[str, int], EnterpriseCredit], hits: dict[tuple[str, int], list[RiskHit]]) -> None:
+    def __init__(self, credit: dict[tuple[str, int], EnterpriseCredit], hits: dict[tuple[str, int], list[RiskHit]],
+                 zero_tariff: dict[tuple[str, int], list[RegisteredGoods]] | None = None) -> None:
         self._credit = credit
         self._hits = hits
+        self._zero_tariff = zero_tariff or {}
 
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
         return self._credit[(declaration.declaration_id, declaration.revision)]
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
         return self._hits[(declaration.declaration_id, declaration.revision)]
+
+    def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]:
+        return self._zero_tariff.get((declaration.declaration_id, declaration.revision), [])
 
 
 class _Run:
@@ -177,6 +204,7 @@ def run(
     credit_events: Sequence[CreditEvent] = (),
     risk_lists: RiskListIndex | None = None,
     progress: Progress | None = None,
+    zero_tariff: Sequence[ZeroTariffImport] = (),
 ) -> tuple[list[pl.DataFrame], list[str], int]:
     """Decide every row of a project-format frame (in event-time order) under each policy.
 
@@ -195,11 +223,15 @@ def run(
     index = risk_lists if risk_lists is not None else RiskListIndex()
     fields = [c for c in frame.columns if c in Declaration.model_fields]
     ev = 0
+    register: dict[bytes, bytes] = {}  # the zero-tariff register folded up to each declaration's time (policy.zerotariff)
+    zt = 0
     for start in range(0, n, CHUNK):
         chunk = frame.slice(start, CHUNK)
         rows: list[int] = []
         decls: list[Declaration] = []
         for i, row in enumerate(chunk.select(fields).iter_rows(named=True)):
+            if row.get(IDENTIFIERS_COLUMN):  # "kind:value;..." in the frame (riskmodels.data)
+                row[IDENTIFIERS_COLUMN] = identifiers_of(row[IDENTIFIERS_COLUMN])
             try:
                 decls.append(Declaration.model_validate({k: v for k, v in row.items() if v is not None}, strict=False))
                 rows.append(start + i)
@@ -211,6 +243,7 @@ def run(
         versions.update(batch.model_versions)
         credit_at: dict[tuple[str, int], EnterpriseCredit] = {}
         hits_at: dict[tuple[str, int], list[RiskHit]] = {}
+        goods_at: dict[tuple[str, int], list[RegisteredGoods]] = {}
         for decl, pos in zip(decls, rows):
             # Rows are in event-time order (read_labelled sorts them): fold the credit events up
             # to this declaration's time, so it sees the state in force when it arrived.
@@ -218,12 +251,22 @@ def run(
                 e = credit_events[ev]
                 credit[e.enterprise_id] = apply_credit_event(credit.get(e.enterprise_id, UNKNOWN_ENTERPRISE), e)
                 ev += 1
+            while zt < len(zero_tariff) and zero_tariff[zt].event_time <= decl.event_time:
+                record = zero_tariff[zt]
+                for k, value in fold_import(record.import_id, record, register.get).writes.items():
+                    if value is None:
+                        register.pop(k, None)
+                    else:
+                        register[k] = value
+                zt += 1
             key = (decl.declaration_id, decl.revision)
+            if decl.goods_identifiers:
+                goods_at.setdefault(key, registered_goods(register, decl))
             hits_at.setdefault(key, index.matches(decl))
             credit_at.setdefault(key, credit.get(decl.enterprise_id, UNKNOWN_ENTERPRISE))
             hit[pos] = bool(hits_at[key])
         scored = _Scored(decls, batch.scores, batch.model_versions, getattr(batch, "value_added", None))
-        references = _AsOf(credit_at, hits_at)
+        references = _AsOf(credit_at, hits_at, goods_at)
         for r in runs:
             r.decide(rows, decls, scored, references)
         valid[rows] = True
@@ -264,6 +307,7 @@ def _rule_truth(policy: Policy, pattern: pl.Series | None, va_true: pl.Series | 
         truth.append((va_true < policy.processing_value_added.threshold).fill_null(False).alias(f"truth:{BELOW_THRESHOLD}"))
     if pattern is not None:
         truth.append((pattern == "value-added-inflation").fill_null(False).alias(f"truth:{IMPLAUSIBLE}"))
+        truth.append((pattern == ZERO_TARIFF_PATTERN).fill_null(False).alias(f"truth:{GOODS_LEAVING}"))
     return truth
 
 
@@ -360,11 +404,12 @@ def backtest(
     risk_lists: RiskListIndex | None = None,
     other: Policy | None = None,
     progress: Progress | None = None,
+    zero_tariff: Sequence[ZeroTariffImport] = (),
 ) -> dict[str, Any]:
     """The report (see policy/README.md); with ``other``, a ``compare`` object as well (both
     policies are decided in the same pass, on the same scores, credit states and list hits)."""
     policies = [policy] if other is None else [policy, other]
-    frames, versions, skipped = run(policies, frame, scorer, credit_events, risk_lists, progress)
+    frames, versions, skipped = run(policies, frame, scorer, credit_events, risk_lists, progress, zero_tariff)
     report: dict[str, Any] = {"policy_version": policy.version, **summarise(frames[0])}
     report["model_versions"] = versions
     report["skipped_rows"] = skipped

@@ -35,6 +35,7 @@ from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
 from policy.decide import decide
 from policy.risklists import RiskHit, RiskListIndex
+from policy.zerotariff import RegisteredGoods, registered_goods
 from schemas import Action, Declaration
 
 
@@ -44,6 +45,8 @@ class References(Protocol):
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit: ...
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]: ...
+
+    def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]: ...
 
 
 def decide_batch(
@@ -74,11 +77,12 @@ def decide_batch(
             versions = Versions(policy.version, result.model_version)
             controller = controller_for(partition)
             credit, hits, offsets = references.credit_for(decl), references.risk_hits(decl), controller.offsets(decl.port)
-            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added)
+            registered = references.zero_tariff_goods(decl) if decl.goods_identifiers else []
+            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added, registered)
             if result.shadow is not None:  # the challenger decides on the same footing; only the champion is acted on
                 version, challenger_score = result.shadow
                 held = state if isinstance(state, DeclarationState) else None
-                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added)
+                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added, registered)
                 shadow = (version, challenger_score, challenger_action(held, challenger))
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
@@ -136,14 +140,20 @@ class CreditBook:
 
 
 class ReferenceData:
-    """``References`` over the worker's reference tables: the credit book and the risk-list index."""
+    """``References`` over the worker's reference tables: the credit book, the risk-list index and
+    the zero-tariff register's contents (``policy.zerotariff``; None: an empty register)."""
 
-    def __init__(self, credit: CreditBook, risk_index: RiskListIndex) -> None:
+    def __init__(self, credit: CreditBook, risk_index: RiskListIndex,
+                 zero_tariff: Callable[[], Mapping[bytes, bytes]] | None = None) -> None:
         self.credit = credit
         self.risk_index = risk_index
+        self._zero_tariff = zero_tariff
 
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
         return self.credit.of(declaration.enterprise_id)
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
         return self.risk_index.matches(declaration)
+
+    def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]:
+        return registered_goods(self._zero_tariff(), declaration) if self._zero_tariff is not None else []

@@ -8,7 +8,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas import Action, CreditClass, Scenario
+from schemas import Action, CreditClass, Direction, Scenario, Severity
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default.yaml")
 
@@ -189,6 +189,32 @@ class AuditSelection(_Strict):
         if any(not 0 <= w <= 100 for w in self.class_weights.values()):
             raise ValueError("audit_selection.class_weights are between 0 and 100")
         return self
+# A rough outline of Hainan island (latitude, longitude), enough to tell on the island from at sea
+# or on the mainland across the Qiongzhou Strait; the tracking system's geofence events are the
+# primary signal, fixes are the fallback.
+HAINAN_OUTLINE: tuple[tuple[float, float], ...] = (
+    (20.16, 110.00), (20.10, 110.70), (19.95, 111.05), (19.60, 111.05), (19.10, 110.65), (18.50, 110.25),
+    (18.15, 109.60), (18.20, 109.10), (18.60, 108.60), (19.30, 108.60), (19.75, 108.95), (20.10, 109.50),
+)
+LatLon = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
+
+
+class ZeroTariff(_Strict):
+    """Zero-tariff goods (policy/zerotariff.py): goods imported tariff-free for own use on the island
+    may not go to the mainland without duty."""
+
+    # A declaration in one of these directions naming registered, unreleased goods: this action,
+    # an early warning of this severity.
+    directions: tuple[Direction, ...] = (Direction.SECOND_LINE_OUT,)
+    declared_action: Action = Action.INSPECT
+    declared_severity: Severity = Severity.HIGH
+    # Registered vehicles and vessels tracked by the positioning system: leaving the island (or
+    # passing a port's gate) warns at once, staying away longer than allowed_days_away warns again.
+    exit_severity: Severity = Severity.MEDIUM
+    port_passage_severity: Severity = Severity.MEDIUM
+    allowed_days_away: float = Field(default=120.0, gt=0, le=3650)
+    overstay_severity: Severity = Severity.HIGH
+    island: tuple[LatLon, ...] = Field(default=HAINAN_OUTLINE, min_length=3, max_length=500)
 
 
 class Policy(_Strict):
@@ -206,6 +232,7 @@ class Policy(_Strict):
     batch: BatchPolicy = BatchPolicy()
     processing_value_added: ProcessingValueAdded = ProcessingValueAdded()
     audit_selection: AuditSelection = AuditSelection()
+    zero_tariff: ZeroTariff = ZeroTariff()
 
     @model_validator(mode="after")
     def _every_class_has_thresholds(self) -> Policy:

@@ -7,7 +7,8 @@ Precedence is fixed (a policy file tunes each stage but cannot reorder them):
    enterprise whose matching qualification is not active -> inspect; an enterprise under joint
    penalty -> at least ``rules.joint_penalty_min_action``; a processing value-added ratio under
    the threshold (duty due) or implausibly above the history (``policy.valueadded``: an early
-   warning too) -> the policy's action for it.
+   warning too), zero-tariff goods on the register declared to the mainland (``policy.zerotariff``:
+   an early warning too) -> the policy's action for it.
 2. **Risk-list hits** (``risk-list``): an entry of an ``inspect`` list -> inspect, of a
    ``machine-check`` list -> machine-check; ``watch`` entries change nothing but are recorded
    (``Decision.risk_hits`` and a reason line).
@@ -33,6 +34,7 @@ from policy.config import Policy, Thresholds
 from policy.credit import EnterpriseCredit
 from policy.risklists import RiskHit
 from policy.valueadded import RatioHistory, WarningProposal, check_value_added
+from policy.zerotariff import RegisteredGoods, check_declaration
 from schemas import Action, CreditClass, Declaration, Qualification, RiskListAction, Scenario, SelectionReason
 
 SEVERITY = {Action.RELEASE: 0, Action.MACHINE_CHECK: 1, Action.INSPECT: 2}
@@ -109,10 +111,12 @@ def decide(
     hits: Sequence[RiskHit] = (),
     offsets: LaneOffsets | None = None,
     history: RatioHistory | None = None,
+    registered: Sequence[RegisteredGoods] = (),
 ) -> Decision:
     """Decide one declaration. ``hits``: ``RiskListIndex.matches(declaration)``; ``offsets``:
     ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds);
-    ``history``: the value-added ratio history the model call returned (processing declarations).
+    ``history``: the value-added ratio history the model call returned (processing declarations);
+    ``registered``: the zero-tariff register's entries of the goods the declaration names.
     Model explanations are added by the caller, only for the declarations that are selected
     (explaining costs more than scoring)."""
     credit_class = credit.effective_class
@@ -127,6 +131,8 @@ def decide(
         proposals.append((policy.rules.joint_penalty_min_action, SelectionReason.RULE, "enterprise under joint penalty"))
     # Processing value-added: duty due under the threshold, an implausible claim selected and warned of.
     findings = check_value_added(policy.processing_value_added, declaration, history)
+    # Zero-tariff goods declared to the mainland: duty due, inspected and warned of.
+    findings += check_declaration(policy.zero_tariff, declaration, registered)
     for finding in findings:
         proposals.append((finding.action, SelectionReason.RULE, finding.reason))
     rules = tuple(f.rule for f in findings)

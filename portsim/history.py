@@ -26,8 +26,10 @@ ROW_GROUP = 131_072
 _STRING_FIELDS = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use", "payment_type",
-    "tax_type", "origin_indicator", "courier_id", "centralised_id",
+    "tax_type", "origin_indicator", "courier_id", "centralised_id", "direction",
 )
+# Goods identifiers: a list of {kind, value} (schemas.GoodsIdentifier), null for goods declared without.
+IDENTIFIERS_TYPE = pa.list_(pa.struct([pa.field("kind", pa.string()), pa.field("value", pa.string())]))
 _INT_FIELDS = ("schema_version", "revision")
 _FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
 LABEL_FIELDS = ("fraud", "critical_fraud", "duty_recoverable", "fraud_pattern", "value_added_ratio_true")
@@ -45,6 +47,8 @@ def history_schema() -> pa.Schema:
             typ = pa.float64()
         elif name == "event_time":
             typ = pa.timestamp("us", tz="UTC")
+        elif name == "goods_identifiers":
+            typ = IDENTIFIERS_TYPE
         else:  # a new schema field must be added here deliberately
             raise TypeError(f"history file has no column type for Declaration.{name}")
         fields.append(pa.field(name, typ, nullable=nullable))
@@ -83,7 +87,8 @@ def write_history(
                     arrays.append(pa.array(np.ones(n, dtype=np.int64)))
                 elif name == "event_time":
                     arrays.append(pa.array(cols["event_time_us"], type=field.type))
-                elif name == "centralised_id":  # the simulated history has no centralised declarations
+                elif name == "centralised_id" or (name not in cols and name in ("direction", "goods_identifiers")):
+                    # no centralised declarations in the simulated history; direction and identifiers where traffic states neither
                     arrays.append(pa.nulls(n, type=field.type))
                 elif name in labels:
                     arrays.append(pa.array(labels[name], type=field.type, from_pandas=True))  # NaN -> null

@@ -21,8 +21,12 @@ Format = Literal["auto", "project", "kcs"]
 STRING_COLUMNS = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code",
     "origin_country", "departure_country", "transport_mode", "currency", "procedure_code",
-    "import_type", "import_use", "payment_type", "tax_type", "origin_indicator", "courier_id",
+    "import_type", "import_use", "payment_type", "tax_type", "origin_indicator", "courier_id", "direction",
 )
+# The goods' identifiers, the zero-tariff rule's input: in the frame one string "kind:value;kind:value"
+# (CSV holds no lists; null without), read from a list of {kind, value} (the history file), a list of
+# "kind:value" (the archive) or such a string.
+IDENTIFIERS_COLUMN = "goods_identifiers"
 FLOAT_COLUMNS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
 REQUIRED = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "scenario", "hs_code", "origin_country",
@@ -31,7 +35,7 @@ REQUIRED = (
 )
 # Simulated histories also carry the hidden truth the backtest counts per rule (null where absent).
 LABELS = ("fraud", "critical_fraud", "duty_recoverable", "fraud_pattern", "value_added_ratio_true")
-PROJECT_COLUMNS = ("schema_version", "revision", *STRING_COLUMNS, *FLOAT_COLUMNS, "event_time")
+PROJECT_COLUMNS = ("schema_version", "revision", *STRING_COLUMNS, *FLOAT_COLUMNS, "event_time", IDENTIFIERS_COLUMN)
 
 KCS_COLUMNS = (
     "Declaration ID", "Date", "Office ID", "Process Type", "Import Type", "Import Use", "Payment Type",
@@ -127,6 +131,7 @@ def _project(raw: pl.DataFrame, source: Path, need_labels: bool) -> pl.DataFrame
             exprs.append(_cast_float(raw, name, source).alias(name))
         else:
             exprs.append(pl.lit(None, dtype=pl.Float64).alias(name))
+    exprs.append(_identifiers(raw).alias(IDENTIFIERS_COLUMN))
     time = raw["event_time"]
     if isinstance(time.dtype, pl.Datetime):
         tz = time.dtype.time_zone
@@ -153,6 +158,27 @@ def _project(raw: pl.DataFrame, source: Path, need_labels: bool) -> pl.DataFrame
         raise DataError(f"{source}: {int(bad_time.sum())} unparseable event_time values "
                         f"(first: {raw['event_time'].filter(bad_time)[0]!r}); use ISO 8601")
     return _finish(df.select([*PROJECT_COLUMNS, *LABELS]), source, need_labels)
+
+
+def _identifiers(raw: pl.DataFrame) -> pl.Expr:
+    dtype = raw[IDENTIFIERS_COLUMN].dtype if IDENTIFIERS_COLUMN in raw.columns else pl.Null
+    if isinstance(dtype, pl.List) and dtype.inner == pl.String:  # the archive's "kind:value" list
+        return pl.col(IDENTIFIERS_COLUMN).list.join(";")
+    if isinstance(dtype, pl.List):
+        pairs = pl.element().struct.field("kind") + ":" + pl.element().struct.field("value")
+        return pl.col(IDENTIFIERS_COLUMN).list.eval(pairs).list.join(";")
+    if dtype == pl.String:
+        return pl.col(IDENTIFIERS_COLUMN)
+    return pl.lit(None, dtype=pl.String)
+
+
+def identifiers_of(text: str) -> list[dict[str, str]]:
+    """The frame's "kind:value;kind:value" as ``schemas.GoodsIdentifier`` fields."""
+    out = []
+    for pair in text.split(";"):
+        kind, _, value = pair.partition(":")
+        out.append({"kind": kind, "value": value})
+    return out
 
 
 def kcs_to_project(raw: pl.DataFrame, source: Path | str = "<kcs>", need_labels: bool = True) -> pl.DataFrame:
@@ -219,7 +245,9 @@ def declarations_from_frame(df: pl.DataFrame) -> list:
     """
     fields = set(Declaration.model_fields)
     cols = [c for c in df.columns if c in fields]
-    return [
-        Declaration.model_validate({k: v for k, v in row.items() if v is not None}, strict=False)
-        for row in df.select(cols).iter_rows(named=True)
-    ]
+    rows = []
+    for row in df.select(cols).iter_rows(named=True):
+        if row.get(IDENTIFIERS_COLUMN):
+            row[IDENTIFIERS_COLUMN] = identifiers_of(row[IDENTIFIERS_COLUMN])
+        rows.append(Declaration.model_validate({k: v for k, v in row.items() if v is not None}, strict=False))
+    return rows

@@ -116,6 +116,53 @@ class _Record(_Strict):
     schema_version: int = Field(default=SCHEMA_VERSION, ge=SCHEMA_VERSION, le=SCHEMA_VERSION)
 
 
+class Direction(str, enum.Enum):
+    """Which line the goods cross. The island is the free-trade port: the first line is its border
+    with abroad, the second line its border with the mainland (the line this office supervises)."""
+
+    FIRST_LINE_IN = "first-line-in"  # from abroad onto the island
+    SECOND_LINE_OUT = "second-line-out"  # from the island to the mainland
+    SECOND_LINE_IN = "second-line-in"  # from the mainland onto the island
+
+
+class IdentifierKind(str, enum.Enum):
+    """What a goods identifier is: a vehicle's VIN, a vessel's hull number, an article's serial number."""
+
+    VIN = "vin"
+    HULL = "hull"
+    SERIAL = "serial"
+
+
+# VIN: 17 characters, no I, O or Q (ISO 3779). Others: a maker's serial or hull number.
+_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+GoodsIdentifierValue = Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")]
+MAX_DECLARED_IDENTIFIERS = 100  # per declaration (or goods item): a vehicle or vessel each, a lot of serial numbers
+
+
+class GoodsIdentifier(_Strict):
+    """One identifier of individual goods. Matched on ``value`` upper-cased (``register_key``),
+    whatever the kind a declarant gives it."""
+
+    kind: IdentifierKind
+    value: GoodsIdentifierValue
+
+    def model_post_init(self, _context: object) -> None:
+        if self.kind is IdentifierKind.VIN and not _VIN.match(self.value.upper()):
+            raise ValueError(f"{self.value!r} is not a VIN (17 characters, digits and letters other than I, O, Q)")
+
+    def register_key(self) -> str:
+        return self.value.upper()
+
+
+def _distinct_identifiers(identifiers: tuple[GoodsIdentifier, ...] | None) -> None:
+    seen: set[str] = set()
+    for identifier in identifiers or ():
+        key = identifier.register_key()
+        if key in seen:
+            raise ValueError(f"goods identifier {key} is given twice")
+        seen.add(key)
+
+
 class Declaration(_Record):
     """One goods declaration from a port gateway. Key: ``declaration_id``."""
 
@@ -150,9 +197,15 @@ class Declaration(_Record):
     # imported materials in the goods and the value added by processing on the island.
     imported_material_value: ProcessingAmount | None = None
     value_added: ProcessingAmount | None = None
+    # Which line the goods cross (None: not stated; the gateways of this office send second-line-out
+    # for goods leaving for the mainland) and the individual goods' identifiers (VIN, hull, serial
+    # numbers), matched against the zero-tariff register.
+    direction: Direction | None = None
+    goods_identifiers: tuple[GoodsIdentifier, ...] | None = Field(default=None, min_length=1, max_length=MAX_DECLARED_IDENTIFIERS)
 
     def model_post_init(self, _context: object) -> None:
         _check_processing_values(self.scenario, self.imported_material_value, self.value_added, self.declared_value)
+        _distinct_identifiers(self.goods_identifiers)
 
     def value_added_ratio(self) -> float | None:
         """Value added / imported materials (the customs definition of the processing value-added
@@ -214,6 +267,7 @@ class GoodsItem(_Strict):
     seller_id: Identifier | None = None
     imported_material_value: ProcessingAmount | None = None
     value_added: ProcessingAmount | None = None
+    goods_identifiers: tuple[GoodsIdentifier, ...] | None = Field(default=None, min_length=1, max_length=MAX_DECLARED_IDENTIFIERS)
 
 
 class CentralisedDeclaration(_Record):
@@ -237,6 +291,7 @@ class CentralisedDeclaration(_Record):
     tax_type: Code | None = None
     origin_indicator: Code | None = None
     courier_id: Identifier | None = None
+    direction: Direction | None = None
     items: tuple[GoodsItem, ...] = Field(min_length=1, max_length=MAX_CENTRALISED_ITEMS)
 
     def model_post_init(self, _context: object) -> None:
@@ -246,6 +301,7 @@ class CentralisedDeclaration(_Record):
                 raise ValueError(f"item_no must be unique and ascending: {item.item_no} follows {before.item_no}")
         for item in self.items:  # refused here, as the item's own declaration would be
             _check_processing_values(self.scenario, item.imported_material_value, item.value_added, item.declared_value)
+            _distinct_identifiers(item.goods_identifiers)
 
     def item_declaration_id(self, item: GoodsItem) -> str:
         return f"{self.centralised_id}-{item.item_no:04d}"
@@ -254,7 +310,7 @@ class CentralisedDeclaration(_Record):
         """One validated declaration per goods item: the header's fields, the item's goods, the
         centralised revision and id. Deterministic, so a redelivery re-emits identical records."""
         header = {name: getattr(self, name) for name in ("revision", "port", "enterprise_id", "declarant_id", "scenario",
-                                                        "transport_mode", "departure_country", "event_time", *FORM_FIELDS)}
+                                                        "transport_mode", "departure_country", "event_time", "direction", *FORM_FIELDS)}
         return [Declaration(declaration_id=self.item_declaration_id(item), centralised_id=self.centralised_id,
                             **header, **item.model_dump(exclude={"item_no"}))
                 for item in self.items]
@@ -636,6 +692,75 @@ class JointFinding(_Record):
     subject_id: Identifier | None = None
     duty_recovered: float = Field(default=0.0, ge=0, le=1e13)
     found_at: AwareDatetime  # the inspection's time, or the review's
+class ZeroTariffStatus(str, enum.Enum):
+    IMPORTED = "imported"  # under zero-tariff supervision: the goods may not leave for the mainland duty-free
+    RELEASED = "released"  # duty paid (or supervision ended): the goods may leave
+
+
+MAX_REGISTER_IDENTIFIERS = 1000  # per import record: a fleet of vehicles, a lot of serial-numbered machines
+
+
+class ZeroTariffImport(_Record):
+    """One import of zero-tariff goods by a qualified enterprise for its own use on the island, as
+    customs registered it. Compacted topic ``zero-tariff-register``; key: ``import_id``. A record
+    replaces the import's previous one (identifiers it no longer names leave the register); status
+    ``released`` takes the goods off the register; a null value deletes the import altogether."""
+
+    import_id: Identifier
+    enterprise_id: Identifier
+    import_declaration_id: Identifier
+    status: ZeroTariffStatus = ZeroTariffStatus.IMPORTED
+    hs_code: HsCode
+    description: ShortText
+    quantity: Quantity
+    identifiers: tuple[GoodsIdentifier, ...] = Field(default=(), max_length=MAX_REGISTER_IDENTIFIERS)
+    imported_at: EventTime
+    event_time: EventTime  # when this record was issued (the release, for a released import)
+
+    def model_post_init(self, _context: object) -> None:
+        _distinct_identifiers(self.identifiers)
+        if self.event_time < self.imported_at:
+            raise ValueError("event_time is before imported_at")
+
+
+class PositionEventType(str, enum.Enum):
+    POSITION = "position"  # a fix: latitude and longitude
+    EXIT_ISLAND = "exit-island"  # the tracking system's geofence: left the island
+    ENTER_ISLAND = "enter-island"  # came back onto the island
+    PORT_PASSAGE = "port-passage"  # passed a port's gate (port names it)
+
+
+class TrackedKind(str, enum.Enum):
+    VEHICLE = "vehicle"
+    VESSEL = "vessel"
+
+
+class PositionEvent(_Record):
+    """A position or geofence event of a tracked vehicle or vessel, from the intelligent positioning
+    system. Topic ``positions``; key: ``identifier`` (the VIN or hull number, on its murmur2
+    partition, like a declaration)."""
+
+    event_id: Identifier
+    identifier: GoodsIdentifierValue
+    kind: TrackedKind
+    event_type: PositionEventType
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    port: Identifier | None = None
+    tracker_id: Identifier
+    event_time: EventTime
+
+    def model_post_init(self, _context: object) -> None:
+        fix = self.latitude is not None, self.longitude is not None
+        if self.event_type is PositionEventType.POSITION and fix != (True, True):
+            raise ValueError("a position event needs latitude and longitude")
+        if fix[0] != fix[1]:
+            raise ValueError("latitude and longitude come together")
+        if self.event_type is PositionEventType.PORT_PASSAGE and self.port is None:
+            raise ValueError("a port-passage event needs port")
+
+    def register_key(self) -> str:
+        return self.identifier.upper()
 
 
 RECORD_TYPES: dict[str, type[_Record]] = {
@@ -653,4 +778,6 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "console-action": ConsoleAction,
     "warning-review": WarningReview,
     "joint-finding": JointFinding,
+    "zero-tariff-import": ZeroTariffImport,
+    "position-event": PositionEvent,
 }

@@ -128,3 +128,13 @@ JOINT_FINDINGS = Counter("customs_joint_findings_total",
                          "declaration's enterprise was still known.", ["kind", "enterprise_known"])
 WARNING_REVIEWS = Counter("customs_warning_reviews_total", "Analysts' verdicts on early warnings read by the workers, by verdict.",
                           ["verdict"])
+
+# Zero-tariff goods (streams.zerotariff). outcome of a register record: applied | released | deleted
+# | stale | unchanged, and identifier-conflict per identifier taken over from another import.
+ZERO_TARIFF_REGISTER_EVENTS = Counter("customs_zero_tariff_register_events_total",
+                                      "Zero-tariff register records folded, by outcome.", ["outcome"])
+ZERO_TARIFF_REGISTERED = Gauge("customs_zero_tariff_registered_goods", "Identified goods on the zero-tariff register (unreleased).")
+# outcome: applied | stale (older than the last applied) | unregistered (not on the register: ignored)
+POSITIONS = Counter("customs_positions_total", "Position and geofence events of tracked goods, by outcome.", ["outcome"])
+ZERO_TARIFF_PENDING_ABSENCES = Gauge("customs_zero_tariff_absences_pending",
+                                     "Tracked goods off the island whose allowed time away is still running (this worker's index).")

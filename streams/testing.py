@@ -75,6 +75,7 @@ class TopologyDriver:
         self.topology.clock = self.clock
         every = set(range(self.settings.partitions))
         self.topology.owned_partitions = lambda: every  # type: ignore[method-assign]  # the driver owns every partition
+        self.topology.zero_tariff.owned_partitions = lambda: every  # type: ignore[method-assign]
         for table in (self.topology.state, self.topology.deadlines):
             tables.open_partitions(table, every)  # as an assignment does (an on-disk store reads only open partitions)
         start = self.clock()

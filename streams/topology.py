@@ -90,6 +90,7 @@ from streams.runtime import status, tables
 from streams.runtime.app import faust_app
 from streams.runtime.batching import take_batches
 from streams.runtime.checkpoint import Checkpoint, exit_hard
+from streams.zerotariff import ZeroTariffStreams
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,12 @@ class Topology:
         self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
         self._risk_index_ready = False  # the index was synced in full since this worker was last ready
         self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
-        self.references = ReferenceData(self.credit_book, self.risk_index)
+        # Zero-tariff goods: the register (GlobalTable) and the positioning of registered vehicles and vessels.
+        self.zero_tariff = ZeroTariffStreams(
+            self.app, t, settings.partitions, table, self.dead_letters, self.warnings_topic, lambda: self.services.policy,
+            lambda: self.clock(), topics.ZERO_TARIFF_REGISTER, topics.POSITIONS, topics.TABLE_ZERO_TARIFF_REGISTER,
+            topics.TABLE_TRACKED_GOODS)
+        self.references = ReferenceData(self.credit_book, self.risk_index, self.zero_tariff.contents)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
@@ -179,6 +185,7 @@ class Topology:
             "publish_confirmed_warnings": (self.warning_reviews, self.handle_warning_reviews),
             "split_centralised_declarations": (self.centralised, self.handle_centralised_declarations),
             "decide_declarations": (self.declarations_and_scans, self.handle_declarations_and_scans),
+            **self.zero_tariff.agents(),
         }
         for name, (topic, handler) in self.agents.items():
             app.agent(topic, name=name)(self._batch_agent(name, handler))
@@ -189,6 +196,7 @@ class Topology:
             "expire_declaration_state": (self.settings.state_expiry_interval_s, self.tick_state_expiry),
             "sync_reference_data": (1.0, self.tick_reference_data),
             "refresh_models": (5.0, self.tick_models),
+            **self.zero_tariff.timers(),
         }
         for name, (interval, tick) in self.timers.items():
             app.timer(interval=interval, name=name)(self._timer(name, tick))
@@ -311,6 +319,7 @@ class Topology:
         if changed:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
+        self.zero_tariff.publish_gauges()
         self._publish_lag()
         self.publish_selection_rates(self._active_declaration_partitions())
 

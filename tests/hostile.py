@@ -214,10 +214,11 @@ class Hostile:
 
 
 def big_text(max_chars: int) -> st.SearchStrategy[str]:
-    """A string longer than any field allows (257 .. max_chars characters), drawn cheaply."""
+    """A string longer than any field allows (501 .. max_chars characters: an officer's note takes
+    500), drawn cheaply; never blank at its ends, so that stripping a note cannot shorten it."""
     return st.builds(lambda chunk, n: (chunk * (n // len(chunk) + 1))[:n],
-                     st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
-                     st.integers(257, max(257, max_chars)))
+                     st.text(st.characters(exclude_categories=("Cs", "Cc", "Z")), min_size=1, max_size=8),
+                     st.integers(501, max(501, max_chars)))
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | SHORT_TEXT

@@ -103,5 +103,12 @@ def test_history_mode_writes_its_reference_events_and_backtest_reads_them(tmp_pa
     assert without["selection_reasons"]["rule"] > 3 * with_refs["selection_reasons"].get("rule", 0)
     assert not any(a.startswith("no credit events") for a in with_refs["assumptions"])
     assert any(a.startswith("no credit events") for a in without["assumptions"])
-    assert set(with_refs["by_rule"]) == {"value-added-below-threshold", "value-added-implausible"}
+    assert set(with_refs["by_rule"]) == {"value-added-below-threshold", "value-added-implausible", "zero-tariff-goods-leaving"}
     assert "caught" in with_refs["by_rule"]["value-added-implausible"]  # the simulated history holds the truth
+    # Registered goods declared to the mainland: all caught with the register beside the history, none of the
+    # decoys (released goods, unregistered goods, goods coming onto the island) raised; without it, all missed.
+    planted = int((pl.read_parquet(out)["fraud_pattern"] == "zero-tariff-goods-leaving").sum())
+    decoys = int(pl.read_parquet(out)["direction"].is_not_null().sum()) - planted
+    assert planted == 3 and decoys == 9 and (tmp_path / "h.zero-tariff.jsonl").is_file()
+    assert with_refs["by_rule"]["zero-tariff-goods-leaving"] == {"fired": 3, "caught": 3, "missed": 0, "false_alarms": 0, "recall": 1.0}
+    assert without["by_rule"]["zero-tariff-goods-leaving"]["missed"] == 3
