@@ -33,6 +33,8 @@ DEAD_LETTERS = "dead-letters"
 SHADOW_SCORES = "shadow-scores"
 CONSOLE_ACTIONS = "console-actions"
 WARNINGS = "warnings"
+DUTY_FREE_PURCHASES = "duty-free-purchases"
+DUTY_FREE_SHOPPER_LINKS = "duty-free-shopper-links"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -40,6 +42,9 @@ TABLE_SCAN_DEADLINES = "scan-deadlines"
 TABLE_ENTERPRISE_CREDIT = "enterprise-credit"
 TABLE_RISK_LISTS = "risk-lists"
 TABLE_CAPACITY = "capacity"
+TABLE_DUTY_FREE_SHOPPERS = "duty-free-shoppers"
+TABLE_DUTY_FREE_LINKS = "duty-free-links"
+TABLE_DUTY_FREE_STANDING = "duty-free-standing"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -106,6 +111,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   "Faust table: adaptive-threshold controller state per partition.", cleanup_policy="compact"),
         TopicSpec(changelog_topic(settings, TABLE_ENTERPRISE_CREDIT), 1, "enterprise_id",
                   "Faust global table: each enterprise's current credit state.", cleanup_policy="compact"),
+        TopicSpec(t(DUTY_FREE_PURCHASES), p, "shopper_token",
+                  "Purchases at the offshore duty-free shops (tokens only, never personal data).", retention_ms=400 * DAY_MS),
+        TopicSpec(t(DUTY_FREE_SHOPPER_LINKS), p, "link (payer|phone|address:<token>)",
+                  "Internal: shoppers tied to a payer, phone or delivery address, re-keyed by the link for the resale index.",
+                  retention_ms=30 * DAY_MS),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_SHOPPERS), p, "shopper_token",
+                  "Faust table: each shopper's calendar year of duty-free purchases.", cleanup_policy="compact"),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_LINKS), p, "link",
+                  "Faust table: the shoppers tied to each payer, phone or delivery address this year.", cleanup_policy="compact"),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_STANDING), 1, "q:<shopper> | l:<shopper>",
+                  "Faust global table: flagged duty-free shoppers (why), read by departure decisions.", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]
 

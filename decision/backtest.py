@@ -35,6 +35,7 @@ from decision.state import Stored
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
+from policy.dutyfree import Standing
 from policy.risklists import RiskHit, RiskListIndex, load_jsonl
 from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE, RULES
 from riskmodels.data import read_labelled
@@ -134,6 +135,9 @@ class _AsOf:
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
         return self._hits[(declaration.declaration_id, declaration.revision)]
+
+    def duty_free_for(self, declaration: Declaration) -> list[Standing]:
+        return []  # departures are not replayed against purchases (the duty-free backtest is per purchase)
 
 
 class _Run:

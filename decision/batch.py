@@ -34,6 +34,7 @@ from decision.state import DeclarationState, RevisionKind, Stored
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
 from policy.decide import decide
+from policy.dutyfree import Standing
 from policy.risklists import RiskHit, RiskListIndex
 from schemas import Action, Declaration
 
@@ -44,6 +45,8 @@ class References(Protocol):
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit: ...
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]: ...
+
+    def duty_free_for(self, declaration: Declaration) -> Sequence[Standing]: ...
 
 
 def decide_batch(
@@ -74,11 +77,12 @@ def decide_batch(
             versions = Versions(policy.version, result.model_version)
             controller = controller_for(partition)
             credit, hits, offsets = references.credit_for(decl), references.risk_hits(decl), controller.offsets(decl.port)
-            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added)
+            standings = references.duty_free_for(decl) if decl.shopper_token is not None else ()
+            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added, standings)
             if result.shadow is not None:  # the challenger decides on the same footing; only the champion is acted on
                 version, challenger_score = result.shadow
                 held = state if isinstance(state, DeclarationState) else None
-                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added)
+                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added, standings)
                 shadow = (version, challenger_score, challenger_action(held, challenger))
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
@@ -136,14 +140,36 @@ class CreditBook:
 
 
 class ReferenceData:
-    """``References`` over the worker's reference tables: the credit book and the risk-list index."""
+    """``References`` over the worker's reference tables: the credit book, the risk-list index and
+    the duty-free standings (flagged shoppers' keys -> ``Standing`` bytes)."""
 
-    def __init__(self, credit: CreditBook, risk_index: RiskListIndex) -> None:
+    def __init__(self, credit: CreditBook, risk_index: RiskListIndex,
+                 standings: Callable[[], Mapping[bytes, bytes]] | None = None) -> None:
         self.credit = credit
         self.risk_index = risk_index
+        self._standings = standings
+
+    def duty_free_for(self, declaration: Declaration) -> list[Standing]:
+        if self._standings is None or declaration.shopper_token is None:
+            return []
+        return standings_of(self._standings(), declaration.shopper_token)
 
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
         return self.credit.of(declaration.enterprise_id)
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:
         return self.risk_index.matches(declaration)
+
+
+def standings_of(contents: Mapping[bytes, bytes], shopper: str) -> list[Standing]:
+    """A shopper's standings in the duty-free standing table: the shopper's own year (key
+    ``q:<token>``) and its resale ties (``l:<token>``); an unreadable value counts as none."""
+    found = []
+    for prefix in (b"q:", b"l:"):
+        raw = contents.get(prefix + shopper.encode())
+        if raw:
+            try:
+                found.append(Standing.from_bytes(raw))
+            except ValueError:
+                continue
+    return found

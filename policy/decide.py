@@ -7,7 +7,9 @@ Precedence is fixed (a policy file tunes each stage but cannot reorder them):
    enterprise whose matching qualification is not active -> inspect; an enterprise under joint
    penalty -> at least ``rules.joint_penalty_min_action``; a processing value-added ratio under
    the threshold (duty due) or implausibly above the history (``policy.valueadded``: an early
-   warning too) -> the policy's action for it.
+   warning too) -> the policy's action for it; a duty-free-shopping declaration (pick-up and
+   departure) of a shopper flagged this year (quota, per-item limits, identity, resale patterns:
+   ``policy.dutyfree``) -> ``duty_free.departure_action``.
 2. **Risk-list hits** (``risk-list``): an entry of an ``inspect`` list -> inspect, of a
    ``machine-check`` list -> machine-check; ``watch`` entries change nothing but are recorded
    (``Decision.risk_hits`` and a reason line).
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from policy.capacity import NO_OFFSETS, LaneOffsets
 from policy.config import Policy, Thresholds
 from policy.credit import EnterpriseCredit
+from policy.dutyfree import Standing, departure_findings
 from policy.risklists import RiskHit
 from policy.valueadded import RatioHistory, WarningProposal, check_value_added
 from schemas import Action, CreditClass, Declaration, Qualification, RiskListAction, Scenario, SelectionReason
@@ -109,10 +112,12 @@ def decide(
     hits: Sequence[RiskHit] = (),
     offsets: LaneOffsets | None = None,
     history: RatioHistory | None = None,
+    duty_free: Sequence[Standing] = (),
 ) -> Decision:
     """Decide one declaration. ``hits``: ``RiskListIndex.matches(declaration)``; ``offsets``:
     ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds);
-    ``history``: the value-added ratio history the model call returned (processing declarations).
+    ``history``: the value-added ratio history the model call returned (processing declarations);
+    ``duty_free``: the standings of a duty-free shopper (``References.duty_free_for``).
     Model explanations are added by the caller, only for the declarations that are selected
     (explaining costs more than scoring)."""
     credit_class = credit.effective_class
@@ -127,6 +132,8 @@ def decide(
         proposals.append((policy.rules.joint_penalty_min_action, SelectionReason.RULE, "enterprise under joint penalty"))
     # Processing value-added: duty due under the threshold, an implausible claim selected and warned of.
     findings = check_value_added(policy.processing_value_added, declaration, history)
+    # Duty-free shopping: the departure of a shopper flagged this year (quota, limits, resale) is held.
+    findings += departure_findings(policy.duty_free, declaration, duty_free)
     for finding in findings:
         proposals.append((finding.action, SelectionReason.RULE, finding.reason))
     rules = tuple(f.rule for f in findings)

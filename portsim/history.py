@@ -26,7 +26,7 @@ ROW_GROUP = 131_072
 _STRING_FIELDS = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use", "payment_type",
-    "tax_type", "origin_indicator", "courier_id", "centralised_id",
+    "tax_type", "origin_indicator", "courier_id", "centralised_id", "shopper_token",
 )
 _INT_FIELDS = ("schema_version", "revision")
 _FLOAT_FIELDS = ("declared_value", "quantity", "net_mass_kg", "tax_rate", "imported_material_value", "value_added")
@@ -83,7 +83,7 @@ def write_history(
                     arrays.append(pa.array(np.ones(n, dtype=np.int64)))
                 elif name == "event_time":
                     arrays.append(pa.array(cols["event_time_us"], type=field.type))
-                elif name == "centralised_id":  # the simulated history has no centralised declarations
+                elif name in ("centralised_id", "shopper_token"):  # no centralised declarations, no shopper tokens in it
                     arrays.append(pa.nulls(n, type=field.type))
                 elif name in labels:
                     arrays.append(pa.array(labels[name], type=field.type, from_pandas=True))  # NaN -> null

@@ -123,3 +123,10 @@ HANDLER_ERRORS = Counter(
 STATE_EXPIRED = Counter("customs_state_expired_total", "Declaration states compacted or deleted by the expiry timer.", ["what"])
 STATE_RETAINED = Gauge("customs_state_retained",
                        "Declaration states (full or fingerprint) this worker holds (RocksDB: its estimate of the keys).")
+
+DUTY_FREE_PURCHASES = Counter("customs_duty_free_purchases_total",
+                              "Duty-free purchases handled, by outcome (folded, duplicate, late-year).", ["outcome"])
+DUTY_FREE_LINKS = Counter("customs_duty_free_links_total",
+                          "Shopper ties to payers, phones and delivery addresses indexed, by outcome (new, known, late-year).", ["outcome"])
+DUTY_FREE_EXPIRED = Counter("customs_duty_free_expired_total", "Duty-free states deleted after their year, by table.", ["table"])
+DUTY_FREE_FLAGGED = Gauge("customs_duty_free_flagged_shoppers", "Entries of the duty-free standing table (flagged shoppers).")

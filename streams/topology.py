@@ -69,6 +69,7 @@ from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import metrics
 from streams.deadletter import DeadLetterSink
+from streams.dutyfree import DutyFreeFlow
 from streams.expiry import TimeIndex
 from streams.failpoint import Failpoint
 from streams.isolation import Attempt, HandlerFailed, handle_isolating
@@ -143,7 +144,10 @@ class Topology:
         self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
         self._risk_index_ready = False  # the index was synced in full since this worker was last ready
         self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
-        self.references = ReferenceData(self.credit_book, self.risk_index)
+        # Offshore duty-free shopping: its own agents, tables and expiry timer (streams.dutyfree).
+        self.duty_free = DutyFreeFlow(self.app, settings, lambda: self.services.policy, self.dead_letters, table,
+                                      lambda: self.clock(), lambda: self.owned_partitions())
+        self.references = ReferenceData(self.credit_book, self.risk_index, self.duty_free.standings)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
@@ -164,6 +168,8 @@ class Topology:
             "count_inspection_results": (self.inspection_results, self.handle_inspection_results),
             "split_centralised_declarations": (self.centralised, self.handle_centralised_declarations),
             "decide_declarations": (self.declarations_and_scans, self.handle_declarations_and_scans),
+            "fold_duty_free_purchases": (self.duty_free.purchases, self.duty_free.handle_purchases),
+            "index_duty_free_links": (self.duty_free.links_topic, self.duty_free.handle_links),
         }
         for name, (topic, handler) in self.agents.items():
             app.agent(topic, name=name)(self._batch_agent(name, handler))
@@ -174,6 +180,7 @@ class Topology:
             "expire_declaration_state": (self.settings.state_expiry_interval_s, self.tick_state_expiry),
             "sync_reference_data": (1.0, self.tick_reference_data),
             "refresh_models": (5.0, self.tick_models),
+            "expire_duty_free_years": (self.settings.state_expiry_interval_s, self.duty_free.tick_expiry),
         }
         for name, (interval, tick) in self.timers.items():
             app.timer(interval=interval, name=name)(self._timer(name, tick))
