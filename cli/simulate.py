@@ -83,7 +83,8 @@ def register(subparsers: Any) -> None:
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
     sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file; the credit events and risk lists it "
-                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl)")
+                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl), and duty-free purchases "
+                     "with planted violations (<stem>.duty-free.jsonl)")
     sim.add_argument("--start", type=_utc_time, metavar="TIME",
                      help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
     sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
@@ -211,6 +212,12 @@ def _history(args: argparse.Namespace) -> int:
     # The credit register and risk lists the history is decided with: `riskctl backtest` reads them from beside it.
     credit, lists, events, entries = write_references(office, out, n, start=args.start, rate_per_s=args.rate)
     progress.show(f"history: wrote {events:,} credit events to {credit} and {entries} risk-list entries to {lists}", final=True)
+    # Offshore duty-free purchases with planted violations and their truth (read by `riskctl backtest`).
+    from portsim.dutyfree import write_for_history
+    from portsim.traffic import DEFAULT_RATE, DEFAULT_START
+
+    path, purchases, planted = write_for_history(args.seed, out, n, args.start or DEFAULT_START, args.rate or DEFAULT_RATE)
+    progress.show(f"history: wrote {purchases:,} duty-free purchases ({planted} planted violations) to {path}", final=True)
     return 0
 
 
