@@ -250,11 +250,15 @@ _LINK_NAMES = {"payer": "payer", "phone": "phone number", "address": "delivery a
 
 def departure_findings(config: DutyFree, decl: Declaration, standings: Iterable[Standing]) -> list[Finding]:
     """A duty-free-shopping declaration (pick-up and departure of the traveller's goods) of a
-    shopper flagged by a rule that holds at departure -> ``departure_action``, with the reasons."""
+    shopper flagged, in the declaration's calendar year, by a rule that holds at departure ->
+    ``departure_action``, with the reasons."""
     if decl.scenario is not Scenario.DUTY_FREE_SHOPPING or decl.shopper_token is None:
         return []
+    year = purchase_year(config, decl.event_time)
     findings = []
     for standing in standings:
+        if standing.year != year:  # last year's flags are kept until they expire, but a new year starts clean
+            continue
         for rule, reason in standing.reasons.items():
             if rule in RULES and rule_config(config, rule).hold_at_departure:
                 findings.append(Finding(rule, config.departure_action, f"duty-free shopper {decl.shopper_token}: {reason}"))

@@ -8,6 +8,8 @@
                                               ├─> instructions
                                               └─> shadow-scores (a challenger model's, if one is loaded)
     (timer) expire_scan_deadlines ──> instructions (scan timeout)
+    duty-free-purchases ──> fold_duty_free_purchases, duty-free-shopper-links ──> index_duty_free_links
+        ──> warnings, duty-free-standing (GlobalTable read by decide_declarations; streams.dutyfree)
     anything unparseable ──> dead-letters
 
 Declarations, scans, instructions and the two per-declaration tables share the partition count

@@ -15,7 +15,7 @@ from policy.dutyfree import LINKED_SHOPPERS, QUOTA_EXCEEDED
 from schemas import EarlyWarning
 from tests.integration.pipeline_harness import Harness, declaration, metric_value, pipeline_settings, write_policy
 
-AT = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+AT = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
 RESELLERS = [f"IT-DF-RS{n}" for n in range(4)]  # four shoppers on one payer: over a limit of three
 
 

@@ -162,6 +162,8 @@ def test_a_departure_of_a_flagged_shopper_is_inspected_with_the_reason():
     assert d.reasons[0].startswith("duty-free shopper SH1: yearly duty-free quota exceeded") and QUOTA_EXCEEDED in d.rules
     clean = decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[])
     assert clean.action is Action.RELEASE and clean.rules == ()
+    last_year = Standing(shopper="SH1", year=2025, reasons=standing.reasons)  # kept until it expires, but stale
+    assert decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[last_year]).rules == ()
 
 
 def test_a_rule_that_does_not_hold_at_departure_only_warns():
