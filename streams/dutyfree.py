@@ -211,7 +211,10 @@ class DutyFreeFlow:
         for partition in sorted(owned):
             for key in self._shopper_index.pop_due(partition, now, max(budget, 0)):
                 budget -= 1
-                self._expire_standing(out, b"q:" + key, config, now)  # an older year's, kept past a new year's start
+                # The shopper's standings of a past year: its own, and its resale tie (a link past
+                # MAX_LINKED_SHOPPERS does not remember every shopper it flagged, but each one has a year here).
+                self._expire_standing(out, b"q:" + key, config, now)
+                self._expire_standing(out, b"l:" + key, config, now)
                 raw = tables.contents(self.shoppers).get(key)
                 if not raw:
                     continue

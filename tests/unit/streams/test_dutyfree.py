@@ -9,6 +9,7 @@ import pytest
 
 from clients import topics
 from decision.services import Services
+from policy.config import MAX_LINKED_SHOPPERS
 from policy.dutyfree import LINKED_SHOPPERS, QUOTA_EXCEEDED, ShopperYear, year_expires_at
 from schemas import EarlyWarning
 from schemas.partitioning import partition_for
@@ -99,3 +100,14 @@ def test_hostile_purchases_are_dead_lettered_with_the_reason(driver):
     driver.send(topics.DUTY_FREE_PURCHASES, [(b"SH1", purchase("H5", "SH1", 10.0))], partition=(partition_for(b"SH1", 4) + 1) % 4)
     assert driver.dead_letters()[-1]["reason"] == "wrong-partition"
     assert tables.contents(driver.topology.duty_free.shoppers) == {} and warnings(driver) == []
+
+
+def test_every_flagged_ring_shopper_expires_even_past_what_a_link_remembers(driver):
+    ring = [f"RS{n}" for n in range(MAX_LINKED_SHOPPERS + 6)]
+    for n, s in enumerate(ring):
+        driver.send(topics.DUTY_FREE_PURCHASES, [(s.encode(), purchase(f"R{n}", s, 500.0, payer="PAY9"))])
+    driver.forward(topics.DUTY_FREE_SHOPPER_LINKS)
+    flow = driver.topology.duty_free
+    assert len(tables.contents(flow.standing)) == len(ring)
+    driver.advance(year_expires_at(policy().duty_free, 2026) - driver.clock() + EXPIRY_BUCKET_S + 60)
+    assert tables.contents(flow.standing) == {} and tables.contents(flow.links) == {} and tables.contents(flow.shoppers) == {}
