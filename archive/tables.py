@@ -90,6 +90,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("declaration_id", STR), ("revision", I32), ("port", STR), ("enterprise_id", STR), ("declarant_id", STR),
         ("scenario", STR), ("transport_mode", STR), ("departure_country", STR), ("event_time", TS), *GOODS, *FORM_CODES,
         ("centralised_id", STR), ("source", STR), ("batch_id", STR), ("gateway", STR), ("schema_version", I32), ("direction", STR),
+        ("shopper_token", STR),  # duty-free-shopping departures only
     )),
     _spec(CENTRALISED_ITEMS, "Centralised declarations as submitted, one row per goods item with the declaration id it "
                              "becomes ({centralised_id}-{item_no:04d}), whether or not the policy allowed it.", (

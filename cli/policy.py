@@ -59,7 +59,8 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
     # Check every input before the (possibly long) scoring starts.
     for path, what in ((args.data, "history file"), (args.model, "model directory"),
                        (args.credit_events, "credit events file"), (args.risk_lists, "risk lists file"),
-                       (args.zero_tariff, "zero-tariff register file")):
+                       (args.zero_tariff, "zero-tariff register file"),
+                       (args.duty_free, "duty-free purchases file")):
         _existing(path, what)
     policy = load_policy(args.policy)
     other = load_policy(args.compare) if args.compare else None
@@ -71,11 +72,40 @@ def _backtest(args: argparse.Namespace, settings: Any) -> int:
     register = load_zero_tariff(args.zero_tariff) if args.zero_tariff else []
     report = backtest(policy, frame, registry, events, lists, other, progress, register)
     report["data"] = str(args.data)
+    duty_free = _duty_free(args, policy)
+    if duty_free is not None:
+        report["duty_free"] = duty_free
     if args.json:
         print(json.dumps(report, sort_keys=False))
     else:
         print(format_report(report))
+        if duty_free is not None:
+            from decision.dutyfree_backtest import format_duty_free
+
+            print("\n" + format_duty_free(duty_free))
     return 0
+
+
+def _duty_free(args: argparse.Namespace, policy: Any) -> dict[str, Any] | None:
+    """The duty-free rules over the purchases beside the history (``<stem>.duty-free.jsonl``), if any."""
+    from decision.backtest import BacktestError
+    from decision.dutyfree_backtest import DutyFreeFileError, duty_free_report, load_duty_free
+
+    path = args.duty_free
+    if path is None and not args.no_references:
+        from portsim.dutyfree import duty_free_path
+
+        beside = duty_free_path(args.data)
+        path = beside if beside.is_file() else None
+    if path is None:
+        return None
+    try:
+        purchases, truth = load_duty_free(path)
+    except DutyFreeFileError as exc:
+        raise BacktestError(str(exc)) from None
+    report = duty_free_report(policy.duty_free, purchases, truth)
+    report["data"] = str(path)
+    return report
 
 
 def _explain(args: argparse.Namespace, settings: Any) -> int:
@@ -117,6 +147,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--zero-tariff", type=Path, metavar="FILE",
                    help="ZeroTariffImport JSON lines, folded in event-time order (default: HISTORY's "
                         "<stem>.zero-tariff.jsonl if present, else an empty register)")
+    p.add_argument("--duty-free", type=Path, metavar="FILE",
+                   help="duty-free purchases with planted truth, reported per duty-free rule (caught, missed, false "
+                        "alarms) (default: HISTORY's <stem>.duty-free.jsonl if present)")
     p.add_argument("--no-references", action="store_true",
                    help="do not read the reference files beside the history (only --credit-events / --risk-lists / --zero-tariff)")
     p.add_argument("--compare", type=Path, metavar="OTHER_POLICY", help="a second policy file to run side by side")

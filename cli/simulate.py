@@ -83,7 +83,8 @@ def register(subparsers: Any) -> None:
                      help="index of the first declaration (ids are D{seed}-{index}); continue an earlier run with it")
     sim.add_argument("--history", action="store_true", help="write a labelled history file instead of publishing")
     sim.add_argument("--out", metavar="FILE", help="history mode: output parquet file; the credit events and risk lists it "
-                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl, <stem>.zero-tariff.jsonl)")
+                     "is decided with go beside it (<stem>.credit.jsonl, <stem>.risk-lists.jsonl, <stem>.zero-tariff.jsonl), "
+                     "and duty-free purchases with planted violations (<stem>.duty-free.jsonl)")
     sim.add_argument("--start", type=_utc_time, metavar="TIME",
                      help="history mode: event time of the first declaration (default 2025-09-01T00:00Z)")
     sim.add_argument("--scan-delay-scale", type=cliargs.non_negative_float, default=1.0, metavar="F",
@@ -216,6 +217,13 @@ def _history(args: argparse.Namespace) -> int:
     register, records, planted = plant_zero_tariff(office, out, args.seed)
     progress.show(f"history: wrote {records:,} zero-tariff register records to {register}; "
                   f"{planted:,} registered goods declared to the mainland planted", final=True)
+
+    # Offshore duty-free purchases with planted violations and their truth (read by `riskctl backtest`).
+    from portsim.dutyfree import write_for_history
+    from portsim.traffic import DEFAULT_RATE, DEFAULT_START
+
+    path, purchases, planted = write_for_history(args.seed, out, n, args.start or DEFAULT_START, args.rate or DEFAULT_RATE)
+    progress.show(f"history: wrote {purchases:,} duty-free purchases ({planted} planted violations) to {path}", final=True)
     return 0
 
 

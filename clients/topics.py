@@ -37,6 +37,8 @@ WARNING_REVIEWS = "warning-reviews"
 JOINT_FINDINGS = "joint-findings"
 ZERO_TARIFF_REGISTER = "zero-tariff-register"
 POSITIONS = "positions"
+DUTY_FREE_PURCHASES = "duty-free-purchases"
+DUTY_FREE_SHOPPER_LINKS = "duty-free-shopper-links"
 
 # Faust tables (their changelogs are named "{app_id}-{table}-changelog").
 TABLE_DECLARATION_STATE = "declaration-state"
@@ -46,6 +48,9 @@ TABLE_RISK_LISTS = "risk-lists"
 TABLE_CAPACITY = "capacity"
 TABLE_ZERO_TARIFF_REGISTER = "zero-tariff-register"
 TABLE_TRACKED_GOODS = "tracked-goods"
+TABLE_DUTY_FREE_SHOPPERS = "duty-free-shoppers"
+TABLE_DUTY_FREE_LINKS = "duty-free-links"
+TABLE_DUTY_FREE_STANDING = "duty-free-standing"
 
 
 def changelog_topic(settings: Settings, table: str) -> str:
@@ -126,6 +131,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                   "Faust global table: the zero-tariff register by import and by goods identifier.", cleanup_policy="compact"),
         TopicSpec(changelog_topic(settings, TABLE_TRACKED_GOODS), p, "identifier",
                   "Faust table: where each registered vehicle or vessel was last seen (on or off the island).", cleanup_policy="compact"),
+        TopicSpec(t(DUTY_FREE_PURCHASES), p, "shopper_token",
+                  "Purchases at the offshore duty-free shops (tokens only, never personal data).", retention_ms=400 * DAY_MS),
+        TopicSpec(t(DUTY_FREE_SHOPPER_LINKS), p, "link (payer|phone|address:<token>)",
+                  "Internal: shoppers tied to a payer, phone or delivery address, re-keyed by the link for the resale index.",
+                  retention_ms=30 * DAY_MS),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_SHOPPERS), p, "shopper_token",
+                  "Faust table: each shopper's calendar year of duty-free purchases.", cleanup_policy="compact"),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_LINKS), p, "link",
+                  "Faust table: the shoppers tied to each payer, phone or delivery address this year.", cleanup_policy="compact"),
+        TopicSpec(changelog_topic(settings, TABLE_DUTY_FREE_STANDING), 1, "q:<shopper> | l:<shopper>",
+                  "Faust global table: flagged duty-free shoppers (why), read by departure decisions.", cleanup_policy="compact"),
         TopicSpec(f"{app}-__assignor-__leader", 1, "-", "Faust's leader-election topic."),
     ]
 

@@ -35,6 +35,7 @@ from decision.state import Stored
 from policy.capacity import CapacityController
 from policy.config import Policy, validation_summary
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit, apply_credit_event
+from policy.dutyfree import Standing
 from policy.risklists import RiskHit, RiskListIndex, load_jsonl
 from policy.valueadded import BELOW_THRESHOLD, IMPLAUSIBLE
 from policy.valueadded import RULES as VALUE_ADDED_RULES
@@ -161,6 +162,9 @@ class _AsOf:
 
     def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]:
         return self._zero_tariff.get((declaration.declaration_id, declaration.revision), [])
+
+    def duty_free_for(self, declaration: Declaration) -> list[Standing]:
+        return []  # departures are not replayed against purchases (the duty-free backtest is per purchase)
 
 
 class _Run:

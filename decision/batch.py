@@ -34,6 +34,7 @@ from decision.state import DeclarationState, RevisionKind, Stored
 from policy.capacity import CapacityController
 from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
 from policy.decide import decide
+from policy.dutyfree import Standing
 from policy.risklists import RiskHit, RiskListIndex
 from policy.zerotariff import RegisteredGoods, registered_goods
 from schemas import Action, Declaration
@@ -47,6 +48,7 @@ class References(Protocol):
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]: ...
 
     def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]: ...
+    def duty_free_for(self, declaration: Declaration) -> Sequence[Standing]: ...
 
 
 def decide_batch(
@@ -78,11 +80,13 @@ def decide_batch(
             controller = controller_for(partition)
             credit, hits, offsets = references.credit_for(decl), references.risk_hits(decl), controller.offsets(decl.port)
             registered = references.zero_tariff_goods(decl) if decl.goods_identifiers else []
-            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added, registered)
+            standings = references.duty_free_for(decl) if decl.shopper_token is not None else ()
+            decision = decide(policy, decl, credit, score, hits, offsets, result.value_added, registered, standings)
             if result.shadow is not None:  # the challenger decides on the same footing; only the champion is acted on
                 version, challenger_score = result.shadow
                 held = state if isinstance(state, DeclarationState) else None
-                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added, registered)
+                challenger = decide(policy, decl, credit, challenger_score, hits, offsets, result.value_added, registered,
+                                    standings)
                 shadow = (version, challenger_score, challenger_action(held, challenger))
             controller.observe(decl.port, decision.action)
             if decision.action is not Action.RELEASE:
@@ -140,14 +144,22 @@ class CreditBook:
 
 
 class ReferenceData:
-    """``References`` over the worker's reference tables: the credit book, the risk-list index and
-    the zero-tariff register's contents (``policy.zerotariff``; None: an empty register)."""
+    """``References`` over the worker's reference tables: the credit book, the risk-list index,
+    the zero-tariff register's contents (``policy.zerotariff``; None: an empty register) and the
+    duty-free standings (flagged shoppers' keys -> ``Standing`` bytes)."""
 
     def __init__(self, credit: CreditBook, risk_index: RiskListIndex,
-                 zero_tariff: Callable[[], Mapping[bytes, bytes]] | None = None) -> None:
+                 zero_tariff: Callable[[], Mapping[bytes, bytes]] | None = None,
+                 standings: Callable[[], Mapping[bytes, bytes]] | None = None) -> None:
         self.credit = credit
         self.risk_index = risk_index
         self._zero_tariff = zero_tariff
+        self._standings = standings
+
+    def duty_free_for(self, declaration: Declaration) -> list[Standing]:
+        if self._standings is None or declaration.shopper_token is None:
+            return []
+        return standings_of(self._standings(), declaration.shopper_token)
 
     def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
         return self.credit.of(declaration.enterprise_id)
@@ -157,3 +169,17 @@ class ReferenceData:
 
     def zero_tariff_goods(self, declaration: Declaration) -> list[RegisteredGoods]:
         return registered_goods(self._zero_tariff(), declaration) if self._zero_tariff is not None else []
+
+
+def standings_of(contents: Mapping[bytes, bytes], shopper: str) -> list[Standing]:
+    """A shopper's standings in the duty-free standing table: the shopper's own year (key
+    ``q:<token>``) and its resale ties (``l:<token>``); an unreadable value counts as none."""
+    found = []
+    for prefix in (b"q:", b"l:"):
+        raw = contents.get(prefix + shopper.encode())
+        if raw:
+            try:
+                found.append(Standing.from_bytes(raw))
+            except ValueError:
+                continue
+    return found

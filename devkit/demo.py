@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 
 CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) per this many declarations
+DEMO_SHOPPERS = 400  # simulated duty-free shoppers (a day's purchases published before the declarations)
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -343,6 +344,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     _log(f"worker settled {worker.wait_settled():.1f}s after that (credit table changelog read back)")
 
     _publish_demo_risk_lists(gateway, settings, tally)
+    shoppers = _publish_demo_duty_free(gateway, settings, tally, args.seed)
     centralising: CentralisedBuilder | None = None
     allowed = load_policy(settings.policy_file).batch.allowed_classes
     start = time.monotonic()
@@ -372,6 +374,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                         centralising = CentralisedBuilder.start(cid, 2 + tally.published["centralised"] % 7, record, truth)
                         continue
                     record["event_time"] = utc_iso()
+                    if record["scenario"] == "duty-free-shopping":  # the pick-up / departure of a shopper's goods
+                        record["shopper_token"] = shoppers[tally.published["declaration"] % len(shoppers)]
                     gateway.publish(record, truth)  # agencies' credit lifecycle events go along
                     tally.published_at[record["declaration_id"]] = time.time()
                     tally.declaration_ids.append(record["declaration_id"])
@@ -443,6 +447,24 @@ def _publish_demo_risk_lists(gateway: PortGateway, settings: Settings, tally: Ta
                                   entry.model_dump_json(exclude_none=True).encode())
         tally.published["risk-list"] += 1
     gateway.flush(10.0)
+
+
+def _publish_demo_duty_free(gateway: PortGateway, settings: Settings, tally: Tally, seed: int) -> list[str]:
+    """A day of simulated duty-free purchases (planted violations among them: the worker warns of
+    them on `warnings`); returns the shoppers, whose departures the demo's duty-free-shopping
+    declarations then are."""
+    from portsim.dutyfree import simulate_purchases
+
+    purchases, _ = simulate_purchases(seed, DEMO_SHOPPERS, datetime.now(UTC) - timedelta(days=1), timedelta(hours=23),
+                                      load_policy(settings.policy_file).duty_free)
+    for p in purchases:
+        gateway.publisher.produce(settings.topic(topics.DUTY_FREE_PURCHASES), p.shopper_token.encode(),
+                                  p.model_dump_json(exclude_none=True).encode())
+        tally.published["duty-free-purchase"] += 1
+    gateway.flush(10.0)
+    shoppers = sorted({p.shopper_token for p in purchases})
+    _log(f"published {len(purchases)} duty-free purchases by {len(shoppers)} shoppers (planted violations among them)")
+    return shoppers
 
 
 def _on_instruction(instr: dict[str, Any], tally: Tally, gateway: PortGateway, t_insp: str, args: argparse.Namespace) -> None:

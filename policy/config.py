@@ -8,7 +8,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas import Action, CreditClass, Direction, Scenario, Severity
+from schemas import Action, CreditClass, Direction, DutyFreeCategory, Scenario, Severity
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("default.yaml")
 
@@ -189,6 +189,8 @@ class AuditSelection(_Strict):
         if any(not 0 <= w <= 100 for w in self.class_weights.values()):
             raise ValueError("audit_selection.class_weights are between 0 and 100")
         return self
+
+
 # A rough outline of Hainan island (latitude, longitude), enough to tell on the island from at sea
 # or on the mainland across the Qiongzhou Strait; the tracking system's geofence events are the
 # primary signal, fixes are the fallback.
@@ -217,6 +219,43 @@ class ZeroTariff(_Strict):
     island: tuple[LatLon, ...] = Field(default=HAINAN_OUTLINE, min_length=3, max_length=500)
 
 
+# The most shoppers one payer, phone or delivery address is remembered with (policy/dutyfree.py):
+# a link with more is far over any sensible threshold, and the state of one link stays small.
+MAX_LINKED_SHOPPERS = 64
+
+
+class DutyFreeRule(_Strict):
+    """How one duty-free rule is reported: the warning's severity, and whether a departure
+    declaration of a shopper it flagged this year gets ``duty_free.departure_action``."""
+
+    severity: Severity = Severity.HIGH
+    hold_at_departure: bool = True
+
+
+class DutyFree(_Strict):
+    """Offshore duty-free shopping (policy/dutyfree.py): a yearly quota and per-category piece
+    limits per shopper and calendar year, identity checks, and resale patterns."""
+
+    yearly_quota_cny: float = Field(default=100_000.0, gt=0, le=10_000_000)
+    # Pieces of a category one shopper may buy per calendar year (categories left out: no limit).
+    item_limits: dict[DutyFreeCategory, Annotated[int, Field(ge=1, le=1_000_000)]] = {
+        DutyFreeCategory.COSMETICS: 30, DutyFreeCategory.MOBILE_PHONES: 4, DutyFreeCategory.LIQUOR: 6}
+    # Purchases of the same goods code by one shopper in one year from which it is "again and again".
+    repeat_purchases: int = Field(default=5, ge=2, le=1000)
+    # Distinct shoppers tied to one payer, phone or delivery address above which it is a resale pattern.
+    max_shoppers_per_link: int = Field(default=5, ge=1, le=MAX_LINKED_SHOPPERS - 1)
+    # The calendar year of a purchase is the year at this UTC offset (Beijing time).
+    utc_offset_hours: int = Field(default=8, ge=-12, le=14)
+    # A shopper's (and a link's) year is kept this long after the year ends, then deleted.
+    keep_after_year_days: int = Field(default=31, ge=0, le=366)
+    departure_action: Action = Action.INSPECT
+    quota_exceeded: DutyFreeRule = DutyFreeRule()
+    item_limit_exceeded: DutyFreeRule = DutyFreeRule()
+    identity_not_matched: DutyFreeRule = DutyFreeRule()
+    repeat_goods: DutyFreeRule = DutyFreeRule(severity=Severity.MEDIUM)
+    linked_shoppers: DutyFreeRule = DutyFreeRule()
+
+
 class Policy(_Strict):
     version: str = Field(min_length=1, max_length=64)
     seed: int
@@ -233,6 +272,7 @@ class Policy(_Strict):
     processing_value_added: ProcessingValueAdded = ProcessingValueAdded()
     audit_selection: AuditSelection = AuditSelection()
     zero_tariff: ZeroTariff = ZeroTariff()
+    duty_free: DutyFree = DutyFree()
 
     @model_validator(mode="after")
     def _every_class_has_thresholds(self) -> Policy:

@@ -8,7 +8,9 @@ Precedence is fixed (a policy file tunes each stage but cannot reorder them):
    penalty -> at least ``rules.joint_penalty_min_action``; a processing value-added ratio under
    the threshold (duty due) or implausibly above the history (``policy.valueadded``: an early
    warning too), zero-tariff goods on the register declared to the mainland (``policy.zerotariff``:
-   an early warning too) -> the policy's action for it.
+   an early warning too) -> the policy's action for it; a duty-free-shopping declaration (pick-up and
+   departure) of a shopper flagged this year (quota, per-item limits, identity, resale patterns:
+   ``policy.dutyfree``) -> ``duty_free.departure_action``.
 2. **Risk-list hits** (``risk-list``): an entry of an ``inspect`` list -> inspect, of a
    ``machine-check`` list -> machine-check; ``watch`` entries change nothing but are recorded
    (``Decision.risk_hits`` and a reason line).
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from policy.capacity import NO_OFFSETS, LaneOffsets
 from policy.config import Policy, Thresholds
 from policy.credit import EnterpriseCredit
+from policy.dutyfree import Standing, departure_findings
 from policy.risklists import RiskHit
 from policy.valueadded import RatioHistory, WarningProposal, check_value_added
 from policy.zerotariff import RegisteredGoods, check_declaration
@@ -112,11 +115,13 @@ def decide(
     offsets: LaneOffsets | None = None,
     history: RatioHistory | None = None,
     registered: Sequence[RegisteredGoods] = (),
+    duty_free: Sequence[Standing] = (),
 ) -> Decision:
     """Decide one declaration. ``hits``: ``RiskListIndex.matches(declaration)``; ``offsets``:
     ``CapacityController.offsets(declaration.port)`` (None: the configured thresholds);
     ``history``: the value-added ratio history the model call returned (processing declarations);
     ``registered``: the zero-tariff register's entries of the goods the declaration names.
+    ``duty_free``: the standings of a duty-free shopper (``References.duty_free_for``).
     Model explanations are added by the caller, only for the declarations that are selected
     (explaining costs more than scoring)."""
     credit_class = credit.effective_class
@@ -133,6 +138,8 @@ def decide(
     findings = check_value_added(policy.processing_value_added, declaration, history)
     # Zero-tariff goods declared to the mainland: duty due, inspected and warned of.
     findings += check_declaration(policy.zero_tariff, declaration, registered)
+    # Duty-free shopping: the departure of a shopper flagged this year (quota, limits, resale) is held.
+    findings += departure_findings(policy.duty_free, declaration, duty_free)
     for finding in findings:
         proposals.append((finding.action, SelectionReason.RULE, finding.reason))
     rules = tuple(f.rule for f in findings)

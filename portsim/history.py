@@ -26,7 +26,7 @@ ROW_GROUP = 131_072
 _STRING_FIELDS = (
     "declaration_id", "port", "enterprise_id", "declarant_id", "seller_id", "scenario", "hs_code", "origin_country",
     "departure_country", "transport_mode", "currency", "procedure_code", "import_type", "import_use", "payment_type",
-    "tax_type", "origin_indicator", "courier_id", "centralised_id", "direction",
+    "tax_type", "origin_indicator", "courier_id", "centralised_id", "direction", "shopper_token",
 )
 # Goods identifiers: a list of {kind, value} (schemas.GoodsIdentifier), null for goods declared without.
 IDENTIFIERS_TYPE = pa.list_(pa.struct([pa.field("kind", pa.string()), pa.field("value", pa.string())]))
@@ -87,8 +87,9 @@ def write_history(
                     arrays.append(pa.array(np.ones(n, dtype=np.int64)))
                 elif name == "event_time":
                     arrays.append(pa.array(cols["event_time_us"], type=field.type))
-                elif name == "centralised_id" or (name not in cols and name in ("direction", "goods_identifiers")):
-                    # no centralised declarations in the simulated history; direction and identifiers where traffic states neither
+                elif name in ("centralised_id", "shopper_token") or (name not in cols and name in ("direction", "goods_identifiers")):
+                    # no centralised declarations nor shopper tokens in the simulated history; direction and
+                    # identifiers where traffic states neither
                     arrays.append(pa.nulls(n, type=field.type))
                 elif name in labels:
                     arrays.append(pa.array(labels[name], type=field.type, from_pandas=True))  # NaN -> null

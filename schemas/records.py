@@ -202,10 +202,15 @@ class Declaration(_Record):
     # numbers), matched against the zero-tariff register.
     direction: Direction | None = None
     goods_identifiers: tuple[GoodsIdentifier, ...] | None = Field(default=None, min_length=1, max_length=MAX_DECLARED_IDENTIFIERS)
+    # Duty-free shopping only (refused elsewhere): the traveller's shopper token, as the duty-free
+    # shops report it, so that the pick-up / departure is checked against the shopper's quota state.
+    shopper_token: Identifier | None = None
 
     def model_post_init(self, _context: object) -> None:
         _check_processing_values(self.scenario, self.imported_material_value, self.value_added, self.declared_value)
         _distinct_identifiers(self.goods_identifiers)
+        if self.shopper_token is not None and self.scenario is not Scenario.DUTY_FREE_SHOPPING:
+            raise ValueError("shopper_token belongs to duty-free-shopping declarations only")
 
     def value_added_ratio(self) -> float | None:
         """Value added / imported materials (the customs definition of the processing value-added
@@ -545,6 +550,7 @@ class SubjectKind(str, enum.Enum):
     VEHICLE = "vehicle"
     VESSEL = "vessel"
     GOODS = "goods"
+    SHOPPER_LINK = "shopper-link"  # a payer, phone or delivery-address token tied to several shoppers
 
 
 class WarningSource(str, enum.Enum):
@@ -692,6 +698,8 @@ class JointFinding(_Record):
     subject_id: Identifier | None = None
     duty_recovered: float = Field(default=0.0, ge=0, le=1e13)
     found_at: AwareDatetime  # the inspection's time, or the review's
+
+
 class ZeroTariffStatus(str, enum.Enum):
     IMPORTED = "imported"  # under zero-tariff supervision: the goods may not leave for the mainland duty-free
     RELEASED = "released"  # duty paid (or supervision ended): the goods may leave
@@ -763,6 +771,83 @@ class PositionEvent(_Record):
         return self.identifier.upper()
 
 
+class DutyFreeCategory(str, enum.Enum):
+    """Goods categories of the offshore duty-free list that the policy limits per shopper and year
+    (``duty_free.item_limits``); everything else on the list is ``other``."""
+
+    COSMETICS = "cosmetics"
+    MOBILE_PHONES = "mobile-phones"
+    WATCHES = "watches"
+    JEWELLERY = "jewellery"
+    LIQUOR = "liquor"
+    TOBACCO = "tobacco"
+    HANDBAGS = "handbags"
+    ELECTRONICS = "electronics"
+    OTHER = "other"
+
+
+class IdentityMethod(str, enum.Enum):
+    FACE = "face"
+    ID_DOCUMENT = "id-document"
+
+
+class IdentityCheck(_Strict):
+    """The shop's check that the buyer is the shopper: a token of the check and whether it matched.
+    Never biometric data or document images."""
+
+    token: Identifier
+    method: IdentityMethod
+    matched: bool
+
+
+MAX_PURCHASE_ITEMS = 50  # goods lines per purchase: a till receipt, not a wholesale order
+MAX_PURCHASE_QUANTITY = 1000  # pieces of one goods line
+MAX_PURCHASE_CNY = 10_000_000.0  # a purchase's total; far above any quota, so over-quota buys still parse
+
+
+class PurchasedItem(_Strict):
+    category: DutyFreeCategory
+    goods_code: Identifier  # the shop's article code (a repeat of the same goods is counted by it)
+    quantity: int = Field(ge=1, le=MAX_PURCHASE_QUANTITY)
+    unit_price_cny: float = Field(gt=0, le=MAX_PURCHASE_CNY)
+
+
+class DutyFreePurchase(_Record):
+    """One purchase at an offshore duty-free shop. Topic ``duty-free-purchases``; key:
+    ``shopper_token``. Every personal datum is a token (hashed by the shop's system): the shopper,
+    the identity check, the payer, the phone and the delivery address."""
+
+    purchase_id: Identifier
+    shop_id: Identifier
+    shopper_token: Identifier
+    identity_check: IdentityCheck
+    payer_token: Identifier | None = None
+    phone_token: Identifier | None = None
+    delivery_address_token: Identifier | None = None
+    items: tuple[PurchasedItem, ...] = Field(min_length=1, max_length=MAX_PURCHASE_ITEMS)
+    total_cny: float = Field(gt=0, le=MAX_PURCHASE_CNY)
+    purchased_at: EventTime
+
+    def model_post_init(self, _context: object) -> None:
+        lines = sum(i.quantity * i.unit_price_cny for i in self.items)
+        if abs(lines - self.total_cny) > max(1.0, 0.005 * lines):  # rounding of the till, nothing more
+            raise ValueError(f"total_cny {self.total_cny:.2f} is not the sum of the items ({lines:.2f})")
+
+
+LinkKey = Annotated[str, StringConstraints(min_length=3, max_length=80, pattern=r"^(payer|phone|address):[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
+
+
+class ShopperLink(_Record):
+    """A shopper tied to a payer, phone or delivery address by a purchase: what the duty-free fold
+    writes, re-keyed by the link, for the link index. Topic ``duty-free-shopper-links`` (internal);
+    key: ``link`` (``<payer|phone|address>:<token>``)."""
+
+    link: LinkKey
+    shopper_token: Identifier
+    purchase_id: Identifier
+    year: int = Field(ge=2000, le=9999)
+
+
 RECORD_TYPES: dict[str, type[_Record]] = {
     "declaration": Declaration,
     "declaration-batch": DeclarationBatch,
@@ -780,4 +865,6 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "joint-finding": JointFinding,
     "zero-tariff-import": ZeroTariffImport,
     "position-event": PositionEvent,
+    "duty-free-purchase": DutyFreePurchase,
+    "shopper-link": ShopperLink,
 }

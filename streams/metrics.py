@@ -138,3 +138,10 @@ ZERO_TARIFF_REGISTERED = Gauge("customs_zero_tariff_registered_goods", "Identifi
 POSITIONS = Counter("customs_positions_total", "Position and geofence events of tracked goods, by outcome.", ["outcome"])
 ZERO_TARIFF_PENDING_ABSENCES = Gauge("customs_zero_tariff_absences_pending",
                                      "Tracked goods off the island whose allowed time away is still running (this worker's index).")
+
+DUTY_FREE_PURCHASES = Counter("customs_duty_free_purchases_total",
+                              "Duty-free purchases handled, by outcome (folded, duplicate, late-year).", ["outcome"])
+DUTY_FREE_LINKS = Counter("customs_duty_free_links_total",
+                          "Shopper ties to payers, phones and delivery addresses indexed, by outcome (new, known, late-year).", ["outcome"])
+DUTY_FREE_EXPIRED = Counter("customs_duty_free_expired_total", "Duty-free states deleted after their year, by table.", ["table"])
+DUTY_FREE_FLAGGED = Gauge("customs_duty_free_flagged_shoppers", "Entries of the duty-free standing table (flagged shoppers).")

@@ -10,6 +10,8 @@
     (timer) expire_scan_deadlines ──> instructions (scan timeout)
     inspection-results (found) ──> count_inspection_results ──┐ read declaration-state
     warning-reviews (confirmed) ──> publish_confirmed_warnings ┴─> joint-findings (streams.joint)
+    duty-free-purchases ──> fold_duty_free_purchases, duty-free-shopper-links ──> index_duty_free_links
+        ──> warnings, duty-free-standing (GlobalTable read by decide_declarations; streams.dutyfree)
     anything unparseable ──> dead-letters
 
 Declarations, scans, instructions and the two per-declaration tables share the partition count
@@ -81,6 +83,7 @@ from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import joint, metrics
 from streams.deadletter import DeadLetterSink
+from streams.dutyfree import DutyFreeFlow
 from streams.expiry import TimeIndex
 from streams.failpoint import Failpoint
 from streams.isolation import Attempt, HandlerFailed, handle_isolating
@@ -163,7 +166,10 @@ class Topology:
             self.app, t, settings.partitions, table, self.dead_letters, self.warnings_topic, lambda: self.services.policy,
             lambda: self.clock(), topics.ZERO_TARIFF_REGISTER, topics.POSITIONS, topics.TABLE_ZERO_TARIFF_REGISTER,
             topics.TABLE_TRACKED_GOODS)
-        self.references = ReferenceData(self.credit_book, self.risk_index, self.zero_tariff.contents)
+                # Offshore duty-free shopping: its own agents, tables and expiry timer (streams.dutyfree).
+        self.duty_free = DutyFreeFlow(self.app, settings, lambda: self.services.policy, self.dead_letters, table,
+                                      lambda: self.clock(), lambda: self.owned_partitions())
+        self.references = ReferenceData(self.credit_book, self.risk_index, self.zero_tariff.contents, self.duty_free.standings)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
         self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
@@ -186,6 +192,8 @@ class Topology:
             "split_centralised_declarations": (self.centralised, self.handle_centralised_declarations),
             "decide_declarations": (self.declarations_and_scans, self.handle_declarations_and_scans),
             **self.zero_tariff.agents(),
+            "fold_duty_free_purchases": (self.duty_free.purchases, self.duty_free.handle_purchases),
+            "index_duty_free_links": (self.duty_free.links_topic, self.duty_free.handle_links),
         }
         for name, (topic, handler) in self.agents.items():
             app.agent(topic, name=name)(self._batch_agent(name, handler))
@@ -197,6 +205,7 @@ class Topology:
             "sync_reference_data": (1.0, self.tick_reference_data),
             "refresh_models": (5.0, self.tick_models),
             **self.zero_tariff.timers(),
+            "expire_duty_free_years": (self.settings.state_expiry_interval_s, self.duty_free.tick_expiry),
         }
         for name, (interval, tick) in self.timers.items():
             app.timer(interval=interval, name=name)(self._timer(name, tick))

@@ -47,7 +47,9 @@ def test_rows_equal_the_live_records(tmp_path: Path, small_office: PortOffice) -
     live = list(small_office.declaration_dicts(300, start=start, rate_per_s=5.0))
     for row, (d, t) in zip(df.iter_rows(named=True), live):
         decl = Declaration.model_validate({k: row[k] for k in Declaration.model_fields}, strict=False)
-        # Null columns in the history: no centralised declarations; direction and identifiers where the live record has none.
-        assert decl.model_dump(mode="json") == {"direction": None, "goods_identifiers": None, **d, "centralised_id": None}
+        # Null columns in the history: no centralised declarations nor shopper tokens; direction and
+        # identifiers where the live record has none.
+        assert decl.model_dump(mode="json") == {"direction": None, "goods_identifiers": None, **d, "centralised_id": None,
+                                                "shopper_token": None}
         assert (row["fraud"], row["fraud_pattern"], row["duty_recoverable"]) == (int(t.fraud), t.pattern, t.duty_recoverable)
         assert row["critical_fraud"] == t.critical
