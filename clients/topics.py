@@ -173,7 +173,7 @@ def _describe_existing(admin: AdminClient, md: Any, names: list[str], timeout_s:
     return out
 
 
-def create_topics(settings: Settings, timeout_s: float = 30.0, admin: AdminClient | None = None) -> list[str]:
+def create_topics(settings: Settings, timeout_s: float = 30.0, *, admin: AdminClient | None = None) -> list[str]:
     """Create missing topics and check that existing ones have the partition counts the settings
     give them (raises TopicLayoutMismatch otherwise) and the cleanup policy, retention and
     replication their spec and the cluster want (TopicConfigMismatch). Topics get
