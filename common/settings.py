@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "min.insync.replicas of every topic `riskctl topics create` makes; None: min(2, replicas - 1), at least 1."))
 
     # --- Worker ---------------------------------------------------------------------------------
+    # aiokafka's InitProducerId is refused by Tansu (the embedded broker of the demo and the tests),
+    # so idempotence of the worker's own producer is opted into on a real Kafka cluster; acks=all
+    # holds either way, and the librdkafka producers (gateways, stations, console) are always idempotent.
+    worker_idempotent_producer: bool = Field(default=False, description=(
+        "The worker's producer (instructions, dead letters, changelogs) is idempotent: set it on Apache Kafka "
+        "(deploy/k8s does); the embedded Tansu broker refuses it."))
     app_id: str = Field(default="customs-risk", pattern=r"^[A-Za-z0-9._-]+$")
     data_dir: Path = Path("var/worker")
     # Short group timeouts: a worker is ready in seconds on one machine. Raise them in production.

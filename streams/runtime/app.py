@@ -48,7 +48,8 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     )
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint)
-    transport.Producer = IdempotentProducer
+    if settings.worker_idempotent_producer:
+        transport.Producer = IdempotentProducer
     return app
 
 

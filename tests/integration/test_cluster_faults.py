@@ -36,7 +36,8 @@ IDEMPOTENT = {"enable.idempotence": True, "acks": "all"}
 
 
 @pytest.fixture
-def harness(kafka_cluster: KafkaCluster, unique_name: str, tmp_path: Path) -> Iterator[Harness]:
+def harness(kafka_cluster: KafkaCluster, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    monkeypatch.setenv("WORKER_IDEMPOTENT_PRODUCER", "true")  # inherited by the worker processes
     policy = fault_policy(tmp_path / "policy.yaml", 5.0)
     h = Harness(pipeline_settings(kafka_cluster.bootstrap_servers, unique_name, tmp_path, policy_file=policy,
                                   partitions=PARTITIONS), tmp_path)
