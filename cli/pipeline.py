@@ -21,11 +21,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
     p.set_defaults(handler=cmd_broker)
 
-    p = sub.add_parser("kafka", help="run Apache Kafka 4.x (KRaft, single node) on loopback (foreground)",
-                       description="Fetch Apache Kafka from Maven Central (once, with mvn) and run one KRaft node on loopback "
-                                   "until Ctrl-C.")
-    p.add_argument("--port", type=cliargs.tcp_port, default=None, help="listen port (default: the port of KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--data-dir", type=Path, default=None, help="log directory (default: a temporary directory)")
+    p = sub.add_parser("kafka", help="run Apache Kafka 4.x (KRaft, one node or a cluster) on loopback (foreground)",
+                       description="Fetch Apache Kafka from Maven Central (once, with mvn) and run one KRaft node, or a cluster of "
+                                   "combined broker+controller nodes, on loopback until Ctrl-C. Prints the bootstrap servers on stdout.")
+    p.add_argument("--port", type=cliargs.tcp_port, default=None,
+                   help="listen port (of the first node; default: the port of KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--data-dir", type=Path, default=None, help="log directory, node-<id>/ under it for a cluster (default: temporary)")
+    p.add_argument("--nodes", type=int, choices=range(1, 10), default=1, metavar="N",
+                   help="KRaft nodes (1-9, default 1); with 3 or more, topics get 3 replicas and min.insync.replicas=2")
     p.set_defaults(handler=cmd_kafka)
 
     p = sub.add_parser("topics", help="create or list the pipeline's topics",
@@ -71,8 +74,12 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from devkit.brokers import ApacheKafkaBroker, run_foreground
+    from devkit.cluster import KafkaCluster
 
-    return run_foreground(ApacheKafkaBroker(port=args.port or _settings_port(settings), data_dir=args.data_dir))
+    port = args.port or _settings_port(settings)
+    if args.nodes > 1:
+        return run_foreground(KafkaCluster(args.nodes, first_port=port, data_dir=args.data_dir))
+    return run_foreground(ApacheKafkaBroker(port=port, data_dir=args.data_dir))
 
 
 def cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:

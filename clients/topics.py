@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from clients.topic_checks import Durability, ExistingTopic, describe_problems, durability, topic_problems
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -174,26 +176,72 @@ def check_layout(settings: Settings, partition_counts: dict[str, int]) -> None:
             f"existing topics would move keys away from their state.")
 
 
-def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+class TopicConfigMismatch(TopicsError):
+    """An existing topic's cleanup policy, retention or replication is not what the pipeline needs."""
+
+
+INPUT_TOPICS = (DECLARATIONS, DECLARATION_BATCHES, CENTRALISED_DECLARATIONS, SCANS)
+
+
+def check_configs(settings: Settings, existing: dict[str, ExistingTopic], wanted: Durability) -> None:
+    """Existing topics of ours must have the cleanup policy, retention and replication of their
+    spec (``clients.topic_checks``); raises TopicConfigMismatch saying what to alter or recreate."""
+    ceiling = {settings.topic(n): int(settings.state_retention_s * 1000) for n in INPUT_TOPICS}
+    problems = [p for s in topic_specs(settings) if s.name in existing
+                for p in topic_problems(s, existing[s.name], wanted, ceiling.get(s.name))]
+    if problems:
+        raise TopicConfigMismatch(describe_problems(problems, settings))
+
+
+def _describe_existing(admin: AdminClient, md: Any, names: list[str], timeout_s: float) -> dict[str, ExistingTopic]:
+    if not names:
+        return {}
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names], request_timeout=timeout_s)
+    out = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            raise TopicsError(f"cannot describe the configuration of topic {resource.name}: {exc.args[0].str()}") from exc
+        parts = md.topics[resource.name].partitions.values()
+        out[resource.name] = ExistingTopic(partitions=len(parts), replication_factor=min((len(p.replicas) for p in parts), default=0),
+                                           config={k: e.value for k, e in entries.items() if e.value is not None})
+    return out
+
+
+def create_topics(settings: Settings, timeout_s: float = 30.0, *, admin: AdminClient | None = None) -> list[str]:
     """Create missing topics and check that existing ones have the partition counts the settings
-    give them (raises TopicLayoutMismatch otherwise). Returns the names created."""
+    give them (raises TopicLayoutMismatch otherwise) and the cleanup policy, retention and
+    replication their spec and the cluster want (TopicConfigMismatch). Topics get
+    min(3, brokers) replicas unless ``REPLICATION_FACTOR`` says otherwise. Returns the names created.
+    ``admin``: an admin client to use instead of a new one (tests pass a fake)."""
     errors: list[KafkaError] = []
     # Authentication failures surface only through the error callback: without it a wrong
     # password looks like a generic metadata timeout.
     # confluent-kafka types AdminClient's config as scalars only; librdkafka takes error_cb as Producer/Consumer do.
-    admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})  # type: ignore[dict-item]
+    if admin is None:
+        admin = AdminClient({**settings.confluent_config(), "error_cb": errors.append})  # type: ignore[dict-item]
     try:
-        existing = admin.list_topics(timeout=timeout_s).topics
+        metadata = admin.list_topics(timeout=timeout_s)
+        existing = metadata.topics
     except KafkaException as exc:
         fatal = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL)]
         detail = (fatal or errors or [exc.args[0]])[0]
         raise BrokerUnreachable(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {detail.str()}") from exc
     check_layout(settings, {name: len(t.partitions) for name, t in existing.items() if t.error is None})
+    brokers = len(metadata.brokers)
+    if settings.replication_factor and settings.replication_factor > brokers:
+        raise TopicsError(f"REPLICATION_FACTOR={settings.replication_factor} but the cluster at {settings.kafka_bootstrap_servers} "
+                          f"has {brokers} broker(s) up: start the brokers, or lower REPLICATION_FACTOR")
+    replication = durability(settings, brokers)
+    ours = [s.name for s in topic_specs(settings) if s.name in existing and existing[s.name].error is None]
+    check_configs(settings, _describe_existing(admin, metadata, ours, timeout_s), replication)
     wanted = [s for s in topic_specs(settings) if s.name not in existing]
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.replication_factor, config=s.config()) for s in wanted],
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication.replication_factor,
+                  config={**s.config(), **replication.topic_config()}) for s in wanted],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )

@@ -44,9 +44,21 @@ class Settings(BaseSettings):
     # Fixed once the topics exist (keys would move away from their state); a cluster sets its own
     # (24 in deploy/k8s).
     partitions: int = Field(default=2, ge=1, le=1024, description="Partitions of the keyed event topics (the most workers that get work).")
-    replication_factor: int = Field(default=1, ge=1, le=16)
+    # Durability of the topics `riskctl topics create` makes. None: from the cluster's broker count at
+    # creation, min(3, brokers) replicas and min.insync.replicas of min(2, replicas - 1) (at least 1), so
+    # that with acks=all a write survives the loss of any one broker and one broker may be down.
+    replication_factor: int | None = Field(default=None, ge=1, le=16, description=(
+        "Replicas of every topic `riskctl topics create` makes; None: min(3, brokers in the cluster)."))
+    min_insync_replicas: int | None = Field(default=None, ge=1, le=16, description=(
+        "min.insync.replicas of every topic `riskctl topics create` makes; None: min(2, replicas - 1), at least 1."))
 
     # --- Worker ---------------------------------------------------------------------------------
+    # aiokafka's InitProducerId is refused by Tansu (the embedded broker of the demo and the tests),
+    # so idempotence of the worker's own producer is opted into on a real Kafka cluster; acks=all
+    # holds either way, and the librdkafka producers (gateways, stations, console) are always idempotent.
+    worker_idempotent_producer: bool = Field(default=False, description=(
+        "The worker's producer (instructions, dead letters, changelogs) is idempotent: set it on Apache Kafka "
+        "(deploy/k8s does); the embedded Tansu broker refuses it."))
     app_id: str = Field(default="customs-risk", pattern=r"^[A-Za-z0-9._-]+$")
     data_dir: Path = Path("var/worker")
     # Short group timeouts: a worker is ready in seconds on one machine. Raise them in production.
@@ -196,6 +208,12 @@ class Settings(BaseSettings):
     state_expiry_interval_s: float = Field(default=0.2, gt=0, le=60, description="Seconds between state expiry ticks.")
     state_expiry_max_per_tick: int = Field(default=5000, ge=1, le=1_000_000, description=(
         "Most keys one expiry tick looks at (per table): the rest waits for the next tick, so the event loop is never held long."))
+
+    @model_validator(mode="after")
+    def _check_replication(self) -> Settings:
+        if self.replication_factor and self.min_insync_replicas and self.min_insync_replicas > self.replication_factor:
+            raise ValueError("min_insync_replicas must not exceed replication_factor: no write could be acknowledged")
+        return self
 
     @model_validator(mode="after")
     def _check_lifecycle(self) -> Settings:

@@ -45,7 +45,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from string import Template
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # devkit.cluster builds on this module
+    from devkit.cluster import KafkaCluster
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +271,11 @@ class Broker:
         return self._workdir
 
     def _spawn_and_wait(self) -> None:
+        self._await_ready(self._spawn())
+
+    def _spawn(self) -> float:
+        """Launch the process without waiting for it (a cluster launches every node before any can be
+        ready: a KRaft node waits for a quorum of controllers). Returns the launch time."""
         if _tcp_open(self.host, self.port, timeout=0.5):
             # Never mistake someone else's server for ours.
             raise BrokerStartError(f"{self.bootstrap_servers}: address already in use by another process")
@@ -292,6 +300,9 @@ class Broker:
             raise BrokerStartError(f"could not run {argv[0]}: {exc}") from exc
         with _LIVE_LOCK:
             _LIVE.add(self)
+        return t0
+
+    def _await_ready(self, t0: float) -> None:
         self._wait_ready(t0 + self.startup_timeout)
         self.startup_seconds = time.monotonic() - t0
         log.info("%s broker ready at %s in %.2fs (pid %s, log %s)", self.kind, self.bootstrap_servers,
@@ -847,7 +858,7 @@ def make_broker(kind: str, **kwargs: Any) -> Broker:
     raise BrokerError(f"unknown broker kind {kind!r}; expected one of {', '.join(BROKER_KINDS)}")
 
 
-def run_foreground(broker: Broker, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+def run_foreground(broker: Broker | KafkaCluster, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Start ``broker``, print its bootstrap address, block until SIGINT/SIGTERM, stop it cleanly.
 
     The address alone goes to ``out`` (stdout), one line, so scripts can read it; the human-readable
@@ -877,6 +888,9 @@ def run_foreground(broker: Broker, *, out: IO[str] | None = None, err: IO[str] |
         details += f", log {broker.log_file}"
         if isinstance(broker, ApacheKafkaBroker):
             details += f", Kafka {broker.version}, data {broker.data_dir}"
+        elif not isinstance(broker, Broker):  # a KafkaCluster
+            details = (f"{len(broker.nodes)}-node kafka cluster ready in {broker.startup_seconds or 0:.1f}s "
+                       f"(Kafka {broker.nodes[0].version}; {broker.describe()}")
         print(details + "); Ctrl-C to stop", file=err, flush=True)
         print(broker.bootstrap_servers, file=out, flush=True)
         while not stop.wait(timeout=1.0):

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 
 from common.settings import Settings
 from streams.runtime.checkpoint import Checkpoint
@@ -36,6 +37,7 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
         broker_commit_interval=settings.commit_interval_s,
         # An output batch is complete when it is handed over: a linger would only delay it
         # (docs/benchmark.md).
+        producer_acks=-1,  # all in-sync replicas (IdempotentProducer insists too)
         producer_linger_ms=0,
         producer_max_batch_size=1_000_000,  # streams.runtime.producer sends a micro-batch per partition at once
         producer_max_request_size=4_000_000,
@@ -46,7 +48,21 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     )
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint)
+    if settings.worker_idempotent_producer:
+        transport.Producer = IdempotentProducer
     return app
+
+
+class IdempotentProducer(AIOKafkaProducer):
+    """Faust's aiokafka producer with ``acks=all`` and idempotence, outside transactions too.
+
+    A leader that fails over mid-request makes the producer retry a batch the broker may already
+    have written; with idempotence the broker drops the second copy by sequence number, so a retry
+    never duplicates a changelog record or reorders a partition's outputs (Faust enables it only
+    for its transactions, which the pipeline does not use)."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
 MAX_STATE_DIRS = 64

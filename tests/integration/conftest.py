@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from devkit.brokers import BROKER_KINDS, Broker, BrokerError, ensure_kafka_jars, make_broker
+from devkit.cluster import KafkaCluster
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +118,24 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("broker timings")
     for kind, label, seconds in timings.rows:
         terminalreporter.write_line(f"{kind:6} {label:48} {seconds:7.2f}s")
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(request: pytest.FixtureRequest) -> Iterator[KafkaCluster]:
+    """A 3-node Apache Kafka KRaft cluster (devkit.cluster), one per test module that uses it: tests
+    that fault a node must leave every node running and fully replicated (``wait_replicated``)."""
+    try:
+        ensure_kafka_jars()
+    except BrokerError as exc:
+        pytest.fail(f"Apache Kafka jars unavailable: {exc}", pytrace=False)
+    cluster = KafkaCluster(3)
+    try:
+        cluster.start()
+    except BrokerError as exc:
+        pytest.fail(f"3-node kafka cluster did not start: {exc}", pytrace=False)
+    request.config.stash.setdefault(_TIMINGS, BrokerTimings()).add("kafka3", "cluster start -> every node ready",
+                                                                    cluster.startup_seconds or 0.0)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -239,14 +239,15 @@ class Traffic:
     batches and as single records) and their scans ``scan_delay_s`` later. After ``stop()`` the
     scans still due are published, then the thread ends."""
 
-    def __init__(self, settings: Any, rate: float = 300.0, scan_delay_s: float = 1.0, prefix: str = "F") -> None:
+    def __init__(self, settings: Any, rate: float = 300.0, scan_delay_s: float = 1.0, prefix: str = "F",
+                 producer_options: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.rate = rate
         self.scan_delay_s = scan_delay_s
         self.prefix = prefix
         # Every record's delivery is checked (default callback), declarations included.
         self.producer = Producer({**settings.confluent_config(), "partitioner": "murmur2_random", "linger.ms": 5,
-                                  "message.timeout.ms": 300_000, "on_delivery": self._on_delivery})
+                                  "message.timeout.ms": 300_000, "on_delivery": self._on_delivery, **(producer_options or {})})
         self.batched = DeclarationPublisher(self.producer, settings, gateway="FAULT-GW", max_batch=200)
         self.single = DeclarationPublisher(self.producer, settings, batching=False)
         self.kinds: dict[str, str] = {}
