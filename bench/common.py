@@ -68,7 +68,7 @@ class Dataset:
     records: list[dict[str, Any]]
     truths: dict[str, Any]
     credit_events: int  # events in the office's credit register
-    lifecycle: Iterator[Any]  # the office's credit lifecycle stream: each run's gateways continue it
+    lifecycle: Iterator[Any]  # the office's credit lifecycle stream: a system's gateways continue it (begin_run restarts it)
     warmup: list[dict[str, Any]] = field(default_factory=list)  # decided before any clock starts
     _next_index: int = 0
 
@@ -81,6 +81,11 @@ class Dataset:
         ds.records = ds.more(count)
         ds.warmup = ds.more(WARMUP)
         return ds
+
+    def begin_run(self) -> None:
+        """Start a system's run: its gateways publish the credit lifecycle from its first event, so
+        every system a run compares decides the same declarations against the same credit changes."""
+        self.lifecycle = self.office.lifecycle_events(None)
 
     def more(self, count: int) -> list[dict[str, Any]]:
         """The next ``count`` declarations of the same seeded stream (fresh ids, same distribution)."""

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal failed
         if name not in only:
             return
+        data.begin_run()
         try:
             with make_broker(args.broker) as broker:
                 log(f"{name}: fresh {args.broker} broker on {broker.bootstrap_servers}")
@@ -207,6 +208,7 @@ def kafka_latency(args: argparse.Namespace, data: Dataset, workdir: Path, extra_
             s = base.model_copy(update={"topic_prefix": f"bench-kafka-{name}.", "app_id": f"bench-kafka-{name}",
                                         "data_dir": workdir / f"kafka-{name}"})
             create_topics(s)
+            data.begin_run()
             try:
                 if name == "ceiling":
                     load = lambda watcher, pids, alive, s=s: {f"{r:g}": offered_load("ceiling (kafka)", s, watcher, data, r, args.duration,  # noqa: E731 - one expression, with this system's settings bound (s=s)
