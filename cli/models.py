@@ -73,9 +73,12 @@ def _export_labels(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from riskmodels.serving import publish
+    from riskmodels.serving import ACTIVE, STARTER_DIR, publish
 
-    version = publish(args.registry, args.artifact, args.scenario or ["general"], shadow=args.shadow)
+    if args.if_empty and (args.registry / ACTIVE).exists():
+        print(f"riskctl model-publish: {args.registry} already has active models: nothing published", file=sys.stderr)
+        return 0
+    version = publish(args.registry, STARTER_DIR if args.starter else args.artifact, args.scenario or ["general"], shadow=args.shadow)
     print(version)
     return 0
 
@@ -138,8 +141,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "scenarios (default: general) at it in REGISTRY/active.json. Running workers load it on "
                     "their next refresh; a broken artifact is refused here and by the workers.",
     )
-    p.add_argument("--artifact", type=Path, required=True, metavar="DIR", help="artifact directory (from riskctl train)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--artifact", type=Path, metavar="DIR", help="artifact directory (from riskctl train)")
+    what.add_argument("--starter", action="store_true", help="the starter model bundled with the package")
     p.add_argument("--registry", type=Path, required=True, metavar="DIR", help="model registry directory (created if absent)")
+    p.add_argument("--if-empty", action="store_true",
+                   help="publish only into a registry without active models (seeds a shared registry once; "
+                        "later runs leave what analysts published alone)")
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="'general' or a scenario name (general-trade, zero-tariff, ...); repeatable")
     p.add_argument("--shadow", action="store_true", help="publish as the shadow (challenger) model: scored, never acted on")

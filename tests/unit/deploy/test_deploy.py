@@ -46,7 +46,7 @@ TARGET_LABELS = {"job", "instance", "pod", "namespace", "deployment", "office"}
 EXTRA_ENV = {"RISKCTL_SETTINGS", "PYTHONUNBUFFERED"}
 SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 # riskctl containers that are clients without an endpoint to probe.
-NO_HEALTHCHECK = {"topics", "simulator", "station"}
+NO_HEALTHCHECK = {"topics", "models", "simulator", "station"}
 
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count")}
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -480,8 +480,10 @@ def test_compose_riskctl_services_use_settings_and_real_commands() -> None:
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
         settings = settings_from_env(compose_env(service), name)
-        assert settings.kafka_bootstrap_servers.split(":")[0] == "kafka", f"{name}: not pointed at the kafka service"
         args = parse_riskctl(service["command"], name)
+        if args.command == "model-publish":  # files only: seeds the shared model registry
+            continue
+        assert settings.kafka_bootstrap_servers.split(":")[0] == "kafka", f"{name}: not pointed at the kafka service"
         assert args.command in ("worker", "topics", "simulate", "station", "archive")
         topics_done = service.get("depends_on", {}).get("topics", {}).get("condition") == "service_completed_successfully"
         if name != "topics":
@@ -496,7 +498,7 @@ def test_compose_riskctl_services_use_settings_and_real_commands() -> None:
             mounts = {v.split(":")[1] for v in service.get("volumes", [])}
             assert args.state_dir in mounts, f"{name}: the station journal must be on a volume"
     workers = [s for s in services.values() if s["command"][0] == "worker"]
-    data_volumes = [v.split(":")[0] for s in workers for v in s["volumes"]]
+    data_volumes = [v.split(":")[0] for s in workers for v in s["volumes"] if not v.endswith(":ro")]
     assert len(data_volumes) == len(set(data_volumes)), "each worker needs its own data volume"
     assert services["simulator"]["depends_on"], "the simulator waits for the workers"
 
@@ -586,7 +588,7 @@ def test_k8s_secret_references_match_the_example_secret() -> None:
     keys = set(secret["stringData"])
     assert all("REPLACE-ME" in str(v) for v in secret["stringData"].values()), "no real secrets in the repository"
     containers = [k8s_object("StatefulSet")["spec"]["template"]["spec"]["containers"][0],
-                  k8s_object("Job")["spec"]["template"]["spec"]["containers"][0]]
+                  k8s_object("Job", "customs-topics-create")["spec"]["template"]["spec"]["containers"][0]]
     for container in containers:
         refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e]
         assert {e["name"] for e in container["env"] if "valueFrom" in e} == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
@@ -611,7 +613,7 @@ def test_k8s_services_pdb_and_job_select_the_workers() -> None:
     assert matches(pdb["spec"]["selector"]["matchLabels"], labels)
     assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable")
 
-    job = k8s_object("Job")
+    job = k8s_object("Job", "customs-topics-create")
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] in ("OnFailure", "Never")
     (container,) = pod["containers"]
@@ -655,3 +657,80 @@ def test_promtool_checks_config_rules_and_alert_unit_tests(tmp_path: Path) -> No
         rules.append({"record": f"dashboard:query:{i}", "expr": expr})
     (tmp_path / "dashboard.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     run("check", "rules", "dashboard.yml", cwd=tmp_path)
+
+
+def test_compose_workers_share_a_seeded_model_registry() -> None:
+    """Hot swap works when deployed: every worker reads MODEL_DIR from one volume (read-only) that a
+    one-shot service seeds with the starter model before the workers start."""
+    services = riskctl_services()
+    seeders = {n: s for n, s in services.items() if s["command"][0] == "model-publish"}
+    assert len(seeders) == 1, "one service seeds the model registry"
+    (seeder_name, seeder), = seeders.items()
+    args = parse_riskctl(seeder["command"], seeder_name)
+    assert args.if_empty, "seeding must not overwrite what analysts published"
+    seeded = {v.split(":")[0] for v in seeder["volumes"] if v.split(":")[1] == str(args.registry)}
+    assert len(seeded) == 1, f"{seeder_name}: the registry {args.registry} is not on a volume"
+    for name, service in services.items():
+        if service["command"][0] != "worker":
+            continue
+        settings = settings_from_env(compose_env(service), name)
+        assert settings.model_dir is not None, f"{name}: MODEL_DIR unset: the worker runs the bundled starter model for good"
+        mounts = {v.split(":")[1]: v for v in service["volumes"]}
+        volume = mounts.get(str(settings.model_dir))
+        assert volume is not None and volume.split(":")[0] in seeded and volume.endswith(":ro"), f"{name}: {volume}"
+        assert service["depends_on"][seeder_name]["condition"] == "service_completed_successfully"
+
+
+def test_compose_and_k8s_use_the_documented_partitions() -> None:
+    documented = {int(m) for m in re.findall(r"PARTITIONS=(\d+)", (ROOT / "docs" / "operations.md").read_text())}
+    assert len(documented) == 1, documented
+    compose_partitions = {settings_from_env(compose_env(s), n).partitions for n, s in riskctl_services().items()
+                          if s["command"][0] != "model-publish"}
+    assert compose_partitions == documented
+    assert int(k8s_settings_env()["PARTITIONS"]) in documented
+    assert int(compose_env(compose()["services"]["kafka"])["KAFKA_NUM_PARTITIONS"]) in documented
+
+
+def test_k8s_workers_share_the_seeded_model_registry_read_only() -> None:
+    settings = settings_from_env(container_env(k8s_object("StatefulSet")["spec"]["template"]["spec"]["containers"][0]), "StatefulSet")
+    assert settings.model_dir is not None, "MODEL_DIR unset: every deployed worker runs the bundled starter model for good"
+    claim = k8s_object("PersistentVolumeClaim", "customs-models")
+    assert "ReadWriteMany" in claim["spec"]["accessModes"], "one writer, every worker reading"
+
+    def registry_mount(pod: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        container = pod["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(settings.model_dir))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        return mount, container
+
+    worker_mount, _ = registry_mount(k8s_object("StatefulSet")["spec"]["template"]["spec"])
+    assert worker_mount.get("readOnly") is True, "workers only read the registry"
+    seed = k8s_object("Job", "customs-models-seed")["spec"]["template"]["spec"]
+    seed_mount, container = registry_mount(seed)
+    assert not seed_mount.get("readOnly")
+    args = parse_riskctl(container["args"], "customs-models-seed")
+    assert args.command == "model-publish" and args.starter and args.if_empty and args.registry == settings.model_dir
+
+
+def test_k8s_persistent_volumes_only_where_a_persistent_store_is_used() -> None:
+    settings = settings_from_env(container_env(k8s_object("StatefulSet")["spec"]["template"]["spec"]["containers"][0]), "StatefulSet")
+    assert settings.table_store == "rocksdb", "the workers' volumeClaimTemplates hold RocksDB tables"
+    archive = k8s_object("Deployment", "customs-archive")["spec"]["template"]["spec"]
+    assert not any("persistentVolumeClaim" in v for v in archive.get("volumes", [])), "the archive writes to the object store"
+
+
+def test_k8s_metrics_ports_admit_prometheus_only() -> None:
+    policy = k8s_object("NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    selected = [doc for _, doc in k8s_documents() if doc["kind"] in ("StatefulSet", "Deployment")
+                and matches(spec["podSelector"]["matchLabels"], doc["spec"]["template"]["metadata"]["labels"])]
+    assert {d["metadata"]["name"] for d in selected} == {"customs-worker", "customs-archive"}, "every pod serving metrics is covered"
+    (rule,) = spec["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"] and peer["namespaceSelector"]["matchLabels"], "Prometheus only, not the pod network"
+    for doc in selected:
+        names = {p["name"] for c in doc["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+        assert names == {"metrics"}, f"{doc['metadata']['name']}: a port the NetworkPolicy does not admit: {names}"
