@@ -28,14 +28,18 @@ kafka-fetch: $(KAFKA_LIB)/.fetched  ## fetch Apache Kafka (KRaft) jars from Mave
 
 # promtool (optional: the deploy tests run it when present) from Debian's prometheus package, unpacked
 # without installing anything system-wide.
-$(TOOLS)/promtool:
+# promtool and the Prometheus server from Debian's package, unpacked without installing it.
+$(TOOLS)/prometheus:
 	rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb
 	cd $(TOOLS)/deb && apt-get download -q prometheus
 	dpkg -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/deb/root
-	cp $(TOOLS)/deb/root/usr/bin/promtool $@ && rm -rf $(TOOLS)/deb
+	cp $(TOOLS)/deb/root/usr/bin/promtool $(TOOLS)/promtool
+	cp $(TOOLS)/deb/root/usr/bin/prometheus $@ && rm -rf $(TOOLS)/deb
 	$@ --version | head -1
 
-promtool-fetch: $(TOOLS)/promtool  ## fetch promtool (Debian package) so the deploy tests check rules and alerts
+$(TOOLS)/promtool: $(TOOLS)/prometheus
+
+promtool-fetch: $(TOOLS)/promtool $(TOOLS)/prometheus  ## fetch promtool and the Prometheus server (Debian package): the deploy tests check rules and alerts, the monitoring test runs them
 
 # s3s-fs (Apache-2.0, the s3s project's S3 server over a directory), built from crates.io: the
 # archive's object-storage tests run against it. 0.14.1 builds with rustc 1.95 (0.17 needs newer).
@@ -66,7 +70,7 @@ check: venv  ## static checks: lint (ruff, whole repository), types (mypy, libra
 	$(VENV)/bin/lint-imports --no-cache
 
 test: venv kafka-fetch s3-fetch browser-fetch check  ## static checks, then every test: unit, then integration on both brokers (embedded Tansu and Apache Kafka)
-	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) S3S_FS=$(abspath $(S3S_FS)) $(PY) -m pytest tests $(ARGS)
+	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) PROMETHEUS=$(abspath $(wildcard $(TOOLS)/prometheus)) S3S_FS=$(abspath $(S3S_FS)) $(PY) -m pytest tests $(ARGS)
 
 test-unit: venv  ## unit tests only (no broker)
 	PROMTOOL=$(abspath $(wildcard $(TOOLS)/promtool)) $(PY) -m pytest tests/unit $(ARGS)
