@@ -8,7 +8,7 @@ answers once the broker has acknowledged both.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,6 +23,7 @@ from console.access import current_user, require
 from console.app import page
 from console.live import Feed
 from console.publish import PublishError, action_record, console_action, record_of
+from console.query import day_window, known_port
 from console.users import Role, User
 from schemas import (
     ConsoleActionKind,
@@ -235,18 +236,8 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
 
 # ---- figures and dead letters (from the archive) ----------------------------------------------------------
 def _window(request: Request) -> tuple[date, date, str | None]:
-    today = datetime.now(UTC).date()
-    try:
-        day_to = date.fromisoformat(request.query_params.get("to") or today.isoformat())
-        day_from = date.fromisoformat(request.query_params.get("from") or (day_to - timedelta(days=6)).isoformat())
-    except ValueError:
-        raise HTTPException(400, "from and to are dates such as 2026-12-01") from None
-    if day_from > day_to or (day_to - day_from).days >= MAX_WINDOW_DAYS:
-        raise HTTPException(400, f"from must not be after to, and the window at most {MAX_WINDOW_DAYS} days")
-    port = request.query_params.get("port") or None
-    if port is not None and port not in request.app.state.ports:
-        raise HTTPException(404, "no such port in the port register")
-    return day_from, day_to, port
+    day_from, day_to = day_window(request, MAX_WINDOW_DAYS)
+    return day_from, day_to, known_port(request, request.query_params.get("port") or None)
 
 
 def _archive(request: Request) -> Any:

@@ -27,6 +27,7 @@ from console import metrics
 from console.access import current_user, require
 from console.app import page
 from console.publish import PublishError, action_record, console_action, record_of
+from console.query import day_window, known_port
 from console.users import Role, User
 from schemas import SCHEMA_VERSION, ConsoleActionKind, ConsoleRole, ReviewVerdict, Severity, WarningReview
 
@@ -84,17 +85,8 @@ def _choice(request: Request, name: str, allowed: set[str] | None = None) -> str
 
 
 def _filter(request: Request) -> WarningFilter:
-    today = datetime.now(UTC).date()
-    try:
-        day_to = date.fromisoformat(request.query_params.get("to") or today.isoformat())
-        day_from = date.fromisoformat(request.query_params.get("from") or (day_to - timedelta(days=6)).isoformat())
-    except ValueError:
-        raise HTTPException(400, "from and to are dates such as 2026-12-01") from None
-    if day_from > day_to or (day_to - day_from).days >= MAX_WINDOW_DAYS:
-        raise HTTPException(400, f"from must not be after to, and the window at most {MAX_WINDOW_DAYS} days")
-    port = _choice(request, "port")
-    if port is not None and port not in request.app.state.ports:
-        raise HTTPException(404, "no such port in the port register")
+    day_from, day_to = day_window(request, MAX_WINDOW_DAYS)
+    port = known_port(request, _choice(request, "port"))
     return WarningFilter(day_from, day_to, severity=_choice(request, "severity", {s.value for s in Severity}),
                          rule=_choice(request, "rule"), port=port, verdict=_choice(request, "verdict", set(VERDICTS)))
 

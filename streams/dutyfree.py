@@ -25,9 +25,9 @@ in the year, each bounded (``policy.dutyfree``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -56,6 +56,7 @@ from streams.runtime import tables
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", DutyFreePurchase, ShopperLink)
 EXPIRY_BUCKET_S = 3600.0  # years end at midnight: an hour's buckets are fine enough
 
 
@@ -86,6 +87,19 @@ class DutyFreeFlow:
     def standings(self) -> Any:
         return tables.contents(self.standing)
 
+    def _parsed(self, out: OutputBatch, events: Sequence[Any], model: type[R], key_field: str) -> Iterator[tuple[Any, R]]:
+        """The events' records that parse, are keyed by ``key_field`` and sit on that key's
+        partition; every other one goes to the dead-letter topic."""
+        for event in events:
+            msg = event.message
+            try:
+                record = parse_keyed(model, msg.key, msg.value, key_field)
+                _check_partition(getattr(record, key_field), msg.partition, self.settings.partitions)
+            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
+                self.dead_letters.add(out, msg, exc)
+                continue
+            yield msg, record
+
     # ---- purchases ---------------------------------------------------------------------------
     def handle_purchases(self, events: Sequence[Any]) -> OutputBatch:
         out = OutputBatch()
@@ -93,14 +107,7 @@ class DutyFreeFlow:
         config = policy.duty_free
         now = self.clock()
         held = tables.contents(self.shoppers)
-        for event in events:
-            msg = event.message
-            try:
-                purchase = parse_keyed(DutyFreePurchase, msg.key, msg.value, "shopper_token")
-                _check_partition(purchase.shopper_token, msg.partition, self.settings.partitions)
-            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
-                self.dead_letters.add(out, msg, exc)
-                continue
+        for msg, purchase in self._parsed(out, events, DutyFreePurchase, "shopper_token"):
             key = purchase.shopper_token.encode()
             raw = held.get(key)
             state = ShopperYear.from_bytes(raw) if raw else None
@@ -140,14 +147,7 @@ class DutyFreeFlow:
         config = policy.duty_free
         now = self.clock()
         held = tables.contents(self.links)
-        for event in events:
-            msg = event.message
-            try:
-                tie = parse_keyed(ShopperLink, msg.key, msg.value, "link")
-                _check_partition(tie.link, msg.partition, self.settings.partitions)
-            except Exception as exc:  # noqa: BLE001 - every bad record goes to the dead-letter topic
-                self.dead_letters.add(out, msg, exc)
-                continue
+        for msg, tie in self._parsed(out, events, ShopperLink, "link"):
             key = tie.link.encode()
             raw = held.get(key)
             state = LinkYear.from_bytes(raw) if raw else None
