@@ -243,7 +243,7 @@ def wrong_type_values(spec: FieldSpec) -> st.SearchStrategy[Any]:
     if spec.kind == "literal":  # not true / 1.0: see test_schema_version_is_not_coerced_from_true_or_float
         return st.integers().filter(lambda i: i != 1) | st.text(max_size=10) | containers | st.none()
     # tuples (JSON arrays)
-    return st.text(max_size=10) | numbers | st.booleans() | st.dictionaries(SHORT_TEXT, JSON_SCALARS, max_size=3) | st.none()
+    return st.text(max_size=10) | numbers | st.booleans() | st.dictionaries(SHORT_TEXT, JSON_SCALARS, max_size=3) | null
 
 
 def bad_strings(spec: FieldSpec) -> st.SearchStrategy[str]:

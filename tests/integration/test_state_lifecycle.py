@@ -14,11 +14,14 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from clients import topics
+from decision.state import FORMAT_FINGERPRINT, FORMAT_FINGERPRINT_PARTIES
 from devkit.brokers import free_port
 from devkit.launcher import WorkerProcess
 from schemas.partitioning import partition_for
 from tests.integration.pipeline_harness import Harness, declaration, pipeline_settings, scan, write_policy
 from tests.integration.test_faults import xfail_if_tansu_watermarks
+
+FINGERPRINTS = (FORMAT_FINGERPRINT, FORMAT_FINGERPRINT_PARTIES)  # with and without the HS code and enterprise
 
 # The memory store: customs_state_retained counts its keys exactly (RocksDB's is an estimate).
 LIFETIMES = {"STATE_COMPACT_AFTER_S": "2", "STATE_RETENTION_S": "6", "INPUT_TOPIC_RETENTION_S": "5", "ORPHAN_SCAN_TTL_S": "4",
@@ -101,7 +104,7 @@ def test_retention_expires_state_with_tombstones_and_a_restarted_worker_recovers
     keys = {did.encode() for did in [*old, "ORPHAN"]}
     wait("tombstones for every declaration and the orphan scan", lambda: all(
         k in log.last() and log.last()[k] is None for k in keys), 90, h, log.read)
-    fingerprints = {k for k, v in log.records if v is not None and v[:1] == b"\x02"}
+    fingerprints = {k for k, v in log.records if v is not None and v[:1] in FINGERPRINTS}
     assert fingerprints == {did.encode() for did in old}, "each decided declaration was compacted to a fingerprint first"
     wait("the orphan scan in the dead letters", lambda: any(d["reason"] == "orphan-scan" for d in h.dead_letters), 30, h)
     [orphan] = [d for d in h.dead_letters if d["reason"] == "orphan-scan"]
@@ -143,7 +146,7 @@ def test_a_rocksdb_worker_restarts_and_recognises_a_redelivered_declaration(harn
     h.publish(topics.DECLARATIONS, decided, value)
     h.flush()
     wait("the declaration decided and compacted to a fingerprint", lambda: any(
-        k == decided.encode() and v is not None and v[:1] == b"\x02" for k, v in log.records), 60, h, log.read)
+        k == decided.encode() and v is not None and v[:1] in FINGERPRINTS for k, v in log.records), 60, h, log.read)
     first.stop()
 
     second = start(h, "rocks", env)  # the same data dir: the RocksDB store is still there
