@@ -145,11 +145,15 @@ class Checkpoint:
         the machine-check still awaiting its scan, its deadline fires before the scan is read again
         and a timeout is decided -- and then the first final lands too: two outcomes for one
         declaration."""
+        in_flight, started = len(self._pending), time.monotonic()
         try:
             await self.drain(timeout_s)
         except DeliveryFailed as exc:
             log.critical("rebalance: outputs not on the broker, the worker leaves rather than rejoin: %s", exc)
             self.exit(exc)
+            return
+        log.info("rebalance: %d output batches were in flight, all acknowledged %.2f s after the revocation",
+                 in_flight, time.monotonic() - started)
 
     async def may_commit(self, crash: Callable[[BaseException], Awaitable[Any]]) -> bool:
         """Step 5's guard: True once every tracked delivery is on the broker; if one failed, logs,
