@@ -152,8 +152,9 @@ class Checkpoint:
             log.critical("rebalance: outputs not on the broker, the worker leaves rather than rejoin: %s", exc)
             self.exit(exc)
             return
-        log.info("rebalance: %d output batches were in flight, all acknowledged %.2f s after the revocation",
-                 in_flight, time.monotonic() - started)
+        if in_flight:
+            log.info("rebalance: %d output batches were in flight, all acknowledged %.2f s after the revocation",
+                     in_flight, time.monotonic() - started)
 
     async def may_commit(self, crash: Callable[[BaseException], Awaitable[Any]]) -> bool:
         """Step 5's guard: True once every tracked delivery is on the broker; if one failed, logs,
