@@ -48,6 +48,9 @@ class Checkpoint:
        Otherwise Faust commits, per input partition, the acknowledged offsets up to the first
        unacknowledged one; the in-order consumer commits nothing while the record at the
        committed offset is unacknowledged.
+    6. Rebalance. When the group revokes the partitions, the consumer rejoins only once every
+       batch handed to ``produce`` so far is acknowledged (``before_rebalance``), so the tables
+       recovered after the assignment hold every decision made before it.
 
     Faust acks N's events (4) before the broker acknowledges N's outputs, so the commit, not the
     ack, is where the protocol waits; and N's deliveries are tracked (3) before its events are
