@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     takeover_grace_s: float = Field(default=5.0, ge=0, le=300, description=(
         "Seconds after this worker takes over a partition (or starts) before that partition's overdue scan deadlines fire, "
         "so that scans already waiting are read first."))
+    rebalance_delivery_timeout_s: float = Field(default=30.0, gt=0, le=600, description=(
+        "Longest a worker waits, when a rebalance revokes its partitions, for its outputs still in flight to be acknowledged "
+        "before it rejoins the group; past it the worker exits (and is restarted) rather than let a partition's tables be "
+        "recovered without them."))
     gc_gen0_threshold: int = Field(default=50_000, ge=700, le=10_000_000, description=(
         "Allocations between young-generation garbage collections (CPython's default is 700; see streams.worker.tune_gc)."))
     batch_within_s: float = Field(default=0.005, gt=0, le=5, description="Max wait to fill a micro-batch.")

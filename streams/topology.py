@@ -172,6 +172,7 @@ class Topology:
         self.references = ReferenceData(self.credit_book, self.risk_index, self.zero_tariff.contents, self.duty_free.standings)
         self._controllers: dict[int, tuple[bytes, CapacityController]] = {}  # partition -> (bytes written, controller)
         self._active_since: dict[int, float] = {}  # declarations partition -> when this worker was seen owning it
+        self._rebalances_seen = 0  # Faust's rebalance count when _active_since was last checked
         self._failed_in_row: dict[str, int] = defaultdict(int)  # agent -> records failed alone since one was handled
         metrics.OLDEST_UNDECIDED.set_function(self.checkpoint.oldest_undecided_s)
         self._init_expiry(settings)
@@ -609,7 +610,15 @@ class Topology:
         """The active partitions whose overdue deadlines may fire: those this worker has owned for
         at least ``takeover_grace_s``. After a takeover (or a start) scans may already be waiting on
         the partition; a deadline that fired before the agent read them turned clean scans into
-        inspections (up to 32 per kill -9 run in tests/integration/test_faults.py)."""
+        inspections (up to 32 per kill -9 run in tests/integration/test_faults.py).
+
+        A rebalance is a takeover of every partition, even one given back to this worker: it reads
+        the partition's inputs again from the last commit, scans included, and a timer that did not
+        tick while it was not ready would not have noticed the partition leave."""
+        rebalances = status.rebalances(self.app)
+        if rebalances != self._rebalances_seen:
+            self._active_since.clear()
+            self._rebalances_seen = rebalances
         for partition in list(self._active_since):
             if partition not in actives:
                 del self._active_since[partition]

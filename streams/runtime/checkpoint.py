@@ -48,6 +48,9 @@ class Checkpoint:
        Otherwise Faust commits, per input partition, the acknowledged offsets up to the first
        unacknowledged one; the in-order consumer commits nothing while the record at the
        committed offset is unacknowledged.
+    6. Rebalance. When the group revokes the partitions, the consumer rejoins only once every
+       batch handed to ``produce`` so far is acknowledged (``before_rebalance``), so the tables
+       recovered after the assignment hold every decision made before it.
 
     Faust acks N's events (4) before the broker acknowledges N's outputs, so the commit, not the
     ack, is where the protocol waits; and N's deliveries are tracked (3) before its events are
@@ -57,7 +60,9 @@ class Checkpoint:
     commit also waits for a scan timeout's instruction and its table writes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exit: Callable[[BaseException], None] | None = None) -> None:
+        # How the worker leaves when its outputs cannot be delivered before a rebalance (tests replace it).
+        self.exit: Callable[[BaseException], None] = exit or exit_hard
         self._pending: set[asyncio.Future] = set()
         self.failure: BaseException | None = None  # the first failed delivery; it sticks
         # Micro-batches handed to a handler and not yet decided and delivered: batch number -> when
@@ -68,12 +73,22 @@ class Checkpoint:
     async def produce(self, app: Any, out: OutputBatch, previous: Sequence[asyncio.Future]) -> list[asyncio.Future]:
         """Steps 2 and 3: await ``previous`` (the agent's last batch: raises if it was not
         delivered), then hand ``out`` to the producer and track its deliveries; returns them,
-        not awaited."""
-        if previous:
-            await asyncio.gather(*previous)
-        futures = await out.send(app)
-        self.track(futures)
-        return futures
+        not awaited. Until ``out`` is handed over it counts as pending too (``drain``): a batch
+        decided and waiting behind its predecessor, or held up by a full producer queue, is as
+        much in flight as one on the wire."""
+        handing: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.track([handing])
+        try:
+            if previous:
+                await asyncio.gather(*previous)
+            futures = await out.send(app)
+            self.track(futures)
+            return futures
+        finally:
+            # A batch that never reached the producer leaves nothing in flight; its events are not
+            # acknowledged (the agent stops), so no commit covers them.
+            handing.set_result(None)
+            self._pending.discard(handing)
 
     def track(self, futures: Sequence[asyncio.Future]) -> None:
         for future in futures:
@@ -102,6 +117,47 @@ class Checkpoint:
             await asyncio.wait(list(self._pending))
         if self.failure is not None:
             raise DeliveryFailed(f"an output batch was not delivered: {self.failure!r}") from self.failure
+
+    async def drain(self, timeout_s: float) -> None:
+        """Until nothing is in flight: every batch produced so far, and every batch handed to
+        ``produce`` meanwhile, acknowledged. Raises DeliveryFailed if one was not, or if some are
+        still unacknowledged after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            for future in [f for f in self._pending if f.done()]:
+                self._done(future)  # its callback may not have run yet
+            if not self._pending:
+                break
+            left = deadline - loop.time()
+            if left <= 0:
+                raise DeliveryFailed(f"{len(self._pending)} output batches still unacknowledged after {timeout_s:g} s")
+            await asyncio.wait(list(self._pending), timeout=left)
+        if self.failure is not None:
+            raise DeliveryFailed(f"an output batch was not delivered: {self.failure!r}") from self.failure
+
+    async def before_rebalance(self, timeout_s: float) -> None:
+        """Called once Faust has stopped the streams for a rebalance, before the worker rejoins the
+        group: every output is on the broker before any partition is assigned and its tables are
+        recovered, or the worker exits (``exit``, the supervisor restarts it).
+
+        A rebalance revokes every partition and recovers the tables of those assigned from their
+        changelogs, and the inputs past the last commit are read again. An output still in flight
+        then is missing from what recovery reads: a scan's final instruction and its state on the
+        way to a frozen leader, say. The owner after the rebalance (this worker or another) finds
+        the machine-check still awaiting its scan, its deadline fires before the scan is read again
+        and a timeout is decided -- and then the first final lands too: two outcomes for one
+        declaration."""
+        in_flight, started = len(self._pending), time.monotonic()
+        try:
+            await self.drain(timeout_s)
+        except DeliveryFailed as exc:
+            log.critical("rebalance: outputs not on the broker, the worker leaves rather than rejoin: %s", exc)
+            self.exit(exc)
+            return
+        if in_flight:
+            log.info("rebalance: %d output batches were in flight, all acknowledged %.2f s after the revocation",
+                     in_flight, time.monotonic() - started)
 
     async def may_commit(self, crash: Callable[[BaseException], Awaitable[Any]]) -> bool:
         """Step 5's guard: True once every tracked delivery is on the broker; if one failed, logs,

@@ -20,6 +20,12 @@
 3. Commit guard. ``_commit_offsets`` commits only once the ``Checkpoint``
    (``streams.runtime.checkpoint``) has every output sent so far on the broker, and crashes the
    worker instead if one was lost.
+
+4. Nothing in flight across a rebalance. Once Faust has stopped the streams for a revocation, the
+   consumer waits until the ``Checkpoint`` has every output on the broker before it rejoins the
+   group (``Checkpoint.before_rebalance``), so the tables recovered after the assignment hold every
+   decision made before it; the worker exits instead if they are not delivered in time. Faust's own
+   producer flush there waits only for records not yet sent, not for requests on the wire.
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
     return bool(acked) and committed is not None and min(acked) > committed
 
 
-def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None) -> type:
+def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
-    ``max_wait_ms``, input partitions are delivered and committed strictly in order, and no offset
-    is committed before ``checkpoint`` (if given) has every output sent so far delivered."""
+    ``max_wait_ms``, input partitions are delivered and committed strictly in order, no offset
+    is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
+    rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
+    the worker exits)."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -89,7 +97,9 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None) ->
         async def on_partitions_revoked(self, revoked: Any) -> None:
             for tp in revoked:
                 self._expected.pop(tp, None)
-            await super().on_partitions_revoked(revoked)
+            await super().on_partitions_revoked(revoked)  # Faust stops the streams and drains the agents
+            if checkpoint is not None:
+                await checkpoint.before_rebalance(rebalance_delivery_s)
 
         async def _seek_back(self, tp: Any, offset: int, why: str) -> None:
             try:

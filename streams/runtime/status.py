@@ -15,6 +15,12 @@ def ready(app: Any) -> bool:
     return not app.rebalancing and app.tables.recovery.completed.is_set()
 
 
+def rebalances(app: Any) -> int:
+    """How many rebalances this worker has started (Faust counts them as each one begins)."""
+    count: int = app.rebalancing_count
+    return count
+
+
 def active_partitions(app: Any) -> set[Any]:
     """The topic partitions (``faust.types.TP``) this worker actively owns: not its standbys."""
     actives: set[Any] = app.assignor.assigned_actives()

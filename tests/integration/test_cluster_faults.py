@@ -159,16 +159,9 @@ def test_a_node_frozen_longer_than_the_session_timeout(kafka_cluster: KafkaClust
 
     try:
         run_under_fault(kafka_cluster, harness, "Z", freeze)
-    except AssertionError as exc:
-        # Seen once of the first runs: a machine-check got both its scan's and its deadline's final
-        # instruction while a frozen node led some of the worker's output partitions (docs/reliability.md,
-        # "On a 3-node cluster"). Kept visible, not hidden; any other failure fails the test.
-        if "more than one distinct final outcome" not in str(exc):
-            raise
-        # The worker's group and produce history, for whoever takes the open issue up (tmp dirs do not last).
+    except AssertionError:
+        # The worker's group and produce history, for whoever reads the failure (tmp dirs do not last).
         for w in harness.workers:
             lines = w.log_path.read_text(errors="replace").splitlines()
             print("\n".join(line[:200] for line in lines if any(k in line for k in ("Revoking", "newly assigned", "Error", "rebalanc"))))
-        pytest.xfail(f"conflicting finals with a frozen leader (open): {str(exc).splitlines()[0]}")
-
-
+        raise

@@ -156,6 +156,20 @@ def test_deadlines_of_a_partition_just_taken_over_wait_for_the_grace_period():
     assert topo.settled({0, 1, 2}, now=100.0 + 2 * grace) == {1, 2}  # 0 revoked and back: a new takeover
 
 
+def test_a_rebalance_is_a_takeover_even_when_the_worker_keeps_its_partitions():
+    """Every partition comes back from a rebalance with its inputs read again from the last
+    commit, scans included: its deadlines wait for the grace period again, even though the timer
+    never saw the partition leave (it does not tick while the worker is not ready)."""
+    d = TopologyDriver(Services(policy(), FixedScorer()), settings=Settings(app_id="driver", partitions=4))
+    topo = d.topology
+    grace = topo.settings.takeover_grace_s
+    assert topo.settled({0, 1}, now=100.0) == set()
+    assert topo.settled({0, 1}, now=100.0 + grace) == {0, 1}
+    topo.app.on_rebalance_start()  # what Faust calls when the group revokes the partitions
+    assert topo.settled({0, 1}, now=100.0 + grace + 1) == set()
+    assert topo.settled({0, 1}, now=100.0 + 2 * grace + 1) == {0, 1}
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_no_garbage_collection_inside_a_handler_and_it_is_back_on_after(driver, fails):
     import asyncio

@@ -34,7 +34,7 @@ from faust.types import TP
 from mode.utils import futures as mode_futures
 
 from common.settings import Settings
-from streams.runtime import tables
+from streams.runtime import status, tables
 from streams.runtime.app import faust_app
 from streams.runtime.checkpoint import Checkpoint
 
@@ -76,7 +76,8 @@ REWRITTEN: dict[str, tuple[Any, str, str]] = {
     ),
     "faust.transport.consumer.Consumer.on_partitions_revoked": (
         C.on_partitions_revoked, "d04b7ae72c6fc206924a2879d6c90dd383f3e8ba6f4b10a19ca99a921eb8f4db",
-        "the override forgets the revoked partitions' expected offsets first",
+        "the override forgets the revoked partitions' expected offsets first, and once it returns (streams stopped, "
+        "agents drained) waits for every output in flight (Checkpoint.before_rebalance) before the consumer rejoins",
     ),
     "faust.transport.consumer.Consumer._drain_messages": (
         C._drain_messages, "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417",
@@ -261,6 +262,21 @@ def test_the_readiness_facts(tmp_path: Path) -> None:
         assert app.rebalancing is False
         assert app.tables.recovery.completed.is_set() is False  # set by Faust once tables recovered
         assert app.assignor.assigned_actives() == set()
+
+    asyncio.run(scenario())
+
+
+def test_faust_counts_each_rebalance_as_it_begins(tmp_path: Path) -> None:
+    """``status.rebalances``: the aiokafka rebalance listener calls ``on_rebalance_start`` when the
+    group revokes the partitions, before anything else of the rebalance (Topology.settled)."""
+
+    async def scenario() -> None:
+        app = _app(tmp_path)
+        assert status.rebalances(app) == 0
+        app.on_rebalance_start()
+        assert status.rebalances(app) == 1 and app.rebalancing is True
+        source = inspect.getsource(faust_aiokafka.ConsumerRebalanceListener.on_partitions_revoked)
+        assert "app.on_rebalance_start()" in source
 
     asyncio.run(scenario())
 
