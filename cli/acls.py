@@ -20,7 +20,7 @@ ROLES_HELP = ", ".join(r.value for r in Role)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("acls", help="print or create the ACLs of each principal's role",
                        description="Kafka ACLs per principal, generated from the topic list: each role (" + ROLES_HELP +
-                                   ") gets exactly the topics, groups and cluster operations it needs (docs/security.md).")
+                                   ") gets exactly the topics, groups and cluster operations it needs (docs/operations.md, Authorization).")
     asub = p.add_subparsers(dest="acls_command", metavar="ACTION", required=True)
     for name, help_text, description, fn in (
         ("print", "print the ACL bindings and the equivalent kafka-acls.sh commands",

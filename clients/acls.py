@@ -1,7 +1,7 @@
 """Who may do what on the cluster: the ACLs of each role, derived from the topic list.
 
 Kafka's StandardAuthorizer (``allow.everyone.if.no.acl.found=false``) refuses whatever no ACL
-allows, so each principal gets exactly the access of its role (docs/security.md, "Authorization"):
+allows, so each principal gets exactly the access of its role (docs/operations.md, "Authorization"):
 
 * gateway      writes declarations, gateway batches and centralised declarations;
 * scanner      writes scans;
