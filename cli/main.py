@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cli.archive",
     "cli.console",
     "cli.audit",
+    "cli.acls",
 )
 
 

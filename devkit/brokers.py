@@ -582,6 +582,16 @@ class ApacheKafkaBroker(Broker):
 
     Both together give a SASL_SSL listener, either alone SSL or SASL_PLAINTEXT
     (:attr:`secure_protocol`), at :attr:`secure_bootstrap_servers`.
+
+    * ``tls_client_auth=True`` with ``tls_truststore`` (a PEM file of the CA certificates that sign
+      client certificates): mutual TLS, the listener requires a client certificate. On an SSL
+      listener the principal is the certificate's CN (``ssl.principal.mapping.rules``: ``CN=gw-hak,O=..``
+      becomes ``User:gw-hak``); on SASL_SSL it stays the SASL user.
+    * ``authorizer=True``: KRaft's StandardAuthorizer with ``allow.everyone.if.no.acl.found=false``:
+      whatever no ACL allows is refused. ``super_users`` (``User:admin``) may do everything; so may
+      User:ANONYMOUS, the principal of the loopback PLAINTEXT and CONTROLLER listeners (the node's
+      inter-broker and controller traffic and the readiness check use them), which is why a secured
+      deployment never exposes a PLAINTEXT listener beyond the node.
     """
 
     kind = "kafka"
@@ -613,6 +623,10 @@ class ApacheKafkaBroker(Broker):
         tls_keystore_password: str | None = None,
         sasl_users: Mapping[str, str] | None = None,
         sasl_mechanisms: str | tuple[str, ...] | list[str] = ("SCRAM-SHA-512",),
+        tls_client_auth: bool = False,
+        tls_truststore: str | os.PathLike[str] | None = None,
+        authorizer: bool = False,
+        super_users: tuple[str, ...] | list[str] = (),
     ) -> None:
         super().__init__(port=port, host=host, startup_timeout=startup_timeout)
         self._controller_fixed = controller_port is not None
@@ -621,7 +635,12 @@ class ApacheKafkaBroker(Broker):
         self._tls_keystore_password = tls_keystore_password
         self.sasl_users = dict(sasl_users or {})
         self.sasl_mechanisms = (sasl_mechanisms,) if isinstance(sasl_mechanisms, str) else tuple(sasl_mechanisms)
+        self.tls_client_auth = tls_client_auth
+        self.tls_truststore = Path(tls_truststore).resolve() if tls_truststore is not None else None
+        self.authorizer = authorizer
+        self.super_users = tuple(super_users)
         self._check_security_args()
+        self._check_authorization_args()
         self._secure_fixed = secure_port is not None
         self.secure_port: int | None = None
         if self.secure_protocol is not None:
@@ -719,6 +738,37 @@ class ApacheKafkaBroker(Broker):
         elif self._tls_keystore_password is not None:
             raise BrokerError("tls_keystore_password without tls_keystore")
 
+    def _check_authorization_args(self) -> None:
+        if self.tls_client_auth and (self.tls_keystore is None or self.tls_truststore is None):
+            raise BrokerError("tls_client_auth needs tls_keystore and tls_truststore (the CA certificates of the clients, PEM)")
+        if self.tls_truststore is not None and not self.tls_client_auth:
+            raise BrokerError("tls_truststore without tls_client_auth")
+        for user in self.super_users:
+            if not re.fullmatch(r"User:[A-Za-z0-9._@=,+-]+", user):
+                raise BrokerError(f"super user {user!r}: expected User:<name>")
+        if self.super_users and not self.authorizer:
+            raise BrokerError("super_users without authorizer")
+
+    def _authorization_properties(self) -> str:
+        """The authorizer and the client-certificate settings, appended after the secured listener."""
+        lines = []
+        if self.authorizer:
+            lines += [
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                "super.users=" + ";".join(("User:ANONYMOUS", *self.super_users)),
+            ]
+        if self.tls_client_auth:
+            lines += [
+                "listener.name.secure.ssl.client.auth=required",
+                "listener.name.secure.ssl.truststore.type=PEM",
+                f"listener.name.secure.ssl.truststore.location={self.tls_truststore}",
+                "listener.name.secure.ssl.principal.mapping.rules=RULE:^CN=([^,]+).*$/$1/,DEFAULT",
+            ]
+        if not lines:
+            return ""
+        return "\n# --- authorization (ApacheKafkaBroker authorizer / tls_client_auth) ---\n" + "\n".join(lines) + "\n"
+
     def _secure_properties(self) -> str:
         """The secured listener, appended after the template (in a properties file, the last line wins)."""
         protocol = self.secure_protocol
@@ -787,6 +837,7 @@ class ApacheKafkaBroker(Broker):
             NUM_PARTITIONS=self.num_partitions,
         )
         text += self._secure_properties()
+        text += self._authorization_properties()  # after the listener: its ssl.client.auth=none is overridden
         if self.properties:
             text += "\n# --- overrides passed to ApacheKafkaBroker(properties=...) ---\n"
             text += "".join(f"{k}={v}\n" for k, v in self.properties.items())
