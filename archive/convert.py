@@ -27,14 +27,17 @@ from schemas.records import (
     DeadLetter,
     Declaration,
     DeclarationBatch,
+    DutyFreePurchase,
     EarlyWarning,
     GoodsIdentifier,
     InspectionResult,
     JointFinding,
+    PositionEvent,
     RiskListEntry,
     ScanResult,
     ShadowScore,
     WarningReview,
+    ZeroTariffImport,
 )
 
 Row = dict[str, Any]
@@ -42,7 +45,7 @@ Rows = list[tuple[str, Row]]
 
 
 class InvalidKey(ValueError):
-    """A risk-list retraction (null value) whose key is not an entry id."""
+    """A tombstone (null value) on a compacted topic whose key is not the id it removes."""
 
     reason_code = "invalid-key"
 
@@ -146,19 +149,46 @@ def _simple(table: str, model: type[Any], time_field: str) -> Callable[[Record, 
 def _risk_list(rec: Record, now: datetime) -> Rows:
     when = rec.timestamp or now
     if rec.value is None:  # a retraction: the key names the entry
-        try:
-            entry_id = (rec.key or b"").decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidKey("a risk-list retraction's key is not UTF-8") from None
-        if not 0 < len(entry_id) <= 64:
-            raise InvalidKey("a risk-list retraction needs the entry id as its key")
-        row: Row = {"entry_id": entry_id, "retracted": True}
+        row: Row = {"entry_id": _tombstone_id(rec, "risk-list retraction"), "retracted": True}
     else:
         row = dict(codec.parse(RiskListEntry, rec.value).__dict__)
         row["retracted"] = False
     row["day"] = day_of(when)
     row.update(_provenance(rec, 0, now))
     return [(t.RISK_LISTS, row)]
+
+
+def _tombstone_id(rec: Record, what: str) -> str:
+    """The id a null value on a compacted topic removes: its key."""
+    try:
+        ident = (rec.key or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKey(f"a {what}'s key is not UTF-8") from None
+    if not 0 < len(ident) <= 64:
+        raise InvalidKey(f"a {what} needs the id it removes as its key")
+    return ident
+
+
+def _zero_tariff_register(rec: Record, now: datetime) -> Rows:
+    if rec.value is None:  # the import leaves the register altogether
+        row: Row = {"import_id": _tombstone_id(rec, "zero-tariff register removal"), "removed": True,
+                    "day": day_of(rec.timestamp or now)}
+    else:
+        entry = codec.parse(ZeroTariffImport, rec.value)
+        row = dict(entry.__dict__)
+        row.update(removed=False, day=day_of(entry.event_time), identifiers=_identifiers(entry.identifiers))
+    row.update(_provenance(rec, 0, now))
+    return [(t.ZERO_TARIFF_REGISTER, row)]
+
+
+def _duty_free_purchase(rec: Record, now: datetime) -> Rows:
+    purchase = codec.parse(DutyFreePurchase, rec.value)
+    check = purchase.identity_check
+    header = {k: v for k, v in purchase.__dict__.items() if k not in ("items", "identity_check")}
+    header.update(day=day_of(purchase.purchased_at), items=len(purchase.items), identity_token=check.token,
+                  identity_method=check.method, identity_matched=check.matched)
+    return [(t.DUTY_FREE_PURCHASES, {**header, **item.__dict__, **_provenance(rec, index, now)})
+            for index, item in enumerate(purchase.items)]
 
 
 def _dead_letter(rec: Record, now: datetime) -> Rows:
@@ -184,6 +214,9 @@ CONVERTERS: dict[str, Callable[[Record, datetime], Rows]] = {
     topics.DEAD_LETTERS: _dead_letter,
     topics.CONSOLE_ACTIONS: _simple(t.CONSOLE_ACTIONS, ConsoleAction, "at"),
     topics.SHADOW_SCORES: _simple(t.SHADOW_SCORES, ShadowScore, "decided_at"),
+    topics.ZERO_TARIFF_REGISTER: _zero_tariff_register,
+    topics.POSITIONS: _simple(t.POSITIONS, PositionEvent, "event_time"),
+    topics.DUTY_FREE_PURCHASES: _duty_free_purchase,
 }
 assert set(CONVERTERS) == set(t.PRIMARY_TABLE), "every archived topic has a converter"
 

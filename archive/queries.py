@@ -78,6 +78,12 @@ HISTORY: dict[str, tuple[str, list[str], str | None]] = {
     "warnings": (t.WARNINGS, ["revision", "raised_at"], "warning_id"),
     "warning_reviews": (t.WARNING_REVIEWS, ["reviewed_at"], "warning_id"),
 }
+# Warnings about a declaration's shopper or goods (Archive.subject_warnings): how far back, how many
+# subjects one declaration may name in the query (its identifiers are bounded by the schema too), and
+# how many warnings are shown.
+SUBJECT_LOOKBACK = timedelta(days=400)
+MAX_SUBJECTS = 50
+SUBJECT_WARNINGS_LIMIT = 20
 # Records dated up to this long before the hinted day are still read (clocks of gateways and
 # scanners differ; a record near midnight falls on the day before).
 HINT_MARGIN = timedelta(days=1)
@@ -185,6 +191,22 @@ class Archive:
                 return {**doc, "scanned": "hinted"}
             return {**self._history(declaration_id, None), "scanned": "full-after-hint"}
         return {**self._history(declaration_id, None), "scanned": "full"}
+
+    def subject_warnings(self, subjects: Iterable[str], before: datetime, limit: int = SUBJECT_WARNINGS_LIMIT) -> list[dict[str, Any]]:
+        """Warnings about ``subjects`` (a duty-free shopper token, a vehicle's VIN, a vessel's hull
+        number) raised by no declaration, up to ``before`` and at most SUBJECT_LOOKBACK earlier,
+        newest first, once each: what stood against a departure or a second-line-out declaration
+        when it was decided (duty-free flags last a calendar year, absences are counted in months)."""
+        wanted = sorted({s for s in subjects if s})[:MAX_SUBJECTS]
+        if not wanted:
+            return []
+        day = pl.col("day")
+        frame = (self.scan(t.WARNINGS)
+                 .filter(day.is_between((before - SUBJECT_LOOKBACK).date(), before.date()) & pl.col("declaration_id").is_null()
+                         & pl.col("subject_id").is_in(wanted) & (pl.col("raised_at") <= before))
+                 .sort(["raised_at", "kafka_partition", "kafka_offset"], descending=True)
+                 .unique(subset="warning_id", keep="first", maintain_order=True).head(limit).collect())
+        return _rows(frame.drop(["day"]))
 
     def _history(self, declaration_id: str, window: pl.Expr | None) -> dict[str, Any]:
         def rows_of(table: str) -> pl.LazyFrame:

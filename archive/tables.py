@@ -82,6 +82,9 @@ CONSOLE_ACTIONS = "console_actions"
 WARNINGS = "warnings"
 WARNING_REVIEWS = "warning_reviews"
 JOINT_FINDINGS = "joint_findings"
+ZERO_TARIFF_REGISTER = "zero_tariff_register"
+POSITIONS = "positions"
+DUTY_FREE_PURCHASES = "duty_free_purchases"
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (
     _spec(DECLARATIONS, "Declarations: single records and gateway-batch items (source 'declaration' or 'batch'), one row per "
@@ -138,6 +141,25 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("category", STR), ("subject_kind", STR), ("subject_id", STR), ("duty_recovered", F64), ("found_at", TS),
         ("schema_version", I32),
     )),
+    _spec(ZERO_TARIFF_REGISTER, "The zero-tariff register as customs issued it: one row per import record (a later record replaces "
+                                "the import's; day: its event time), or the import's removal (a null value; day: Kafka record "
+                                "time). identifiers are 'kind:value' (VIN, hull, serial numbers).", (
+        ("import_id", STR), ("removed", BOOL), ("enterprise_id", STR), ("import_declaration_id", STR), ("status", STR),
+        ("hs_code", STR), ("description", STR), ("quantity", F64), ("identifiers", STRS), ("imported_at", TS), ("event_time", TS),
+        ("schema_version", I32),
+    ), by_port=False),
+    _spec(POSITIONS, "Position and geofence events of registered vehicles and vessels (day: event time; port null but for "
+                     "port passages).", (
+        ("event_id", STR), ("identifier", STR), ("kind", STR), ("event_type", STR), ("latitude", F64), ("longitude", F64),
+        ("port", STR), ("tracker_id", STR), ("event_time", TS), ("schema_version", I32),
+    )),
+    _spec(DUTY_FREE_PURCHASES, "Offshore duty-free purchases, one row per goods line (item_index) with the purchase's header "
+                               "(tokens only, never personal data; day: purchase time).", (
+        ("purchase_id", STR), ("shop_id", STR), ("shopper_token", STR), ("identity_token", STR), ("identity_method", STR),
+        ("identity_matched", BOOL), ("payer_token", STR), ("phone_token", STR), ("delivery_address_token", STR),
+        ("category", STR), ("goods_code", STR), ("quantity", I32), ("unit_price_cny", F64), ("items", I32), ("total_cny", F64),
+        ("purchased_at", TS), ("schema_version", I32),
+    ), by_port=False),
     _spec(DEAD_LETTERS, "Rejected records with their original bytes: origin 'worker' (read from the dead-letter topic) or "
                         "'archive' (a record on any topic that the archive could not parse; day: reception time).", (
         ("origin", STR), ("source_topic", STR), ("source_partition", I32), ("source_offset", I64), ("key_b64", STR),
@@ -174,6 +196,9 @@ PRIMARY_TABLE: dict[str, str] = {
     topics.DEAD_LETTERS: DEAD_LETTERS,
     topics.CONSOLE_ACTIONS: CONSOLE_ACTIONS,
     topics.SHADOW_SCORES: SHADOW_SCORES,
+    topics.ZERO_TARIFF_REGISTER: ZERO_TARIFF_REGISTER,
+    topics.POSITIONS: POSITIONS,
+    topics.DUTY_FREE_PURCHASES: DUTY_FREE_PURCHASES,
 }
 ARCHIVED_TOPICS: tuple[str, ...] = tuple(PRIMARY_TABLE)
 TOPIC_TABLES: dict[str, tuple[str, ...]] = {t: tuple(dict.fromkeys((table, DEAD_LETTERS))) for t, table in PRIMARY_TABLE.items()}

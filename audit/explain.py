@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -214,9 +214,25 @@ def explain(settings: Any, declaration_id: str, timeout_s: float = 30.0, archive
                                         INSPECTION_FIELDS)
     doc["warnings"] = warnings_with_reviews([*history["warnings"], *tail[topics.WARNINGS]],
                                             [*history["warning_reviews"], *tail[topics.WARNING_REVIEWS]])
+    doc["subject_warnings"] = _subject_warnings(store, history) if starts is not None else []
     doc["sources"] = {"archive": starts is not None, "archive_scan": history.get("scanned"),
                       "archived_instructions": len(history["instructions"]), "topic_instructions": len(tail[topics.INSTRUCTIONS])}
     return doc, notes
+
+
+def _subject_warnings(store: Any, history: dict[str, Any]) -> list[dict[str, Any]]:
+    """The archived warnings about the shopper or the goods a declaration names (its revisions'
+    ``shopper_token`` and goods identifiers), up to its last decision: why a duty-free departure
+    or a second-line-out declaration was selected, as the evidence stood then."""
+    subjects: set[str] = set()
+    for decl in history["declarations"]:
+        subjects.update(filter(None, [decl.get("shopper_token")]))
+        subjects.update(str(i).split(":", 1)[-1].upper() for i in decl.get("goods_identifiers") or ())
+    if not subjects:
+        return []
+    decided = [datetime.fromisoformat(str(i["decided_at"]).replace("Z", "+00:00")) for i in history["instructions"] if i.get("decided_at")]
+    rows = store.subject_warnings(subjects, max(decided) if decided else datetime.now(UTC))
+    return [{**{f: row.get(f) for f in WARNING_FIELDS}, "evidence": list(row.get("evidence") or [])} for row in rows]
 
 
 DECLARATION_FIELDS = ("revision", "source", "batch_id", "centralised_id", "port", "enterprise_id", "declarant_id", "scenario",
@@ -276,4 +292,7 @@ def format_history(doc: dict[str, Any]) -> str:
         review = f"{w['verdict']} at {w['reviewed_at']}" if w.get("verdict") else "not reviewed"
         lines.append(f"warning {w['warning_id']} ({w['severity']}, {w['rule']}, revision {w['revision']}): "
                      f"{'; '.join(w['evidence'])}  raised {w['raised_at']}  -> {review}")
+    for w in doc.get("subject_warnings", []):
+        lines.append(f"earlier warning on {w['subject_kind']} {w['subject_id']} ({w['severity']}, {w['rule']}): "
+                     f"{'; '.join(w['evidence'])}  raised {w['raised_at']}")
     return "\n".join(lines)

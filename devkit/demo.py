@@ -37,10 +37,14 @@ from policy.config import load_policy
 if TYPE_CHECKING:
     from portsim.centralised import CentralisedBuilder
     from portsim.gateway import PortGateway
+    from portsim.tracking import HeldGoods
+    from portsim.traffic import PortOffice
 
 
 CENTRALISED_EVERY = 300  # about one centralised declaration (2-8 goods items) per this many declarations
 DEMO_SHOPPERS = 400  # simulated duty-free shoppers (a day's purchases published before the declarations)
+ZERO_TARIFF_LEAVING_EVERY = 10  # one zero-tariff declaration in this many is declared to the mainland naming registered goods
+REGISTER_TIMEOUT_S = 60.0  # for the worker to hold the published zero-tariff register
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,6 +96,7 @@ class Tally:
     refused_centralised: int = 0
     declaration_ids: list[str] = field(default_factory=list)  # every one published["declaration"] counts (refused items too)
     inspected: str | None = None  # a declaration with a final inspect instruction (the archive hint's example)
+    warnings: Counter = field(default_factory=Counter)  # early warnings read from the warnings topic, by rule
 
     @property
     def undecided(self) -> int:
@@ -116,6 +121,7 @@ class Tally:
             "inspection_results": self.inspections,
             "hit_rate": round(self.found / self.inspections, 4) if self.inspections else None,
             "selection_rates": self.selection_rates(),
+            "warnings": dict(sorted(self.warnings.items())),
         }
 
     def selection_rates(self) -> dict[str, float | None]:
@@ -331,7 +337,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
     targets = {"machine-check": default_targets.machine_check, "inspect": default_targets.inspect}
     gateway = PortGateway(settings, office, batching=not args.single_records, gateway_id="DEMO-GW",
                           producer_options={"linger.ms": 2, "enable.idempotence": True})
-    consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS])
+    consumer = assigned_reader(settings, [topics.INSTRUCTIONS, topics.DEAD_LETTERS, topics.WARNINGS])
     tally = Tally()
     t_insp = settings.topic(topics.INSPECTION_RESULTS)
 
@@ -345,6 +351,7 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
 
     _publish_demo_risk_lists(gateway, settings, tally)
     shoppers = _publish_demo_duty_free(gateway, settings, tally, args.seed)
+    registered = _publish_demo_zero_tariff(gateway, settings, tally, worker, office, args.seed)
     centralising: CentralisedBuilder | None = None
     allowed = load_policy(settings.policy_file).batch.allowed_classes
     start = time.monotonic()
@@ -376,6 +383,8 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                     record["event_time"] = utc_iso()
                     if record["scenario"] == "duty-free-shopping":  # the pick-up / departure of a shopper's goods
                         record["shopper_token"] = shoppers[tally.published["declaration"] % len(shoppers)]
+                    if record["scenario"] == "zero-tariff" and registered:
+                        record = _maybe_leaving(record, registered, tally)
                     gateway.publish(record, truth)  # agencies' credit lifecycle events go along
                     tally.published_at[record["declaration_id"]] = time.time()
                     tally.declaration_ids.append(record["declaration_id"])
@@ -389,6 +398,9 @@ def run_traffic(settings: Settings, args: argparse.Namespace, worker: WorkerProc
                     continue
                 if msg.topic() == settings.topic(topics.DEAD_LETTERS):
                     _on_dead_letter(orjson.loads(msg.value()), tally, settings)
+                    continue
+                if msg.topic() == settings.topic(topics.WARNINGS):
+                    tally.warnings[str(orjson.loads(msg.value()).get("rule"))] += 1
                     continue
                 _on_instruction(orjson.loads(msg.value()), tally, gateway, t_insp, args)
             if now >= next_report:
@@ -467,6 +479,49 @@ def _publish_demo_duty_free(gateway: PortGateway, settings: Settings, tally: Tal
     return shoppers
 
 
+def _publish_demo_zero_tariff(gateway: PortGateway, settings: Settings, tally: Tally, worker: WorkerProcess, office: PortOffice,
+                              seed: int) -> list[HeldGoods]:
+    """The zero-tariff register, then, once the worker holds it, the positioning system's events of
+    the registered vehicles and vessels (planted stories: away too long, away and back, a port
+    passage; the worker warns of them on `warnings`). Returns the goods still on the register, which
+    some zero-tariff declarations then declare to the mainland."""
+    from devkit.launcher import metric_value
+    from portsim.tracking import held_goods, live_positions, live_register
+
+    now = datetime.now(UTC)
+    register = live_register(office, seed, now)
+    for record in register:
+        gateway.publisher.produce(settings.topic(topics.ZERO_TARIFF_REGISTER), record.import_id.encode(),
+                                  record.model_dump_json(exclude_none=True).encode())
+        tally.published["zero-tariff-register"] += 1
+    gateway.flush(10.0)
+    held = held_goods(register)
+    waited = worker.wait_metrics(lambda body: metric_value(body, "customs_zero_tariff_registered_goods") >= len(held),
+                                 REGISTER_TIMEOUT_S, "holding the zero-tariff register")
+    events, expected = live_positions(held, seed, now, load_policy(settings.policy_file).zero_tariff)
+    for event in events:
+        gateway.publisher.produce(settings.topic(topics.POSITIONS), event.identifier.encode(),
+                                  event.model_dump_json(exclude_none=True).encode())
+        tally.published["position"] += 1
+    gateway.flush(10.0)
+    planted = ", ".join(f"{n} {rule}" for rule, n in expected.items())
+    _log(f"published {len(register)} zero-tariff register records ({len(held)} goods held; the worker held them after "
+         f"{waited:.1f}s) and {len(events)} position events (planted: {planted}); one zero-tariff declaration in "
+         f"{ZERO_TARIFF_LEAVING_EVERY} names registered goods going to the mainland")
+    return held
+
+
+def _maybe_leaving(record: dict[str, Any], registered: list[HeldGoods], tally: Tally) -> dict[str, Any]:
+    """Every ZERO_TARIFF_LEAVING_EVERY-th zero-tariff declaration names registered goods declared to the mainland."""
+    from portsim.tracking import leaving_declaration
+
+    tally.published["zero-tariff"] += 1
+    if tally.published["zero-tariff"] % ZERO_TARIFF_LEAVING_EVERY:
+        return record
+    tally.published["zero-tariff-leaving"] += 1
+    return leaving_declaration(record, registered[tally.published["zero-tariff-leaving"] % len(registered)])
+
+
 def _on_instruction(instr: dict[str, Any], tally: Tally, gateway: PortGateway, t_insp: str, args: argparse.Namespace) -> None:
     iid = instr["instruction_id"]
     if iid in tally.seen_instructions:
@@ -535,5 +590,6 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"selected      machine-check {(rates['machine-check'] or 0):.1%}, inspect {(rates['inspect'] or 0):.1%}"
           " of declarations at declaration time")
     print(f"inspections   {s['inspection_results']} results, hit rate {s['hit_rate'] if s['hit_rate'] is not None else '-'}")
+    print(f"warnings      {', '.join(f'{rule} {n}' for rule, n in s['warnings'].items()) or 'none'}")
     if s.get("archived") is not None:
         print(f"archived      {s['archived']} of the {s['published']['declaration']} declarations in the decision archive")

@@ -135,3 +135,9 @@ def plant_zero_tariff(office: PortOffice, history: Path, seed: int) -> tuple[Pat
     pq.write_table(table, tmp, compression="zstd", row_group_size=131_072)
     tmp.replace(history)
     return path, len(records), k
+
+
+def simulate_register(office: PortOffice, seed: int, start: datetime) -> list[ZeroTariffImport]:
+    """The register of ``office``'s zero-tariff enterprises as of ``start`` (imports before it, some
+    released before it), oldest record first; what a live run publishes (``portsim.tracking``)."""
+    return _register(office, np.random.default_rng(np.random.SeedSequence([seed, 1717])), start.astimezone(UTC))

@@ -182,6 +182,13 @@ class Stream:
         else:
             self.send(topics.RISK_LISTS, f"RL-{n}", risk_entry(f"RL-{n}"), [(t.RISK_LISTS, f"RL-{n}")])
         self.send(topics.DEAD_LETTERS, "src", worker_dead_letter(n), [(t.DEAD_LETTERS, f"worker:{n}")])
+        if n % 4 == 3:  # the import leaves the register
+            self.send(topics.ZERO_TARIFF_REGISTER, f"ZT-{n - 1}", None, [(t.ZERO_TARIFF_REGISTER, f"ZT-{n - 1}")])
+        else:
+            self.send(topics.ZERO_TARIFF_REGISTER, f"ZT-{n}", zero_tariff_import(f"ZT-{n}", n), [(t.ZERO_TARIFF_REGISTER, f"ZT-{n}")])
+        self.send(topics.POSITIONS, vin(n), position(f"PE-{n}", n, port), [(t.POSITIONS, f"PE-{n}")])
+        self.send(topics.DUTY_FREE_PURCHASES, f"SH-{n % 5}", duty_free_purchase(f"DF-{n}", f"SH-{n % 5}"),
+                  [(t.DUTY_FREE_PURCHASES, f"DF-{n}")] * 2)
         bad_topic = rnd.choice(t.ARCHIVED_TOPICS)
         self.send(bad_topic, f"X-{n}", f"not json {n} \xff".encode(), [(t.DEAD_LETTERS, None)])
 
@@ -246,6 +253,29 @@ def worker_dead_letter(n: int) -> dict[str, Any]:
             "error": "bad", "received_at": NOW}
 
 
+def vin(n: int) -> str:
+    return f"LSVAU2180N{n:07d}"
+
+
+def zero_tariff_import(import_id: str, n: int) -> dict[str, Any]:
+    return {"import_id": import_id, "enterprise_id": "E1", "import_declaration_id": f"IMP-{import_id}", "hs_code": "870323",
+            "description": "passenger car", "quantity": 1.0, "identifiers": [{"kind": "vin", "value": vin(n)}],
+            "imported_at": NOW, "event_time": NOW}
+
+
+def position(event_id: str, n: int, port: str) -> dict[str, Any]:
+    return {"event_id": event_id, "identifier": vin(n), "kind": "vehicle", "event_type": "port-passage", "port": port,
+            "tracker_id": "HN-TRACK-1", "event_time": NOW}
+
+
+def duty_free_purchase(purchase_id: str, shopper: str) -> dict[str, Any]:
+    return {"purchase_id": purchase_id, "shop_id": "SHOP1", "shopper_token": shopper,
+            "identity_check": {"token": f"IC-{purchase_id}", "method": "face", "matched": True},
+            "items": [{"category": "cosmetics", "goods_code": "G1", "quantity": 2, "unit_price_cny": 300.0},
+                      {"category": "watches", "goods_code": "G2", "quantity": 1, "unit_price_cny": 4000.0}],
+            "total_cny": 4600.0, "purchased_at": NOW}
+
+
 def archive_settings(broker: Any, name: str, tmp_path: Path, **over: Any) -> Settings:
     return Settings(kafka_bootstrap_servers=broker.bootstrap_servers, app_id=name, topic_prefix=f"{name}.", partitions=3,
                     archive_dir=tmp_path / "archive", session_timeout_s=6.0, heartbeat_interval_s=1.0, **over)
@@ -270,7 +300,8 @@ def table_frame(settings: Settings, name: str) -> pl.DataFrame:
 
 ID_COLUMN = {t.DECLARATIONS: "declaration_id", t.CENTRALISED_ITEMS: "declaration_id", t.SCANS: "scan_id",
              t.INSTRUCTIONS: "instruction_id", t.INSPECTION_RESULTS: "instruction_id", t.CREDIT_EVENTS: "event_id",
-             t.RISK_LISTS: "entry_id", t.SHADOW_SCORES: "instruction_id"}
+             t.RISK_LISTS: "entry_id", t.SHADOW_SCORES: "instruction_id", t.ZERO_TARIFF_REGISTER: "import_id",
+             t.POSITIONS: "event_id", t.DUTY_FREE_PURCHASES: "purchase_id"}
 
 
 def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, unique_name: str, tmp_path: Path,
@@ -348,6 +379,12 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
         quad = (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["item_index"])
         assert base64.b64decode(row["value_b64"]) == stream.garbage[quad], "the dead letter must keep the original bytes"
     assert table_frame(settings, t.RISK_LISTS)["retracted"].sum() == produced_rounds[0] // 4
+    assert table_frame(settings, t.ZERO_TARIFF_REGISTER)["removed"].sum() == produced_rounds[0] // 4
+    register = table_frame(settings, t.ZERO_TARIFF_REGISTER).filter(pl.col("import_id") == "ZT-5").row(0, named=True)
+    assert register["identifiers"] == [f"vin:{vin(5)}"] and register["status"] == "imported"
+    purchases = table_frame(settings, t.DUTY_FREE_PURCHASES).filter(pl.col("purchase_id") == "DF-5").sort("item_index")
+    assert purchases["goods_code"].to_list() == ["G1", "G2"] and purchases["total_cny"].to_list() == [4600.0, 4600.0]
+    assert table_frame(settings, t.POSITIONS).filter(pl.col("event_id") == "PE-5")["port"].to_list() == [PORTS[5 % len(PORTS)]]
 
     # explain: from the archive alone with no broker, then the archive plus the topic's unarchived tail.
     story = "D-5-0"

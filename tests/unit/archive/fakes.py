@@ -217,3 +217,22 @@ def warning_review(did: str, rule: str = "value-added-implausible", verdict: str
     return {"schema_version": 1, "warning_id": f"{did}:1:{rule}", "verdict": verdict, "rule": rule, "severity": "high",
             "subject_kind": "enterprise", "subject_id": "E1", "port": "HAK-SEA", "declaration_id": did, "revision": 1,
             "warning_time": NOW_TEXT, "reviewed_at": NOW_TEXT}
+
+
+def zero_tariff_import(import_id: str, status: str = "imported") -> dict[str, Any]:
+    return {"schema_version": 1, "import_id": import_id, "enterprise_id": "E1", "import_declaration_id": f"IMP-{import_id}",
+            "status": status, "hs_code": "870323", "description": "passenger car", "quantity": 2.0,
+            "identifiers": [{"kind": "vin", "value": "LSVAU2180N2183294"}, {"kind": "vin", "value": "LFV3A23C0J3000001"}],
+            "imported_at": NOW_TEXT, "event_time": NOW_TEXT}
+
+
+def position(event_id: str, event_type: str = "port-passage", port: str | None = "HAK-SEA") -> dict[str, Any]:
+    return {"schema_version": 1, "event_id": event_id, "identifier": "LSVAU2180N2183294", "kind": "vehicle",
+            "event_type": event_type, "port": port, "tracker_id": "HN-TRACK-1", "event_time": NOW_TEXT}
+
+
+def duty_free_purchase(purchase_id: str, lines: int = 2) -> dict[str, Any]:
+    items = [{"category": "cosmetics", "goods_code": f"G{n}", "quantity": n, "unit_price_cny": 100.0} for n in range(1, lines + 1)]
+    return {"schema_version": 1, "purchase_id": purchase_id, "shop_id": "SHOP1", "shopper_token": "SH1",
+            "identity_check": {"token": "IC1", "method": "face", "matched": True}, "payer_token": "PAY1",
+            "items": items, "total_cny": sum(i["quantity"] * 100.0 for i in items), "purchased_at": NOW_TEXT}

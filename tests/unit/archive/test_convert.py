@@ -46,6 +46,9 @@ GOOD = [
     (topics.SHADOW_SCORES, fakes.shadow("D1"), t.SHADOW_SCORES, 1),
     (topics.CONSOLE_ACTIONS, fakes.console_action("A1"), t.CONSOLE_ACTIONS, 1),
     (topics.WARNINGS, fakes.warning("D1"), t.WARNINGS, 1),
+    (topics.ZERO_TARIFF_REGISTER, fakes.zero_tariff_import("ZT1"), t.ZERO_TARIFF_REGISTER, 1),
+    (topics.POSITIONS, fakes.position("P1"), t.POSITIONS, 1),
+    (topics.DUTY_FREE_PURCHASES, fakes.duty_free_purchase("DF1", lines=3), t.DUTY_FREE_PURCHASES, 3),
 ]
 
 
@@ -131,3 +134,41 @@ def test_processing_values_are_archived_with_the_declaration() -> None:
     (name, row), = rows_of(topics.DECLARATIONS, rec(value), NOW)
     assert name == t.DECLARATIONS and (row["imported_material_value"], row["value_added"]) == (8.0, 2.0)
     fits(t.DECLARATIONS, [row])
+
+
+def test_the_zero_tariff_register_keeps_identifiers_and_removals() -> None:
+    (name, row), = rows_of(topics.ZERO_TARIFF_REGISTER, rec(fakes.zero_tariff_import("ZT1", status="released")), NOW)
+    arrow = fits(t.ZERO_TARIFF_REGISTER, [row]).to_pylist()[0]
+    assert name == t.ZERO_TARIFF_REGISTER and arrow["status"] == "released" and arrow["removed"] is False
+    assert arrow["identifiers"] == ["vin:LSVAU2180N2183294", "vin:LFV3A23C0J3000001"] and arrow["import_declaration_id"] == "IMP-ZT1"
+    (name, row), = rows_of(topics.ZERO_TARIFF_REGISTER, rec(None, key=b"ZT1"), NOW)
+    assert name == t.ZERO_TARIFF_REGISTER and row["removed"] and row["import_id"] == "ZT1" and row["day"] == NOW.date()
+    fits(t.ZERO_TARIFF_REGISTER, [row], complete=False)
+    (name, row), = rows_of(topics.ZERO_TARIFF_REGISTER, rec(None, key=b""), NOW)
+    assert name == t.DEAD_LETTERS and row["reason"] == "invalid-key"
+    bad = {**fakes.zero_tariff_import("ZT2"), "identifiers": [{"kind": "vin", "value": "X1"}] * 2}
+    (name, row), = rows_of(topics.ZERO_TARIFF_REGISTER, rec(bad), NOW)
+    assert name == t.DEAD_LETTERS and row["origin"] == "archive"
+
+
+def test_positions_keep_the_port_of_a_passage_and_the_fix_of_a_position() -> None:
+    (_, passage), = rows_of(topics.POSITIONS, rec(fakes.position("P1")), NOW)
+    fix = {**fakes.position("P2", event_type="position", port=None), "latitude": 20.02, "longitude": 110.35}
+    (_, position), = rows_of(topics.POSITIONS, rec(fix), NOW)
+    arrow = fits(t.POSITIONS, [passage, position]).to_pylist()
+    assert [(r["event_type"], r["port"], r["latitude"]) for r in arrow] == [("port-passage", "HAK-SEA", None), ("position", None, 20.02)]
+    (name, row), = rows_of(topics.POSITIONS, rec(fakes.position("P3", event_type="position", port=None)), NOW)
+    assert name == t.DEAD_LETTERS and "latitude" in row["error"]
+
+
+def test_a_duty_free_purchase_is_one_row_per_goods_line_with_its_header() -> None:
+    rows = [r for _, r in rows_of(topics.DUTY_FREE_PURCHASES, rec(fakes.duty_free_purchase("DF1", lines=2)), NOW)]
+    arrow = fits(t.DUTY_FREE_PURCHASES, rows).to_pylist()
+    assert [(r["goods_code"], r["quantity"], r["item_index"]) for r in arrow] == [("G1", 1, 0), ("G2", 2, 1)]
+    assert {(r["purchase_id"], r["shopper_token"], r["payer_token"], r["items"], r["total_cny"]) for r in arrow} == {
+        ("DF1", "SH1", "PAY1", 2, 300.0)}
+    assert {(r["identity_token"], r["identity_method"], r["identity_matched"], r["category"]) for r in arrow} == {
+        ("IC1", "face", True, "cosmetics")}
+    wrong_total = {**fakes.duty_free_purchase("DF2"), "total_cny": 9999.0}
+    (name, row), = rows_of(topics.DUTY_FREE_PURCHASES, rec(wrong_total), NOW)
+    assert name == t.DEAD_LETTERS and "total_cny" in row["error"]

@@ -346,6 +346,28 @@ def test_alert_rules_cover_the_office() -> None:
     assert 0.035 in metrics.LATENCY_BUCKETS
 
 
+def test_alert_rules_cover_zero_tariff_and_duty_free() -> None:
+    """Each operator concern of the zero-tariff and duty-free streams has an alert on a real series."""
+    uses = {r["alert"]: {n for n, _ in promql_selectors(r["expr"])} | raw_metrics(r["expr"]) for r in alert_rules()}
+    expected = {
+        "CustomsZeroTariffIdentifierConflicts": "customs_zero_tariff_register_events_total",
+        "CustomsPositionsSilent": "customs_positions_total",
+        "CustomsZeroTariffOverstaySurge": "customs_early_warnings_total",
+        "CustomsDutyFreePurchasesRefused": "customs_dead_letters_total",
+        "CustomsDutyFreeFlaggedShoppersSpike": "customs_duty_free_flagged_shoppers",
+    }
+    for alert, series in expected.items():
+        assert alert in uses and series in uses[alert], f"{alert} should alert on {series}"
+        assert series in CATALOGUE, series
+    rules = {r["alert"]: r["expr"] for r in alert_rules()}
+    assert 'outcome="identifier-conflict"' in rules["CustomsZeroTariffIdentifierConflicts"]
+    assert 'rule="zero-tariff-away-too-long"' in rules["CustomsZeroTariffOverstaySurge"]
+    assert "duty-free-purchases" in rules["CustomsDutyFreePurchasesRefused"]
+    # Global tables: every worker reports the same register and standing sizes, so they are not summed.
+    assert "max(customs_zero_tariff_registered_goods)" in rules["CustomsPositionsSilent"]
+    assert "sum" not in rules["CustomsDutyFreeFlaggedShoppersSpike"]
+
+
 def test_alerts_and_thresholds_are_documented() -> None:
     readme = (DEPLOY / "README.md").read_text()
     for rule in alert_rules():
