@@ -43,6 +43,12 @@ class FakePublisher:
         return [(key, value) for t, key, value in self.sent if t == topic]
 
 
+def result_form(console: Console, iid: str, **over: str) -> dict[str, str]:
+    """The officer's result form for instruction ``iid`` as the browser posts it (``over`` replaces fields)."""
+    return {"instruction_id": iid, "found": "yes", "category": "narcotics", "duty_recovered": "1250.5", "note": "under the floor",
+            "csrf_token": console.csrf(path="/queue"), **over}
+
+
 def instruction(did: str, port: str = "HAK-SEA", action: str = "inspect", stage: str = "scan", final: bool = True,
                 revision: int = 1, **over: Any) -> ControlInstruction:
     now = datetime.now(UTC).isoformat()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import date
 
 from clients import topics
-from tests.unit.console.conftest import Console, instruction
+from tests.unit.console.conftest import Console, instruction, result_form
 
 
 def _form(console: Console, iid: str, **over: str) -> dict[str, str]:
-    return {"instruction_id": iid, "found": "yes", "category": "narcotics", "duty_recovered": "10", "note": "  in the spare tyre ",
-            "csrf_token": console.csrf(path="/queue"), **over}
+    return result_form(console, iid, **{"duty_recovered": "10", "note": "  in the spare tyre ", **over})
 
 
 def test_the_note_and_the_session_user_go_on_the_result(console: Console) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import threading
 
 from clients import topics
-from tests.unit.console.conftest import Console, instruction
+from tests.unit.console.conftest import Console, instruction, result_form
 
 
 def _form(console: Console, iid: str, **over: str) -> dict[str, str]:
-    return {"instruction_id": iid, "found": "yes", "category": "narcotics", "duty_recovered": "1250.5", "note": "under the floor",
-            "csrf_token": console.csrf(path="/queue"), **over}
+    return result_form(console, iid, **over)
 
 
 def test_a_result_is_published_keyed_by_declaration_and_leaves_the_queue(console: Console) -> None:
