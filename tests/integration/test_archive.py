@@ -352,7 +352,12 @@ def test_kill_9_mid_stream_archives_every_record_exactly_once(broker: Any, uniqu
         # 4. The last one runs to the end; one of its commits fails (an I/O error), so it drops its buffer
         # and seeks back to the archived positions once.
         last = start(failpoint="fail-commit:instructions:2", group=f"{unique_name}-other-group")
-        wait_for(lambda: commits(last) >= 2, 90, "the last sink to commit", logs)
+        # The stream keeps flowing until the failed commit has happened: a sink that caught up in one
+        # commit would otherwise never reach its second instructions commit.
+        wait_for(lambda: "partitions from the archived positions" in last.log_path.read_text(errors="replace"), 90,
+                 "the last sink's failed commit and its re-read", logs)
+        recovered_at = commits(last)
+        wait_for(lambda: commits(last) > recovered_at, 90, "the last sink to commit after the failure", logs)
     finally:
         stop_producing.set()
         producer.join(30)
