@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "against the raw consume ceiling, history/report latency, bytes per instruction); "
                                        "`python -m bench state [--help]`: the declaration state's (memory per retained declaration, "
                                        "restart to ready with each table store); "
+                                       "`python -m bench seed-scale [--help]`: the office's reference volumes (3.21 million credit "
+                                       "entries, 147 risk lists, 93 models, moderate-load headroom) beside the small case; "
                                        "`python -m bench soak [--help]`: one worker decides millions of declarations with short "
                                        "state lifetimes, its memory sampled; `python -m bench console [--help]`: the console's "
                                        "(instruction -> visible in the officer's live queue at 3,000 declarations/s, page loads over a "
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import state
 
         return state.main(argv[1:])
+    if argv[:1] == ["seed-scale"]:  # the office's reference volumes beside the small case (bench/seedscale)
+        from bench import seedscale
+
+        return seedscale.main(argv[1:])
     if argv[:1] == ["soak"]:  # millions of declarations on one worker, memory sampled (bench/soak.py)
         from bench import soak
 
