@@ -9,7 +9,8 @@ worker's agents (``streams.dutyfree``), the backtest and the tests call the same
   year; what fired is kept in the state (``flags``) and is what a departure is held for.
 * ``fold_link``: one (payer, phone or delivery address) -> shopper tie into the link's
   ``LinkYear``: more distinct shoppers than ``max_shoppers_per_link`` is a resale pattern.
-* ``departure_findings``: what a duty-free-shopping declaration of a flagged shopper gets.
+* ``departure_findings``: what a duty-free-shopping declaration of a flagged shopper gets: held
+  (``departure_action``) and warned of (``FLAGGED_DEPARTURE``, one warning tied to the declaration).
 
 Every count a shop controls is bounded: the purchase ids kept for idempotence
 (``RECENT_PURCHASES``), the goods codes tracked for repeats (``MAX_TRACKED_GOODS``), the shoppers
@@ -18,6 +19,7 @@ remembered per link (``MAX_LINKED_SHOPPERS``); the record schema bounds the item
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,7 +28,7 @@ import msgspec
 
 from policy.config import MAX_LINKED_SHOPPERS, DutyFree, DutyFreeRule
 from policy.valueadded import Finding, WarningProposal
-from schemas import Declaration, DutyFreePurchase, Scenario, SubjectKind
+from schemas import Declaration, DutyFreePurchase, Scenario, Severity, SubjectKind
 
 QUOTA_EXCEEDED = "duty-free-quota-exceeded"
 ITEM_LIMIT_EXCEEDED = "duty-free-item-limit-exceeded"
@@ -34,6 +36,10 @@ IDENTITY_NOT_MATCHED = "duty-free-identity-not-matched"
 REPEAT_GOODS = "duty-free-repeat-goods"
 LINKED_SHOPPERS = "duty-free-linked-shoppers"
 RULES = (QUOTA_EXCEEDED, ITEM_LIMIT_EXCEEDED, IDENTITY_NOT_MATCHED, REPEAT_GOODS, LINKED_SHOPPERS)
+# The warning a held departure raises: tied to the departure declaration (its id, port and
+# revision), so analysts see the departure itself and ``riskctl explain`` of it lists the warning.
+FLAGGED_DEPARTURE = "duty-free-flagged-departure"
+MAX_DEPARTURE_EVIDENCE = 8  # reasons quoted in a departure's warning (one per rule; the rules are fewer)
 
 RECENT_PURCHASES = 256  # purchase ids a shopper's year remembers: a redelivery is never further back
 MAX_TRACKED_GOODS = 200  # distinct goods codes per shopper and year counted for repeats; more are not tracked
@@ -251,15 +257,31 @@ _LINK_NAMES = {"payer": "payer", "phone": "phone number", "address": "delivery a
 def departure_findings(config: DutyFree, decl: Declaration, standings: Iterable[Standing]) -> list[Finding]:
     """A duty-free-shopping declaration (pick-up and departure of the traveller's goods) of a
     shopper flagged, in the declaration's calendar year, by a rule that holds at departure ->
-    ``departure_action``, with the reasons."""
+    ``departure_action``, with the reasons; the first finding carries the departure's early
+    warning (``FLAGGED_DEPARTURE``, as severe as the most severe rule that flagged the shopper).
+
+    The standings are the ones the deciding worker holds: a purchase folded after the departure is
+    decided (even one made earlier, or at the same instant) does not hold it (see policy/README.md)."""
     if decl.scenario is not Scenario.DUTY_FREE_SHOPPING or decl.shopper_token is None:
         return []
     year = purchase_year(config, decl.event_time)
-    findings = []
+    findings: list[Finding] = []
+    severities: list[Severity] = []
     for standing in standings:
         if standing.year != year:  # last year's flags are kept until they expire, but a new year starts clean
             continue
         for rule, reason in standing.reasons.items():
             if rule in RULES and rule_config(config, rule).hold_at_departure:
                 findings.append(Finding(rule, config.departure_action, f"duty-free shopper {decl.shopper_token}: {reason}"))
-    return findings
+                severities.append(rule_config(config, rule).severity)
+    if not findings:
+        return findings
+    evidence = ((f"departure declared at {decl.port}, declaration {decl.declaration_id}, of duty-free shopper {decl.shopper_token} "
+                f"flagged in {year}")[:200],
+                *(f.reason.split(": ", 1)[-1][:200] for f in findings[:MAX_DEPARTURE_EVIDENCE]))
+    warning = WarningProposal(FLAGGED_DEPARTURE, max(severities, key=SEVERITY_RANK.__getitem__), SubjectKind.SHOPPER,
+                              decl.shopper_token, evidence)
+    return [dataclasses.replace(findings[0], warning=warning), *findings[1:]]
+
+
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}

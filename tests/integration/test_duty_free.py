@@ -1,7 +1,7 @@
 """Offshore duty-free shopping end to end on both brokers: purchases over a shopper's yearly quota
 raise one early warning, many shoppers tied to one payer raise a resale warning, a departure
-declaration of either kind of flagged shopper is inspected with the reason (a clean shopper's is
-not), and hostile purchases are dead-lettered with the reason."""
+declaration of either kind of flagged shopper is inspected with the reason and warned of (a clean
+shopper's is not), and hostile purchases are dead-lettered with the reason."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from audit.explain import explain
 from clients import topics
 from clients.readers import assigned_reader
-from policy.dutyfree import LINKED_SHOPPERS, QUOTA_EXCEEDED
+from policy.dutyfree import FLAGGED_DEPARTURE, LINKED_SHOPPERS, QUOTA_EXCEEDED
 from schemas import EarlyWarning
 from tests.integration.pipeline_harness import Harness, declaration, metric_value, pipeline_settings, write_policy
 
@@ -100,7 +101,27 @@ def test_quota_and_resale_warnings_hold_the_departure_and_hostile_purchases_are_
     reseller = first["IT-DF-D-RS"]
     assert reseller["action"] == "inspect" and any("resale pattern" in r for r in reseller["reasons"])
     assert not any("duty-free shopper" in r for r in first["IT-DF-D-CLEAN"]["reasons"])
+
+    # Each held departure raises its own warning, keyed by and tied to the departure declaration,
+    # and explain of the departure finds it; the clean one raises none.
+    reader = assigned_reader(harness.settings, [topics.WARNINGS])
+    departures: list[tuple[bytes, EarlyWarning]] = []
+    held = {"IT-DF-D-OVER", "IT-DF-D-RS"}
+    try:
+        harness.read_until(lambda h: _poll(reader, departures)
+                           or held <= {w.declaration_id for _, w in departures if w.rule == FLAGGED_DEPARTURE},
+                           60, "the departures' warnings")
+    finally:
+        reader.close()
+    tied = {w.declaration_id: (key, w) for key, w in departures if w.rule == FLAGGED_DEPARTURE}
+    assert set(tied) == held, tied
+    key, over_warning = tied["IT-DF-D-OVER"]
+    assert key == b"IT-DF-D-OVER" and over_warning.subject_id == "IT-DF-OVER" and over_warning.port == over["port"]
+    assert over_warning.evidence[1].startswith("yearly duty-free quota exceeded")
+    doc, _ = explain(harness.settings, "IT-DF-D-OVER", timeout_s=30.0, use_archive=False)
+    assert [w["rule"] for w in doc["warnings"]] == [FLAGGED_DEPARTURE], doc["warnings"]
     text = worker.metrics_text()
+    assert metric_value(text, "customs_early_warnings_total", severity="high", rule=FLAGGED_DEPARTURE) == 2
     assert metric_value(text, "customs_duty_free_purchases_total", outcome="duplicate") == 1
     assert metric_value(text, "customs_duty_free_purchases_total", outcome="folded") == 2 + len(RESELLERS) + 1
 

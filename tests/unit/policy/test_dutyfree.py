@@ -10,10 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from decision.dutyfree import standing_of, with_warnings
+from decision.flow import Versions, on_declaration
 from policy.config import MAX_LINKED_SHOPPERS, DutyFree, load_policy
 from policy.credit import UNKNOWN_ENTERPRISE
 from policy.decide import decide
 from policy.dutyfree import (
+    FLAGGED_DEPARTURE,
     IDENTITY_NOT_MATCHED,
     ITEM_LIMIT_EXCEEDED,
     LINKED_SHOPPERS,
@@ -164,6 +166,55 @@ def test_a_departure_of_a_flagged_shopper_is_inspected_with_the_reason():
     assert clean.action is Action.RELEASE and clean.rules == ()
     last_year = Standing(shopper="SH1", year=2025, reasons=standing.reasons)  # kept until it expires, but stale
     assert decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[last_year]).rules == ()
+
+
+def test_a_held_departure_raises_one_warning_tied_to_the_departure_declaration():
+    state, _ = fold_all([purchase(f"P{n}", 60_000.0, code=f"G{n}") for n in range(2)])
+    assert state is not None
+    standing = standing_of(CONFIG, state)
+    assert standing is not None
+    resale = Standing(shopper="SH1", year=state.year, reasons={LINKED_SHOPPERS: "resale pattern: tied with 6 shoppers to one payer"})
+    departure = declaration(declaration_id="DEP-1", scenario="duty-free-shopping", shopper_token="SH1")
+    d = decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[standing, resale])
+    assert d.rules == (QUOTA_EXCEEDED, LINKED_SHOPPERS) and len(d.warnings) == 1
+    w = d.warnings[0]
+    assert (w.rule, w.severity, w.subject_kind, w.subject_id) == (FLAGGED_DEPARTURE, Severity.HIGH, SubjectKind.SHOPPER, "SH1")
+    assert "declaration DEP-1" in w.evidence[0]
+    assert w.evidence[1].startswith("yearly duty-free quota exceeded") and w.evidence[2].startswith("resale pattern")
+    step = on_declaration(None, departure, d, 0.0, Versions("p1", "m1"), 60.0, 1_000.0)
+    (raw,) = step.warnings
+    record = EarlyWarning.model_validate_json(raw)  # the strict schema of every warning
+    assert record.declaration_id == "DEP-1" and record.revision == departure.revision and record.port == departure.port
+    assert record.warning_id == f"DEP-1:{departure.revision}:{FLAGGED_DEPARTURE}" and step.raised == [("high", FLAGGED_DEPARTURE)]
+    assert decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[]).warnings == ()  # a clean shopper: none
+
+
+def test_the_warning_of_a_departure_is_as_severe_as_the_worst_rule_that_holds_it():
+    repeat = Standing(shopper="SH1", year=2026, reasons={REPEAT_GOODS: "the same goods bought again and again"})
+    departure = declaration(scenario="duty-free-shopping", shopper_token="SH1", event_time=datetime(2026, 6, 1, tzinfo=UTC))
+    (w,) = decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[repeat]).warnings
+    assert w.severity is Severity.MEDIUM  # repeat goods is a medium rule
+
+
+def test_a_departure_decided_before_the_flagging_purchase_is_folded_is_not_held():
+    """The documented order (policy/README.md): a departure is decided once, on the standings the
+    worker holds then; the purchase that flags the shopper at the same instant, folded after it,
+    raises the shopper's own warning but does not re-decide the departure."""
+    at = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
+    departure = declaration(declaration_id="DEP-2", scenario="duty-free-shopping", shopper_token="SH1", event_time=at)
+    before = decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[])  # the standing is not there yet
+    state, fired = fold_all([purchase("P0", 60_000.0, code="G0"), purchase("P1", 60_000.0, code="G1")])
+    assert fired == [QUOTA_EXCEEDED] and state is not None
+    standing = standing_of(CONFIG, state)
+    assert standing is not None
+    step = on_declaration(None, departure, before, 0.0, Versions("p1", "m1"), 60.0, 1_000.0)
+    assert before.action is Action.RELEASE and step.warnings == [] and step.instructions[0].final
+    # The same departure redelivered after the fold is a duplicate: the first decision stands.
+    again = on_declaration(step.state, departure, None, None, Versions("p1", "m1"), 60.0, 1_001.0)
+    assert again.state is None and again.emit == step.emit
+    # Decided after the fold (the standing held), it is inspected and warned of.
+    after = decide(POLICY, departure, UNKNOWN_ENTERPRISE, 0.0, duty_free=[standing])
+    assert after.action is Action.INSPECT and [w.rule for w in after.warnings] == [FLAGGED_DEPARTURE]
 
 
 def test_a_rule_that_does_not_hold_at_departure_only_warns():
