@@ -461,10 +461,16 @@ def test_dashboard_structure_and_coverage() -> None:
                    "customs_selection_rate", "customs_selection_rate_target", "customs_inspection_results_total",
                    "customs_dead_letters_total", "customs_scan_timeouts_total", "customs_pending_machine_checks",
                    "customs_consumer_lag", "customs_active_model_info", "customs_active_policy_info",
-                   "customs_risk_score_bucket"):
+                   "customs_risk_score_bucket",
+                   # the second-line scenarios, the early warnings and the findings for the other agencies
+                   "customs_early_warnings_total", "customs_warning_reviews_total", "customs_joint_findings_total",
+                   "customs_zero_tariff_registered_goods", "customs_zero_tariff_register_events_total", "customs_positions_total",
+                   "customs_zero_tariff_absences_pending", "customs_duty_free_purchases_total", "customs_duty_free_links_total",
+                   "customs_duty_free_flagged_shoppers"):
         assert series in shown, f"the dashboard does not show {series}"
     by = " ".join(expr for _, expr in dashboard_exprs())
-    for grouping in ("by (action)", "by (stage, action)", "by (port, action)", "by (scenario, le)", "by (topic, reason)"):
+    for grouping in ("by (action)", "by (stage, action)", "by (port, action)", "by (scenario, le)", "by (topic, reason)",
+                     "by (severity, rule)", "by (kind, enterprise_known)"):
         assert grouping in by, f"the dashboard has no breakdown {grouping}"
 
 
