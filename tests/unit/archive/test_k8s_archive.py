@@ -52,7 +52,7 @@ def test_settings_and_object_store_credentials_come_from_the_secret() -> None:
         assert refs[name]["name"] == "customs-archive-store" and refs[name]["key"] in store["stringData"], name
     for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP"):  # S3-compatible stores only
         assert refs[name]["name"] == "customs-archive-store" and refs[name].get("optional") is True, name
-    kafka = k8s_object("Secret", "customs-kafka-client")
+    kafka = k8s_object("Secret", "customs-kafka-archive")  # the archive role's principal
     assert {refs[n]["key"] for n in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")} <= set(kafka["stringData"])
     assert all("REPLACE-ME" in str(v) for v in store["stringData"].values()), "no real secrets in the repository"
     shared = k8s_object("ConfigMap", "customs-settings")["data"]

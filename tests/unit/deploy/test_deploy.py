@@ -612,16 +612,31 @@ def test_k8s_statefulset_scales_by_partition_with_persistent_state() -> None:
 
 
 def test_k8s_secret_references_match_the_example_secret() -> None:
-    secret = k8s_object("Secret", "customs-kafka-client")
-    keys = set(secret["stringData"])
-    assert all("REPLACE-ME" in str(v) for v in secret["stringData"].values()), "no real secrets in the repository"
-    containers = [k8s_object("StatefulSet")["spec"]["template"]["spec"]["containers"][0],
-                  k8s_object("Job", "customs-topics-create")["spec"]["template"]["spec"]["containers"][0]]
-    for container in containers:
-        refs = [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e]
-        assert {e["name"] for e in container["env"] if "valueFrom" in e} == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
-        for ref in refs:
-            assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys, ref
+    """One Secret per ACL role (clients.acls.Role), each pod reading its own role's credentials and
+    the shared CA: no pod holds another role's principal."""
+    from clients.acls import Role
+
+    secrets = {d["metadata"]["name"]: d for _, d in k8s_documents() if d["kind"] == "Secret"}
+    for secret in secrets.values():
+        assert all("REPLACE-ME" in str(v) for v in secret["stringData"].values()), "no real secrets in the repository"
+    by_role = {d["metadata"]["labels"]["customs-risk/kafka-role"]: name for name, d in secrets.items()
+               if "customs-risk/kafka-role" in d["metadata"].get("labels", {})}
+    assert set(by_role) == {r.value for r in Role}, "every ACL role has its Secret"
+    for role, name in by_role.items():
+        assert name == f"customs-kafka-{role}" and {"sasl-username", "sasl-password"} <= set(secrets[name]["stringData"]), name
+    assert len({secrets[n]["stringData"]["sasl-username"] for n in by_role.values()}) == len(by_role), "one principal per role"
+    pods = {"worker": k8s_object("StatefulSet")["spec"]["template"]["spec"],
+            "admin": k8s_object("Job", "customs-topics-create")["spec"]["template"]["spec"],
+            "archive": k8s_object("Deployment", "customs-archive")["spec"]["template"]["spec"]}
+    for role, pod in pods.items():
+        container = pod["containers"][0]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "valueFrom" in e
+                and e["valueFrom"]["secretKeyRef"]["name"].startswith("customs-kafka")}
+        assert set(refs) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}, role
+        for ref in refs.values():
+            assert ref["name"] == by_role[role] and ref["key"] in secrets[ref["name"]]["stringData"], (role, ref)
+        kafka_volumes = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert kafka_volumes == {"customs-kafka-ca"} and "ca.crt" in secrets["customs-kafka-ca"]["stringData"], role
     settings = k8s_settings_env()
     assert settings["KAFKA_SECURITY_PROTOCOL"].startswith("SASL") and "KAFKA_SASL_PASSWORD" not in settings
 
