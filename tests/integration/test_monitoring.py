@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from clients import topics
-from devkit.brokers import free_port
+from devkit.brokers import Broker, free_port
 from devkit.launcher import WorkerProcess
 from tests.integration.pipeline_harness import Harness, declaration, pipeline_settings
 
@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus"
 START_TIMEOUT_S = 30.0
 FIRE_TIMEOUT_S = 90.0
+STALL_BURST = 5000  # declarations the worker is still deciding when the broker is frozen
+STALL_TIMEOUT_S = 150.0  # the shipped threshold is a minute of stall
 
 
 def prometheus_binary() -> str | None:
@@ -143,7 +145,7 @@ def watched(broker, unique_name, tmp_path, prometheus_binary_path) -> Iterator[t
         h.close()
 
 
-def test_the_shipped_alerts_fire_on_a_real_prometheus(watched: tuple[Harness, WorkerProcess, Prometheus]) -> None:
+def test_the_shipped_alerts_fire_on_a_real_prometheus(watched: tuple[Harness, WorkerProcess, Prometheus], broker: Broker) -> None:
     h, worker, prom = watched
     prom.wait(lambda: any(t["health"] == "up" for t in prom.api("targets")["activeTargets"]), "the worker's target to be up")
     sent = {"good": 0, "bad": 0}
@@ -173,6 +175,38 @@ def test_the_shipped_alerts_fire_on_a_real_prometheus(watched: tuple[Harness, Wo
     h.read_until(lambda h: len(h.dead_letters) >= sent["bad"], 60, "every broken record dead-lettered")
     assert worker.alive()
 
+    # A stall: the broker stops answering (SIGSTOP) while the worker has a batch handed to a handler
+    # whose outputs it cannot get acknowledged. The oldest-undecided gauge grows past the shipped
+    # minute and CustomsDecisionsStalled fires; the worker's metrics are still scraped meanwhile.
+    stalled = False
+    for _ in range(3):  # a freeze that falls between two batches holds nothing: burst again
+        before = worker.metric("customs_events_in_total")
+        traffic(STALL_BURST, 0)
+        h.read_until(lambda h, before=before: worker.metric("customs_events_in_total") > before, 60, "the burst to reach the worker")
+        broker.suspend()
+        try:
+            if not _waits(lambda: worker.metric("customs_oldest_undecided_seconds") >= 2.0, 6.0):
+                continue  # nothing was in flight when the broker froze
+            prom.wait(lambda: prom.alert_states().get("CustomsDecisionsStalled") == "firing", "CustomsDecisionsStalled to fire",
+                      STALL_TIMEOUT_S)
+            assert prom.value("max(customs_oldest_undecided_seconds)") > 60 and worker.alive()
+            stalled = True
+            break
+        finally:
+            broker.resume()
+    assert stalled, "no batch was in flight in any of the three freezes"
+    h.read_until(lambda h: worker.metric("customs_oldest_undecided_seconds") == 0.0, 120, "the stalled batch to be acknowledged")
+
     # The worker goes away: its target is down and the alert on it fires.
     worker.stop()
     prom.wait(lambda: prom.alert_states().get("CustomsWorkerDown") == "firing", "CustomsWorkerDown to fire")
+
+
+def _waits(condition: Any, timeout_s: float) -> bool:
+    """Whether ``condition`` holds within ``timeout_s`` (False, not an error, when it does not)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)  # probe interval; the deadline bounds the wait
+    return True
