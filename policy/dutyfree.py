@@ -40,6 +40,7 @@ RULES = (QUOTA_EXCEEDED, ITEM_LIMIT_EXCEEDED, IDENTITY_NOT_MATCHED, REPEAT_GOODS
 # revision), so analysts see the departure itself and ``riskctl explain`` of it lists the warning.
 FLAGGED_DEPARTURE = "duty-free-flagged-departure"
 MAX_DEPARTURE_EVIDENCE = 8  # reasons quoted in a departure's warning (one per rule; the rules are fewer)
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 RECENT_PURCHASES = 256  # purchase ids a shopper's year remembers: a redelivery is never further back
 MAX_TRACKED_GOODS = 200  # distinct goods codes per shopper and year counted for repeats; more are not tracked
@@ -283,5 +284,3 @@ def departure_findings(config: DutyFree, decl: Declaration, standings: Iterable[
                               decl.shopper_token, evidence)
     return [dataclasses.replace(findings[0], warning=warning), *findings[1:]]
 
-
-SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
