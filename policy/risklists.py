@@ -72,22 +72,25 @@ def _key(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
 
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """What the index keeps of an entry: its hit (the recorded part), its validity window and a
-    digest of the record it came from (a redelivery is skipped by comparing digests). Far smaller
-    than the pydantic model it was validated as: the index holds hundreds of thousands of them."""
+# An entry as the index holds it: a plain tuple (entry_id, list_id, kind, value, action, reason,
+# source_agency, valid_from, valid_until, digest of its record), kind and action by their values.
+# The garbage collector stops tracking a tuple of strings, datetimes and ints once it has seen it, so
+# the index's hundreds of thousands of entries add nothing to each full collection (slotted objects
+# would be walked by every one: most of a second per collection with 300,000 entries).
+_Held = tuple[str, str, str, str, str, str, str, datetime, datetime | None, int]
+_ID, _KIND, _VALUE, _FROM, _UNTIL, _DIGEST = 0, 2, 3, 7, 8, 9
+_KINDS = {k.value: k for k in RiskListKind}
+_ACTIONS = {a.value: a for a in RiskListAction}
 
-    hit: RiskHit
-    valid_from: datetime
-    valid_until: datetime | None
-    digest: int
 
-    def entry(self) -> RiskListEntry:
-        h = self.hit
-        return RiskListEntry.model_construct(entry_id=h.entry_id, list_id=h.list_id, kind=h.kind, value=h.value, action=h.action,
-                                             reason=h.reason, source_agency=h.source_agency, valid_from=self.valid_from,
-                                             valid_until=self.valid_until, schema_version=SCHEMA_VERSION)
+def _hit(e: _Held) -> RiskHit:
+    return RiskHit(e[0], e[1], _KINDS[e[2]], e[3], _ACTIONS[e[4]], e[5], e[6])
+
+
+def _entry(e: _Held) -> RiskListEntry:
+    return RiskListEntry.model_construct(entry_id=e[0], list_id=e[1], kind=_KINDS[e[2]], value=e[3], action=_ACTIONS[e[4]],
+                                         reason=e[5], source_agency=e[6], valid_from=e[7], valid_until=e[8],
+                                         schema_version=SCHEMA_VERSION)
 
 
 def _digest(raw: bytes | None) -> int:
@@ -97,8 +100,8 @@ def _digest(raw: bytes | None) -> int:
 
 
 def _held(entry: RiskListEntry, digest: int = 0) -> _Held:
-    return _Held(RiskHit(entry.entry_id, sys.intern(entry.list_id), entry.kind, entry.value, entry.action,
-                         sys.intern(entry.reason), sys.intern(entry.source_agency)), entry.valid_from, entry.valid_until, digest)
+    return (entry.entry_id, sys.intern(entry.list_id), entry.kind.value, entry.value, entry.action.value, sys.intern(entry.reason),
+            sys.intern(entry.source_agency), entry.valid_from, entry.valid_until, digest)
 
 
 def parse_entry(raw: bytes) -> _Held:
@@ -113,7 +116,7 @@ class RiskListIndex:
     def __init__(self, entries: Iterable[RiskListEntry] = ()) -> None:
         self._entries: dict[str, _Held] = {}
         # kind -> value -> the entries with that value (a tuple: most values are in one list only)
-        self._lookup: dict[RiskListKind, dict[str, tuple[_Held, ...]]] = {kind: {} for kind in RiskListKind}
+        self._lookup: dict[str, dict[str, tuple[_Held, ...]]] = {kind.value: {} for kind in RiskListKind}
         # (valid_until, entry_id) of every entry with an end, earliest first: prune() pops what is due
         # instead of walking the index. A replaced or removed entry leaves a stale item, skipped when
         # popped and dropped when the heap is rebuilt (it never holds more than twice the entries).
@@ -127,27 +130,27 @@ class RiskListIndex:
         self._put(_held(entry, _digest(raw)))
 
     def _put(self, held: _Held) -> None:
-        hit = held.hit
-        self.remove(hit.entry_id)
-        self._entries[hit.entry_id] = held
-        by_value = self._lookup[hit.kind]
-        by_value[hit.value] = (*by_value.get(hit.value, ()), held)
-        if held.valid_until is not None:
-            heapq.heappush(self._expiry, (held.valid_until, hit.entry_id))
+        entry_id, value, valid_until = held[_ID], held[_VALUE], held[_UNTIL]
+        self.remove(entry_id)
+        self._entries[entry_id] = held
+        by_value = self._lookup[held[_KIND]]
+        by_value[value] = (*by_value.get(value, ()), held)
+        if valid_until is not None:
+            heapq.heappush(self._expiry, (valid_until, entry_id))
             if len(self._expiry) > 2 * len(self._entries) + 64:
-                self._expiry = [(e.valid_until, k) for k, e in self._entries.items() if e.valid_until is not None]
+                self._expiry = [(e[_UNTIL], k) for k, e in self._entries.items() if e[_UNTIL] is not None]
                 heapq.heapify(self._expiry)
 
     def remove(self, entry_id: str) -> bool:
         old = self._entries.pop(entry_id, None)
         if old is None:
             return False
-        by_value = self._lookup[old.hit.kind]
-        rest = tuple(e for e in by_value[old.hit.value] if e is not old)
+        by_value = self._lookup[old[_KIND]]
+        rest = tuple(e for e in by_value[old[_VALUE]] if e is not old)
         if rest:
-            by_value[old.hit.value] = rest
+            by_value[old[_VALUE]] = rest
         else:
-            del by_value[old.hit.value]
+            del by_value[old[_VALUE]]
         return True
 
     def apply(self, key: bytes | str, value: bytes | None) -> bool:
@@ -159,11 +162,11 @@ class RiskListIndex:
             return self.remove(entry_id)
         value = bytes(value)
         old = self._entries.get(entry_id)
-        if old is not None and old.digest == _digest(value):
+        if old is not None and old[_DIGEST] == _digest(value):
             return False  # redelivery
         held = parse_entry(value)
-        if held.hit.entry_id != entry_id:
-            raise RiskListKeyMismatch(f"record key {entry_id!r} does not match entry_id {held.hit.entry_id!r}")
+        if held[_ID] != entry_id:
+            raise RiskListKeyMismatch(f"record key {entry_id!r} does not match entry_id {held[_ID]!r}")
         self._put(held)
         return True
 
@@ -212,7 +215,7 @@ class RiskListIndex:
         while self._expiry and self._expiry[0][0] <= before:
             valid_until, entry_id = heapq.heappop(self._expiry)
             held = self._entries.get(entry_id)
-            if held is not None and held.valid_until == valid_until:  # else a stale item: replaced or removed
+            if held is not None and held[_UNTIL] == valid_until:  # else a stale item: replaced or removed
                 self.remove(entry_id)
                 gone += 1
         return gone
@@ -226,10 +229,10 @@ class RiskListIndex:
 
     def get(self, entry_id: str) -> RiskListEntry | None:
         held = self._entries.get(entry_id)
-        return None if held is None else held.entry()
+        return None if held is None else _entry(held)
 
     def entries(self) -> list[RiskListEntry]:
-        return [self._entries[k].entry() for k in sorted(self._entries)]
+        return [_entry(self._entries[k]) for k in sorted(self._entries)]
 
     def matches(self, declaration: Declaration, at: datetime | None = None) -> list[RiskHit]:
         """Entries that apply to the declaration at ``at`` (default: its event time), most severe
@@ -251,8 +254,8 @@ class RiskListIndex:
             lookup[RiskListKind.DECLARANT].get(d.declarant_id),
             lookup[RiskListKind.SELLER].get(d.seller_id) if d.seller_id is not None else None,
         ]
-        hits = [e.hit for bucket in found if bucket for e in bucket
-                if e.valid_from <= when and (e.valid_until is None or when < e.valid_until)]
+        hits = [_hit(e) for bucket in found if bucket for e in bucket
+                if e[_FROM] <= when and (e[_UNTIL] is None or when < e[_UNTIL])]
         if len(hits) > 1:
             hits.sort(key=_sort_key)
         return hits

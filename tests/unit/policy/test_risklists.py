@@ -217,3 +217,17 @@ def test_two_entries_with_one_value_match_and_leave_independently() -> None:
     assert [h.entry_id for h in index.matches(declaration())] == ["A", "B"]
     assert index.remove("A") and [h.entry_id for h in index.matches(declaration())] == ["B"]
     assert index.remove("B") and index.matches(declaration()) == [] and index._lookup[RiskListKind.ORIGIN] == {}
+
+
+def test_the_garbage_collector_does_not_walk_the_entries() -> None:
+    import gc
+
+    index = RiskListIndex()
+    for i in range(2_000):
+        index.apply(f"E{i}", raw(entry(f"E{i}", kind="seller", value=f"S{i % 1500}", valid_until=NOW + DAY)))
+    gc.collect()
+    tracked = sum(gc.is_tracked(e) for e in index._entries.values())
+    tracked += sum(gc.is_tracked(b) for by_value in index._lookup.values() for b in by_value.values())
+    tracked += sum(gc.is_tracked(item) for item in index._expiry)
+    assert tracked == 0  # each full collection would otherwise visit every entry
+    assert len(index.matches(declaration(seller_id="S7"))) == 2
