@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -78,7 +78,12 @@ def _key(key: bytes | str) -> str:
 # the index's hundreds of thousands of entries add nothing to each full collection (slotted objects
 # would be walked by every one: most of a second per collection with 300,000 entries).
 _Held = tuple[str, str, str, str, str, str, str, datetime, datetime | None, int]
-_ID, _KIND, _VALUE, _FROM, _UNTIL, _DIGEST = 0, 2, 3, 7, 8, 9
+_ID: Final = 0
+_KIND: Final = 2
+_VALUE: Final = 3
+_FROM: Final = 7
+_UNTIL: Final = 8
+_DIGEST: Final = 9
 _KINDS = {k.value: k for k in RiskListKind}
 _ACTIONS = {a.value: a for a in RiskListAction}
 
