@@ -15,6 +15,9 @@ from portsim.risklists import reference_lists
 def test_the_ratio_is_with_lists_over_without() -> None:
     out = risklists.figures({"throughput": 4000.0}, {"throughput": 3700.0})
     assert out == {"throughput_no_lists": 4000.0, "throughput_with_lists": 3700.0, "throughput_ratio": 0.925}
+    out = risklists.figures({"throughput": 4000.0, "cpu_us_per_declaration": {"system": 120.0}},
+                            {"throughput": 3700.0, "cpu_us_per_declaration": {"system": 150.0}})
+    assert out["cpu_ratio"] == 0.8 and out["cpu_us_per_declaration_with_lists"] == 150.0
     with pytest.raises(BenchError):
         risklists.figures({"throughput": 0.0}, {"throughput": 1.0})
 
