@@ -11,16 +11,17 @@ then (as long as the expired entries are still in the index, see :meth:`prune`).
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
 from pydantic import ValidationError
 
 from policy.config import validation_summary
-from schemas import Declaration, RiskListAction, RiskListEntry, RiskListKind
+from schemas import SCHEMA_VERSION, Declaration, RiskListAction, RiskListEntry, RiskListKind
 
 # Order of hits in a result: most severe first, so the first hit is the one that decides.
 HIT_SEVERITY = {RiskListAction.INSPECT: 0, RiskListAction.MACHINE_CHECK: 1, RiskListAction.WATCH: 2}
@@ -71,14 +72,56 @@ def _key(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
 
+# An entry as the index holds it: a plain tuple (entry_id, list_id, kind, value, action, reason,
+# source_agency, valid_from, valid_until, digest of its record), kind and action by their values.
+# The garbage collector stops tracking a tuple of strings, datetimes and ints once it has seen it, so
+# the index's hundreds of thousands of entries add nothing to each full collection (slotted objects
+# would be walked by every one: most of a second per collection with 300,000 entries).
+_Held = tuple[str, str, str, str, str, str, str, datetime, datetime | None, int]
+_ID: Final = 0
+_KIND: Final = 2
+_VALUE: Final = 3
+_FROM: Final = 7
+_UNTIL: Final = 8
+_DIGEST: Final = 9
+_KINDS = {k.value: k for k in RiskListKind}
+_ACTIONS = {a.value: a for a in RiskListAction}
+
+
+def _hit(e: _Held) -> RiskHit:
+    return RiskHit(e[0], e[1], _KINDS[e[2]], e[3], _ACTIONS[e[4]], e[5], e[6])
+
+
+def _entry(e: _Held) -> RiskListEntry:
+    return RiskListEntry.model_construct(entry_id=e[0], list_id=e[1], kind=_KINDS[e[2]], value=e[3], action=_ACTIONS[e[4]],
+                                         reason=e[5], source_agency=e[6], valid_from=e[7], valid_until=e[8],
+                                         schema_version=SCHEMA_VERSION)
+
+
+def _digest(raw: bytes | None) -> int:
+    """A digest of a record's bytes; 0 for an entry put without them (never equal to a record's: the
+    digest of any record is forced non-zero). Bytes' hash is SipHash: a false match is negligible."""
+    return 0 if raw is None else (hash(raw) or 1)
+
+
+def _held(entry: RiskListEntry, digest: int = 0) -> _Held:
+    return (entry.entry_id, sys.intern(entry.list_id), entry.kind.value, entry.value, entry.action.value, sys.intern(entry.reason),
+            sys.intern(entry.source_agency), entry.valid_from, entry.valid_until, digest)
+
+
+def parse_entry(raw: bytes) -> _Held:
+    """A risk-list record, validated as ``RiskListEntry`` (raises pydantic's ValidationError), kept
+    as the index keeps it: the model itself is dropped (validation is cheap, holding it is not)."""
+    return _held(RiskListEntry.model_validate_json(raw), _digest(raw))
+
+
 class RiskListIndex:
-    """Entries by id, plus a lookup table ``(kind, value) -> {entry_id: entry}`` for matching."""
+    """Entries by id, plus per kind a lookup table ``value -> entries`` for matching."""
 
     def __init__(self, entries: Iterable[RiskListEntry] = ()) -> None:
-        self._entries: dict[str, RiskListEntry] = {}
-        self._hits: dict[str, RiskHit] = {}
-        self._source: dict[str, bytes] = {}  # the bytes each entry came from (sync() skips unchanged ones)
-        self._lookup: dict[tuple[RiskListKind, str], dict[str, RiskListEntry]] = {}
+        self._entries: dict[str, _Held] = {}
+        # kind -> value -> the entries with that value (a tuple: most values are in one list only)
+        self._lookup: dict[str, dict[str, tuple[_Held, ...]]] = {kind.value: {} for kind in RiskListKind}
         # (valid_until, entry_id) of every entry with an end, earliest first: prune() pops what is due
         # instead of walking the index. A replaced or removed entry leaves a stale item, skipped when
         # popped and dropped when the heap is rebuilt (it never holds more than twice the entries).
@@ -89,26 +132,30 @@ class RiskListIndex:
     # ---- updates ---------------------------------------------------------------------------
     def put(self, entry: RiskListEntry, raw: bytes | None = None) -> None:
         """Add an entry, or replace the one with the same entry_id (its kind or value may change)."""
-        self.remove(entry.entry_id)
-        self._entries[entry.entry_id] = entry
-        self._hits[entry.entry_id] = RiskHit.of(entry)
-        self._source[entry.entry_id] = raw if raw is not None else b""
-        self._lookup.setdefault((entry.kind, entry.value), {})[entry.entry_id] = entry
-        if entry.valid_until is not None:
-            heapq.heappush(self._expiry, (entry.valid_until, entry.entry_id))
+        self._put(_held(entry, _digest(raw)))
+
+    def _put(self, held: _Held) -> None:
+        entry_id, value, valid_until = held[_ID], held[_VALUE], held[_UNTIL]
+        self.remove(entry_id)
+        self._entries[entry_id] = held
+        by_value = self._lookup[held[_KIND]]
+        by_value[value] = (*by_value.get(value, ()), held)
+        if valid_until is not None:
+            heapq.heappush(self._expiry, (valid_until, entry_id))
             if len(self._expiry) > 2 * len(self._entries) + 64:
-                self._expiry = [(e.valid_until, e.entry_id) for e in self._entries.values() if e.valid_until is not None]
+                self._expiry = [(e[_UNTIL], k) for k, e in self._entries.items() if e[_UNTIL] is not None]
                 heapq.heapify(self._expiry)
 
     def remove(self, entry_id: str) -> bool:
         old = self._entries.pop(entry_id, None)
         if old is None:
             return False
-        del self._hits[entry_id], self._source[entry_id]
-        bucket = self._lookup[(old.kind, old.value)]
-        del bucket[entry_id]
-        if not bucket:
-            del self._lookup[(old.kind, old.value)]
+        by_value = self._lookup[old[_KIND]]
+        rest = tuple(e for e in by_value[old[_VALUE]] if e is not old)
+        if rest:
+            by_value[old[_VALUE]] = rest
+        else:
+            del by_value[old[_VALUE]]
         return True
 
     def apply(self, key: bytes | str, value: bytes | None) -> bool:
@@ -118,19 +165,21 @@ class RiskListIndex:
         entry_id = _key(key)
         if value is None:
             return self.remove(entry_id)
-        if self._source.get(entry_id) == value:
+        value = bytes(value)
+        old = self._entries.get(entry_id)
+        if old is not None and old[_DIGEST] == _digest(value):
             return False  # redelivery
-        entry = RiskListEntry.model_validate_json(value)
-        if entry.entry_id != entry_id:
-            raise RiskListKeyMismatch(f"record key {entry_id!r} does not match entry_id {entry.entry_id!r}")
-        self.put(entry, bytes(value))
+        held = parse_entry(value)
+        if held[_ID] != entry_id:
+            raise RiskListKeyMismatch(f"record key {entry_id!r} does not match entry_id {held[_ID]!r}")
+        self._put(held)
         return True
 
     def sync(self, table: Mapping[EntryKey, bytes | None]) -> int:
         """Make the index equal to a mapping ``entry_id -> entry JSON`` (e.g. a Faust table's
-        ``.data``). Unchanged entries are skipped by byte comparison, so calling this every second
-        costs a dict walk. Invalid values are skipped (they were dead-lettered when written).
-        Returns the number of entries added, replaced or removed."""
+        ``.data``): once after a start or a rebalance (:meth:`refresh` keeps it equal after that).
+        Unchanged entries are skipped by digest. Invalid values are skipped (they were dead-lettered
+        when written). Returns the number of entries added, replaced or removed."""
         changed = 0
         seen: set[str] = set()
         for key, value in list(table.items()):
@@ -170,8 +219,8 @@ class RiskListIndex:
         gone = 0
         while self._expiry and self._expiry[0][0] <= before:
             valid_until, entry_id = heapq.heappop(self._expiry)
-            entry = self._entries.get(entry_id)
-            if entry is not None and entry.valid_until == valid_until:  # else a stale item: replaced or removed
+            held = self._entries.get(entry_id)
+            if held is not None and held[_UNTIL] == valid_until:  # else a stale item: replaced or removed
                 self.remove(entry_id)
                 gone += 1
         return gone
@@ -184,36 +233,34 @@ class RiskListIndex:
         return entry_id in self._entries
 
     def get(self, entry_id: str) -> RiskListEntry | None:
-        return self._entries.get(entry_id)
+        held = self._entries.get(entry_id)
+        return None if held is None else _entry(held)
 
     def entries(self) -> list[RiskListEntry]:
-        return [self._entries[k] for k in sorted(self._entries)]
+        return [_entry(self._entries[k]) for k in sorted(self._entries)]
 
     def matches(self, declaration: Declaration, at: datetime | None = None) -> list[RiskHit]:
         """Entries that apply to the declaration at ``at`` (default: its event time), most severe
-        first, then by list id and entry id (a deterministic order for the instruction)."""
-        if not self._lookup:
+        first, then by list id and entry id (a deterministic order for the instruction). A dict
+        look-up per field (and per HS prefix length), whatever the number of entries."""
+        if not self._entries:
             return []
         when = at if at is not None else declaration.event_time
         d = declaration
         hs = d.hs_code
-        keys = [
-            (RiskListKind.HS_CODE, hs),
-            *((RiskListKind.HS_PREFIX, hs[:n]) for n in HS_PREFIX_LENGTHS if n <= len(hs)),
-            (RiskListKind.ORIGIN, d.origin_country),
-            (RiskListKind.ROUTE, f"{d.departure_country}->{d.origin_country}"),
-            (RiskListKind.ENTERPRISE, d.enterprise_id),
-            (RiskListKind.DECLARANT, d.declarant_id),
+        lookup = self._lookup
+        prefixes = lookup[RiskListKind.HS_PREFIX]
+        found = [
+            lookup[RiskListKind.HS_CODE].get(hs),
+            *(prefixes.get(hs[:n]) for n in HS_PREFIX_LENGTHS if n <= len(hs)),
+            lookup[RiskListKind.ORIGIN].get(d.origin_country),
+            lookup[RiskListKind.ROUTE].get(f"{d.departure_country}->{d.origin_country}"),
+            lookup[RiskListKind.ENTERPRISE].get(d.enterprise_id),
+            lookup[RiskListKind.DECLARANT].get(d.declarant_id),
+            lookup[RiskListKind.SELLER].get(d.seller_id) if d.seller_id is not None else None,
         ]
-        if d.seller_id is not None:
-            keys.append((RiskListKind.SELLER, d.seller_id))
-        hits = []
-        for key in keys:
-            bucket = self._lookup.get(key)
-            if bucket:
-                for entry_id, e in bucket.items():
-                    if e.valid_from <= when and (e.valid_until is None or when < e.valid_until):
-                        hits.append(self._hits[entry_id])
+        hits = [_hit(e) for bucket in found if bucket for e in bucket
+                if e[_FROM] <= when and (e[_UNTIL] is None or when < e[_UNTIL])]
         if len(hits) > 1:
             hits.sort(key=_sort_key)
         return hits
@@ -223,7 +270,7 @@ class RiskListIndex:
         """All entries as one JSON array, canonical and sorted by entry_id: equal indexes give equal
         bytes. (For a large list prefer a table keyed by entry_id and :meth:`sync`: one Kafka
         record per entry stays far below the broker's message size limit.)"""
-        return b"[" + b",".join(self._entries[k].model_dump_json().encode() for k in sorted(self._entries)) + b"]"
+        return b"[" + b",".join(e.model_dump_json().encode() for e in self.entries()) + b"]"
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> RiskListIndex:

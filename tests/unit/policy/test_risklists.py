@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from policy.risklists import RiskListIndex, RiskListKeyMismatch, load_jsonl
-from schemas import RiskListAction, RiskListEntry
+from schemas import RiskListAction, RiskListEntry, RiskListKind
 from tests.unit.factories import NOW, declaration
 
 DAY = timedelta(days=1)
@@ -178,3 +178,56 @@ def test_prune_drops_what_expired_by_its_end_of_validity_and_skips_replaced_vers
     for i in range(1000):  # replaced over and over: the heap stays bounded by the entries it serves
         index.put(entry("CHURN", valid_until=NOW + (7 + i % 5) * DAY))
     assert len(index._expiry) <= 2 * len(index) + 64
+
+
+# ---- the office's volumes (issue 19): 300,000 entries on every worker ----------------------------------
+def test_the_index_keeps_a_compact_form_not_the_records_or_their_models() -> None:
+    import gc
+    import tracemalloc
+
+    records = [raw(entry(f"E{i:06d}", kind="enterprise", value=f"460{i:07d}", list_id=f"L{i % 40}",
+                         reason=f"joint punishment list {i % 40}", valid_until=NOW + DAY if i % 2 else None))
+               for i in range(20_000)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        index = RiskListIndex()
+        for i, r in enumerate(records):
+            index.apply(f"E{i:06d}", r)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(index) == 20_000
+    # a pydantic model and its record bytes alone are over a kilobyte an entry
+    assert held / len(index) < 700, f"{held / len(index):.0f} bytes per entry"
+    a, b = index.matches(declaration(enterprise_id="4600000000"))[0], index.matches(declaration(enterprise_id="4600000040"))[0]
+    assert a.reason is b.reason and a.list_id is b.list_id  # a list's texts are held once
+
+
+def test_a_redelivered_record_is_skipped_and_a_changed_one_replaces() -> None:
+    index = RiskListIndex()
+    assert index.apply(b"R1", raw(entry()))
+    assert not index.apply(b"R1", bytearray(raw(entry())))  # the same bytes, as another buffer type
+    assert index.apply(b"R1", raw(entry(reason="alert, extended")))
+    assert index.get("R1") == entry(reason="alert, extended")
+
+
+def test_two_entries_with_one_value_match_and_leave_independently() -> None:
+    index = RiskListIndex([entry("A", list_id="L1"), entry("B", list_id="L2", action="watch")])
+    assert [h.entry_id for h in index.matches(declaration())] == ["A", "B"]
+    assert index.remove("A") and [h.entry_id for h in index.matches(declaration())] == ["B"]
+    assert index.remove("B") and index.matches(declaration()) == [] and index._lookup[RiskListKind.ORIGIN] == {}
+
+
+def test_the_garbage_collector_does_not_walk_the_entries() -> None:
+    import gc
+
+    index = RiskListIndex()
+    for i in range(2_000):
+        index.apply(f"E{i}", raw(entry(f"E{i}", kind="seller", value=f"S{i % 1500}", valid_until=NOW + DAY)))
+    gc.collect()
+    tracked = sum(gc.is_tracked(e) for e in index._entries.values())
+    tracked += sum(gc.is_tracked(b) for by_value in index._lookup.values() for b in by_value.values())
+    tracked += sum(gc.is_tracked(item) for item in index._expiry)
+    assert tracked == 0  # each full collection would otherwise visit every entry
+    assert len(index.matches(declaration(seller_id="S7"))) == 2
