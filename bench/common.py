@@ -326,36 +326,41 @@ def run_child_system(what: str, module: str, args: list[str], settings: Settings
 
 def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
                  warmup_s: float, timeout_s: float, linger_ms: float, pids: list[int],
-                 alive: Callable[[], str | None]) -> dict[str, Any]:
+                 alive: Callable[[], str | None], profile: Path | None = None) -> dict[str, Any]:
     """Publish through the gateway publisher at ``rate`` for ``duration_s``; each declaration's
     event_time is its publish time; latency = its declaration-stage instruction consumed here -
     publish time (so it includes the gateway's batching linger). Declarations published in the
     first ``warmup_s`` are not counted. Credit events (1 per 200) and scans flow meanwhile.
-    The gateway publisher batches for ``linger_ms``; its Kafka producer lingers only 1 ms on top."""
+    The gateway publisher batches for ``linger_ms``; its Kafka producer lingers only 1 ms on top.
+    With ``profile``, py-spy samples ``pids[0]`` while the load is offered."""
     records = data.more(int(rate * duration_s) + 1)
     gateway = data.gateway(settings, linger_ms=1, batching=True, linger_s=linger_ms / 1000)
     watcher.reset()
     log(f"{what} latency: offering {rate:,.0f} declarations/s for {duration_s:.0f}s")
+    spy = Profile(pids[0], profile) if profile else None
     cpu = CpuMeter(pids)
     start = time.monotonic()
     end = start + duration_s
     sent = 0
-    while True:
-        now = time.monotonic()
-        if now < end:
-            for _ in range(min(int((now - start) * rate), len(records)) - sent):
-                r = records[sent]
-                r["event_time"] = utc_iso()
-                published = time.time()
-                gateway.publish(r)  # and a credit lifecycle event every 200
-                watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
-                sent += 1
-        gateway.poll()
-        watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
-        if now >= end:
-            break
-        if (why := alive()) is not None:
-            raise BenchError(f"{what} latency at {rate:.0f}/s: {why}")
+    try:
+        while True:
+            now = time.monotonic()
+            if now < end:
+                for _ in range(min(int((now - start) * rate), len(records)) - sent):
+                    r = records[sent]
+                    r["event_time"] = utc_iso()
+                    published = time.time()
+                    gateway.publish(r)  # and a credit lifecycle event every 200
+                    watcher.expect(r["declaration_id"].encode(), published, measure=now - start >= warmup_s)
+                    sent += 1
+            gateway.poll()
+            watcher.poll(0.001)  # also the loop's pacing: blocks up to 1 ms when nothing arrives
+            if now >= end:
+                break
+            if (why := alive()) is not None:
+                raise BenchError(f"{what} latency at {rate:.0f}/s: {why}")
+    finally:
+        top = spy.stop() if spy else None
     gateway.close(30.0)
     watcher.drain(f"{what} latency at {rate:.0f}/s", timeout_s, alive)
     if not watcher.latencies:
@@ -371,7 +376,7 @@ def offered_load(what: str, settings: Settings, watcher: Watcher, data: Dataset,
               "offered_rate": round(sent / duration_s, 1), "scans_answered": watcher.scans_sent,
               "p99_by_second": [round(float(np.percentile(lat[second == s], 99)), 1) for s in np.unique(second)],
               "split_ms": split,
-              **cpu.stop(sent)}
+              **cpu.stop(sent), **({"profile_self_pct": top} if top else {})}
     log(f"{what} latency at {rate:,.0f}/s: p50 {p50} ms, p95 {p95} ms, p99 {p99} ms ({len(lat)} declarations); {split_text(split)}")
     return result
 

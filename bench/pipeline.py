@@ -113,13 +113,16 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
 
 
 def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Dataset, rate: float, duration_s: float,
-            warmup_s: float, timeout_s: float, linger_ms: float) -> dict[str, Any]:
+            warmup_s: float, timeout_s: float, linger_ms: float, profile: Path | None = None) -> dict[str, Any]:
     """End-to-end latency at an offered load (``bench.common.offered_load``), plus the quantiles the
     worker itself saw in its decision-latency histogram."""
     hist_before = decision_histogram(workers)
+    batches_before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}
     result = offered_load(f"pipeline {settings.app_id}", settings, watcher, data, rate, duration_s, warmup_s, timeout_s,
-                          linger_ms, [w.proc.pid for w in workers.procs], workers.dead)
+                          linger_ms, [w.proc.pid for w in workers.procs], workers.dead, profile)
     result["worker_side"] = worker_quantiles(hist_before, decision_histogram(workers))
+    batches = workers.metric("customs_batch_declarations_count") - batches_before["count"]
+    result["mean_micro_batch"] = round((workers.metric("customs_batch_declarations_sum") - batches_before["sum"]) / max(batches, 1), 1)
     log(f"pipeline latency at {rate:,.0f}/s: worker side {result['worker_side']}")
     return result
 

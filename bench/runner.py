@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extra environment for the pipeline workers, e.g. BATCH_MAX=4000 (repeatable; recorded in the JSON)")
     p.add_argument("--run-timeout", type=float, default=180.0, help="seconds any one wait may take before the run fails (default 180)")
     p.add_argument("--profile", action="store_true", help="sample each system with py-spy during its throughput run "
+                                                          "(the pipeline also at each offered load) "
                                                           "(raw stacks next to --out; slows the measured process a little; "
                                                           "runs shorter than a second or two, as in --quick, may get no samples)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json", help="result file")
@@ -242,7 +243,9 @@ def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, wo
         result = pipeline.throughput(settings, workers, watcher, data, count, batching, args.run_timeout, profile)
         if batching and n_workers == 1 and args.rate_list:
             result["latency_ms"] = {f"{r:g}": pipeline.latency(settings, workers, watcher, data, r, args.duration, args.warmup,
-                                                                args.run_timeout, args.gateway_linger_ms) for r in args.rate_list}
+                                                                args.run_timeout, args.gateway_linger_ms,
+                                                                profile and profile.with_name(f"{profile.stem}-{r:g}.txt"))
+                                    for r in args.rate_list}
         return result
     finally:
         if watcher is not None:

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     rebalance_timeout_s: float = Field(default=3.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=10_000, description="Longest a consumer fetch waits for data.")
+    # Every fetch the worker makes names all its input and global-table partitions, and costs the
+    # same CPU whether it brings one record or a thousand: a broker that answers as soon as any record
+    # is there makes one fetch per gateway batch at moderate load (docs/benchmark.md, "Headroom").
+    fetch_min_bytes: int = Field(default=1, ge=1, le=16 << 20, description=(
+        "Bytes of records a consumer fetch waits for (at most fetch_max_wait_ms) before the broker answers."))
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
     # Warm copies of each table partition on other workers: a failover then skips re-reading the
     # changelog, but the holder applies every change of the partitions it stands by for: on a small

@@ -24,12 +24,13 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
 from riskmodels.errors import ArtifactError
+from riskmodels.fastpredict import Predictor
 from riskmodels.features import CATEGORICAL, FEATURE_VERSION, FEATURES, Columns, FeatureState, build_matrix
 
 ARTIFACT_FORMAT = 1
@@ -65,8 +66,10 @@ class Artifact:
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     importance: dict[str, np.ndarray] = field(default_factory=dict)  # key -> gain share per feature
+    predictors: dict[str, Predictor] = field(default_factory=dict, repr=False)  # key -> set-up done once
 
     def __post_init__(self) -> None:
+        self.predictors = {key: Predictor(booster) for key, booster in self.boosters.items()}
         for key, booster in self.boosters.items():
             gain = np.asarray(booster.feature_importance("gain"), dtype=np.float64)
             self.importance[key] = gain / gain.sum() if gain.sum() > 0 else gain
@@ -83,8 +86,8 @@ class Artifact:
 
     def predict(self, key: str, X: np.ndarray) -> np.ndarray:
         # One thread: micro-batches are small and the worker owns one core; threads only add overhead.
-        # A dense matrix without pred_contrib: LightGBM returns an ndarray (never a sparse matrix).
-        return cast(np.ndarray, self.boosters[key].predict(X, num_threads=1))
+        # The same numbers as Booster.predict, without its per-call set-up (riskmodels.fastpredict).
+        return self.predictors[key].predict(X)
 
     def score(self, scenarios: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores and model keys for feature rows; one predict call per model used in the batch."""

@@ -224,6 +224,14 @@ class FeatureState:
             rate = np.concatenate([smoothed_rate(n, s, self.prior), [self.prior, np.nan]])
             count = np.concatenate([n, [0.0, np.nan]])
             self.history[name] = ({k: i for i, k in enumerate(t["keys"])}, rate, count)
+        # The same tables end to end, so that scoring looks every history key of a batch up with one
+        # gather (build_matrix): name -> its first slot in history_rates / history_counts.
+        self.history_base: dict[str, int] = {}
+        slot = 0
+        for name, (_, rate, _) in self.history.items():
+            self.history_base[name], slot = slot, slot + len(rate)
+        self.history_rates = np.concatenate([rate for _, rate, _ in self.history.values()])
+        self.history_counts = np.concatenate([count for _, _, count in self.history.values()])
         # Value-added ratio history: (key -> row, rows, mean), with a last slot for unseen keys (0, NaN).
         self.value_added: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
         for name in VA_KEYS:
@@ -554,22 +562,41 @@ def build_matrix(cols: Columns, state: FeatureState, history: History | None = N
     for f in NUMERIC:
         X[:, INDEX[f]] = numeric[f]
 
-    for name, parts in HISTORY_KEYS.items():
-        keys = key_values(cols, parts)
-        if history is not None:
-            cnt, frauds = history.counts[name]
-            # The stored statistics keep only keys with enough evidence (fit_state); a row's earlier
-            # evidence below that minimum counts as none, as it will at serving (NaN: no key, kept).
-            none = (cnt < state.history_min_rows) & (frauds < state.history_min_frauds)
-            if none.any():
-                cnt, frauds = np.where(none, 0.0, cnt), np.where(none, 0.0, frauds)
-            rate = smoothed_rate(cnt, frauds, history.prior)
-            count = cnt
-        else:
-            index, rates, counts = state.history[name]
-            get = index.get
-            idx = np.fromiter((-1 if k is None else get(k, -2) for k in keys), dtype=np.intp, count=n)
-            rate, count = rates[idx], counts[idx]
-        X[:, INDEX[f"{name}_fraud_rate"]] = rate
-        X[:, INDEX[f"{name}_count"]] = count
+    if history is None:
+        _history_from_state(X, cols, state, n)
+        return X
+    for name in HISTORY_KEYS:
+        cnt, frauds = history.counts[name]
+        # The stored statistics keep only keys with enough evidence (fit_state); a row's earlier
+        # evidence below that minimum counts as none, as it will at serving (NaN: no key, kept).
+        none = (cnt < state.history_min_rows) & (frauds < state.history_min_frauds)
+        if none.any():
+            cnt, frauds = np.where(none, 0.0, cnt), np.where(none, 0.0, frauds)
+        X[:, INDEX[f"{name}_fraud_rate"]] = smoothed_rate(cnt, frauds, history.prior)
+        X[:, INDEX[f"{name}_count"]] = cnt
     return X
+
+
+_HISTORY_COLUMNS = [INDEX[f"{name}_{kind}"] for kind in ("fraud_rate", "count") for name in HISTORY_KEYS]
+
+
+def _history_from_state(X: np.ndarray, cols: Columns, state: FeatureState, n: int) -> None:
+    """The history features from the artifact's statistics: every key of every row looked up in
+    one pass and gathered at once (a fixed cost per batch, not per history key: small micro-batches
+    pay it in full). A key the artifact does not hold gets the prior (the table's unseen slot); a
+    row without the key NaN (its last slot)."""
+
+    def slots() -> Any:
+        for name, parts in HISTORY_KEYS.items():
+            index, rates, _ = state.history[name]
+            get, base = index.get, state.history_base[name]
+            unseen, none = base + len(rates) - 2, base + len(rates) - 1
+            for k in key_values(cols, parts):
+                if k is None:
+                    yield none
+                else:
+                    i = get(k)
+                    yield unseen if i is None else base + i
+
+    idx = np.fromiter(slots(), dtype=np.intp, count=len(HISTORY_KEYS) * n).reshape(len(HISTORY_KEYS), n)
+    X[:, _HISTORY_COLUMNS] = np.concatenate([state.history_rates[idx], state.history_counts[idx]]).T

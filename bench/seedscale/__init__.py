@@ -36,6 +36,7 @@ from bench.procs import REPO_ROOT
 # options, prefixed with its name) and ``run(ctx: Context) -> dict`` (its figures).
 SECTIONS: dict[str, str] = {
     "risk_lists": "risklists",
+    "headroom": "headroom",
 }
 
 

@@ -47,7 +47,8 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
         loghandlers=[],
     )
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
-    transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint, settings.rebalance_delivery_timeout_s)
+    transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint, settings.rebalance_delivery_timeout_s,
+                                           settings.fetch_min_bytes)
     if settings.worker_idempotent_producer:
         transport.Producer = IdempotentProducer
     return app

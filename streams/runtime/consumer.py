@@ -52,9 +52,10 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
     return bool(acked) and committed is not None and min(acked) > committed
 
 
-def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0) -> type:
+def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
+                      min_bytes: int = 1) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
-    ``max_wait_ms``, input partitions are delivered and committed strictly in order, no offset
+    ``max_wait_ms`` for ``min_bytes`` of records, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
     the worker exits)."""
@@ -63,6 +64,7 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+            consumer._fetch_min_bytes = min_bytes
             return consumer
 
     class Consumer(faust_aiokafka.Consumer):

@@ -204,6 +204,17 @@ def test_the_fetch_wait_comes_from_settings(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == 37
 
 
+def test_the_fetch_minimum_comes_from_settings(tmp_path: Path) -> None:
+    async def scenario(**settings: int) -> int:
+        consumer = worker_consumer(tmp_path, **settings)
+        aiokafka_consumer = consumer._thread._create_worker_consumer(consumer.transport)
+        least: int = aiokafka_consumer._fetch_min_bytes
+        return least
+
+    assert asyncio.run(scenario(fetch_min_bytes=65536)) == 65536
+    assert asyncio.run(scenario()) == 1  # by default the broker answers as soon as any record is there
+
+
 def test_in_order_consumer_is_a_faust_aiokafka_consumer() -> None:
     from faust.transport.drivers import aiokafka as faust_aiokafka
 

@@ -222,6 +222,7 @@ def test_aiokafka_starts_its_fetcher_with_the_consumer_s_fetch_wait() -> None:
 
     assert asyncio.run(scenario()) == 37
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
 
 
 def test_a_batch_builder_signals_full_with_none_and_takes_any_first_record() -> None:
