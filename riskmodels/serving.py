@@ -292,8 +292,14 @@ class ModelRegistry:
             raise ArtifactError(f"{self.root / ACTIVE}: malformed ({exc!r})") from exc
         if GENERAL not in active:
             raise ArtifactError(f"{self.root / ACTIVE}: 'active' needs a '{GENERAL}' entry")
-        return _Snapshot(raw, {k: self._artifact(v) for k, v in active.items()},
-                         {k: self._artifact(v) for k, v in shadow.items()})
+        loaded: dict[str, Artifact] = {}  # each version (its feature state, its models) loaded once
+
+        def artifact(version: str) -> Artifact:
+            if not isinstance(version, str) or version not in loaded:  # a bad name: _artifact refuses it
+                loaded[version] = self._artifact(version)
+            return loaded[version]
+
+        return _Snapshot(raw, {k: artifact(v) for k, v in active.items()}, {k: artifact(v) for k, v in shadow.items()})
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read active.json; load, verify and atomically swap in changed versions.
