@@ -112,6 +112,7 @@ SPECS: dict[str, TableSpec] = {s.name: s for s in (
         ("score", F64), ("model_version", STR), ("policy_version", STR), ("reasons", STRS), ("risk_hits", STRS),
         ("thresholds", pa.list_(F64)), ("suspected_categories", STRS), ("scan_id", STR), ("event_time", TS),
         ("decided_at", TS), ("centralised_id", STR), ("schema_version", I32),
+        ("risk_types", STRS),  # added after the first release: add_missing_columns
     )),
     _spec(INSPECTION_RESULTS, "What the inspection stations found (day: inspection time).", (
         ("instruction_id", STR), ("declaration_id", STR), ("revision", I32), ("port", STR), ("station_id", STR),

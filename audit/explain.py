@@ -29,7 +29,7 @@ STAGE_ORDER = {"declaration": 0, "scan": 1, "timeout": 2}
 FIELDS = (
     "instruction_id", "revision", "stage", "action", "final", "selection_reason", "credit_class", "score",
     "model_version", "policy_version", "risk_hits", "reasons", "suspected_categories", "scan_id", "port",
-    "enterprise_id", "scenario", "event_time", "decided_at",
+    "enterprise_id", "scenario", "event_time", "decided_at", "risk_types",
 )
 
 
@@ -53,6 +53,7 @@ def explanation(declaration_id: str, instructions: Iterable[dict[str, Any]]) -> 
         row["risk_hits"] = list(row["risk_hits"] or [])
         row["reasons"] = list(row["reasons"] or [])
         row["suspected_categories"] = list(row["suspected_categories"] or [])
+        row["risk_types"] = list(row["risk_types"] or [])  # absent: not a routed model, or none crossed
     latest = max((r["revision"] or 0 for r in rows), default=None)
     finals = [r for r in rows if r["revision"] == latest and r["final"]]
     outcome = None
@@ -83,6 +84,8 @@ def format_explanation(doc: dict[str, Any]) -> str:
         lines.append(f"  selected by    {r['selection_reason']}")
         lines.append(f"  credit class   {r['credit_class']}")
         lines.append(f"  score          {_score(r['score'])}   model {r['model_version'] or '-'}")
+        if r["risk_types"]:
+            lines.append(f"  risk types     {', '.join(r['risk_types'])}")
         lines.append(f"  policy         {r['policy_version']}")
         lines.append(f"  risk lists     {', '.join(r['risk_hits']) if r['risk_hits'] else 'no hits'}")
         if r["scan_id"]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,35 @@ def _fx_table(path: Path | None) -> Any:
         raise DataError(f"{path}: not an exchange-rate table: {str(exc).splitlines()[0]}") from None
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_routed(args: argparse.Namespace, settings: Any) -> int:
+    from policy.config import load_policy
+    from riskmodels.data import read_labelled
+    from riskmodels.routed import ROUTED_CONFIG, train_routed
+    from riskmodels.routing import parse_routing
+
+    try:
+        routing = parse_routing(json.loads(args.routing.read_bytes()), where=str(args.routing))
+    except FileNotFoundError:
+        raise DataError(f"{args.routing}: no such file") from None
+    except ValueError as exc:
+        raise DataError(f"{args.routing}: malformed JSON ({exc})") from None
+    ports = set(load_policy(settings.policy_file).ports)
+    unknown = sorted({p for group in routing.port_groups.values() for p in group} - ports)
+    if unknown:  # a port the policy refuses could never be routed: a typo in the plan
+        raise DataError(f"{args.routing}: port groups name ports that are not in the policy: {', '.join(unknown[:10])}")
+    cfg = replace(ROUTED_CONFIG, seed=args.seed, **({"rounds": args.rounds} if args.rounds else {}))
+    valid = read_labelled(args.valid, args.format) if args.valid else None
+    result = train_routed(read_labelled(args.train, args.format), routing, args.out, cfg, fx=_fx_table(args.fx),
+                          valid_df=valid, source={"train": args.train.name, "routing": args.routing.name})
+    print(result.version)
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: Any) -> int:
     from riskmodels.train import TrainConfig, train_files
+
+    if args.routing is not None:
+        return _train_routed(args, settings)
 
     cfg = TrainConfig(seed=args.seed, **({"rounds": args.rounds} if args.rounds else {}))
     result = train_files(args.train, args.valid, args.out, args.format, cfg, fx=_fx_table(args.fx))
@@ -104,7 +132,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help='exchange rates, JSON {"base": "USD", "per_base": {"CNY": 7.1, ...}} (units of each currency '
                         "per base unit); currencies it lacks get rates learned from the training data "
                         "(default: all learned, base = the most frequent currency)")
-    p.set_defaults(handler=guarded("train", lambda args, _settings: _train(args), lambda: (RiskModelError,)))
+    p.add_argument("--routing", type=Path, metavar="FILE",
+                   help="train a routed artifact: one small model per (scenario, port group, risk type) route of "
+                        "this routing table (riskmodels/plans/office.json: the simulated office's 93 models); "
+                        "needs the simulator's fraud_pattern labels; port groups are checked against the policy")
+    p.set_defaults(handler=guarded("train", _train, lambda: (RiskModelError,)))
 
     p = subparsers.add_parser(
         "evaluate", help="Precision/Recall/Revenue@n%% and AUC of a model on labelled data",

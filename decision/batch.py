@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from decision.flow import Step, Versions, classify_declaration, on_declaration
-from decision.services import ScoreResult, Services
+from decision.services import ScoreResult, Services, selected_risk_types
 from decision.shadow import challenger_action, shadow_of
 from decision.state import DeclarationState, RevisionKind, Stored
 from policy.capacity import CapacityController
@@ -72,6 +72,7 @@ def decide_batch(
     for partition, decl in declarations:
         state = states[decl.declaration_id]
         decision = score = shadow = None
+        risk_types: tuple[str, ...] = ()
         versions = Versions(policy.version, None)
         if classify_declaration(state, decl.revision, decl.enterprise_id) is RevisionKind.NEW:
             result = _score(scored, services, decl)
@@ -89,10 +90,11 @@ def decide_batch(
                                     standings)
                 shadow = (version, challenger_score, challenger_action(held, challenger))
             controller.observe(decl.port, decision.action)
+            risk_types = selected_risk_types(result.risk_scores, decision.action, decision.thresholds)
             if decision.action is not Action.RELEASE:
                 decision = replace(decision, reasons=decision.reasons + result.explain())
         step = on_declaration(state, decl, decision, score, versions, policy.scan.timeout_for(decl.port), now,
-                              policy.scan.clock_skew_s)
+                              policy.scan.clock_skew_s, risk_types=risk_types)
         if shadow is not None and step.instructions:
             step.shadow = shadow_of(step.instructions[0], *shadow)
         if step.state is not None:

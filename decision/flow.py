@@ -81,6 +81,7 @@ def _instruction(
     credit_class: CreditClass, score: float | None, versions: Versions, reasons: tuple[str, ...] | list[str], now: float,
     suspected: list[str] | None = None, scan_id: str | None = None,
     risk_hits: tuple[str, ...] | list[str] = (), thresholds: tuple[float, float] | None = None,
+    risk_types: tuple[str, ...] | list[str] = (),
 ) -> Instruction:
     return Instruction(
         schema_version=SCHEMA_VERSION,
@@ -106,6 +107,7 @@ def _instruction(
         event_time=decl.event_time,
         decided_at=_iso(now),
         centralised_id=decl.centralised_id,
+        risk_types=list(risk_types),
     )
 
 
@@ -144,6 +146,7 @@ def classify_declaration(state: DeclarationState | Fingerprint | None, revision:
 def on_declaration(
     state: DeclarationState | Fingerprint | None, decl: Declaration, decision: Decision | None, score: float | None,
     versions: Versions, scan_timeout_s: float, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
+    risk_types: tuple[str, ...] = (),
 ) -> Step:
     kind = classify_declaration(state, decl.revision, decl.enterprise_id)
     if isinstance(state, Fingerprint):
@@ -165,13 +168,14 @@ def on_declaration(
     first = _instruction(
         summary, Stage.DECLARATION, decision.action, not is_mc, decision.selection_reason,
         decision.credit_class, score, versions, decision.reasons, now,
-        risk_hits=decision.risk_hits, thresholds=decision.thresholds,
+        risk_hits=decision.risk_hits, thresholds=decision.thresholds, risk_types=risk_types,
     )
     first_bytes = encode_instruction(first)
     warnings = [early_warning(decl, w, versions.policy_version, now) for w in decision.warnings]
     new_state = DeclarationState(
         Phase.AWAITING_SCAN if is_mc else Phase.FINAL, summary, decision.credit_class, score,
         versions.policy_version, versions.model_version, list(decision.risk_hits), [first_bytes], warnings=warnings,
+        risk_types=list(risk_types),
     )
     step = Step(new_state, [first], [first_bytes], clear_deadline=state is not None and state.phase is Phase.AWAITING_SCAN,
                 warnings=list(warnings), raised=[(w.severity._value_, w.rule) for w in decision.warnings], rules=decision.rules)
@@ -229,7 +233,7 @@ def _scan_instruction(state: DeclarationState, scan: ScanSummary, now: float) ->
     return _instruction(
         state.decl, Stage.SCAN, action, True, SelectionReason.SCAN, state.credit_class, state.score,
         _stored_versions(state), reasons, now, suspected=list(categories) if suspicious else [], scan_id=scan.scan_id,
-        risk_hits=state.risk_hits,
+        risk_hits=state.risk_hits, risk_types=state.risk_types,
     )
 
 
@@ -271,7 +275,7 @@ def on_timeout(state: DeclarationState | Fingerprint | None, revision: int, now:
     final = _instruction(
         state.decl, Stage.TIMEOUT, Action.INSPECT, True, SelectionReason.TIMEOUT, state.credit_class,
         state.score, _stored_versions(state), ("scan timeout: no scan result before the port's deadline",), now,
-        risk_hits=state.risk_hits,
+        risk_hits=state.risk_hits, risk_types=state.risk_types,
     )
     final_bytes = encode_instruction(final)
     new_state = replace(state, phase=Phase.FINAL, emitted=[*state.emitted, final_bytes])

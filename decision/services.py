@@ -11,8 +11,9 @@ from typing import Protocol
 from common.settings import Settings
 from policy.config import Policy, load_policy
 from policy.valueadded import RatioHistory
+from riskmodels.routing import RISK_TYPES
 from riskmodels.serving import ModelRegistry
-from schemas import Declaration, Scenario
+from schemas import Action, Declaration, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class ScoreResult:
     # The shadow (challenger) model's (version, score), where one covers the declaration's scenario.
     shadow: tuple[str, float] | None = None
     value_added: RatioHistory | None = None  # processing declarations: the ratio history the model knows
+    # (risk type, score) of each risk type a routed model scored (riskmodels.routing); empty otherwise.
+    risk_scores: tuple[tuple[str, float], ...] = ()
 
     def explain(self) -> tuple[str, ...]:
         return tuple(self._explain())
@@ -72,12 +75,15 @@ class Services:
         shadows = _shadows(batch)
         # (n, 4) rows: enterprise mean, rows, HS chapter mean, rows (riskmodels.features.value_added_reference).
         history = getattr(batch, "value_added", None)
+        risk = getattr(batch, "risk_scores", None)  # (n, len(RISK_TYPES)), nan where a type does not apply
         for i, decl in enumerate(declarations):
             shadow = shadows[i] if shadows is not None else None
             va = None
             if history is not None and decl.scenario is Scenario.PROCESSING_VALUE_ADDED:
                 va = ratio_history(history[i])
-            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i), shadow, va)
+            types = () if risk is None else tuple((t, float(v)) for t, v in zip(RISK_TYPES, risk[i]) if math.isfinite(v))
+            out[(decl.declaration_id, decl.revision)] = ScoreResult(scores[i], batch.model_versions[i], _explainer(batch, i),
+                                                                    shadow, va, types)
         return out
 
     def refresh_models(self) -> bool:
@@ -104,3 +110,14 @@ def ratio_history(row: Sequence[float]) -> RatioHistory:
 
 def _explainer(batch: ScoreBatchLike, i: int) -> Callable[[], list[str]]:
     return lambda: batch.explain(i, top=3)
+
+
+def selected_risk_types(
+    risk_scores: Iterable[tuple[str, float]], action: Action, thresholds: tuple[float, float] | None,
+) -> tuple[str, ...]:
+    """The risk types that selected a declaration: those whose model's score reached the
+    machine-check threshold the decision used. The declaration's score is the highest of them, so
+    a declaration selected by its score names at least one; a release names none."""
+    if action is Action.RELEASE or thresholds is None:
+        return ()
+    return tuple(t for t, s in risk_scores if s >= thresholds[0])

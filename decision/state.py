@@ -62,8 +62,8 @@ class RevisionKind(enum.Enum):
 class Instruction(msgspec.Struct, omit_defaults=True):
     """A control instruction (``schemas.ControlInstruction``), as the engine builds it.
 
-    ``omit_defaults``: only ``centralised_id`` has a default, so only it is left out when unset
-    (an ordinary declaration's instruction has no such key)."""
+    ``omit_defaults``: only ``centralised_id`` and ``risk_types`` have defaults, so only they are
+    left out when unset (an ordinary declaration's instruction has no such keys)."""
 
     schema_version: int
     instruction_id: str
@@ -88,6 +88,8 @@ class Instruction(msgspec.Struct, omit_defaults=True):
     event_time: str  # ISO 8601, UTC, "Z"
     decided_at: str  # ISO 8601, UTC, "Z"
     centralised_id: str | None = None
+    # The risk types that selected the declaration (routed models); omitted when empty.
+    risk_types: list[str] = msgspec.field(default_factory=list)
 
 
 class DeclarationSummary(msgspec.Struct, array_like=True):
@@ -133,6 +135,8 @@ class DeclarationState(msgspec.Struct, array_like=True):
     final_scan_id: str | None = None  # the scan that gave the final outcome
     changed_at: float = 0.0  # epoch seconds of the last write (0: written before the lifecycle): starts its expiry clock
     warnings: list[bytes] = msgspec.field(default_factory=list)  # the exact bytes of every early warning raised
+    # Appended with a default so that states stored without it still decode.
+    risk_types: list[str] = msgspec.field(default_factory=list)  # carried to the scan and timeout instructions
 
 
 class ScanDeadline(msgspec.Struct, array_like=True):

@@ -32,6 +32,7 @@ import numpy as np
 from riskmodels.errors import ArtifactError
 from riskmodels.fastpredict import Predictor
 from riskmodels.features import CATEGORICAL, FEATURE_VERSION, FEATURES, Columns, FeatureState, build_matrix
+from riskmodels.routing import ROUTING, Routing, parse_routing
 
 ARTIFACT_FORMAT = 1
 GENERAL = "general"
@@ -67,6 +68,7 @@ class Artifact:
     summary: dict[str, Any] = field(default_factory=dict)
     importance: dict[str, np.ndarray] = field(default_factory=dict)  # key -> gain share per feature
     predictors: dict[str, Predictor] = field(default_factory=dict, repr=False)  # key -> set-up done once
+    routing: Routing | None = None  # routing.json: a model per risk type and route (riskmodels.routing)
 
     def __post_init__(self) -> None:
         self.predictors = {key: Predictor(booster) for key, booster in self.boosters.items()}
@@ -174,8 +176,10 @@ def load_artifact(path: Path | str) -> Artifact:
     boosters = {key: _booster_from_text(blobs[fname].decode(errors="replace"), str(path / fname))
                 for key, fname in sorted(models.items())}
     info = {name: _json(blobs[name], name) for name in INFO_FILES}
+    routing = parse_routing(_json(blobs[ROUTING], ROUTING), list(models), str(path / ROUTING)) if ROUTING in blobs else None
     return Artifact(version=str(version), state=state, boosters=boosters, path=path, manifest=manifest,
-                    thresholds=info["thresholds.json"], metrics=info["metrics.json"], summary=info["training.json"])
+                    thresholds=info["thresholds.json"], metrics=info["metrics.json"], summary=info["training.json"],
+                    routing=routing)
 
 
 def write_artifact(
@@ -186,6 +190,7 @@ def write_artifact(
     metrics: dict[str, Any],
     thresholds: dict[str, Any],
     created_at: str | None = None,
+    routing: Routing | None = None,
 ) -> str:
     """Write an artifact directory atomically (build beside it, then rename); return its version."""
     if GENERAL not in model_texts:
@@ -198,6 +203,8 @@ def write_artifact(
                                  "categorical": list(CATEGORICAL)}),
         "encodings.json": _dumps(state.to_json()),
     }
+    if routing is not None:  # decides scores: covered by the version like the models
+        blobs[ROUTING] = _dumps(routing.to_json())
     models = {key: model_file(key) for key in sorted(model_texts)}
     for key, fname in models.items():
         blobs[fname] = model_texts[key].encode()

@@ -9,6 +9,11 @@ Registry directory (see README.md)::
 A declaration of scenario S is scored by the artifact ``active[S]`` if set, else
 ``active["general"]``; inside that artifact by its model for S if it has one, else its general
 model. ``shadow`` uses the same routing; shadow scores are reported, never acted on.
+
+An artifact with routing rules (``routing.json``, :mod:`riskmodels.routing`) scores each of its
+declarations with one model per risk type that applies to the declaration's scenario and port group;
+the declaration's score is the highest of them, and ``ScoreBatch.risk_scores`` keeps each type's.
+All the artifact's models share its one feature state: features are computed once per batch.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from riskmodels.artifact import GENERAL, MANIFEST, Artifact, load_artifact
 from riskmodels.errors import ArtifactError
 from riskmodels.explain import contrib_reasons, reasons
 from riskmodels.features import Columns, columns_from_frame, columns_from_records, value_added_reference
+from riskmodels.routing import RISK_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,9 @@ class ScoreBatch:
     # Processing value-added rows: (enterprise mean ratio, rows, HS chapter mean ratio, rows) from the
     # active artifact's statistics; None when the batch has no such declaration.
     value_added: np.ndarray | None = None
+    # (n, len(RISK_TYPES)) scores per risk type from routed artifacts; nan where the type does not
+    # apply (or the row's artifact has no routing); None when no routed artifact scored the batch.
+    risk_scores: np.ndarray | None = None
     _cols: Columns = field(default_factory=dict, repr=False)
     _groups: list[_Group] = field(default_factory=list, repr=False)
 
@@ -105,12 +114,49 @@ def _subset(cols: Columns, rows: np.ndarray) -> Columns:
     return out
 
 
+def score_routed(art: Artifact, scenarios: list[str], ports: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, the key of the model that gave each (the highest risk type's) and the (n, 4) risk
+    type scores of a routed artifact: rows grouped per model, one predict call per model used."""
+    assert art.routing is not None
+    n = len(scenarios)
+    route_rows: dict[tuple[str | None, ...], list[int]] = {}
+    for i, (s, p) in enumerate(zip(scenarios, ports)):
+        route_rows.setdefault(art.routing.models_for(s, p, GENERAL), []).append(i)
+    jobs: dict[str, list[tuple[np.ndarray, int]]] = {}
+    for route, rows in route_rows.items():
+        idx = np.asarray(rows, dtype=np.intp)
+        for t, key in enumerate(route):
+            if key is not None:
+                jobs.setdefault(key, []).append((idx, t))
+    risk = np.full((n, len(RISK_TYPES)), np.nan)
+    model_of = np.full((n, len(RISK_TYPES)), GENERAL, dtype=object)
+    for key, parts in jobs.items():
+        rows_all = np.concatenate([idx for idx, _ in parts])
+        uniq, inverse = np.unique(rows_all, return_inverse=True)  # the general fallback may serve several types of a row
+        got = art.predict(key, X[uniq])[inverse]
+        at = 0
+        for idx, t in parts:
+            risk[idx, t] = got[at:at + len(idx)]
+            model_of[idx, t] = key
+            at += len(idx)
+    filled = np.where(np.isnan(risk), -np.inf, risk)
+    best = filled.argmax(axis=1) if n else np.zeros(0, dtype=np.intp)
+    scores = filled[np.arange(n), best]
+    keys = model_of[np.arange(n), best]
+    none = np.flatnonzero(np.isneginf(scores))  # no risk type applies on the route: the general model decides
+    if len(none):
+        scores[none] = art.predict(GENERAL, X[none])
+        keys[none] = GENERAL
+    return scores, keys, risk
+
+
 def _score(snap: _Snapshot, cols: Columns) -> ScoreBatch:
     scen: list[str] = cols["scenario"]
     n = len(scen)
     features: dict[int, np.ndarray] = {}  # id(artifact) -> X, shared by active and shadow
+    risk_scores: list[np.ndarray] = []  # the active table's, at most one array
 
-    def run(table: dict[str, Artifact]) -> tuple[np.ndarray, list[Any], list[_Group]]:
+    def run(table: dict[str, Artifact], active: bool) -> tuple[np.ndarray, list[Any], list[_Group]]:
         scores = np.full(n, np.nan)
         versions: list[Any] = [None] * n
         groups: list[_Group] = []
@@ -130,7 +176,15 @@ def _score(snap: _Snapshot, cols: Columns) -> ScoreBatch:
             else:
                 X = features[id(art)]
             sub_scen = scen if len(rows) == n else [scen[i] for i in rows]
-            s, keys = art.score(sub_scen, X)
+            if art.routing is not None:
+                ports = cols["port"] if len(rows) == n else [cols["port"][i] for i in rows]
+                s, keys, risk = score_routed(art, sub_scen, ports, X)
+                if active:
+                    if not risk_scores:
+                        risk_scores.append(np.full((n, len(RISK_TYPES)), np.nan))
+                    risk_scores[0][rows] = risk
+            else:
+                s, keys = art.score(sub_scen, X)
             scores[rows] = s
             if len(rows) == n and len(set(keys.tolist())) == 1:
                 versions = [art.model_version(keys[0])] * n if n else []
@@ -140,10 +194,11 @@ def _score(snap: _Snapshot, cols: Columns) -> ScoreBatch:
             groups.append(_Group(art, rows, X, keys))
         return scores, versions, groups
 
-    scores, versions, groups = run(snap.active)
-    batch = ScoreBatch(scores, versions, _cols=cols, _groups=groups, value_added=_value_added(cols, groups))
+    scores, versions, groups = run(snap.active, True)
+    batch = ScoreBatch(scores, versions, _cols=cols, _groups=groups, value_added=_value_added(cols, groups),
+                       risk_scores=risk_scores[0] if risk_scores else None)
     if snap.shadow:
-        batch.shadow_scores, batch.shadow_versions, _ = run(snap.shadow)
+        batch.shadow_scores, batch.shadow_versions, _ = run(snap.shadow, False)
     return batch
 
 
@@ -211,8 +266,8 @@ class ModelRegistry:
         out = {}
         for s in SCENARIOS:
             art = self._snapshot.route(table, s)
-            if art is not None:
-                out[s] = art.model_version(art.model_key(s))
+            if art is not None:  # a routed artifact: many models per scenario, named per row in model_versions
+                out[s] = art.model_version("routed" if art.routing is not None else art.model_key(s))
         return out
 
     # -- hot swap --------------------------------------------------------------------------------
@@ -237,8 +292,14 @@ class ModelRegistry:
             raise ArtifactError(f"{self.root / ACTIVE}: malformed ({exc!r})") from exc
         if GENERAL not in active:
             raise ArtifactError(f"{self.root / ACTIVE}: 'active' needs a '{GENERAL}' entry")
-        return _Snapshot(raw, {k: self._artifact(v) for k, v in active.items()},
-                         {k: self._artifact(v) for k, v in shadow.items()})
+        loaded: dict[str, Artifact] = {}  # each version (its feature state, its models) loaded once
+
+        def artifact(version: str) -> Artifact:
+            if not isinstance(version, str) or version not in loaded:  # a bad name: _artifact refuses it
+                loaded[version] = self._artifact(version)
+            return loaded[version]
+
+        return _Snapshot(raw, {k: artifact(v) for k, v in active.items()}, {k: artifact(v) for k, v in shadow.items()})
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read active.json; load, verify and atomically swap in changed versions.

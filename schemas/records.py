@@ -461,6 +461,15 @@ class SelectionReason(str, enum.Enum):
     TIMEOUT = "timeout"
 
 
+class RiskType(str, enum.Enum):
+    """What a routed risk model looks for (riskmodels.routing): the officer's hint of what to check."""
+
+    UNDERVALUATION = "undervaluation"
+    MISCLASSIFICATION = "misclassification"
+    ORIGIN = "origin"
+    RESTRICTED_GOODS = "restricted-goods"
+
+
 class ControlInstruction(_Record):
     """What the port must do with a declaration. Key: ``declaration_id``.
 
@@ -491,6 +500,9 @@ class ControlInstruction(_Record):
     decided_at: AwareDatetime
     # The centralised declaration this item's instruction belongs to (the key is absent otherwise).
     centralised_id: Identifier | None = None
+    # The risk types whose model's score reached the machine-check threshold used (routed models;
+    # the key is absent when none did or the model is not routed).
+    risk_types: tuple[RiskType, ...] = Field(default=(), max_length=len(RiskType))
 
 
 class InspectionResult(_Record):

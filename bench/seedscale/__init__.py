@@ -37,6 +37,7 @@ from bench.procs import REPO_ROOT
 SECTIONS: dict[str, str] = {
     "risk_lists": "risklists",
     "headroom": "headroom",
+    "models": "models",
 }
 
 

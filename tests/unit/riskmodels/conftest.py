@@ -49,3 +49,16 @@ def artifact_b(tmp_path_factory: pytest.TempPathFactory, synth_split) -> Path:
 @pytest.fixture(scope="session")
 def kcs_sample() -> Path:
     return DATA / "kcs_sample.csv"
+
+
+@pytest.fixture(scope="session")
+def routed_artifact(tmp_path_factory: pytest.TempPathFactory, synth_split) -> Path:
+    """A routed artifact of 6 tiny models (tests/unit/riskmodels/plans.py) plus the general fallback."""
+    from riskmodels.routed import train_routed
+    from riskmodels.routing import parse_routing
+    from tests.unit.riskmodels.plans import small_plan
+
+    out = tmp_path_factory.mktemp("art") / "routed"
+    cfg = TrainConfig(**{**TINY.__dict__, "rounds": 5, "min_data_in_leaf": 10})
+    train_routed(synth_split[0], parse_routing(small_plan()), out, cfg, progress=quiet)
+    return out
