@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # max(batch_max, gateway_batch_max_declarations) declarations.
     gateway_batch_max_declarations: int = Field(default=1000, ge=1, le=5000, description=(
         "Most declarations one gateway batch record may carry; a larger record is dead-lettered as batch-too-large."))
+    # As gateway_batch_max_declarations, for credit-event batch records (dead letter `batch-too-large`).
+    credit_batch_max_events: int = Field(default=1000, ge=1, le=5000, description=(
+        "Most credit events one credit-event batch record may carry; a larger record is dead-lettered as batch-too-large."))
     credit_cache_entries: int = Field(default=200_000, ge=1, le=10_000_000, description=(
         "Parsed enterprise credit states kept (least recently used dropped first); the credit table itself holds all."))
     risk_list_prune_after_s: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400.0, description=(
