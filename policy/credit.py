@@ -180,9 +180,7 @@ class _Fold:
         elif kind is CreditEventType.JOINT_PENALTY_LIFTED:
             entry["joint_penalty"] = False
             self.joint_penalty = self._any_penalty()
-        entry["last_event_id"] = event.event_id
-        entry["last_event_time"] = event.event_time.isoformat()
-        entry["last_reason"] = event.reason
+        entry["last_event"] = event  # its id, time and reason are written once, in result()
         self.last_event_id = event.event_id
         self.changed = True
         self.applied[kind._value_] += 1
@@ -204,6 +202,9 @@ class _Fold:
             return self.state
         agencies = dict(self.state.agencies)
         for name, fields in self.agencies.items():
+            last = fields.pop("last_event", None)
+            if isinstance(last, CreditEvent):
+                fields.update(last_event_id=last.event_id, last_event_time=last.event_time.isoformat(), last_reason=last.reason)
             agencies[name] = AgencyEntry(**fields)  # type: ignore[arg-type]
         return EnterpriseCredit(self.credit_class, self.joint_penalty,
                                 self.qualifications if self.qualifications is not None else self.state.qualifications,
