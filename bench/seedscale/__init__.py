@@ -34,7 +34,9 @@ from bench.procs import REPO_ROOT
 
 # section name -> module under bench.seedscale; each module has ``add_arguments(parser)`` (its own
 # options, prefixed with its name) and ``run(ctx: Context) -> dict`` (its figures).
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "credit_reload": "credit",
+}
 
 
 @dataclass(frozen=True)
