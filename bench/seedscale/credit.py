@@ -6,7 +6,8 @@ enterprise order, 1,000 to a batch record) is generated before any clock starts,
 from a thread of its own while ``bench.common.offered_load`` offers declarations. Folded = the
 worker's ``customs_credit_events_applied_total`` has grown by the reload's events (probed over its
 metrics endpoint). ``seconds``: first reload record handed to the producer -> last event folded.
-``p99_ms_during``: the p99 of the declarations published while the reload was being folded.
+``p99_ms_during``: the p99 of the declarations published while the reload was being folded;
+``p99_ms_no_reload`` the same load's p99 without a reload, just before, in the same run.
 """
 
 from __future__ import annotations
@@ -125,8 +126,10 @@ def run(ctx: Any) -> dict[str, Any]:
         watcher = None
         try:
             watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
-            out = {"enterprises": enterprises, "small": _reload(settings, workers, watcher, data, small, args.credit_rate,
-                                                                min(load_s, 30.0), args.run_timeout)}
+            quiet = offered_load("no reload", settings, watcher, data, args.credit_rate, 10.0 if quick else 20.0, 0.0,
+                                 args.run_timeout, 5.0, [w.proc.pid for w in workers.procs], workers.dead)
+            small_result = _reload(settings, workers, watcher, data, small, args.credit_rate, min(load_s, 30.0), args.run_timeout)
+            out = {"enterprises": enterprises, "p99_ms_no_reload": quiet["p99"], "small": small_result}
             out.update(_reload(settings, workers, watcher, data, large, args.credit_rate, load_s, args.run_timeout))
             out["table_writes"] = workers.metric("customs_credit_table_writes_total")
             return out
