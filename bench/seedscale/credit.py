@@ -55,6 +55,14 @@ def p99_within(latencies: list[tuple[float, float, float]], start: float, end: f
     return (round(float(np.percentile(lat, 99)), 1) if lat else None), len(lat)
 
 
+def cpu_us_per_event(load: dict[str, Any], quiet: dict[str, Any], events: int) -> float:
+    """The worker's CPU per reload event: its CPU over the load with the reload, less what the
+    same declarations cost it without one (``offered_load``'s per-declaration CPU figures)."""
+    declarations = load["offered_rate"] * load["duration_s"]
+    extra = (load["cpu_us_per_declaration"]["system"] - quiet["cpu_us_per_declaration"]["system"]) * declarations
+    return round(extra / events, 1)
+
+
 def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, data: Dataset, records: list[tuple[bytes, bytes]],
             rate: float, load_s: float, timeout_s: float) -> dict[str, Any]:
     from confluent_kafka import Producer
@@ -102,7 +110,7 @@ def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, dat
     result = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds),
               "us_per_event": round(seconds / events * 1e6, 1), "p99_ms_during": p99, "declarations_during": measured,
               "load_outlasted_reload": marks["folded"] <= load_started + load_s, "load_p99_ms": load["p99"],
-              "worker_cpu": {k: v for k, v in load.items() if k.startswith("cpu")}}
+              "worker_cpu": {k: v for k, v in load.items() if k.startswith("cpu")}, "load": {**load, "duration_s": load_s}}
     log(f"credit reload: {events:,} events folded in {seconds:.1f}s; declarations' p99 meanwhile {p99} ms ({measured})")
     return result
 
@@ -131,6 +139,9 @@ def run(ctx: Any) -> dict[str, Any]:
             small_result = _reload(settings, workers, watcher, data, small, args.credit_rate, min(load_s, 30.0), args.run_timeout)
             out = {"enterprises": enterprises, "p99_ms_no_reload": quiet["p99"], "small": small_result}
             out.update(_reload(settings, workers, watcher, data, large, args.credit_rate, load_s, args.run_timeout))
+            for figures in (small_result, out):
+                load = figures.pop("load")
+                figures["worker_cpu_us_per_event"] = cpu_us_per_event(load, quiet, figures["events"])
             out["table_writes"] = workers.metric("customs_credit_table_writes_total")
             return out
         finally:

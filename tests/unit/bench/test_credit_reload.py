@@ -48,3 +48,10 @@ def test_p99_counts_only_the_declarations_published_in_the_window():
     p99, n = p99_within(latencies, 101.0, 200.0)
     assert n == 100 and 198.0 < p99 <= 200.0
     assert p99_within(latencies, 500.0, 600.0) == (None, 0)
+
+
+def test_cpu_per_event_is_the_extra_cpu_over_the_declarations_own():
+    from bench.seedscale.credit import cpu_us_per_event
+    quiet = {"cpu_us_per_declaration": {"system": 200.0}}
+    load = {"offered_rate": 1000.0, "duration_s": 30.0, "cpu_us_per_declaration": {"system": 350.0}}
+    assert cpu_us_per_event(load, quiet, 300_000) == 15.0  # 150 us x 30,000 declarations / 300,000 events
