@@ -132,7 +132,7 @@ def fold_credit_events(state: EnterpriseCredit, events: Iterable[CreditEvent]) -
 class _Fold:
     """A state being folded: mutable copies of what the events touch, one new state at the end."""
 
-    __slots__ = ("agencies", "applied", "changed", "credit_class", "joint_penalty", "last_event_id", "qualifications", "state")
+    __slots__ = ("added", "agencies", "applied", "changed", "credit_class", "joint_penalty", "last_event_id", "qualifications", "state")
 
     def __init__(self, state: EnterpriseCredit) -> None:
         self.state = state
@@ -143,17 +143,19 @@ class _Fold:
         self.agencies: dict[str, dict[str, object]] = {}  # agency -> its entry's fields, as written so far
         self.changed = False
         self.applied: Counter[str] = Counter()
+        self.added = 0  # agencies new to the enterprise so far
 
     def _entry(self, agency: str) -> dict[str, object]:
         entry = self.agencies.get(agency)
         if entry is None:
             old = self.state.agencies.get(agency)
-            if old is None and len(self.state.agencies) + len(self.agencies) >= MAX_AGENCIES:
+            if old is None and len(self.state.agencies) + self.added >= MAX_AGENCIES:
                 raise TooManyAgencies(f"the enterprise already has entries from {MAX_AGENCIES} agencies; "
                                       f"an event from another ({agency[:64]!r}) is refused")
             entry = msgspec.structs.asdict(old) if old is not None else msgspec.structs.asdict(_EMPTY_ENTRY)
             entry["qualifications"] = dict(entry["qualifications"])  # type: ignore[call-overload]
             self.agencies[agency] = entry
+            self.added += old is None
         return entry
 
     def apply(self, event: CreditEvent) -> None:

@@ -69,6 +69,11 @@ def test_an_event_from_one_agency_too_many_is_refused_and_the_others_apply():
     with pytest.raises(TooManyAgencies):
         apply_credit_event(folded.state, credit_event(event_id="Y", source_agency="one-more"))
     assert apply_credit_event(folded.state, credit_event(event_id="Z", source_agency="agency-0")).agencies["agency-0"].last_event_id == "Z"
+    # An agency it already has, then a new one, with room for exactly one more: both apply.
+    almost = fold_credit_events(UNKNOWN_ENTERPRISE, events[:MAX_AGENCIES - 1]).state
+    both = fold_credit_events(almost, [credit_event(event_id="K1", source_agency="agency-0"),
+                                       credit_event(event_id="K2", source_agency="last-one")])
+    assert not both.refused and len(both.state.agencies) == MAX_AGENCIES
 
 
 def test_the_table_value_round_trips_and_first_release_json_is_still_read():
