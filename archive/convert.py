@@ -18,6 +18,7 @@ import orjson
 from archive import tables as t
 from clients import topics
 from schemas import codec
+from schemas.creditbatch import parse_credit_event_batch
 from schemas.deadletters import dead_letter_record
 from schemas.records import (
     CentralisedDeclaration,
@@ -123,6 +124,23 @@ def _batch(rec: Record, now: datetime) -> Rows:
     return [(t.DECLARATIONS, _declaration(d, rec, i, now, "batch", ids)) for i, d in enumerate(batch.declarations)]
 
 
+def _credit_batch(rec: Record, now: datetime) -> Rows:
+    """A credit-event batch, one credit_events row per event (item_index: its position); a bad
+    event is dead-lettered alone, as the worker does."""
+    _, items = parse_credit_event_batch(rec.value)
+    out: Rows = []
+    for index, (event, raw, error) in enumerate(items):
+        if event is None:
+            assert error is not None
+            out.append((t.DEAD_LETTERS, dead_letter_row(rec, raw, error, index, now)))
+            continue
+        row = dict(event.__dict__)
+        row["day"] = day_of(event.event_time)
+        row.update(_provenance(rec, index, now))
+        out.append((t.CREDIT_EVENTS, row))
+    return out
+
+
 def _centralised(rec: Record, now: datetime) -> Rows:
     doc = codec.parse(CentralisedDeclaration, rec.value)
     header = {k: v for k, v in doc.__dict__.items() if k != "items"}
@@ -210,6 +228,7 @@ CONVERTERS: dict[str, Callable[[Record, datetime], Rows]] = {
     topics.WARNING_REVIEWS: _simple(t.WARNING_REVIEWS, WarningReview, "reviewed_at"),
     topics.JOINT_FINDINGS: _simple(t.JOINT_FINDINGS, JointFinding, "found_at"),
     topics.CREDIT_EVENTS: _simple(t.CREDIT_EVENTS, CreditEvent, "event_time"),
+    topics.CREDIT_EVENT_BATCHES: _credit_batch,
     topics.RISK_LISTS: _risk_list,
     topics.DEAD_LETTERS: _dead_letter,
     topics.CONSOLE_ACTIONS: _simple(t.CONSOLE_ACTIONS, ConsoleAction, "at"),

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cli.console",
     "cli.audit",
     "cli.acls",
+    "cli.credit",
 )
 
 

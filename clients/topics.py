@@ -28,6 +28,7 @@ DECLARATION_BATCHES = "declaration-batches"
 CENTRALISED_DECLARATIONS = "centralised-declarations"
 SCANS = "scans"
 CREDIT_EVENTS = "credit-events"
+CREDIT_EVENT_BATCHES = "credit-event-batches"
 RISK_LISTS = "risk-lists"
 INSTRUCTIONS = "instructions"
 INSPECTION_RESULTS = "inspection-results"
@@ -96,6 +97,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             t(CREDIT_EVENTS), 1, "enterprise_id",
             "Credit and lifecycle events from customs and other agencies (the audit trail; the "
             "folded current state is the compacted enterprise-credit changelog).",
+            retention_ms=365 * DAY_MS,
+        ),
+        TopicSpec(
+            t(CREDIT_EVENT_BATCHES), 1, "batch_id",
+            "Credit events in bulk (agencies' batches, a register reload): folded like credit-events, event by event.",
             retention_ms=365 * DAY_MS,
         ),
         TopicSpec(t(RISK_LISTS), 1, "entry_id", "Risk characteristic list entries and other agencies' alerts (null value: delete).",

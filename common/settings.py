@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     # max(batch_max, gateway_batch_max_declarations) declarations.
     gateway_batch_max_declarations: int = Field(default=1000, ge=1, le=5000, description=(
         "Most declarations one gateway batch record may carry; a larger record is dead-lettered as batch-too-large."))
+    # As gateway_batch_max_declarations, for credit-event batch records (dead letter `batch-too-large`).
+    credit_batch_max_events: int = Field(default=1000, ge=1, le=5000, description=(
+        "Most credit events one credit-event batch record may carry; a larger record is dead-lettered as batch-too-large."))
+    credit_fold_share: float = Field(default=0.5, gt=0, le=1, description=(
+        "Most share of the event loop the credit fold takes while events keep coming (it pauses after each micro-batch "
+        "for the rest): a bulk reload leaves the declarations their turn. 1: no pause."))
     credit_cache_entries: int = Field(default=200_000, ge=1, le=10_000_000, description=(
         "Parsed enterprise credit states kept (least recently used dropped first); the credit table itself holds all."))
     risk_list_prune_after_s: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400.0, description=(

@@ -40,9 +40,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from clients.gateway import DeclarationPublisher
 from clients.producers import producer_config
-from clients.topics import CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, TABLE_ENTERPRISE_CREDIT, changelog_topic
+from clients.topics import CREDIT_EVENT_BATCHES, CREDIT_EVENTS, DECLARATIONS, INSTRUCTIONS, SCANS, TABLE_ENTERPRISE_CREDIT, changelog_topic
 from common.settings import Settings
 from common.timefmt import utc_iso
+from portsim.reload import BATCH_EVENTS
 from portsim.traffic import LIFECYCLE_PER_DECLARATION, GroundTruth, PortOffice
 from schemas import CreditEvent
 
@@ -114,6 +115,7 @@ class PortGateway:
         self.publisher = DeclarationPublisher(self.producer, settings, gateway=gateway_id, batching=batching, linger_s=linger_s)
         self._t_scans = settings.topic(SCANS)
         self._t_credit = settings.topic(CREDIT_EVENTS)
+        self._t_credit_batches = settings.topic(CREDIT_EVENT_BATCHES)
         self._t_instructions = settings.topic(INSTRUCTIONS)
         self._decls = office.declaration_dicts(None, first_index=first_index)
         self._lifecycle = lifecycle if lifecycle is not None else office.lifecycle_events(None)
@@ -149,19 +151,29 @@ class PortGateway:
     # ------------------------------------------------------------------ producing
 
     def publish_credit_population(self, at: datetime | None = None) -> int:
-        """The credit register's initial state (one or more events per non-general enterprise)."""
-        n = 0
+        """The credit register's initial state (one or more events per non-general enterprise), in
+        enterprise order, packed into ``CreditEventBatch`` records as agencies publish in bulk."""
         enterprises: set[str] = set()
+        batch: list[dict[str, Any]] = []
+        n = 0
         for event in self.office.credit_population(at or datetime.now(UTC)):
-            self.publisher.produce(self._t_credit, event.enterprise_id.encode(), orjson.dumps(event.model_dump(mode="json")))
+            batch.append(event.model_dump(mode="json", exclude_none=True))
             enterprises.add(event.enterprise_id)
             n += 1
-            if n % 10_000 == 0:
-                self.producer.poll(0)
+            if len(batch) == BATCH_EVENTS:
+                self.publish_credit_batch({"batch_id": f"CP-{n}", "publisher": "customs", "events": batch})
+                batch = []
+        if batch:
+            self.publish_credit_batch({"batch_id": f"CP-{n}", "publisher": "customs", "events": batch})
         self.stats.credit_events += n
         self.credit_enterprises = len(enterprises)
         self.flush()
         return n
+
+    def publish_credit_batch(self, batch: dict[str, Any]) -> None:
+        """One JSON-ready ``CreditEventBatch`` on ``credit-event-batches`` (key: its batch id)."""
+        self.publisher.produce(self._t_credit_batches, batch["batch_id"].encode(), orjson.dumps(batch))
+        self.producer.poll(0)
 
     def wait_for_credit_register(
         self, timeout_s: float = 30.0, expected: int | None = None, *,

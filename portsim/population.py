@@ -233,6 +233,10 @@ class _LifecycleState:
         self.pva = pop.processing.copy()
         self.penalty = pop.joint_penalty.copy()
         self.offender = pop.offender
+        # Who imposed each standing penalty: only that agency lifts it (policy.credit). The initial
+        # register's imposers are initial_events' first draw.
+        first = np.random.default_rng(np.random.SeedSequence([pop.seed, 2])).integers(0, len(AGENCIES), size=pop.size)
+        self.imposed_by: dict[int, str] = {int(i): AGENCIES[int(first[i])] for i in np.flatnonzero(pop.joint_penalty)}
 
     def transition(
         self, i: int, kind: float, u: float, agency: str, penalty_reason: str
@@ -242,9 +246,10 @@ class _LifecycleState:
         if 0.75 <= kind < 0.9 or (kind >= 0.9 and (bad or self.penalty[i] or u < 0.3)):  # joint penalties
             if self.penalty[i]:
                 self.penalty[i] = False
-                return T.JOINT_PENALTY_LIFTED, None, None, agency, "penalty lifted after rectification"
+                return T.JOINT_PENALTY_LIFTED, None, None, self.imposed_by.pop(i, agency), "penalty lifted after rectification"
             if bad or kind >= 0.9:
                 self.penalty[i] = True
+                self.imposed_by[i] = agency
                 return T.JOINT_PENALTY_IMPOSED, None, None, agency, penalty_reason
         if 0.35 <= kind < 0.75:  # qualifications
             which = self.zt if u < 0.6 else self.pva

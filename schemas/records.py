@@ -384,6 +384,19 @@ class CreditEvent(_Record):
             raise ValueError("joint penalty is set by joint-penalty-imposed, not as a credit class")
 
 
+MAX_CREDIT_BATCH_EVENTS = 5000  # the schema's hard bound; the worker's CREDIT_BATCH_MAX_EVENTS is the operative limit
+
+
+class CreditEventBatch(_Record):
+    """Many credit events in one record: an agency's (or the office register's) bulk publication.
+    Each event keeps its own ``source_agency`` and is folded exactly as a single ``CreditEvent``;
+    a bad event is dead-lettered alone. Topic ``credit-event-batches``; key: ``batch_id``."""
+
+    batch_id: Identifier
+    publisher: Identifier = Field(description="Who sent the batch (an agency, or the office's register).")
+    events: tuple[CreditEvent, ...] = Field(min_length=1, max_length=MAX_CREDIT_BATCH_EVENTS)
+
+
 class RiskListKind(str, enum.Enum):
     """What a risk-list entry's ``value`` is compared with."""
 
@@ -866,6 +879,7 @@ RECORD_TYPES: dict[str, type[_Record]] = {
     "centralised-declaration": CentralisedDeclaration,
     "scan-result": ScanResult,
     "credit-event": CreditEvent,
+    "credit-event-batch": CreditEventBatch,
     "risk-list-entry": RiskListEntry,
     "control-instruction": ControlInstruction,
     "inspection-result": InspectionResult,

@@ -47,6 +47,10 @@ ACTIVE_POLICY = Gauge("customs_active_policy_info", "Active policy version (valu
 # outcome: "split" (one declaration per goods item emitted) or "refused" (policy: dead-lettered with the reason).
 CENTRALISED = Counter("customs_centralised_declarations_total", "Centralised declarations handled, by outcome.", ["outcome"])
 CENTRALISED_ITEMS = Counter("customs_centralised_items_total", "Declarations split off centralised declarations (one per goods item).")
+CREDIT_TABLE_WRITES = Counter("customs_credit_table_writes_total",
+                              "Enterprise-credit table records written by the credit fold (one per enterprise per micro-batch).")
+CREDIT_BATCH_EVENTS = Histogram("customs_credit_batch_events", "Credit events per credit-event batch record read.",
+                                buckets=(1, 10, 100, 500, 1000, 2000, 5000))
 CREDIT_EVENTS_APPLIED = Counter("customs_credit_events_applied_total", "Credit events folded into the credit table.", ["event_type"])
 WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions assigned and its tables recovered.")
 ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")

@@ -1,6 +1,6 @@
 """The pipeline's Faust topology, readable in one place.
 
-    credit-events ──> fold_credit_events ──> enterprise-credit   (GlobalTable: every worker reads all)
+    credit-events, credit-event-batches ──> fold_credit_events ──> enterprise-credit   (GlobalTable: every worker reads all; streams.credit)
     centralised-declarations ──> split_centralised_declarations ──> declarations (one per goods item)
     declarations ──┐                          │ read
                    ├─> decide_declarations ───┴─> declaration-state, scan-deadlines (Tables, changelog)
@@ -64,12 +64,10 @@ from decision.state import (
     fingerprint_time,
 )
 from policy.capacity import CapacityController
-from policy.credit import apply_credit_event
 from policy.decide import BatchNotAllowed, check_centralised
 from policy.risklists import RiskListIndex
 from schemas import (
     CentralisedDeclaration,
-    CreditEvent,
     Declaration,
     InspectionResult,
     JointFinding,
@@ -82,6 +80,7 @@ from schemas.partitioning import partition_for
 from schemas.records import MAX_CENTRALISED_ITEMS
 from schemas.validation import KeyMismatch, Refused, UnknownPort, check_partition, check_port, parse_declaration_batch, parse_keyed
 from streams import joint, metrics
+from streams.credit import CreditFold
 from streams.deadletter import DeadLetterSink
 from streams.dutyfree import DutyFreeFlow
 from streams.expiry import TimeIndex
@@ -122,7 +121,8 @@ class Topology:
         self.declarations_topic = t(topics.DECLARATIONS)
         self.scans_topic_name = t(topics.SCANS)
         self.centralised = self.app.topic(t(topics.CENTRALISED_DECLARATIONS), **raw)
-        self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), **raw)
+        # Single credit events and agencies' batches feed one fold (streams.credit).
+        self.credit_events = self.app.topic(t(topics.CREDIT_EVENTS), t(topics.CREDIT_EVENT_BATCHES), **raw)
         self.risk_list_topic = self.app.topic(t(topics.RISK_LISTS), **raw)
         self.inspection_results = self.app.topic(t(topics.INSPECTION_RESULTS), **raw)
         self.instructions_topic = t(topics.INSTRUCTIONS)
@@ -161,6 +161,8 @@ class Topology:
         self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
         self._risk_index_ready = False  # the index was synced in full since this worker was last ready
         self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
+        self.credit_fold = CreditFold(self.credit, self.credit_book, self.dead_letters, t(topics.CREDIT_EVENT_BATCHES),
+                                      lambda: self.settings.credit_batch_max_events)
         # Zero-tariff goods: the register (GlobalTable) and the positioning of registered vehicles and vessels.
         self.zero_tariff = ZeroTariffStreams(
             self.app, t, settings.partitions, table, self.dead_letters, self.warnings_topic, lambda: self.services.policy,
@@ -238,13 +240,19 @@ class Topology:
 
         # Records that carry declarations weigh as many as they may carry (streams.limits).
         weight = record_weight({self.batch_topic_name: s.gateway_batch_max_declarations,
-                                s.topic(topics.CENTRALISED_DECLARATIONS): MAX_CENTRALISED_ITEMS})
+                                s.topic(topics.CENTRALISED_DECLARATIONS): MAX_CENTRALISED_ITEMS,
+                                s.topic(topics.CREDIT_EVENT_BATCHES): s.credit_batch_max_events})
 
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
             try:
                 async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
+                    started = time.perf_counter()
                     in_flight = await self._run_batch(name, handler, events, in_flight)
+                    if name == "fold_credit_events" and s.credit_fold_share < 1.0:
+                        # A reload leaves the loop to the declarations part of the time (streams.credit).
+                        busy = time.perf_counter() - started
+                        await asyncio.sleep(busy * (1.0 - s.credit_fold_share) / s.credit_fold_share)
             except Exception as exc:  # a stop (CancelledError) passes through
                 # Faust would restart the agent on the same stream, which then acknowledges records
                 # nobody handled and commits past them. The worker leaves instead (exit code 1).
@@ -363,17 +371,7 @@ class Topology:
 
     # ---- handlers (synchronous: no await between reading and writing a declaration's state) ---
     def handle_credit_events(self, events: Sequence[faust.EventT]) -> OutputBatch:
-        out = OutputBatch()
-        for event in events:
-            credit_event = self._parse_keyed(out, event.message, CreditEvent, "enterprise_id", key_optional=True)
-            if credit_event is None:
-                continue
-            state = self.credit_book.of(credit_event.enterprise_id)
-            new = apply_credit_event(state, credit_event)
-            if new is not state:
-                out.set_table(self.credit, 0, credit_event.enterprise_id.encode(), new.to_bytes())
-                out.inc(metrics.CREDIT_EVENTS_APPLIED.labels(credit_event.event_type.value))
-        return out
+        return self.credit_fold.handle(events)
 
     def handle_risk_lists(self, events: Sequence[faust.EventT]) -> OutputBatch:
         out = OutputBatch()

@@ -38,6 +38,7 @@ SECTIONS: dict[str, str] = {
     "risk_lists": "risklists",
     "headroom": "headroom",
     "models": "models",
+    "credit_reload": "credit",
 }
 
 

@@ -41,6 +41,8 @@ GOOD = [
     (topics.INSTRUCTIONS, fakes.instruction("D1"), t.INSTRUCTIONS, 1),
     (topics.INSPECTION_RESULTS, fakes.inspection("D1"), t.INSPECTION_RESULTS, 1),
     (topics.CREDIT_EVENTS, fakes.credit("E1"), t.CREDIT_EVENTS, 1),
+    (topics.CREDIT_EVENT_BATCHES, {"batch_id": "CB1", "publisher": "courts", "events": [fakes.credit("E1"), fakes.credit("E2")]},
+     t.CREDIT_EVENTS, 2),
     (topics.RISK_LISTS, fakes.risk_entry("RL1"), t.RISK_LISTS, 1),
     (topics.DEAD_LETTERS, fakes.dead_letter(3), t.DEAD_LETTERS, 1),
     (topics.SHADOW_SCORES, fakes.shadow("D1"), t.SHADOW_SCORES, 1),
@@ -101,6 +103,16 @@ def test_a_batch_keeps_its_good_items_and_dead_letters_each_bad_one() -> None:
     letter = rows[1][1]
     assert letter["reason"] == "schema-violation" and orjson.loads(original_bytes(letter) or b"") == bad
     assert rows[2][1]["batch_id"] == "B1"
+
+
+def test_a_credit_batch_keeps_its_good_events_and_dead_letters_each_bad_one() -> None:
+    bad = {**fakes.credit("E2"), "event_type": "credit-class-changed", "credit_class": None}
+    bad.pop("credit_class")
+    raw = orjson.dumps({"batch_id": "CB1", "publisher": "courts", "events": [fakes.credit("E1"), bad, fakes.credit("E3")]})
+    rows = rows_of(topics.CREDIT_EVENT_BATCHES, rec(raw), NOW)
+    assert [(name, r["item_index"]) for name, r in rows] == [(t.CREDIT_EVENTS, 0), (t.DEAD_LETTERS, 1), (t.CREDIT_EVENTS, 2)]
+    assert orjson.loads(original_bytes(rows[1][1]) or b"") == bad
+    fits(t.CREDIT_EVENTS, [rows[0][1], rows[2][1]])
 
 
 def test_tombstones_missing_values_and_duplicate_keys() -> None:

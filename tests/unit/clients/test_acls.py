@@ -45,7 +45,8 @@ def test_outside_parties_write_only_their_own_topics() -> None:
     assert topics_of(Role.GATEWAY, Operation.WRITE) == {full(t.DECLARATIONS), full(t.DECLARATION_BATCHES),
                                                          full(t.CENTRALISED_DECLARATIONS)}
     assert topics_of(Role.SCANNER, Operation.WRITE) == {full(t.SCANS)}
-    assert topics_of(Role.AGENCY, Operation.WRITE) == {full(t.CREDIT_EVENTS), full(t.RISK_LISTS), full(t.ZERO_TARIFF_REGISTER)}
+    assert topics_of(Role.AGENCY, Operation.WRITE) == {full(t.CREDIT_EVENTS), full(t.RISK_LISTS), full(t.ZERO_TARIFF_REGISTER),
+                                                        full(t.CREDIT_EVENT_BATCHES)}
     assert topics_of(Role.STATION, Operation.WRITE) == {full(t.INSPECTION_RESULTS)}
     for role in (Role.GATEWAY, Role.SCANNER, Role.POSITIONING, Role.SHOP):
         assert topics_of(role, Operation.READ) == set(), f"{role} reads something"

@@ -13,7 +13,7 @@ from common.settings import Settings
 from common.timefmt import utc_iso
 from portsim.gateway import PortGateway
 from portsim.traffic import PortOffice
-from schemas import CreditEvent, Declaration, ScanResult
+from schemas import CreditEvent, CreditEventBatch, Declaration, ScanResult
 
 
 class FakeProducer:
@@ -51,10 +51,14 @@ def test_publishes_valid_keyed_records_with_current_event_times(gateway: Any) ->
         assert key == model.declaration_id.encode()
         assert before <= model.event_time <= datetime.now(UTC) + timedelta(seconds=1)
         assert gw.truth(model.declaration_id) is not None
-    credit = fake.on("t.credit-events")
-    assert len(credit) == n_credit + 10 == gw.stats.credit_events + gw.stats.lifecycle_events
+    credit = fake.on("t.credit-events")  # the lifecycle, one event a record
+    assert len(credit) == 10 == gw.stats.lifecycle_events
     for key, e in credit:
         assert key == CreditEvent.model_validate_json(orjson.dumps(e)).enterprise_id.encode()
+    batches = fake.on("t.credit-event-batches")  # the register, in batches
+    assert sum(len(b["events"]) for _, b in batches) == n_credit == gw.stats.credit_events
+    for key, b in batches:
+        assert key == CreditEventBatch.model_validate_json(orjson.dumps(b)).batch_id.encode()
     # numbering continues across calls
     gw.publish_declarations(5)
     assert fake.on("t.declarations")[-1][1]["declaration_id"] == "D11-0000001004"

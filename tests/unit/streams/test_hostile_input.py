@@ -21,6 +21,7 @@ from decision.batch import CreditBook
 from policy.config import load_policy
 from schemas import Declaration, DeclarationBatch, ScanResult, codec
 from schemas.deadletters import dead_letter_record, reject_reason
+from streams.credit import CreditFold
 from streams.deadletter import DeadLetterSink
 from streams.outputs import OutputBatch
 from streams.topology import Topology
@@ -189,6 +190,7 @@ def stub_topology() -> Topology:
 
     topo.credit, topo.risk_lists, topo.state = table("credit-cl"), table("risk-cl"), table("state-cl")
     topo.credit_book = CreditBook(lambda: topo.credit.data)
+    topo.credit_fold = CreditFold(topo.credit, topo.credit_book, topo.dead_letters, "credit-event-batches", lambda: 1000)
     topo.services = SimpleNamespace(policy=load_policy())  # type: ignore[assignment]  # the port and device register
     topo._risk_list_keys = set()  # risk-list entries written since the last re-index
     return topo

@@ -1,0 +1,154 @@
+"""``credit_reload``: a bulk reload of the credit register folded by one worker while declarations
+are offered at a steady rate, beside a small reload in the same run.
+
+The reload (``portsim.reload.register_reload``: entries spread evenly over the enterprises, in
+enterprise order, 1,000 to a batch record) is generated before any clock starts, then published
+from a thread of its own while ``bench.common.offered_load`` offers declarations. Folded = the
+worker's ``customs_credit_events_applied_total`` has grown by the reload's events (probed over its
+metrics endpoint). ``seconds``: first reload record handed to the producer -> last event folded.
+``p99_ms_during``: the p99 of the declarations published while the reload was being folded;
+``p99_ms_no_reload`` the same load's p99 without a reload, just before, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench import pipeline
+from bench.common import BenchError, Dataset, Watcher, log, offered_load
+from clients.topics import CREDIT_EVENT_BATCHES, create_topics
+from common.settings import Settings
+from devkit.brokers import make_broker
+from portsim.reload import register_reload
+
+APPLIED = "customs_credit_events_applied_total"
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--credit-entries", type=int, default=3_210_000, help="reload entries (default 3,210,000)")
+    group.add_argument("--credit-enterprises", type=int, default=70_000, help="enterprises they cover (default 70,000)")
+    group.add_argument("--credit-small-entries", type=int, default=30_000, help="the small reload beside it (default 30,000)")
+    group.add_argument("--credit-rate", type=float, default=1000.0, help="declarations offered per second meanwhile (default 1,000)")
+    group.add_argument("--credit-load-s", type=float, default=120.0, help="seconds the declarations are offered per reload")
+
+
+def reload_records(data: Dataset, entries: int, enterprises: int) -> list[tuple[bytes, bytes]]:
+    """The reload's batch records (key, value), generated before any clock starts."""
+    pop = data.office.population
+    return [(b["batch_id"].encode(), orjson.dumps(b)) for b in register_reload(pop, entries, enterprises, datetime.now(UTC))]
+
+
+def events_in(records: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(orjson.loads(v)["events"]) for _, v in records)
+
+
+def p99_within(latencies: list[tuple[float, float, float]], start: float, end: float) -> tuple[float | None, int]:
+    """p99 (ms) and count of the declarations published in [start, end] (wall clock)."""
+    lat = [ms for published, ms, _ in latencies if start <= published <= end]
+    return (round(float(np.percentile(lat, 99)), 1) if lat else None), len(lat)
+
+
+def cpu_us_per_event(load: dict[str, Any], quiet: dict[str, Any], events: int) -> float:
+    """The worker's CPU per reload event: its CPU over the load with the reload, less what the
+    same declarations cost it without one (``offered_load``'s per-declaration CPU figures)."""
+    declarations = load["offered_rate"] * load["duration_s"]
+    extra = (load["cpu_us_per_declaration"]["system"] - quiet["cpu_us_per_declaration"]["system"]) * declarations
+    return round(extra / events, 1)
+
+
+def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, data: Dataset, records: list[tuple[bytes, bytes]],
+            rate: float, load_s: float, timeout_s: float) -> dict[str, Any]:
+    from confluent_kafka import Producer
+
+    events = events_in(records)
+    base = workers.metric(APPLIED)
+    marks: dict[str, float] = {}
+    topic = settings.topic(CREDIT_EVENT_BATCHES)
+
+    def publish() -> None:
+        producer = Producer({**settings.confluent_config(), "linger.ms": 5, "compression.type": "lz4"})
+        # The load generates its declarations first: the reload starts with the first one offered.
+        deadline = time.monotonic() + timeout_s
+        while not watcher.pending and time.monotonic() < deadline:
+            time.sleep(0.005)  # polling a dict the load fills; bounded by the deadline
+        marks["first"] = time.time()
+        for key, value in records:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+        producer.flush(timeout_s)
+        marks["published"] = time.time()
+
+    def folded() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and workers.dead() is None:
+            if workers.metric(APPLIED) - base >= events:
+                marks["folded"] = time.time()
+                return
+            time.sleep(0.1)  # probe interval; bounded by the deadline
+
+    threads = [threading.Thread(target=publish, daemon=True), threading.Thread(target=folded, daemon=True)]
+    load_started = time.time()
+    threads[0].start()
+    threads[1].start()
+    load = offered_load(f"credit reload of {events:,}", settings, watcher, data, rate, load_s, 0.0, timeout_s, 5.0,
+                        [w.proc.pid for w in workers.procs], workers.dead)
+    for t in threads:
+        t.join(timeout_s)
+    if "folded" not in marks:
+        raise BenchError(f"the reload of {events:,} events was not folded within {timeout_s:.0f}s "
+                         f"({workers.metric(APPLIED) - base:,.0f} applied)")
+    seconds = marks["folded"] - marks["first"]
+    p99, measured = p99_within(watcher.latencies, marks["first"], marks["folded"])
+    result = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds),
+              "us_per_event": round(seconds / events * 1e6, 1), "p99_ms_during": p99, "declarations_during": measured,
+              "load_outlasted_reload": marks["folded"] <= load_started + load_s, "load_p99_ms": load["p99"],
+              "worker_cpu": {k: v for k, v in load.items() if k.startswith("cpu")}, "load": {**load, "duration_s": load_s}}
+    log(f"credit reload: {events:,} events folded in {seconds:.1f}s; declarations' p99 meanwhile {p99} ms ({measured})")
+    return result
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    args = ctx.args
+    quick = ctx.quick
+    enterprises = 7_000 if quick else args.credit_enterprises
+    entries = 321_000 if quick else args.credit_entries
+    load_s = 30.0 if quick else args.credit_load_s
+    data = Dataset.generate(args.seed, enterprises, 10)
+    small = reload_records(data, args.credit_small_entries, max(1, args.credit_small_entries * enterprises // entries))
+    large = reload_records(data, entries, enterprises)
+    log(f"credit_reload: {events_in(large):,} events for {enterprises:,} enterprises in {len(large):,} records; "
+        f"small: {events_in(small):,}")
+    with make_broker(args.broker) as broker:
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix="seed-credit.", app_id="seed-credit",
+                            data_dir=ctx.workdir / "data")
+        create_topics(settings)
+        workers = pipeline.start(settings, data, 1, ctx.workdir, {}, args.run_timeout)
+        watcher = None
+        try:
+            watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
+            quiet = offered_load("no reload", settings, watcher, data, args.credit_rate, 10.0 if quick else 20.0, 0.0,
+                                 args.run_timeout, 5.0, [w.proc.pid for w in workers.procs], workers.dead)
+            small_result = _reload(settings, workers, watcher, data, small, args.credit_rate, min(load_s, 30.0), args.run_timeout)
+            out = {"enterprises": enterprises, "p99_ms_no_reload": quiet["p99"], "small": small_result}
+            out.update(_reload(settings, workers, watcher, data, large, args.credit_rate, load_s, args.run_timeout))
+            for figures in (small_result, out):
+                load = figures.pop("load")
+                figures["worker_cpu_us_per_event"] = cpu_us_per_event(load, quiet, figures["events"])
+            out["table_writes"] = workers.metric("customs_credit_table_writes_total")
+            return out
+        finally:
+            if watcher is not None:
+                watcher.close()
+            workers.stop()

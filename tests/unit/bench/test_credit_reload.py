@@ -1,0 +1,57 @@
+"""The credit_reload section's pure parts: the reload it publishes and the figures it computes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from bench.seedscale.credit import events_in, p99_within
+from policy.credit import UNKNOWN_ENTERPRISE, fold_credit_events
+from portsim.population import Population
+from portsim.reload import register_reload
+from schemas import CreditEventBatch
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_the_reload_has_the_entries_asked_for_in_enterprise_order_and_is_deterministic():
+    pop = Population(7, 500)
+    batches = list(register_reload(pop, 23_000, 500, AT, batch_events=1000))
+    assert [len(b["events"]) for b in batches] == [1000] * 23
+    events = [e for b in batches for e in CreditEventBatch.model_validate_json(orjson.dumps(b)).events]
+    order = [e.enterprise_id for e in events]
+    rank = {eid: i for i, eid in enumerate(pop.ids)}
+    assert order == sorted(order, key=rank.__getitem__) and len(set(order)) == 500  # each enterprise's entries together
+    assert len({e.source_agency for e in events}) == 20
+    assert batches == list(register_reload(Population(7, 500), 23_000, 500, AT, batch_events=1000))
+    assert events_in([(b"k", orjson.dumps(b)) for b in batches]) == 23_000
+
+
+def test_a_reload_folds_to_the_register_it_reloads():
+    pop = Population(7, 300)
+    reloaded: dict[str, list] = {}
+    for b in register_reload(pop, 300 * 46, 300, AT):
+        for e in CreditEventBatch.model_validate_json(orjson.dumps(b)).events:
+            reloaded.setdefault(e.enterprise_id, []).append(e)
+    initial: dict[str, list] = {}
+    for e in pop.initial_events(AT):
+        initial.setdefault(e.enterprise_id, []).append(e)
+    for eid, events in reloaded.items():
+        a = fold_credit_events(UNKNOWN_ENTERPRISE, events).state
+        b = fold_credit_events(UNKNOWN_ENTERPRISE, initial.get(eid, [])).state
+        assert (a.effective_class, a.qualifications) == (b.effective_class, b.qualifications), eid
+
+
+def test_p99_counts_only_the_declarations_published_in_the_window():
+    latencies = [(float(t), float(t), 0.0) for t in range(1, 201)]  # published at t, t ms
+    p99, n = p99_within(latencies, 101.0, 200.0)
+    assert n == 100 and 198.0 < p99 <= 200.0
+    assert p99_within(latencies, 500.0, 600.0) == (None, 0)
+
+
+def test_cpu_per_event_is_the_extra_cpu_over_the_declarations_own():
+    from bench.seedscale.credit import cpu_us_per_event
+    quiet = {"cpu_us_per_declaration": {"system": 200.0}}
+    load = {"offered_rate": 1000.0, "duration_s": 30.0, "cpu_us_per_declaration": {"system": 350.0}}
+    assert cpu_us_per_event(load, quiet, 300_000) == 15.0  # 150 us x 30,000 declarations / 300,000 events
