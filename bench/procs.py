@@ -74,6 +74,8 @@ class Profile:
     def __init__(self, pid: int, out: Path) -> None:
         self.out = out
         spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            raise RuntimeError(f"--profile needs py-spy beside {sys.executable}: pip install -e '.[bench]'")
         # --nonblocking: do not pause the measured process to sample it (a little less exact).
         self.proc = subprocess.Popen([str(spy), "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "100", "--nonblocking"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
