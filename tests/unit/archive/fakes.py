@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -211,6 +211,14 @@ def warning(did: str, rule: str = "value-added-implausible") -> dict[str, Any]:
             "subject_id": "E1", "source": "rule", "rule": rule, "evidence": ["claimed ratio 2.00", "history 0.40"],
             "event_time": NOW_TEXT, "raised_at": NOW_TEXT, "port": "HAK-SEA", "scenario": "processing-value-added",
             "declaration_id": did, "revision": 1, "policy_version": "p-1"}
+
+
+def subject_warning(warning_id: str, kind: str, subject: str, rule: str, hours: float, evidence: str) -> dict[str, Any]:
+    """A warning about a shopper or goods (no declaration), raised ``hours`` after NOW."""
+    at = (NOW + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+    return {**warning("-", rule=rule), "warning_id": warning_id, "subject_kind": kind, "subject_id": subject,
+            "declaration_id": None, "revision": None, "port": None, "scenario": None, "evidence": [evidence],
+            "event_time": at, "raised_at": at}
 
 
 def warning_review(did: str, rule: str = "value-added-implausible", verdict: str = "confirmed") -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,16 +17,6 @@ from common.settings import Settings
 from tests.unit.archive import fakes
 
 VIN = "LSVAU2180N2183294"
-
-
-def at(hours: float) -> str:
-    return (fakes.NOW + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
-
-
-def subject_warning(warning_id: str, kind: str, subject: str, rule: str, hours: float, evidence: str) -> dict[str, Any]:
-    return {**fakes.warning("-", rule=rule), "warning_id": warning_id, "subject_kind": kind, "subject_id": subject,
-            "declaration_id": None, "revision": None, "port": None, "scenario": None, "evidence": [evidence],
-            "event_time": at(hours), "raised_at": at(hours)}
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +33,13 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     b.add(topics.INSTRUCTIONS, "ZT1", fakes.instruction("ZT1", action="inspect", selection_reason="rule"))
     b.add(topics.WARNINGS, "ZT1", {**fakes.warning("ZT1", rule="zero-tariff-goods-leaving"), "subject_kind": "vehicle",
                                    "subject_id": VIN})
-    b.add(topics.WARNINGS, "SH1", subject_warning("SH1:q", "shopper", "SH1", "duty-free-quota-exceeded", -30,
+    b.add(topics.WARNINGS, "SH1", fakes.subject_warning("SH1:q", "shopper", "SH1", "duty-free-quota-exceeded", -30,
                                                   "spent 120000 CNY this year, quota 100000"))
-    b.add(topics.WARNINGS, "SH1", subject_warning("SH1:q", "shopper", "SH1", "duty-free-quota-exceeded", -30,
+    b.add(topics.WARNINGS, "SH1", fakes.subject_warning("SH1:q", "shopper", "SH1", "duty-free-quota-exceeded", -30,
                                                   "spent 120000 CNY this year, quota 100000"))  # redelivered
-    b.add(topics.WARNINGS, "SH1", subject_warning("SH1:late", "shopper", "SH1", "duty-free-repeat-goods", 5, "after the decision"))
-    b.add(topics.WARNINGS, "SH2", subject_warning("SH2:q", "shopper", "SH2", "duty-free-quota-exceeded", -1, "another shopper"))
-    b.add(topics.WARNINGS, VIN, subject_warning(f"{VIN}:away", "vehicle", VIN, "zero-tariff-away-too-long", -48,
+    b.add(topics.WARNINGS, "SH1", fakes.subject_warning("SH1:late", "shopper", "SH1", "duty-free-repeat-goods", 5, "after the decision"))
+    b.add(topics.WARNINGS, "SH2", fakes.subject_warning("SH2:q", "shopper", "SH2", "duty-free-quota-exceeded", -1, "another shopper"))
+    b.add(topics.WARNINGS, VIN, fakes.subject_warning(f"{VIN}:away", "vehicle", VIN, "zero-tariff-away-too-long", -48,
                                                 "off the island since 2026-01-02: 130.0 days, more than the 120 allowed"))
     fakes.archive_all(settings, b, records=10)
     return directory

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,6 @@ from tests.unit.archive import fakes
 from tests.unit.console.conftest import PASSWORD, Console, FakePublisher
 
 
-def at(hours: float) -> str:
-    return (fakes.NOW + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
-
-
-def shopper_warning(warning_id: str, shopper: str, rule: str, hours: float, evidence: str) -> dict[str, Any]:
-    return {**fakes.warning("-", rule=rule), "warning_id": warning_id, "subject_kind": "shopper", "subject_id": shopper,
-            "declaration_id": None, "revision": None, "port": None, "scenario": None, "evidence": [evidence],
-            "event_time": at(hours), "raised_at": at(hours)}
-
-
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("archive")
@@ -48,9 +38,12 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                           reasons=["duty-free shopper SH1: yearly duty-free quota exceeded"]))
     b.add(topics.WARNINGS, "DEP1", {**fakes.warning("DEP1", rule=FLAGGED_DEPARTURE), "subject_kind": "shopper", "subject_id": "SH1",
                                     "scenario": "duty-free-shopping", "evidence": ["departure declared at HAK-SEA, declaration DEP1"]})
-    b.add(topics.WARNINGS, "SH1", shopper_warning("SH1:q", "SH1", "duty-free-quota-exceeded", -30, "120,000.00 CNY spent this year"))
-    b.add(topics.WARNINGS, "SH1", shopper_warning("SH1:late", "SH1", "duty-free-repeat-goods", 5, "raised after the decision"))
-    b.add(topics.WARNINGS, "SH2", shopper_warning("SH2:q", "SH2", "duty-free-quota-exceeded", -1, "another shopper"))
+    b.add(topics.WARNINGS, "SH1", fakes.subject_warning(
+        "SH1:q", "shopper", "SH1", "duty-free-quota-exceeded", -30, "120,000.00 CNY spent this year"))
+    b.add(topics.WARNINGS, "SH1", fakes.subject_warning(
+        "SH1:late", "shopper", "SH1", "duty-free-repeat-goods", 5, "raised after the decision"))
+    b.add(topics.WARNINGS, "SH2", fakes.subject_warning(
+        "SH2:q", "shopper", "SH2", "duty-free-quota-exceeded", -1, "another shopper"))
     b.add(topics.DECLARATIONS, "GT1", fakes.declaration("GT1"))
     b.add(topics.INSTRUCTIONS, "GT1", fakes.instruction("GT1"))
     fakes.archive_all(settings, b, records=8)
