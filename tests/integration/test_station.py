@@ -40,7 +40,8 @@ def settings(broker: Any, unique_name: str, tmp_path: Path) -> Settings:
         kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"{unique_name}.", app_id=unique_name,
         data_dir=tmp_path / "worker", partitions=PARTITIONS,
     )
-    names = [s.topic(t) for t in ("instructions", "inspection-results", "declarations", "scans", "credit-events")]
+    names = [s.topic(t) for t in ("instructions", "inspection-results", "declarations", "scans", "credit-events",
+                                     "credit-event-batches")]
     admin = AdminClient(s.confluent_config())
     for fut in admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
                                    operation_timeout=30, request_timeout=30).values():
@@ -219,9 +220,11 @@ def test_gateway_publishes_and_its_scanners_answer(settings: Settings, office: P
 
     declarations = read_topic(settings, "declarations")
     scans = read_topic(settings, "scans")
-    credit_events = read_topic(settings, "credit-events")
+    lifecycle_events = read_topic(settings, "credit-events")
+    register = [event for _, batch in read_topic(settings, "credit-event-batches") for event in batch["events"]]
     assert len(declarations) == 400
-    assert len(credit_events) == credit + gateway.stats.lifecycle_events
+    assert len(register) == credit and len({e["event_id"] for e in register}) == credit  # the register, as batches
+    assert len(lifecycle_events) == gateway.stats.lifecycle_events  # the lifecycle, one event per record
     assert gateway.stats.lifecycle_events == 4
     partition_of = {d["declaration_id"]: p for p, d in declarations}
     assert len(scans) == gateway.stats.scans_published
