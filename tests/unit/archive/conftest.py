@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from clients import topics
-from common.settings import Settings
 from tests.unit.archive import fakes
 
 EARLIER = (fakes.NOW - timedelta(days=3)).isoformat().replace("+00:00", "Z")
@@ -22,8 +21,7 @@ def analyst_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rule with RL/2 hit: found (its instruction redelivered). D5 is three days older. Shadow scores for
     D1..D4 (D1's redelivered); three bad declarations and two worker dead letters."""
     directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0,
-                        archive_maintenance_interval_s=0)
+    settings = fakes.archive_settings(directory)
     b = fakes.FakeBroker(settings)
     add = b.add
     add(topics.INSTRUCTIONS, "D1", fakes.instruction("D1", action="machine-check", selection_reason="risk-list", risk_hits=["RL/1"]))

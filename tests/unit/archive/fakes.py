@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -190,6 +191,11 @@ class FakeConsumer:
         if not self.closed:
             self.closed = True
             self.callbacks[1](self, [TopicPartition(t, p) for (t, p) in self.positions])
+
+
+def archive_settings(directory: Path) -> Settings:
+    """Settings for a sink archiving into ``directory``: quick flushes, no metrics port, no maintenance."""
+    return Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0, archive_maintenance_interval_s=0)
 
 
 def archive_all(settings: Settings, broker: FakeBroker, records: int, timeout_s: float = 20.0) -> None:

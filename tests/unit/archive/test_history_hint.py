@@ -14,7 +14,6 @@ from deltalake import DeltaTable, write_deltalake
 from archive import tables as t
 from archive.queries import Archive
 from clients import topics
-from common.settings import Settings
 from tests.unit.archive import fakes
 
 TODAY = fakes.NOW.date()
@@ -22,16 +21,12 @@ EARLIER = fakes.NOW - timedelta(days=3)
 EARLIER_TEXT = EARLIER.isoformat().replace("+00:00", "Z")
 
 
-def _settings(directory: Path) -> Settings:
-    return Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0, archive_maintenance_interval_s=0)
-
-
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """D1: revision 1 three days ago, revision 2 today. D2: one revision today at HAK-SEA, inspected
     with a note; a stray scan of D2 filed under HAK-AIR (outside any HAK-SEA hint)."""
     directory = tmp_path_factory.mktemp("archive")
-    settings = _settings(directory)
+    settings = fakes.archive_settings(directory)
     b = fakes.FakeBroker(settings)
     b.add(topics.DECLARATIONS, "D1", fakes.declaration("D1", event_time=EARLIER_TEXT))
     b.add(topics.INSTRUCTIONS, "D1", fakes.instruction("D1", event_time=EARLIER_TEXT, decided_at=EARLIER_TEXT))
@@ -126,7 +121,7 @@ def test_an_archive_written_before_the_note_reads_and_takes_new_results(tmp_path
     _, results = before.labelling(TODAY, TODAY)
     assert results.height == 0 and set(OLD_COLUMNS) <= set(results.columns)
     # The sink of this release adds the columns and archives a result with a note beside the old row.
-    settings = _settings(tmp_path)
+    settings = fakes.archive_settings(tmp_path)
     b = fakes.FakeBroker(settings)
     b.add(topics.INSPECTION_RESULTS, "D4", {**fakes.inspection("D4"), "note": "false floor", "recorded_by": "officer.hak"})
     fakes.archive_all(settings, b, records=1)

@@ -13,7 +13,6 @@ import pytest
 from archive.queries import Archive, history, report
 from cli.main import main
 from clients import topics
-from common.settings import Settings
 from tests.unit.archive import fakes
 
 TODAY = fakes.NOW.date()
@@ -24,8 +23,7 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An archive written by the sink: D1 machine-checked then inspected (found), D2 released, D3 timed
     out; D1 has two revisions; the machine-check instruction arrives twice (a redelivery)."""
     directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0,
-                        archive_maintenance_interval_s=0)
+    settings = fakes.archive_settings(directory)
     broker = fakes.FakeBroker(settings)
     broker.add(topics.DECLARATIONS, "D1", fakes.declaration("D1"))
     broker.add(topics.DECLARATION_BATCHES, "B1", fakes.batch("B1", [fakes.declaration("D1", revision=2), fakes.declaration("D2")]))

@@ -13,7 +13,6 @@ import pytest
 from archive.queries import Archive
 from cli.main import main
 from clients import topics
-from common.settings import Settings
 from tests.unit.archive import fakes
 
 VIN = "LSVAU2180N2183294"
@@ -22,8 +21,7 @@ VIN = "LSVAU2180N2183294"
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0,
-                        archive_maintenance_interval_s=0)
+    settings = fakes.archive_settings(directory)
     b = fakes.FakeBroker(settings)
     b.add(topics.DECLARATIONS, "DF1", fakes.declaration("DF1", scenario="duty-free-shopping", shopper_token="SH1"))
     b.add(topics.INSTRUCTIONS, "DF1", fakes.instruction("DF1", action="inspect", selection_reason="rule",

@@ -30,8 +30,7 @@ from tests.unit.console.conftest import PASSWORD, Console, FakePublisher
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0,
-                        archive_maintenance_interval_s=0)
+    settings = fakes.archive_settings(directory)
     b = fakes.FakeBroker(settings)
     b.add(topics.DECLARATIONS, "DEP1", fakes.declaration("DEP1", scenario="duty-free-shopping", shopper_token="SH1"))
     b.add(topics.INSTRUCTIONS, "DEP1", fakes.instruction("DEP1", action="inspect", selection_reason="rule",

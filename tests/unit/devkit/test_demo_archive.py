@@ -24,7 +24,7 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     which the worker split off only the first (C1-0001: say the policy refused the rest), and a record that does
     not parse."""
     directory = tmp_path_factory.mktemp("archive")
-    settings = Settings(archive_dir=directory, archive_flush_interval_s=0.05, archive_metrics_port=0, archive_maintenance_interval_s=0)
+    settings = fakes.archive_settings(directory)
     broker = fakes.FakeBroker(settings)
     broker.add(topics.DECLARATIONS, "D1", fakes.declaration("D1"))
     broker.add(topics.DECLARATION_BATCHES, "B1", fakes.batch("B1", [fakes.declaration("D1", revision=2), fakes.declaration("D2")]))
