@@ -51,11 +51,7 @@ class CreditFold:
             msg = event.message
             pending = self._batch_events(out, msg) if msg.topic == self.batch_topic else self._single_event(out, msg)
             for item in pending:
-                group = by_enterprise.get(item[0].enterprise_id)
-                if group is None:
-                    by_enterprise[item[0].enterprise_id] = [item]
-                else:
-                    group.append(item)
+                by_enterprise.setdefault(item[0].enterprise_id, []).append(item)
         applied: Counter[str] = Counter()
         for enterprise_id, group in by_enterprise.items():
             state = self.book.of(enterprise_id)

@@ -198,8 +198,10 @@ class Topology:
             "fold_duty_free_purchases": (self.duty_free.purchases, self.duty_free.handle_purchases),
             "index_duty_free_links": (self.duty_free.links_topic, self.duty_free.handle_links),
         }
+        # A fold that can arrive in bulk takes at most this share of the event loop (streams.credit).
+        loop_shares = {"fold_credit_events": self.settings.credit_fold_share}
         for name, (topic, handler) in self.agents.items():
-            app.agent(topic, name=name)(self._batch_agent(name, handler))
+            app.agent(topic, name=name)(self._batch_agent(name, handler, loop_shares.get(name, 1.0)))
         # Timers: (seconds between firings, synchronous body); the test driver fires the same bodies
         # as its clock advances.
         self.timers: dict[str, tuple[float, Callable[[], OutputBatch | None]]] = {
@@ -235,7 +237,7 @@ class Topology:
         for scenario, version in self.services.scorer.shadow_versions().items():
             metrics.SHADOW_MODEL.labels(scenario, version).set(1)
 
-    def _batch_agent(self, name: str, handler: Any) -> Any:
+    def _batch_agent(self, name: str, handler: Any, loop_share: float = 1.0) -> Any:
         s = self.settings
 
         # Records that carry declarations weigh as many as they may carry (streams.limits).
@@ -249,10 +251,10 @@ class Topology:
                 async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
                     started = time.perf_counter()
                     in_flight = await self._run_batch(name, handler, events, in_flight)
-                    if name == "fold_credit_events" and s.credit_fold_share < 1.0:
-                        # A reload leaves the loop to the declarations part of the time (streams.credit).
+                    if loop_share < 1.0:
+                        # After each micro-batch the agent leaves the loop to the others for a while.
                         busy = time.perf_counter() - started
-                        await asyncio.sleep(busy * (1.0 - s.credit_fold_share) / s.credit_fold_share)
+                        await asyncio.sleep(busy * (1.0 - loop_share) / loop_share)
             except Exception as exc:  # a stop (CancelledError) passes through
                 # Faust would restart the agent on the same stream, which then acknowledges records
                 # nobody handled and commits past them. The worker leaves instead (exit code 1).

@@ -235,3 +235,30 @@ def test_the_journal_restores_writes_and_deletes_latest_first_and_merging_keeps_
     merged.extend(out)
     assert [k for _, _, k, _ in merged.records()] == [b"a", b"kept", b"kept", b"gone", b"new", b"outside"]
     assert merged.count == 6
+
+
+@pytest.mark.parametrize(("loop_share", "pauses"), [(1.0, []), (0.5, [0.02, 0.02]), (0.25, [0.06, 0.06])])
+def test_an_agent_with_a_loop_share_pauses_after_each_micro_batch_in_proportion(monkeypatch: pytest.MonkeyPatch, loop_share: float,
+                                                                                 pauses: list[float]) -> None:
+    """A fold given half the loop pauses as long as it worked; a quarter, three times as long."""
+    run = Run(set())
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def two_batches(stream: Any, max_: int, within: float, weight: Any) -> Any:
+        yield ["an event"]
+        yield ["another"]
+
+    async def works_20_ms(*args: Any) -> list[asyncio.Future]:
+        clock[0] += 0.02
+        return []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 9))
+
+    monkeypatch.setattr("streams.topology.take_batches", two_batches)
+    monkeypatch.setattr("streams.topology.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("streams.topology.asyncio.sleep", sleep)
+    run.topology._run_batch = works_20_ms  # type: ignore[method-assign]
+    asyncio.run(run.topology._batch_agent(AGENT, run.handler, loop_share)(object()))
+    assert slept == pauses
