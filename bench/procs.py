@@ -67,6 +67,14 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         proc.wait(timeout=10)
 
 
+def rss_mb(pid: int) -> float:
+    """A process's resident memory now, in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 # ---- profiling ----------------------------------------------------------------------------------
 class Profile:
     """py-spy sampling one process for as long as a measurement runs (``--profile``)."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Dataset, finish, log, machine, producer
+from bench.procs import rss_mb
 from clients.gateway import DeclarationPublisher
 from clients.topics import create_topics
 from common.settings import Settings
@@ -62,13 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.compact_after < args.retention or not args.input_retention < args.retention:
         p.error("--retention must be longer than --compact-after and --input-retention (the worker refuses otherwise)")
     return args
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 class Sampler:

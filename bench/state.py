@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import finish, log, machine, producer
+from bench.procs import rss_mb
 from clients import topics
 from clients.topics import create_topics
 from common.settings import Settings
@@ -151,20 +152,13 @@ def time_to_ready(settings: Settings, data_dir: Path, log_path: Path, store: str
     try:
         worker.wait_ready(timeout_s=1800)
         ready = time.monotonic() - started
-        row = {"ready_s": round(ready, 1), "rss_mb": _rss_mb(worker.proc.pid)}
+        row = {"ready_s": round(ready, 1), "rss_mb": rss_mb(worker.proc.pid)}
         if settle_s > 0:
             time.sleep(settle_s)  # a measurement interval: the RSS that much later, not a synchronisation
-            row[f"rss_mb_after_{settle_s:g}s"] = _rss_mb(worker.proc.pid)
+            row[f"rss_mb_after_{settle_s:g}s"] = rss_mb(worker.proc.pid)
     finally:
         worker.stop()
     return row
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:

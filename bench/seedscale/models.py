@@ -99,7 +99,7 @@ _LOAD_RSS = """
 import sys
 from pathlib import Path
 import polars as pl
-from bench.soak import rss_mb
+from bench.procs import rss_mb
 from riskmodels.serving import ModelRegistry
 from riskmodels.data import read_labelled
 frame = read_labelled(Path(sys.argv[2]), "project")
@@ -123,7 +123,7 @@ def _size(artifact: Path) -> tuple[float, float]:
 
 
 def _measure(ctx: Context, name: str, registry: Path, data: Dataset, count: int) -> dict[str, Any]:
-    from bench.soak import rss_mb
+    from bench.procs import rss_mb
 
     data.begin_run()
     with make_broker(ctx.args.broker) as broker:

@@ -17,12 +17,11 @@ import os
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bench import pipeline
 from bench.common import BenchError, Dataset, Watcher, log, producer
-from bench.procs import CPU_ALSO
+from bench.procs import CPU_ALSO, rss_mb
 from bench.seedscale import Context
 from clients import topics
 from clients.topics import create_topics
@@ -139,7 +138,7 @@ def _measure(ctx: Context, data: Dataset, lists: ReferenceLists | None, count: i
             extra: dict[str, Any] = {}
             if lists is not None:
                 extra = _publish(settings, lists, held, workers, timeout)
-            extra["worker_rss_mb"] = _rss_mb(workers.procs[0].proc.pid)
+            extra["worker_rss_mb"] = rss_mb(workers.procs[0].proc.pid)
             watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
             result = pipeline.throughput(settings, workers, watcher, data, count, True, timeout, None)
             return {**result, **extra}
@@ -170,9 +169,3 @@ def _publish(settings: Settings, lists: ReferenceLists, held: int, workers: pipe
     return {"lists_published_s": round(published, 2), "lists_indexed_s": round(indexed, 2),
             "indexed_entries": workers.metric("customs_risk_list_entries")}
 
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
