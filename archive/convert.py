@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -75,11 +75,18 @@ def _provenance(rec: Record, item_index: int, archived_at: datetime) -> Row:
             "kafka_timestamp": rec.timestamp, "archived_at": archived_at}
 
 
+PLAUSIBLE_RECORD_CLOCK = timedelta(days=1)
+
+
 def dead_letter_row(rec: Record, value: bytes | None, exc: BaseException, item_index: int, archived_at: datetime) -> Row:
     """The archive's own rejection of ``value`` (a whole record or one batch item), as a dead_letters row."""
     _, payload = dead_letter_record(rec.topic, rec.partition, rec.offset, rec.key, value, exc)
     doc = orjson.loads(payload)
+    # Filed under the day its record was published, like the rows the archive accepts, unless the
+    # producer's timestamp is implausible (a hostile one must not pick the partition).
     received = datetime.fromisoformat(doc["received_at"])
+    if rec.timestamp is not None and abs(rec.timestamp - archived_at) <= PLAUSIBLE_RECORD_CLOCK:
+        received = rec.timestamp
     return {"day": day_of(received), "origin": "archive", "source_topic": doc["source_topic"], "source_partition": doc["partition"],
             "source_offset": doc["offset"], "key_b64": doc["key_b64"], "value_b64": doc["value_b64"], "value_size": doc["value_size"],
             "value_sha256": doc["value_sha256"], "truncated": doc["truncated"], "reason": doc["reason"], "error": doc["error"],

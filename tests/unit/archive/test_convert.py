@@ -95,6 +95,17 @@ def test_garbage_on_any_topic_is_one_dead_letter_with_the_original_bytes(logical
     assert {row["key_b64"], row["value_b64"], row["value_sha256"]} == {worker["key_b64"], worker["value_b64"], worker["value_sha256"]}
 
 
+def test_a_dead_letter_is_filed_under_its_records_day_unless_that_clock_is_implausible() -> None:
+    archived = datetime(2026, 12, 6, 0, 0, 5, tzinfo=UTC)  # archived just after midnight
+    published = datetime(2026, 12, 5, 23, 59, 58, tzinfo=UTC)
+    row = rows_of(topics.DECLARATIONS, Record("customs.t", 0, 1, b"K", b"{", published), archived)[0][1]
+    assert (row["day"], row["received_at"]) == (published.date(), published)
+    hostile = rows_of(topics.DECLARATIONS, Record("customs.t", 0, 2, b"K", b"{", datetime(1970, 1, 2, tzinfo=UTC)), archived)[0][1]
+    assert hostile["received_at"] > archived and hostile["day"] == hostile["received_at"].date()  # the sink's clock
+    untimed = rows_of(topics.DECLARATIONS, Record("customs.t", 0, 3, b"K", b"{", None), archived)[0][1]
+    assert untimed["received_at"] > archived
+
+
 def test_a_batch_keeps_its_good_items_and_dead_letters_each_bad_one() -> None:
     bad = fakes.declaration("D2", hs_code="12")
     raw = orjson.dumps(fakes.batch("B1", [fakes.declaration("D1"), bad, fakes.declaration("D3")]))
