@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,22 @@ def start(settings: Settings, data: Dataset, n: int, workdir: Path, extra_env: d
     except BaseException:
         workers.stop()
         raise
+
+
+@contextlib.contextmanager
+def running(settings: Settings, data: Dataset, n: int, workdir: Path, extra_env: dict[str, str],
+            timeout_s: float) -> Iterator[tuple[Workers, Watcher]]:
+    """``start``'s workers and a watcher of their instructions (its gateway answers machine-checks
+    with scans), both stopped however the block ends."""
+    workers = start(settings, data, n, workdir, extra_env, timeout_s)
+    watcher = None
+    try:
+        watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
+        yield workers, watcher
+    finally:
+        if watcher is not None:
+            watcher.close()
+        workers.stop()
 
 
 def wait_for(condition: Any, timeout_s: float, workers: Workers, what: str) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling, naive_faust, pipeline
-from bench.common import BenchError, Dataset, Watcher, finish, log, machine, offered_load, split_text
+from bench.common import BenchError, Dataset, finish, log, machine, offered_load, split_text
 from bench.procs import CPU_ALSO, REPO_ROOT
 from clients.topics import create_topics
 from common.settings import Settings
@@ -236,10 +236,7 @@ def kafka_latency(args: argparse.Namespace, data: Dataset, workdir: Path, extra_
 def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, workdir: Path, extra_env: dict[str, str],
                  n_workers: int, batching: bool, profile: Path | None, count: int | None = None) -> dict[str, Any]:
     count = count or (args.count if batching else args.single_count)
-    workers = pipeline.start(settings, data, n_workers, workdir, extra_env, args.run_timeout)
-    watcher = None
-    try:
-        watcher = Watcher(settings, data.gateway(settings, linger_ms=5))  # answers machine-checks with scans
+    with pipeline.running(settings, data, n_workers, workdir, extra_env, args.run_timeout) as (workers, watcher):
         result = pipeline.throughput(settings, workers, watcher, data, count, batching, args.run_timeout, profile)
         if batching and n_workers == 1 and args.rate_list:
             result["latency_ms"] = {f"{r:g}": pipeline.latency(settings, workers, watcher, data, r, args.duration, args.warmup,
@@ -247,10 +244,6 @@ def run_pipeline(args: argparse.Namespace, settings: Settings, data: Dataset, wo
                                                                 profile and profile.with_name(f"{profile.stem}-{r:g}.txt"))
                                     for r in args.rate_list}
         return result
-    finally:
-        if watcher is not None:
-            watcher.close()
-        workers.stop()
 
 
 KAFKA_WARM_COUNT = 20_000  # declarations through each system on Apache Kafka before its latency runs

@@ -134,10 +134,7 @@ def run(ctx: Any) -> dict[str, Any]:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix="seed-credit.", app_id="seed-credit",
                             data_dir=ctx.workdir / "data")
         create_topics(settings)
-        workers = pipeline.start(settings, data, 1, ctx.workdir, {}, args.run_timeout)
-        watcher = None
-        try:
-            watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
+        with pipeline.running(settings, data, 1, ctx.workdir, {}, args.run_timeout) as (workers, watcher):
             # The first seconds after a start (caches, first models, the first fetches) are not
             # counted: the baseline is the steady state the reloads are compared with.
             quiet = offered_load("no reload", settings, watcher, data, args.credit_rate, 15.0 if quick else 25.0, 5.0,
@@ -150,7 +147,3 @@ def run(ctx: Any) -> dict[str, Any]:
                 figures["worker_cpu_us_per_event"] = cpu_us_per_event(load, quiet, figures["events"])
             out["table_writes"] = workers.metric("customs_credit_table_writes_total")
             return out
-        finally:
-            if watcher is not None:
-                watcher.close()
-            workers.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pipeline
-from bench.common import Dataset, Watcher, log
+from bench.common import Dataset, log
 from bench.seedscale import Context
 from clients.topics import create_topics
 from common.settings import Settings
@@ -130,16 +130,9 @@ def _measure(ctx: Context, name: str, registry: Path, data: Dataset, count: int)
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"seed-models-{name}.",
                             app_id=f"seed-models-{name}", data_dir=ctx.workdir / f"data-{name}", model_dir=registry)
         create_topics(settings)
-        workers = pipeline.start(settings, data, 1, ctx.workdir, {}, ctx.args.run_timeout)
-        watcher = None
-        try:
-            watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
+        with pipeline.running(settings, data, 1, ctx.workdir, {}, ctx.args.run_timeout) as (workers, watcher):
             result = pipeline.throughput(settings, workers, watcher, data, count, True, ctx.args.run_timeout, None)
             result["rss_mb"] = rss_mb(workers.procs[0].proc.pid)
-        finally:
-            if watcher is not None:
-                watcher.close()
-            workers.stop()
     result["models_rss_mb"] = load_rss_mb(registry, ctx.workdir / "sample.parquet")
     [version] = [p for p in (registry / "versions").iterdir() if not p.name.startswith(".")]
     result["artifact_mb"], result["model_files_kb_mean"] = _size(version)

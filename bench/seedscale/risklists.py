@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench import pipeline
-from bench.common import BenchError, Dataset, Watcher, log, producer
+from bench.common import BenchError, Dataset, log, producer
 from bench.procs import CPU_ALSO, rss_mb
 from bench.seedscale import Context
 from clients import topics
@@ -132,20 +132,13 @@ def _measure(ctx: Context, data: Dataset, lists: ReferenceLists | None, count: i
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix=f"seed-lists-{name}.",
                             app_id=f"seed-lists-{name}", data_dir=ctx.workdir / name)
         create_topics(settings)
-        workers = pipeline.start(settings, data, 1, ctx.workdir, {}, timeout)
-        watcher = None
-        try:
+        with pipeline.running(settings, data, 1, ctx.workdir, {}, timeout) as (workers, watcher):
             extra: dict[str, Any] = {}
             if lists is not None:
                 extra = _publish(settings, lists, held, workers, timeout)
             extra["worker_rss_mb"] = rss_mb(workers.procs[0].proc.pid)
-            watcher = Watcher(settings, data.gateway(settings, linger_ms=5))
             result = pipeline.throughput(settings, workers, watcher, data, count, True, timeout, None)
             return {**result, **extra}
-        finally:
-            if watcher is not None:
-                watcher.close()
-            workers.stop()
 
 
 def _publish(settings: Settings, lists: ReferenceLists, held: int, workers: pipeline.Workers, timeout_s: float) -> dict[str, Any]:
