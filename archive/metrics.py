@@ -37,6 +37,13 @@ COMPACTED_FILES = Counter("customs_archive_compacted_files_total", "Small files 
                           registry=REGISTRY)
 EXPIRED_ROWS = Counter("customs_archive_expired_rows_total", "Rows deleted because their day is past the retention, by table.",
                        ["table"], registry=REGISTRY)
+# Alerts take increase() of these: a series must exist at 0 before its first failure, or the
+# failures that create it are never seen.
+for _stage in ("write", "consume"):
+    FAILURES.labels(_stage)
+for _outcome in ("ok", "failed"):
+    MAINTENANCE.labels(_outcome)
+
 VACUUMED_FILES = Counter("customs_archive_vacuumed_files_total", "Unreferenced files deleted by vacuum, by table.", ["table"],
                          registry=REGISTRY)
 

@@ -79,3 +79,11 @@ def test_promtool_checks_the_archive_rules_and_their_unit_tests() -> None:
 
     run("check", "rules", RULES.name)
     run("test", "rules", "tests/archive-alerts.test.yml")
+
+
+def test_the_failure_series_the_alerts_take_increase_of_exist_before_any_failure() -> None:
+    # increase() sees nothing of the samples that create a series: its first failures would never alert.
+    exposed = {(s.name, tuple(sorted(s.labels.items()))) for family in metrics.REGISTRY.collect() for s in family.samples}
+    for name, label, value in (("customs_archive_failures_total", "stage", "write"),
+                               ("customs_archive_maintenance_runs_total", "outcome", "failed")):
+        assert (name, ((label, value),)) in exposed, f"{name}{{{label}={value!r}}} is not exposed before its first failure"
