@@ -44,7 +44,11 @@ class TooManyAgencies(ValueError):
     reason_code = "too-many-agencies"
 
 
-class AgencyEntry(msgspec.Struct, array_like=True, frozen=True):
+# gc=False: the worker's credit book keeps a parsed state per enterprise, with an entry per agency;
+# tracked by the garbage collector they made every full collection walk millions of objects (a
+# pause of hundreds of milliseconds for the office's register). Frozen, holding only strings, enums
+# and dicts of them, they can never be part of a reference cycle.
+class AgencyEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """What one agency has said about one enterprise (None / False / empty: nothing)."""
 
     credit_class: CreditClass | None = None
@@ -56,7 +60,7 @@ class AgencyEntry(msgspec.Struct, array_like=True, frozen=True):
     last_reason: str | None = None
 
 
-class EnterpriseCredit(msgspec.Struct, array_like=True, frozen=True):
+class EnterpriseCredit(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """The effective state (what ``policy.decide`` reads) and the agencies' entries it came from."""
 
     credit_class: CreditClass = CreditClass.GENERAL

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 import pytest
 
@@ -90,3 +92,16 @@ def test_the_table_value_round_trips_and_first_release_json_is_still_read():
     assert not lifted.joint_penalty  # a penalty of unknown agency ends with any agency's lift
     with pytest.raises(ValueError, match="format byte"):
         EnterpriseCredit.from_bytes(b"\x07junk")
+
+
+def test_a_parsed_credit_state_is_invisible_to_the_garbage_collector():
+    # The worker's credit book holds a parsed state per enterprise (tens of thousands, each with an
+    # entry per agency): tracked, they made every full collection walk millions of objects.
+    state = fold(*(credit_event(event_id=f"E{i}", credit_class="aeo", source_agency=f"agency-{i}") for i in range(20)),
+                 credit_event(event_id="Q", event_type="qualification-registered", credit_class=None,
+                              qualification="zero-tariff", source_agency="commerce"))
+    parsed = EnterpriseCredit.from_bytes(state.to_bytes())
+    assert len(parsed.agencies) == 21 and parsed.qualifications
+    untracked = [parsed, parsed.agencies, parsed.qualifications, *parsed.agencies.values(),
+                 *(entry.qualifications for entry in parsed.agencies.values())]
+    assert [o for o in untracked if gc.is_tracked(o)] == []
