@@ -8,11 +8,17 @@ worker's ``customs_credit_events_applied_total`` has grown by the reload's event
 metrics endpoint). ``seconds``: first reload record handed to the producer -> last event folded.
 ``p99_ms_during``: the p99 of the declarations published while the reload was being folded;
 ``p99_ms_no_reload`` the same load's p99 without a reload, just before, in the same run.
+
+``book``: in the bench's own process, the reload folded as the worker folds it, every enterprise's
+state parsed into a ``CreditBook`` as declarations would read them, then one full garbage
+collection timed with the book held and without it: what a worker holding the register pays at
+each full collection, independent of the broker and of the machine's other load.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,8 +31,11 @@ from bench import pipeline
 from bench.common import BenchError, Dataset, Watcher, log, offered_load
 from clients.topics import CREDIT_EVENT_BATCHES, create_topics
 from common.settings import Settings
+from decision.batch import CreditBook
 from devkit.brokers import make_broker
+from policy.credit import fold_credit_events
 from portsim.reload import register_reload
+from schemas.creditbatch import parse_credit_event_batch
 
 APPLIED = "customs_credit_events_applied_total"
 
@@ -53,6 +62,35 @@ def p99_within(latencies: list[tuple[float, float, float]], start: float, end: f
     """p99 (ms) and count of the declarations published in [start, end] (wall clock)."""
     lat = [ms for published, ms, _ in latencies if start <= published <= end]
     return (round(float(np.percentile(lat, 99)), 1) if lat else None), len(lat)
+
+
+def book_collection(records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The reload folded into a table in this process and read into a ``CreditBook``; the objects
+    the garbage collector tracks and a full collection's time, with the book and without it."""
+    table: dict[bytes, bytes] = {}
+    book = CreditBook(lambda: table, 1 << 30)
+    for _, value in records:
+        by_enterprise: dict[str, list[Any]] = {}
+        for event, _raw, _error in parse_credit_event_batch(value)[1]:
+            if event is not None:
+                by_enterprise.setdefault(event.enterprise_id, []).append(event)
+        for enterprise, events in by_enterprise.items():
+            table[enterprise.encode()] = fold_credit_events(book.of(enterprise), events).state.to_bytes()
+    for key in table:
+        book.of(key.decode())
+
+    def collection() -> tuple[int, float]:
+        gc.collect()
+        started = time.perf_counter()
+        gc.collect()
+        return len(gc.get_objects()), round((time.perf_counter() - started) * 1000, 1)
+
+    tracked, ms = collection()
+    enterprises = len(book)
+    del book
+    tracked_without, ms_without = collection()
+    return {"enterprises": enterprises, "tracked_objects_added": tracked - tracked_without,
+            "full_collection_ms": ms, "full_collection_ms_without": ms_without}
 
 
 def cpu_us_per_event(load: dict[str, Any], quiet: dict[str, Any], events: int) -> float:
@@ -130,6 +168,9 @@ def run(ctx: Any) -> dict[str, Any]:
     large = reload_records(data, entries, enterprises)
     log(f"credit_reload: {events_in(large):,} events for {enterprises:,} enterprises in {len(large):,} records; "
         f"small: {events_in(small):,}")
+    book = book_collection(large)
+    log(f"credit_reload: the register's credit book adds {book['tracked_objects_added']:,} objects the collector tracks; "
+        f"a full collection {book['full_collection_ms']} ms with it, {book['full_collection_ms_without']} ms without")
     with make_broker(args.broker) as broker:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix="seed-credit.", app_id="seed-credit",
                             data_dir=ctx.workdir / "data")
@@ -140,7 +181,7 @@ def run(ctx: Any) -> dict[str, Any]:
             quiet = offered_load("no reload", settings, watcher, data, args.credit_rate, 15.0 if quick else 25.0, 5.0,
                                  args.run_timeout, 5.0, [w.proc.pid for w in workers.procs], workers.dead)
             small_result = _reload(settings, workers, watcher, data, small, args.credit_rate, min(load_s, 30.0), args.run_timeout)
-            out = {"enterprises": enterprises, "p99_ms_no_reload": quiet["p99"], "small": small_result}
+            out = {"enterprises": enterprises, "p99_ms_no_reload": quiet["p99"], "small": small_result, "book": book}
             out.update(_reload(settings, workers, watcher, data, large, args.credit_rate, load_s, args.run_timeout))
             for figures in (small_result, out):
                 load = figures.pop("load")
