@@ -245,17 +245,18 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
     form = {"found": found, "category": category, "duty_recovered": duty_recovered, "note": note}
     with _lock(instruction_id):
         open_item = feed.find_open(declaration_id)
+        # The history is read even for an open item: it is what knows a result older than the feed's look-back.
+        doc = _history(request, declaration_id, hint)
         if open_item is not None and open_item.instruction.instruction_id == instruction_id:
             instruction: dict[str, Any] | None = open_item.instruction.model_dump(mode="json")
         else:
-            doc = _history(request, declaration_id, hint)
             instruction = next((r for r in doc["instructions"] if r["instruction_id"] == instruction_id), None)
         if instruction is None or instruction.get("declaration_id", declaration_id) != declaration_id:
             raise HTTPException(404, "no such instruction for this declaration")
         require_port(user, str(instruction["port"]))
         if not (instruction["final"] and instruction["action"] == "inspect"):
             raise HTTPException(409, "results are recorded for final inspect instructions only")
-        if feed.has_result(instruction_id):
+        if feed.has_result(instruction_id) or _recorded_in(doc, instruction_id):
             metrics.RESULTS_DUPLICATE.inc()
             return RedirectResponse(_page_url(declaration_id, hint, "already-recorded"), status_code=303)
         station = user.station_id or request.app.state.settings.console_station_id or user.name
@@ -275,6 +276,11 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
     metrics.RESULTS_RECORDED.inc()
     metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
     return RedirectResponse(_page_url(declaration_id, hint, "recorded"), status_code=303)
+
+
+def _recorded_in(doc: dict[str, Any], instruction_id: str) -> bool:
+    """Whether the declaration's history (the archive, then the topics) lists a result for the instruction."""
+    return any(str(r.get("instruction_id")) == instruction_id for r in doc.get("inspection_results", []))
 
 
 def _page_url(declaration_id: str, hint: Hint, message: str) -> str:

@@ -153,3 +153,32 @@ def test_the_station_id_is_the_officers_station(console: Console) -> None:
     console.client.post("/declarations/D-9/result", data=_form(console, ins.instruction_id, found="no", category=""))
     [(_, result)] = console.publisher.on(topics.INSPECTION_RESULTS)
     assert result["station_id"] == "YPU-ST1" and result["found"] is False and result["category"] is None
+
+
+def _earlier_result(ins_id: str, did: str) -> dict[str, object]:
+    return {"instruction_id": ins_id, "declaration_id": did, "revision": 1, "port": "HAK-SEA", "station_id": "ST",
+            "found": False, "category": None, "duty_recovered": 0.0, "inspected_at": "2026-11-01T10:00:00+00:00"}
+
+
+def test_a_result_only_the_history_knows_is_not_recorded_again(console: Console) -> None:
+    """After a restart past CONSOLE_LOOKBACK_S the feed knows neither the instruction nor its result;
+    the archive's history lists the result: a bookmarked or retried POST is refused as already recorded."""
+    console.login("officer.hak")
+    ins = instruction("D-OLD")
+    console.add_history(ins, results=[_earlier_result(ins.instruction_id, "D-OLD")])
+    assert 'id="result-form"' not in console.client.get("/declarations/D-OLD").text
+    response = console.client.post("/declarations/D-OLD/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].endswith("message=already-recorded")
+    assert console.publisher.on(topics.INSPECTION_RESULTS) == []
+
+
+def test_an_open_item_whose_result_the_history_lists_is_not_recorded_again(console: Console) -> None:
+    """The feed holds the inspect open (its result came before the look-back, or from a station the feed
+    has not read yet); the history lists the result: refused as already recorded."""
+    console.login("officer.hak")
+    ins = instruction("D-OPEN")
+    console.feed.apply_instruction(ins)
+    console.add_history(ins, results=[_earlier_result(ins.instruction_id, "D-OPEN")])
+    response = console.client.post("/declarations/D-OPEN/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.headers["location"].endswith("message=already-recorded")
+    assert console.publisher.on(topics.INSPECTION_RESULTS) == []
