@@ -20,7 +20,7 @@ from console import metrics
 from console.access import current_user, require, require_port, user_ports
 from console.app import History, page, templates
 from console.live import Feed, QueueItem
-from console.publish import PublishError, action_record, console_action, record_of
+from console.publish import PublishError, console_action, publish_with_audit, record_of
 from console.users import Role, User
 from schemas import ConsoleActionKind, ConsoleRole, ControlInstruction, InspectionResult
 from schemas.records import NOTE_MAX
@@ -268,14 +268,16 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
         action = console_action(user.name, ConsoleRole(user.role.value), ConsoleActionKind.RESULT_RECORDED, declaration_id,
                                 f"{instruction_id}: {detail}" + (f"; note: {result.note}" if result.note else ""))
         try:
-            request.app.state.publisher.send_many([record_of(topics.INSPECTION_RESULTS, declaration_id, result), action_record(action)])
+            audited = publish_with_audit(request.app.state.publisher, record_of(topics.INSPECTION_RESULTS, declaration_id, result),
+                                         action)
         except PublishError as exc:
             return _declaration_page(request, user, declaration_id, form, {"found": f"not recorded, try again: {exc}"}, status_code=503,
                                      hint=hint)
-        feed.mark_result(result)
+        feed.mark_result(result)  # the result is on the topic: a retry now finds it, whatever became of its action
     metrics.RESULTS_RECORDED.inc()
-    metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
-    return RedirectResponse(_page_url(declaration_id, hint, "recorded"), status_code=303)
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
+    return RedirectResponse(_page_url(declaration_id, hint, "recorded" if audited else "recorded-audit-missing"), status_code=303)
 
 
 def _recorded_in(doc: dict[str, Any], instruction_id: str) -> bool:
