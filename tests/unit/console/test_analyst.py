@@ -91,3 +91,59 @@ def test_figures_and_dead_letters_read_an_empty_archive(console: Console) -> Non
     assert console.client.get("/analyst/figures?from=2026-12-05&to=2026-12-01").status_code == 400
     assert console.client.get("/analyst/figures?port=NOWHERE").status_code == 404
     assert console.client.get("/analyst/dead-letters?reason=schema-violation").status_code == 200
+
+
+def _form_key(console: Console, path: str) -> str:
+    import re
+
+    match = re.search(r'name="form_key" value="([^"]+)"', console.client.get(path).text)
+    assert match
+    return match.group(1)
+
+
+def test_an_entry_form_is_published_once_however_often_it_is_sent(console: Console) -> None:
+    """A generated entry id follows from the form's key and content: a retry after a failure names the
+    same entry, and a second submission of a published form publishes nothing."""
+    console.login("analyst")
+    form = {**_entry_form(console, entry_id=""), "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.publisher.failing[topics.RISK_LISTS] = 1
+    assert console.client.post("/analyst/risk-lists", data=form).status_code == 503
+    first = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    again = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
+    [(key, _)] = console.publisher.on(topics.RISK_LISTS)
+    assert key.startswith("RL-") and f"entry={key}" in first.headers["location"]
+    assert [a["subject"] for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "risk-list-added"] == [key]
+    # The same content from a new page (a new key) is another entry.
+    other = {**form, "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.client.post("/analyst/risk-lists", data=other)
+    assert len({k for k, _ in console.publisher.on(topics.RISK_LISTS)}) == 2
+
+
+def test_an_entry_whose_audit_record_fails_stands_and_the_page_says_so(console: Console) -> None:
+    from console import publish
+
+    console.login("analyst")
+    form = {**_entry_form(console), "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.publisher.failing[topics.CONSOLE_ACTIONS] = publish.AUDIT_ATTEMPTS
+    response = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].endswith("audit=missing")
+    assert 'id="audit-missing"' in console.client.get(response.headers["location"]).text
+    again = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert again.headers["location"] == response.headers["location"]
+    assert len(console.publisher.on(topics.RISK_LISTS)) == 1
+
+
+def test_a_credit_form_is_published_once_with_an_id_from_its_key(console: Console) -> None:
+    console.login("analyst")
+    form = {"enterprise_id": "ENT-7", "credit_action": "place-focus-list", "source_agency": "customs",
+            "reason": "repeated undervaluation", "csrf_token": console.csrf(path="/analyst/credit"),
+            "form_key": _form_key(console, "/analyst/credit")}
+    console.publisher.failing[topics.CREDIT_EVENTS] = 1
+    assert console.client.post("/analyst/credit", data=form).status_code == 503
+    assert not [a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "credit-action"]
+    for _ in range(2):
+        assert console.client.post("/analyst/credit", data=form, follow_redirects=False).status_code == 303
+    [(_, event)] = console.publisher.on(topics.CREDIT_EVENTS)
+    assert event["event_id"].startswith("CON-")
+    assert len([a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "credit-action"]) == 1
