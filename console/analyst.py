@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -27,11 +28,13 @@ from console.live import Feed
 from console.publish import PublishError, Record, console_action, publish_with_audit, record_of
 from console.query import day_window, known_port
 from console.users import Role, User
+from policy.credit import CUSTOMS
 from schemas import (
     ConsoleActionKind,
     ConsoleRole,
     CreditClass,
     CreditEvent,
+    CreditEventType,
     RiskListAction,
     RiskListEntry,
     RiskListKind,
@@ -41,8 +44,12 @@ router = APIRouter(prefix="/analyst")
 
 MAX_WINDOW_DAYS = 366
 DEFAULT_AGENCY = "customs risk analysis"
-# Credit actions an analyst takes from the console, and the class each one sets.
-CREDIT_ACTIONS = {"place-focus-list": CreditClass.FOCUS_LIST, "lift-focus-list": CreditClass.GENERAL}
+# Credit actions an analyst takes from the console: the event each one is, and the class it sets. A
+# lift withdraws only the named agency's own placement (policy.credit): it never demotes an AEO.
+CREDIT_ACTIONS: dict[str, tuple[CreditEventType, CreditClass | None]] = {
+    "place-focus-list": (CreditEventType.CREDIT_CLASS_CHANGED, CreditClass.FOCUS_LIST),
+    "lift-focus-list": (CreditEventType.FOCUS_LIST_LIFTED, None),
+}
 
 
 def _analyst(user: User) -> None:
@@ -210,7 +217,8 @@ def _credit_page(request: Request, form: dict[str, str] | None = None, errors: d
         "form": form or {"enterprise_id": "", "credit_action": "place-focus-list", "source_agency": "customs", "reason": "",
                          FORM_KEY_FIELD: new_form_key()},
         "errors": errors or {}, "actions": CREDIT_ACTIONS, "message": request.query_params.get("message"),
-        "subject": request.query_params.get("enterprise", "")[:64],
+        "subject": request.query_params.get("enterprise", "")[:64], "agency": request.query_params.get("agency", "")[:64],
+        "customs": CUSTOMS,
     }, status_code=status_code)
 
 
@@ -238,11 +246,12 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
         errors["reason"] = "give the reason (it goes on the enterprise's credit record)"
     event: BaseModel | None = None
     if not errors:
+        kind, credit_class = CREDIT_ACTIONS[credit_action]
         try:
             event = _validated(CreditEvent, {
                 "event_id": derived_id("CON", key, enterprise_id.strip(), credit_action, source_agency.strip(), reason.strip()),
                 "enterprise_id": enterprise_id.strip(),
-                "event_type": "credit-class-changed", "credit_class": CREDIT_ACTIONS[credit_action].value,
+                "event_type": kind.value, "credit_class": None if credit_class is None else credit_class.value,
                 "source_agency": source_agency.strip(), "reason": reason.strip(), "event_time": datetime.now(UTC).isoformat()})
         except ValidationError as exc:
             errors = _field_errors(exc, CREDIT_FIELDS, "enterprise_id")
@@ -261,7 +270,8 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
         audited, failed = _publish(request, record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_rec)
         if failed:
             return _credit_page(request, form, {"enterprise_id": failed}, status_code=503)
-        answer = audit_note(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}", audited)
+        answer = audit_note(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}"
+                            f"&agency={quote(event.source_agency[:64])}", audited)
         book.remember(once, answer)
     if audited:
         metrics.ACTIONS.labels(ConsoleActionKind.CREDIT_ACTION.value).inc()

@@ -76,7 +76,8 @@ def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
     assert (event["event_type"], event["credit_class"]) == ("credit-class-changed", "focus-list")
     assert event["reason"] == "repeated undervaluation"
     console.client.post("/analyst/credit", data={**form, "credit_action": "lift-focus-list"})
-    assert console.publisher.on(topics.CREDIT_EVENTS)[-1][1]["credit_class"] == "general"
+    lift = console.publisher.on(topics.CREDIT_EVENTS)[-1][1]
+    assert (lift["event_type"], lift["credit_class"], lift["source_agency"]) == ("focus-list-lifted", None, "customs")
     bad = console.client.post("/analyst/credit", data={**form, "enterprise_id": "no spaces allowed"})
     assert bad.status_code == 422 and 'id="error-enterprise_id"' in bad.text
     bad = console.client.post("/analyst/credit", data={**form, "reason": ""})
@@ -147,3 +148,24 @@ def test_a_credit_form_is_published_once_with_an_id_from_its_key(console: Consol
     [(_, event)] = console.publisher.on(topics.CREDIT_EVENTS)
     assert event["event_id"].startswith("CON-")
     assert len([a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "credit-action"]) == 1
+
+
+def test_lifting_from_the_console_never_demotes_an_aeo_and_the_page_explains_other_agencies(console: Console) -> None:
+    """The console's credit events folded as the worker folds them: lifting an AEO that was never
+    focus-listed leaves it AEO; a placement by another agency is said to have no effect under customs' class."""
+    from policy.credit import UNKNOWN_ENTERPRISE, apply_credit_event
+    from schemas import CreditClass, CreditEvent
+    from tests.unit.factories import credit_event
+
+    console.login("analyst")
+    aeo = apply_credit_event(UNKNOWN_ENTERPRISE, credit_event(event_id="C0", enterprise_id="ENT-9", credit_class="aeo"))
+    base = {"enterprise_id": "ENT-9", "reason": "review", "csrf_token": console.csrf(path="/analyst/credit")}
+    console.client.post("/analyst/credit", data={**base, "credit_action": "lift-focus-list", "source_agency": "customs"})
+    placed = console.client.post("/analyst/credit", data={**base, "credit_action": "place-focus-list",
+                                                          "source_agency": "anti-smuggling bureau"})
+    assert 'id="agency-note"' in placed.text and "has no effect" in placed.text
+    state = aeo
+    for _, doc in console.publisher.on(topics.CREDIT_EVENTS):
+        state = apply_credit_event(state, CreditEvent.model_validate(doc, strict=False))
+    assert state.credit_class is CreditClass.AEO
+    assert state.agencies["anti-smuggling bureau"].credit_class is CreditClass.FOCUS_LIST
