@@ -89,6 +89,8 @@ def test_figures_and_dead_letters_read_an_empty_archive(console: Console) -> Non
     console.login("analyst")
     page = console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05")
     assert page.status_code == 200 and "No decisions in the archive" in page.text
+    assert "of every port scored by both" in page.text
+    assert "of HAK-SEA scored by both" in console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05&port=HAK-SEA").text
     assert console.client.get("/analyst/figures?from=2026-12-05&to=2026-12-01").status_code == 400
     assert console.client.get("/analyst/figures?port=NOWHERE").status_code == 404
     assert console.client.get("/analyst/dead-letters?reason=schema-violation").status_code == 200
