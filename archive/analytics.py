@@ -116,9 +116,10 @@ def _auc(score: str) -> pl.Expr:
     return pl.when((positives > 0) & (negatives > 0)).then(auc.round(6)).alias("auc")
 
 
-def model_comparison(day_from: date, day_to: date, archive_dir: LocationLike | None = None) -> dict[str, Any]:
-    """The champion against its shadow challenger on the shadow scores of the window and the
-    inspection results that followed.
+def model_comparison(day_from: date, day_to: date, port: str | None = None,
+                     archive_dir: LocationLike | None = None) -> dict[str, Any]:
+    """The champion against its shadow challenger on the shadow scores of the window (of ``port``
+    only, when given) and the inspection results that followed.
 
     ``pairs``: per (champion, challenger) version pair, the declaration revisions both scored, how
     many were inspected and the agreement rate (same action at the same thresholds). ``models``: per
@@ -127,10 +128,10 @@ def model_comparison(day_from: date, day_to: date, archive_dir: LocationLike | N
     auc (over every inspected revision it scored; None unless something was found and something
     not)."""
     archive = Archive(archive_dir)
-    shadow = _unique(archive.window(t.SHADOW_SCORES, day_from, day_to).select(
+    shadow = _unique(archive.window(t.SHADOW_SCORES, day_from, day_to, port).select(
         "instruction_id", *_LABEL_KEYS, "champion_version", "champion_score", "champion_action",
         "challenger_version", "challenger_score", "challenger_action").collect(), ["instruction_id"])
-    scored = shadow.join(_labels(archive, day_from, None), on=_LABEL_KEYS, how="left")
+    scored = shadow.join(_labels(archive, day_from, port), on=_LABEL_KEYS, how="left")
     agree = pl.col("champion_action") == pl.col("challenger_action")
     pairs = (scored.group_by("champion_version", "challenger_version")
              .agg(pl.len().alias("scored"), pl.col("found").is_not_null().sum().alias("inspected"),
@@ -153,7 +154,7 @@ def model_comparison(day_from: date, day_to: date, archive_dir: LocationLike | N
               .sort("role", "scored", "model_version", descending=[False, True, False]))
     n_inspected = int(scored.get_column("found").is_not_null().sum())
     return {
-        "from": day_from.isoformat(), "to": day_to.isoformat(),
+        "from": day_from.isoformat(), "to": day_to.isoformat(), "port": port,
         "scored": scored.height, "inspected": n_inspected,
         "agreement_rate": round(float(scored.select(agree.mean()).item()), 6) if scored.height else None,
         "pairs": _rows(pairs),

@@ -47,7 +47,7 @@ def compute(window: Window, archive_dir: LocationLike | None, policy: Policy) ->
         "risk_lists": analytics.risk_list_performance(day_from, day_to, port, archive_dir=archive_dir),
         "rules": analytics.rule_performance(day_from, day_to, port, archive_dir=archive_dir),
         "rates": analytics.selection_rates(day_from, day_to, port, archive_dir=archive_dir, policy=policy),
-        "models": analytics.model_comparison(day_from, day_to, archive_dir=archive_dir),
+        "models": analytics.model_comparison(day_from, day_to, port, archive_dir=archive_dir),
     }
 
 

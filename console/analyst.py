@@ -1,15 +1,17 @@
 """The analyst's pages: risk-list entries (search, add, retract), credit actions, figures, dead letters.
 
 Every form is validated with the topic's own schema (``RiskListEntry``, ``CreditEvent``) before
-anything is produced; the record and its console action are then produced together and the page
-answers once the broker has acknowledged both.
+anything is produced; the record is produced, then its console action (``publish.publish_with_audit``:
+the record decides what happened), and the page answers once the broker has acknowledged them. A
+form is published once (``console.forms``): its record's id follows from its key and content, and a
+second submission gets the first one's answer.
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -21,15 +23,18 @@ from clients import topics
 from console import metrics
 from console.access import current_user, require
 from console.app import page
+from console.forms import FORM_KEY_FIELD, audit_note, derived_id, form_key, new_form_key, submitted
 from console.live import Feed
-from console.publish import PublishError, action_record, console_action, record_of
+from console.publish import PublishError, Record, console_action, publish_with_audit, record_of
 from console.query import day_window, known_port
 from console.users import Role, User
+from policy.credit import CUSTOMS
 from schemas import (
     ConsoleActionKind,
     ConsoleRole,
     CreditClass,
     CreditEvent,
+    CreditEventType,
     RiskListAction,
     RiskListEntry,
     RiskListKind,
@@ -39,8 +44,12 @@ router = APIRouter(prefix="/analyst")
 
 MAX_WINDOW_DAYS = 366
 DEFAULT_AGENCY = "customs risk analysis"
-# Credit actions an analyst takes from the console, and the class each one sets.
-CREDIT_ACTIONS = {"place-focus-list": CreditClass.FOCUS_LIST, "lift-focus-list": CreditClass.GENERAL}
+# Credit actions an analyst takes from the console: the event each one is, and the class it sets. A
+# lift withdraws only the named agency's own placement (policy.credit): it never demotes an AEO.
+CREDIT_ACTIONS: dict[str, tuple[CreditEventType, CreditClass | None]] = {
+    "place-focus-list": (CreditEventType.CREDIT_CLASS_CHANGED, CreditClass.FOCUS_LIST),
+    "lift-focus-list": (CreditEventType.FOCUS_LIST_LIFTED, None),
+}
 
 
 def _analyst(user: User) -> None:
@@ -84,12 +93,12 @@ def _validated(model: type[BaseModel], doc: dict[str, Any]) -> BaseModel:
     return model.model_validate_json(orjson.dumps(doc))
 
 
-def _publish(request: Request, records: list[tuple[str, str, bytes | None]]) -> str | None:
+def _publish(request: Request, record: Record, action: Any) -> tuple[bool, str | None]:
+    """(audited, error): the error when the record itself was not acknowledged."""
     try:
-        request.app.state.publisher.send_many(records)
+        return publish_with_audit(request.app.state.publisher, record, action), None
     except PublishError as exc:
-        return f"not published, try again: {exc}"
-    return None
+        return False, f"not published, try again: {exc}"
 
 
 # ---- risk lists -------------------------------------------------------------------------------------
@@ -103,7 +112,8 @@ def _risk_page(request: Request, user: User, form: dict[str, str] | None = None,
     entries, total = feed.search_risk_entries(q)
     now = datetime.now(UTC)
     default = {"entry_id": "", "list_id": "", "kind": "hs-prefix", "value": "", "action": "inspect", "reason": "",
-               "source_agency": DEFAULT_AGENCY, "valid_from": now.strftime("%Y-%m-%dT%H:%M"), "valid_until": ""}
+               "source_agency": DEFAULT_AGENCY, "valid_from": now.strftime("%Y-%m-%dT%H:%M"), "valid_until": "",
+               FORM_KEY_FIELD: new_form_key()}
     return page(request, "risk_lists.html", {
         "entries": entries, "total": total, "q": q, "form": form or default, "errors": errors or {},
         "kinds": [k.value for k in RiskListKind], "actions": [a.value for a in RiskListAction], "now": now,
@@ -131,14 +141,18 @@ def add_risk_entry(request: Request, user: Annotated[User, Depends(current_user)
                    action: Annotated[str, Form(max_length=32)] = "", reason: Annotated[str, Form(max_length=512)] = "",
                    source_agency: Annotated[str, Form(max_length=512)] = "",
                    valid_from: Annotated[str, Form(max_length=64)] = "",
-                   valid_until: Annotated[str, Form(max_length=64)] = "") -> Response:
+                   valid_until: Annotated[str, Form(max_length=64)] = "",
+                   form_key_sent: Annotated[str, Form(alias=FORM_KEY_FIELD, max_length=64)] = "") -> Response:
     _analyst(user)
+    key = form_key(form_key_sent)
     form = {"list_id": list_id, "entry_id": entry_id, "kind": kind, "value": value, "action": action, "reason": reason,
-            "source_agency": source_agency, "valid_from": valid_from, "valid_until": valid_until}
+            "source_agency": source_agency, "valid_from": valid_from, "valid_until": valid_until,
+            FORM_KEY_FIELD: key or new_form_key()}
     errors: dict[str, str] = {}
     start_at = _time_field(valid_from, "valid_from", errors, required=True)
     until = _time_field(valid_until, "valid_until", errors, required=False)
-    entry_id = entry_id.strip() or f"RL-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+    # Generated from the form's key and content: a retry of this form names the same entry.
+    entry_id = entry_id.strip() or derived_id("RL", key, list_id.strip(), kind, value.strip(), action, str(start_at), str(until))
     doc = {"entry_id": entry_id, "list_id": list_id.strip(), "kind": kind, "value": value.strip(), "action": action,
            "reason": reason.strip(), "source_agency": source_agency.strip(), "valid_from": start_at, "valid_until": until}
     entry: BaseModel | None = None
@@ -150,13 +164,22 @@ def add_risk_entry(request: Request, user: Annotated[User, Depends(current_user)
     if entry is None or errors:
         return _risk_page(request, user, form, errors, status_code=422)
     assert isinstance(entry, RiskListEntry)
-    action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_ADDED, entry.entry_id,
-                                f"{entry.list_id}: {entry.kind.value} {entry.value} -> {entry.action.value}; {entry.reason}")
-    failed = _publish(request, [record_of(topics.RISK_LISTS, entry.entry_id, entry), action_record(action_rec)])
-    if failed:
-        return _risk_page(request, user, form, {"value": failed}, status_code=503)
-    metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_ADDED.value).inc()
-    return RedirectResponse(f"/analyst/risk-lists?message=added&entry={entry.entry_id}", status_code=303)
+    book = submitted(request)
+    once = f"risk-list-added:{key or entry.entry_id}"
+    with book.lock(once):
+        done = book.answer(once)
+        if done is not None:
+            return RedirectResponse(done, status_code=303)
+        action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_ADDED, entry.entry_id,
+                                    f"{entry.list_id}: {entry.kind.value} {entry.value} -> {entry.action.value}; {entry.reason}")
+        audited, failed = _publish(request, record_of(topics.RISK_LISTS, entry.entry_id, entry), action_rec)
+        if failed:
+            return _risk_page(request, user, form, {"value": failed}, status_code=503)
+        answer = audit_note(f"/analyst/risk-lists?message=added&entry={entry.entry_id}", audited)
+        book.remember(once, answer)
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_ADDED.value).inc()
+    return RedirectResponse(answer, status_code=303)
 
 
 @router.post("/risk-lists/{entry_id}/retract")
@@ -166,18 +189,22 @@ def retract_risk_entry(request: Request, entry_id: str, user: Annotated[User, De
     feed: Feed = request.app.state.feed
     if not 0 < len(entry_id) <= 64:
         raise HTTPException(404, "no such entry")
-    with feed.lock:
-        known = entry_id in feed.risk_entries
-    if not known:
-        raise HTTPException(404, f"no current risk-list entry {entry_id}")
-    action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_RETRACTED, entry_id, reason.strip())
-    failed = _publish(request, [(topics.RISK_LISTS, entry_id, None), action_record(action_rec)])
-    if failed:
-        raise HTTPException(503, failed)
-    with feed.lock:
-        feed.apply_risk_entry(entry_id, None)  # the page shows the retraction at once; the topic brings it too
-    metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_RETRACTED.value).inc()
-    return RedirectResponse(f"/analyst/risk-lists?message=retracted&entry={entry_id}", status_code=303)
+    book = submitted(request)
+    once = f"risk-list-retracted:{entry_id}"
+    with book.lock(once):  # the check and the publication together: one retraction of a current entry
+        with feed.lock:
+            known = entry_id in feed.risk_entries
+        if not known:
+            raise HTTPException(404, f"no current risk-list entry {entry_id}")
+        action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_RETRACTED, entry_id, reason.strip())
+        audited, failed = _publish(request, (topics.RISK_LISTS, entry_id, None), action_rec)
+        if failed:
+            raise HTTPException(503, failed)
+        with feed.lock:
+            feed.apply_risk_entry(entry_id, None)  # the page shows the retraction at once; the topic brings it too
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_RETRACTED.value).inc()
+    return RedirectResponse(audit_note(f"/analyst/risk-lists?message=retracted&entry={entry_id}", audited), status_code=303)
 
 
 # ---- credit actions -----------------------------------------------------------------------------------
@@ -187,9 +214,11 @@ CREDIT_FIELDS = ("enterprise_id", "credit_action", "source_agency", "reason")
 def _credit_page(request: Request, form: dict[str, str] | None = None, errors: dict[str, str] | None = None,
                  status_code: int = 200) -> Response:
     return page(request, "credit.html", {
-        "form": form or {"enterprise_id": "", "credit_action": "place-focus-list", "source_agency": "customs", "reason": ""},
+        "form": form or {"enterprise_id": "", "credit_action": "place-focus-list", "source_agency": "customs", "reason": "",
+                         FORM_KEY_FIELD: new_form_key()},
         "errors": errors or {}, "actions": CREDIT_ACTIONS, "message": request.query_params.get("message"),
-        "subject": request.query_params.get("enterprise", "")[:64],
+        "subject": request.query_params.get("enterprise", "")[:64], "agency": request.query_params.get("agency", "")[:64],
+        "customs": CUSTOMS,
     }, status_code=status_code)
 
 
@@ -204,9 +233,12 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
                   enterprise_id: Annotated[str, Form(max_length=128)] = "",
                   credit_action: Annotated[str, Form(max_length=32)] = "",
                   source_agency: Annotated[str, Form(max_length=512)] = "",
-                  reason: Annotated[str, Form(max_length=512)] = "") -> Response:
+                  reason: Annotated[str, Form(max_length=512)] = "",
+                  form_key_sent: Annotated[str, Form(alias=FORM_KEY_FIELD, max_length=64)] = "") -> Response:
     _analyst(user)
-    form = {"enterprise_id": enterprise_id, "credit_action": credit_action, "source_agency": source_agency, "reason": reason}
+    key = form_key(form_key_sent)
+    form = {"enterprise_id": enterprise_id, "credit_action": credit_action, "source_agency": source_agency, "reason": reason,
+            FORM_KEY_FIELD: key or new_form_key()}
     errors: dict[str, str] = {}
     if credit_action not in CREDIT_ACTIONS:
         errors["credit_action"] = "choose an action"
@@ -214,24 +246,36 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
         errors["reason"] = "give the reason (it goes on the enterprise's credit record)"
     event: BaseModel | None = None
     if not errors:
+        kind, credit_class = CREDIT_ACTIONS[credit_action]
         try:
             event = _validated(CreditEvent, {
-                "event_id": f"CON-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}", "enterprise_id": enterprise_id.strip(),
-                "event_type": "credit-class-changed", "credit_class": CREDIT_ACTIONS[credit_action].value,
+                "event_id": derived_id("CON", key, enterprise_id.strip(), credit_action, source_agency.strip(), reason.strip()),
+                "enterprise_id": enterprise_id.strip(),
+                "event_type": kind.value, "credit_class": None if credit_class is None else credit_class.value,
                 "source_agency": source_agency.strip(), "reason": reason.strip(), "event_time": datetime.now(UTC).isoformat()})
         except ValidationError as exc:
             errors = _field_errors(exc, CREDIT_FIELDS, "enterprise_id")
     if event is None or errors:
         return _credit_page(request, form, errors, status_code=422)
     assert isinstance(event, CreditEvent)
-    action_rec = console_action(user.name, _role(user), ConsoleActionKind.CREDIT_ACTION, event.enterprise_id,
-                                f"{credit_action} ({event.credit_class.value if event.credit_class else '-'}) by "
-                                f"{event.source_agency}: {event.reason}")
-    failed = _publish(request, [record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_record(action_rec)])
-    if failed:
-        return _credit_page(request, form, {"enterprise_id": failed}, status_code=503)
-    metrics.ACTIONS.labels(ConsoleActionKind.CREDIT_ACTION.value).inc()
-    return RedirectResponse(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}", status_code=303)
+    book = submitted(request)
+    once = f"credit-action:{event.event_id}"
+    with book.lock(once):
+        done = book.answer(once)
+        if done is not None:
+            return RedirectResponse(done, status_code=303)
+        action_rec = console_action(user.name, _role(user), ConsoleActionKind.CREDIT_ACTION, event.enterprise_id,
+                                    f"{credit_action} ({event.credit_class.value if event.credit_class else '-'}) by "
+                                    f"{event.source_agency}: {event.reason}")
+        audited, failed = _publish(request, record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_rec)
+        if failed:
+            return _credit_page(request, form, {"enterprise_id": failed}, status_code=503)
+        answer = audit_note(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}"
+                            f"&agency={quote(event.source_agency[:64])}", audited)
+        book.remember(once, answer)
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.CREDIT_ACTION.value).inc()
+    return RedirectResponse(answer, status_code=303)
 
 
 # ---- figures and dead letters (from the archive) ----------------------------------------------------------

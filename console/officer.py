@@ -20,7 +20,7 @@ from console import metrics
 from console.access import current_user, require, require_port, user_ports
 from console.app import History, page, templates
 from console.live import Feed, QueueItem
-from console.publish import PublishError, action_record, console_action, record_of
+from console.publish import PublishError, console_action, publish_with_audit, record_of
 from console.users import Role, User
 from schemas import ConsoleActionKind, ConsoleRole, ControlInstruction, InspectionResult
 from schemas.records import NOTE_MAX
@@ -245,17 +245,18 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
     form = {"found": found, "category": category, "duty_recovered": duty_recovered, "note": note}
     with _lock(instruction_id):
         open_item = feed.find_open(declaration_id)
+        # The history is read even for an open item: it is what knows a result older than the feed's look-back.
+        doc = _history(request, declaration_id, hint)
         if open_item is not None and open_item.instruction.instruction_id == instruction_id:
             instruction: dict[str, Any] | None = open_item.instruction.model_dump(mode="json")
         else:
-            doc = _history(request, declaration_id, hint)
             instruction = next((r for r in doc["instructions"] if r["instruction_id"] == instruction_id), None)
         if instruction is None or instruction.get("declaration_id", declaration_id) != declaration_id:
             raise HTTPException(404, "no such instruction for this declaration")
         require_port(user, str(instruction["port"]))
         if not (instruction["final"] and instruction["action"] == "inspect"):
             raise HTTPException(409, "results are recorded for final inspect instructions only")
-        if feed.has_result(instruction_id):
+        if feed.has_result(instruction_id) or _recorded_in(doc, instruction_id):
             metrics.RESULTS_DUPLICATE.inc()
             return RedirectResponse(_page_url(declaration_id, hint, "already-recorded"), status_code=303)
         station = user.station_id or request.app.state.settings.console_station_id or user.name
@@ -267,14 +268,21 @@ def record_result(request: Request, declaration_id: str, user: Annotated[User, D
         action = console_action(user.name, ConsoleRole(user.role.value), ConsoleActionKind.RESULT_RECORDED, declaration_id,
                                 f"{instruction_id}: {detail}" + (f"; note: {result.note}" if result.note else ""))
         try:
-            request.app.state.publisher.send_many([record_of(topics.INSPECTION_RESULTS, declaration_id, result), action_record(action)])
+            audited = publish_with_audit(request.app.state.publisher, record_of(topics.INSPECTION_RESULTS, declaration_id, result),
+                                         action)
         except PublishError as exc:
             return _declaration_page(request, user, declaration_id, form, {"found": f"not recorded, try again: {exc}"}, status_code=503,
                                      hint=hint)
-        feed.mark_result(result)
+        feed.mark_result(result)  # the result is on the topic: a retry now finds it, whatever became of its action
     metrics.RESULTS_RECORDED.inc()
-    metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
-    return RedirectResponse(_page_url(declaration_id, hint, "recorded"), status_code=303)
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.RESULT_RECORDED.value).inc()
+    return RedirectResponse(_page_url(declaration_id, hint, "recorded" if audited else "recorded-audit-missing"), status_code=303)
+
+
+def _recorded_in(doc: dict[str, Any], instruction_id: str) -> bool:
+    """Whether the declaration's history (the archive, then the topics) lists a result for the instruction."""
+    return any(str(r.get("instruction_id")) == instruction_id for r in doc.get("inspection_results", []))
 
 
 def _page_url(declaration_id: str, hint: Hint, message: str) -> str:

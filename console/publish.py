@@ -1,12 +1,23 @@
 """Producing the console's records: every send waits for the broker's acknowledgement, so the
-console answers an officer only once what they did is on the topic."""
+console answers an officer only once what they did is on the topic.
+
+A form's business record (an inspection result, a risk-list entry, a credit event, a warning review)
+and its console action are produced one after the other, the business record first: it decides what
+happened. Not acknowledged: nothing happened, and no action is produced (an audit record of something
+that did not happen would be false). Acknowledged: the work is done whatever becomes of its action,
+which is retried a bounded number of times; if it still fails, the action is logged in full as an
+error and counted (``customs_console_audit_records_missing_total``), and the page says the work is
+recorded without its audit record.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -18,7 +29,13 @@ from common.settings import Settings
 from console import metrics
 from schemas import ConsoleAction, ConsoleActionKind, ConsoleRole
 
+log = logging.getLogger(__name__)
+
 DELIVERY_TIMEOUT_S = 15.0
+AUDIT_ATTEMPTS = 3  # tries of a console action whose business record is acknowledged
+AUDIT_RETRY_S = 0.2  # the pause before each further try (the broker's own retries come first)
+
+Record = tuple[str, str, bytes | None]
 
 
 class PublishError(RuntimeError):
@@ -75,3 +92,29 @@ def action_record(action: ConsoleAction) -> tuple[str, str, bytes]:
 
 def record_of(topic: str, key: str, value: BaseModel) -> tuple[str, str, bytes]:
     return topic, key, orjson.dumps(value.model_dump(mode="json"))
+
+
+class Sends(Protocol):
+    def send_many(self, records: list[Record]) -> None: ...
+
+
+def publish_with_audit(publisher: Sends, record: Record, action: ConsoleAction) -> bool:
+    """Produce ``record``, then its console ``action``. Raises PublishError when ``record`` is not
+    acknowledged (then nothing was produced on the console's behalf). True when both are acknowledged;
+    False when ``action`` is not after ``AUDIT_ATTEMPTS`` tries: ``record`` stands, the action is logged
+    and counted, and the caller tells the user their work is recorded without its audit record."""
+    publisher.send_many([record])
+    audit = action_record(action)
+    error: PublishError | None = None
+    for attempt in range(AUDIT_ATTEMPTS):
+        if attempt:
+            time.sleep(AUDIT_RETRY_S * attempt)
+        try:
+            publisher.send_many([audit])
+            return True
+        except PublishError as exc:
+            error = exc
+    metrics.AUDIT_MISSING.labels(action.action.value).inc()
+    log.error("console action not acknowledged after %d tries (%s); its %s record stands. The action: %s",
+              AUDIT_ATTEMPTS, error, record[0], (audit[2] or b"").decode())
+    return False

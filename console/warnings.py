@@ -2,9 +2,10 @@
 severity, rule, port and verdict; an analyst confirms or dismisses one.
 
 A verdict is a ``WarningReview`` keyed like the warning (its declaration's partition), published
-with its console action (who, and the analyst's reason) and answered once the broker has
-acknowledged both. One verdict per warning: the check (the archive's reviews and this console's
-own) and the publication run under one lock, so a double click or two tabs publish one review. A
+before its console action (who, and the analyst's reason; ``publish.publish_with_audit``: the review
+decides what happened) and answered once the broker has acknowledged them. One verdict per
+warning: the check (the archive's reviews and this console's own) and the publication run under one
+lock, so a double click or two tabs publish one review. A
 confirmed warning becomes a joint finding for the other agencies (``streams.joint``).
 """
 
@@ -26,7 +27,8 @@ from clients import topics
 from console import metrics
 from console.access import current_user, require
 from console.app import page
-from console.publish import PublishError, action_record, console_action, record_of
+from console.forms import audit_note
+from console.publish import PublishError, console_action, publish_with_audit, record_of
 from console.query import day_window, known_port
 from console.users import Role, User
 from schemas import SCHEMA_VERSION, ConsoleActionKind, ConsoleRole, ReviewVerdict, Severity, WarningReview
@@ -146,16 +148,17 @@ def review(request: Request, warning_id: str, user: Annotated[User, Depends(curr
         action = console_action(user.name, ConsoleRole(user.role.value), ConsoleActionKind.WARNING_REVIEWED, warning_id,
                                 f"{verdict}: {reason.strip()}")
         try:
-            request.app.state.publisher.send_many([record_of(topics.WARNING_REVIEWS, key, record), action_record(action)])
+            audited = publish_with_audit(request.app.state.publisher, record_of(topics.WARNING_REVIEWS, key, record), action)
         except PublishError as exc:
             raise HTTPException(503, f"not published, try again: {exc}") from None
-        book.add(warning_id, verdict, now.isoformat())
-    metrics.ACTIONS.labels(ConsoleActionKind.WARNING_REVIEWED.value).inc()
-    return _back(back, verdict, warning_id)
+        book.add(warning_id, verdict, now.isoformat())  # the review is on the topic, whatever became of its action
+    if audited:
+        metrics.ACTIONS.labels(ConsoleActionKind.WARNING_REVIEWED.value).inc()
+    return _back(back, verdict, warning_id, audited)
 
 
-def _back(back: str, message: str, warning_id: str) -> Response:
+def _back(back: str, message: str, warning_id: str, audited: bool = True) -> Response:
     """To the list the analyst came from: ``back`` is that list's query (its filters), never a URL."""
     kept = [(k, v) for k, v in parse_qsl(back)[:10] if k in FILTERS]
-    return RedirectResponse("/analyst/warnings?" + urlencode([*kept, ("message", message), ("warning", warning_id)]),
-                            status_code=303)
+    return RedirectResponse(audit_note("/analyst/warnings?" + urlencode([*kept, ("message", message), ("warning", warning_id)]),
+                                       audited), status_code=303)

@@ -6,7 +6,11 @@ by agency (``riskctl credit show``). They combine into the effective state the p
 
 * **credit class**: customs' class is authoritative. Once customs has classified the enterprise,
   another agency's class change is recorded under that agency but does not change the class; until
-  then the latest class change of any agency is the class. No class at all: ``general``.
+  then the latest class change of any agency is the class. No class at all: ``general``. An agency
+  withdraws its own focus-list placement with ``focus-list-lifted``: its entry's class is cleared
+  when it is focus-list (another class, or another agency's placement, stays), and the class falls
+  back to what the remaining entries say (customs' class, else that of the agency whose entry
+  changed last, else ``general``). A lift therefore never demotes an AEO or white-list enterprise.
 * **joint penalty**: in force while any agency's penalty stands. An agency lifts its own penalty
   only; another agency's penalty stays.
 * **qualifications**: the latest status wins, whoever set it (customs registers, another agency
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Final, NamedTuple
 
 import msgspec
@@ -186,6 +191,9 @@ class _Fold:
         elif kind is CreditEventType.JOINT_PENALTY_LIFTED:
             entry["joint_penalty"] = False
             self.joint_penalty = self._any_penalty()
+        elif kind is CreditEventType.FOCUS_LIST_LIFTED and entry["credit_class"] is CreditClass.FOCUS_LIST:
+            entry["credit_class"] = None
+            self.credit_class = self._fallback_class(agency)
         entry["last_event"] = event  # its id, time and reason are written once, in result()
         self.last_event_id = event.event_id
         self.changed = True
@@ -197,6 +205,26 @@ class _Fold:
             return entry["credit_class"] is not None
         old = self.state.agencies.get(CUSTOMS)
         return old is not None and old.credit_class is not None
+
+    def _fallback_class(self, lifting: str) -> CreditClass:
+        """The class the entries give once ``lifting``'s placement is withdrawn: customs', else that of
+        the agency whose entry changed last, else general."""
+        classes: dict[str, tuple[CreditClass, datetime | None]] = {}
+        for name, old in self.state.agencies.items():
+            if old.credit_class is not None:
+                classes[name] = (old.credit_class, _time(old.last_event_time))
+        for name, fields in self.agencies.items():
+            classes.pop(name, None)
+            cls, last = fields["credit_class"], fields.get("last_event")
+            if isinstance(cls, CreditClass) and name != lifting:
+                kept = self.state.agencies.get(name)
+                when = last.event_time if isinstance(last, CreditEvent) else _time(kept.last_event_time if kept else None)
+                classes[name] = (cls, when)
+        if CUSTOMS in classes:
+            return classes[CUSTOMS][0]
+        if not classes:
+            return CreditClass.GENERAL
+        return max(classes.values(), key=lambda c: (c[1] is not None, c[1] or _EPOCH))[0]
 
     def _any_penalty(self) -> bool:
         if any(entry["joint_penalty"] for entry in self.agencies.values()):
@@ -218,3 +246,11 @@ class _Fold:
 
 
 _EMPTY_ENTRY = AgencyEntry()
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def _time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None

@@ -355,6 +355,8 @@ class CreditEventType(str, enum.Enum):
     QUALIFICATION_REVOKED = "qualification-revoked"
     JOINT_PENALTY_IMPOSED = "joint-penalty-imposed"
     JOINT_PENALTY_LIFTED = "joint-penalty-lifted"
+    # The source agency withdraws its own focus-list placement; the class falls back to the other entries.
+    FOCUS_LIST_LIFTED = "focus-list-lifted"
 
 
 class CreditEvent(_Record):
@@ -382,6 +384,8 @@ class CreditEvent(_Record):
             raise ValueError(f"{self.event_type.value} needs qualification")
         if self.credit_class is CreditClass.JOINT_PENALTY:
             raise ValueError("joint penalty is set by joint-penalty-imposed, not as a credit class")
+        if self.event_type is CreditEventType.FOCUS_LIST_LIFTED and self.credit_class is not None:
+            raise ValueError("focus-list-lifted carries no credit_class: the class falls back to the other agencies' entries")
 
 
 MAX_CREDIT_BATCH_EVENTS = 5000  # the schema's hard bound; the worker's CREDIT_BATCH_MAX_EVENTS is the operative limit

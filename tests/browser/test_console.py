@@ -43,26 +43,56 @@ def wait_entries(office: Office, count: int) -> None:
     office.harness.read_until(lambda h: worker.metric("customs_risk_list_entries") >= count, 30, f"{count} risk-list entries")
 
 
-def results_for(office: Office, declaration_id: str, sentinel: str) -> list[dict[str, Any]]:
-    """The inspection results keyed by ``declaration_id``, read up to a sentinel record produced
-    after the console answered: every result the console produced before is ahead of it."""
+def records_before_sentinel(office: Office, topic: str, key: str, sentinel: dict[str, Any], id_field: str) -> list[dict[str, Any]]:
+    """The records of ``topic`` keyed by ``key``, read up to a sentinel record (same key, so the same
+    partition) produced after the console answered: every record the console produced before is ahead of it."""
     h = office.harness
-    h.publish(topics.INSPECTION_RESULTS, declaration_id, {
-        "schema_version": 1, "instruction_id": sentinel, "declaration_id": declaration_id, "revision": 1, "port": "HAK-SEA",
-        "station_id": "SENTINEL", "found": False, "inspected_at": datetime.now(UTC).isoformat()})
+    h.publish(topic, key, sentinel)
     h.flush()
-    reader = assigned_reader(h.settings, [topics.INSPECTION_RESULTS])
+    reader = assigned_reader(h.settings, [topic])
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     try:
-        while not any(r["instruction_id"] == sentinel for r in found):
-            assert time.monotonic() < deadline, f"the sentinel result did not come back: {found}"
+        while not any(r.get(id_field) == sentinel[id_field] for r in found):
+            assert time.monotonic() < deadline, f"the sentinel record did not come back: {found}"
             for msg in reader.consume(500, timeout=0.5):
-                if msg.error() is None and msg.key() == declaration_id.encode():
+                if msg.error() is None and msg.key() == key.encode():
                     found.append(orjson.loads(msg.value()))
     finally:
         reader.close()
-    return [r for r in found if r["instruction_id"] != sentinel]
+    return [r for r in found if r.get(id_field) != sentinel[id_field]]
+
+
+def results_for(office: Office, declaration_id: str, sentinel: str) -> list[dict[str, Any]]:
+    """The inspection results keyed by ``declaration_id`` the console produced (read up to a sentinel)."""
+    return records_before_sentinel(office, topics.INSPECTION_RESULTS, declaration_id, {
+        "schema_version": 1, "instruction_id": sentinel, "declaration_id": declaration_id, "revision": 1, "port": "HAK-SEA",
+        "station_id": "SENTINEL", "found": False, "inspected_at": datetime.now(UTC).isoformat()}, "instruction_id")
+
+
+def archived_actions(office: Office, action: str, subject: str, since: datetime) -> list[dict[str, Any]]:
+    """The console's ``action`` rows about ``subject`` in the archive's console_actions table, once the
+    sink has written at least one (the table is polled until a deadline)."""
+    import polars as pl
+
+    from archive import tables as t
+    from archive.queries import Archive
+
+    def rows() -> list[dict[str, Any]]:
+        frame = (Archive(office.sink.archive_dir).window(t.CONSOLE_ACTIONS, since.date())
+                 .filter((pl.col("action") == action) & (pl.col("subject") == subject)).collect())
+        return frame.to_dicts()
+
+    deadline = time.monotonic() + 60
+    while not (found := rows()):
+        assert time.monotonic() < deadline, f"no {action} action about {subject} in the archive's console_actions"
+        time.sleep(0.25)  # poll interval of the archive's commits, bounded by the deadline
+    return found
+
+
+def assert_when(row: dict[str, Any], since: datetime) -> None:
+    at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
+    assert since - timedelta(seconds=1) <= at <= datetime.now(UTC), (at, since)
 
 
 def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: Office, browser: WebDriver) -> None:
@@ -126,6 +156,7 @@ def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: O
     browser.find_element(By.NAME, "duty_recovered").send_keys("1250")
     browser.find_element(By.NAME, "note").send_keys("in the spare tyre")
     # A double submit: the form posted twice at once (a double click), then once more (a retried request).
+    submitted_at = datetime.now(UTC)
     statuses = browser.execute_script("""
         const form = document.getElementById('result-form');
         const send = () => fetch(form.action, {method: 'POST', body: new FormData(form), redirect: 'follow'})
@@ -144,6 +175,11 @@ def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: O
     assert (result["instruction_id"], result["found"], result["category"], result["duty_recovered"], result["station_id"]) == (
         f"{did}:1:scan", True, "narcotics", 1250.0, "HAK-SEA-ST1")
     assert (result["note"], result["recorded_by"]) == ("in the spare tyre", "officer.hak")
+    # Who recorded what, and when, is in the archive's console_actions table: once, for three submissions.
+    [action] = archived_actions(office, "result-recorded", did, submitted_at)
+    assert (action["user"], action["role"]) == ("officer.hak", "officer")
+    assert action["detail"].startswith(f"{did}:1:scan: found narcotics; duty 1250") and "in the spare tyre" in action["detail"]
+    assert_when(action, submitted_at)
     # It has left the queue.
     browser.get(f"{office.base_url}/queue")
     assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-declaration="{did}"]')
@@ -175,6 +211,7 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     form.find_element(By.NAME, "entry_id").send_keys("BR-9303")
     form.find_element(By.NAME, "value").send_keys("9303")
     form.find_element(By.NAME, "reason").send_keys("firearms: joint anti-smuggling alert")
+    added_at = datetime.now(UTC)
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.ID, "message")))
     assert "BR-9303 published" in browser.find_element(By.ID, "message").text
@@ -188,6 +225,13 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     ins = next(i for i in h.instructions if i["declaration_id"] == "BR-GUN-1" and i["final"])
     assert ins["action"] == "inspect" and ins["selection_reason"] == "risk-list"
     assert ins["risk_hits"] == ["FIREARMS-ALERT/BR-9303"]
+    hit_reason = "risk list FIREARMS-ALERT entry BR-9303 (hs-prefix 9303"
+    assert any(hit_reason in r and r.endswith("firearms: joint anti-smuggling alert") for r in ins["reasons"]), ins["reasons"]
+    # Who added it, and when, is in the archive's console_actions table.
+    [action] = archived_actions(office, "risk-list-added", "BR-9303", added_at)
+    assert (action["user"], action["role"]) == ("analyst", "analyst")
+    assert action["detail"].startswith("FIREARMS-ALERT: hs-prefix 9303 -> inspect; firearms: joint anti-smuggling alert")
+    assert_when(action, added_at)
 
     # An invalid entry is refused beside its field and nothing is published.
     form = browser.find_element(By.ID, "add-entry")
@@ -199,6 +243,13 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     WebDriverWait(browser, 10).until(EC.presence_of_element_located((By.ID, "error-value")))
     browser.get(f"{office.base_url}/analyst/risk-lists?q=BR-BAD")
     assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-entry="BR-BAD"]')
+
+    # The officer of the port sees the inspection with the hit among its reasons.
+    browser.delete_all_cookies()
+    login(browser, office, "officer.hak")
+    browser.get(f"{office.base_url}/queue")
+    row = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-declaration="BR-GUN-1"]')))
+    assert "FIREARMS-ALERT/BR-9303" in row.text and hit_reason in row.find_element(By.CSS_SELECTOR, "td.reasons").text
 
 
 def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser: WebDriver) -> None:
@@ -218,6 +269,10 @@ def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser
         return fetch('/analyst/credit', {method: 'POST', body}).then(r => r.status);
     """)
     assert status == 403
+    # Nothing was published for the enterprise: its credit events, read up to a sentinel, are none.
+    sentinel = {"schema_version": 1, "event_id": "SENTINEL-CSRF", "enterprise_id": "ENT-CSRF", "event_type": "credit-class-changed",
+                "credit_class": "general", "source_agency": "browser test", "event_time": datetime.now(UTC).isoformat()}
+    assert records_before_sentinel(office, topics.CREDIT_EVENTS, "ENT-CSRF", sentinel, "event_id") == []
 
 
 def test_analyst_confirms_an_early_warning_and_the_worker_publishes_the_joint_finding(office: Office, browser: WebDriver) -> None:

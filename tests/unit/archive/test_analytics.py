@@ -115,3 +115,13 @@ def test_payload_preview_is_plain_bounded_text() -> None:
     assert payload_preview(b64("caf\u00e9 \u202eevil\u2066".encode() + b"\xc3")) == "caf\u00e9 evil\ufffd"
     assert payload_preview(b64(b"a" * 10), max_chars=5) == "aaaa\u2026"
     assert payload_preview(None) is None and payload_preview("%%%") is None
+
+
+def test_the_model_comparison_takes_the_port_filter(analyst_archive: Path) -> None:
+    sea = model_comparison(TODAY, TODAY, port="HAK-SEA", archive_dir=analyst_archive)
+    assert (sea["port"], sea["scored"], sea["inspected"], sea["agreement_rate"]) == ("HAK-SEA", 3, 2, round(1 / 3, 6))
+    champion = next(m for m in sea["models"] if m["role"] == "champion")
+    assert (champion["scored"], champion["selected_inspected"], champion["found"]) == (3, 2, 2)
+    air = model_comparison(TODAY, TODAY, port="HAK-AIR", archive_dir=analyst_archive)
+    assert (air["scored"], air["inspected"], air["agreement_rate"]) == (1, 1, 0.0)
+    assert model_comparison(TODAY, TODAY, archive_dir=analyst_archive)["port"] is None

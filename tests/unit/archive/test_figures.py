@@ -66,3 +66,9 @@ def test_compute_gathers_every_figure_of_the_page(analyst_archive: Any) -> None:
     doc = compute((today, today, None), analyst_archive, load_policy())
     assert set(doc) == {"report", "risk_lists", "rules", "rates", "models"}
     assert doc["models"]["scored"] == 4 and doc["report"]["instructions"]["inspect"] >= 1
+
+
+def test_the_page_port_filter_reaches_the_model_comparison(analyst_archive: Any) -> None:
+    today = NOW.date()
+    doc = compute((today, today, "HAK-AIR"), analyst_archive, load_policy())
+    assert (doc["models"]["port"], doc["models"]["scored"]) == ("HAK-AIR", 1)

@@ -29,10 +29,18 @@ class FakePublisher:
     sent: list[tuple[str, str, Any]] = field(default_factory=list)
     fail: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # topic -> how many more sends with a record for it fail (nothing of that send is kept)
+    failing: dict[str, int] = field(default_factory=dict)
+    attempts: list[str] = field(default_factory=list)  # the topics of every send, failed or not
 
     def send_many(self, records: list[tuple[str, str, bytes | None]]) -> None:
+        self.attempts += [topic for topic, _, _ in records]
         if self.fail:
             raise PublishError("broker down")
+        for topic, _, _ in records:
+            if self.failing.get(topic, 0) > 0:
+                self.failing[topic] -= 1
+                raise PublishError(f"{topic}: timed out")
         with self.lock:
             self.sent += [(topic, key, None if value is None else orjson.loads(value)) for topic, key, value in records]
 

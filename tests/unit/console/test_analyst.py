@@ -76,7 +76,8 @@ def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
     assert (event["event_type"], event["credit_class"]) == ("credit-class-changed", "focus-list")
     assert event["reason"] == "repeated undervaluation"
     console.client.post("/analyst/credit", data={**form, "credit_action": "lift-focus-list"})
-    assert console.publisher.on(topics.CREDIT_EVENTS)[-1][1]["credit_class"] == "general"
+    lift = console.publisher.on(topics.CREDIT_EVENTS)[-1][1]
+    assert (lift["event_type"], lift["credit_class"], lift["source_agency"]) == ("focus-list-lifted", None, "customs")
     bad = console.client.post("/analyst/credit", data={**form, "enterprise_id": "no spaces allowed"})
     assert bad.status_code == 422 and 'id="error-enterprise_id"' in bad.text
     bad = console.client.post("/analyst/credit", data={**form, "reason": ""})
@@ -88,6 +89,85 @@ def test_figures_and_dead_letters_read_an_empty_archive(console: Console) -> Non
     console.login("analyst")
     page = console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05")
     assert page.status_code == 200 and "No decisions in the archive" in page.text
+    assert "of every port scored by both" in page.text
+    assert "of HAK-SEA scored by both" in console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05&port=HAK-SEA").text
     assert console.client.get("/analyst/figures?from=2026-12-05&to=2026-12-01").status_code == 400
     assert console.client.get("/analyst/figures?port=NOWHERE").status_code == 404
     assert console.client.get("/analyst/dead-letters?reason=schema-violation").status_code == 200
+
+
+def _form_key(console: Console, path: str) -> str:
+    import re
+
+    match = re.search(r'name="form_key" value="([^"]+)"', console.client.get(path).text)
+    assert match
+    return match.group(1)
+
+
+def test_an_entry_form_is_published_once_however_often_it_is_sent(console: Console) -> None:
+    """A generated entry id follows from the form's key and content: a retry after a failure names the
+    same entry, and a second submission of a published form publishes nothing."""
+    console.login("analyst")
+    form = {**_entry_form(console, entry_id=""), "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.publisher.failing[topics.RISK_LISTS] = 1
+    assert console.client.post("/analyst/risk-lists", data=form).status_code == 503
+    first = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    again = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
+    [(key, _)] = console.publisher.on(topics.RISK_LISTS)
+    assert key.startswith("RL-") and f"entry={key}" in first.headers["location"]
+    assert [a["subject"] for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "risk-list-added"] == [key]
+    # The same content from a new page (a new key) is another entry.
+    other = {**form, "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.client.post("/analyst/risk-lists", data=other)
+    assert len({k for k, _ in console.publisher.on(topics.RISK_LISTS)}) == 2
+
+
+def test_an_entry_whose_audit_record_fails_stands_and_the_page_says_so(console: Console) -> None:
+    from console import publish
+
+    console.login("analyst")
+    form = {**_entry_form(console), "form_key": _form_key(console, "/analyst/risk-lists")}
+    console.publisher.failing[topics.CONSOLE_ACTIONS] = publish.AUDIT_ATTEMPTS
+    response = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].endswith("audit=missing")
+    assert 'id="audit-missing"' in console.client.get(response.headers["location"]).text
+    again = console.client.post("/analyst/risk-lists", data=form, follow_redirects=False)
+    assert again.headers["location"] == response.headers["location"]
+    assert len(console.publisher.on(topics.RISK_LISTS)) == 1
+
+
+def test_a_credit_form_is_published_once_with_an_id_from_its_key(console: Console) -> None:
+    console.login("analyst")
+    form = {"enterprise_id": "ENT-7", "credit_action": "place-focus-list", "source_agency": "customs",
+            "reason": "repeated undervaluation", "csrf_token": console.csrf(path="/analyst/credit"),
+            "form_key": _form_key(console, "/analyst/credit")}
+    console.publisher.failing[topics.CREDIT_EVENTS] = 1
+    assert console.client.post("/analyst/credit", data=form).status_code == 503
+    assert not [a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "credit-action"]
+    for _ in range(2):
+        assert console.client.post("/analyst/credit", data=form, follow_redirects=False).status_code == 303
+    [(_, event)] = console.publisher.on(topics.CREDIT_EVENTS)
+    assert event["event_id"].startswith("CON-")
+    assert len([a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "credit-action"]) == 1
+
+
+def test_lifting_from_the_console_never_demotes_an_aeo_and_the_page_explains_other_agencies(console: Console) -> None:
+    """The console's credit events folded as the worker folds them: lifting an AEO that was never
+    focus-listed leaves it AEO; a placement by another agency is said to have no effect under customs' class."""
+    from policy.credit import UNKNOWN_ENTERPRISE, apply_credit_event
+    from schemas import CreditClass, CreditEvent
+    from tests.unit.factories import credit_event
+
+    console.login("analyst")
+    aeo = apply_credit_event(UNKNOWN_ENTERPRISE, credit_event(event_id="C0", enterprise_id="ENT-9", credit_class="aeo"))
+    base = {"enterprise_id": "ENT-9", "reason": "review", "csrf_token": console.csrf(path="/analyst/credit")}
+    console.client.post("/analyst/credit", data={**base, "credit_action": "lift-focus-list", "source_agency": "customs"})
+    placed = console.client.post("/analyst/credit", data={**base, "credit_action": "place-focus-list",
+                                                          "source_agency": "anti-smuggling bureau"})
+    assert 'id="agency-note"' in placed.text and "has no effect" in placed.text
+    state = aeo
+    for _, doc in console.publisher.on(topics.CREDIT_EVENTS):
+        state = apply_credit_event(state, CreditEvent.model_validate(doc, strict=False))
+    assert state.credit_class is CreditClass.AEO
+    assert state.agencies["anti-smuggling bureau"].credit_class is CreditClass.FOCUS_LIST

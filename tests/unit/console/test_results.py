@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from clients import topics
+from console import publish
 from tests.unit.console.conftest import Console, instruction, result_form
 
 
@@ -153,3 +156,83 @@ def test_the_station_id_is_the_officers_station(console: Console) -> None:
     console.client.post("/declarations/D-9/result", data=_form(console, ins.instruction_id, found="no", category=""))
     [(_, result)] = console.publisher.on(topics.INSPECTION_RESULTS)
     assert result["station_id"] == "YPU-ST1" and result["found"] is False and result["category"] is None
+
+
+def _earlier_result(ins_id: str, did: str) -> dict[str, object]:
+    return {"instruction_id": ins_id, "declaration_id": did, "revision": 1, "port": "HAK-SEA", "station_id": "ST",
+            "found": False, "category": None, "duty_recovered": 0.0, "inspected_at": "2026-11-01T10:00:00+00:00"}
+
+
+def test_a_result_only_the_history_knows_is_not_recorded_again(console: Console) -> None:
+    """After a restart past CONSOLE_LOOKBACK_S the feed knows neither the instruction nor its result;
+    the archive's history lists the result: a bookmarked or retried POST is refused as already recorded."""
+    console.login("officer.hak")
+    ins = instruction("D-OLD")
+    console.add_history(ins, results=[_earlier_result(ins.instruction_id, "D-OLD")])
+    assert 'id="result-form"' not in console.client.get("/declarations/D-OLD").text
+    response = console.client.post("/declarations/D-OLD/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].endswith("message=already-recorded")
+    assert console.publisher.on(topics.INSPECTION_RESULTS) == []
+
+
+def test_an_open_item_whose_result_the_history_lists_is_not_recorded_again(console: Console) -> None:
+    """The feed holds the inspect open (its result came before the look-back, or from a station the feed
+    has not read yet); the history lists the result: refused as already recorded."""
+    console.login("officer.hak")
+    ins = instruction("D-OPEN")
+    console.feed.apply_instruction(ins)
+    console.add_history(ins, results=[_earlier_result(ins.instruction_id, "D-OPEN")])
+    response = console.client.post("/declarations/D-OPEN/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.headers["location"].endswith("message=already-recorded")
+    assert console.publisher.on(topics.INSPECTION_RESULTS) == []
+
+
+def test_a_result_whose_audit_record_fails_counts_as_recorded_and_a_retry_records_nothing(console: Console,
+                                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The result is acknowledged, its console action is not (even after its retries): the result stands,
+    the officer is told it is recorded without its audit record, the error is logged and counted, and a
+    retry before the feed reads the result back is refused as already recorded."""
+    from console import metrics
+
+    console.login("officer.hak")
+    ins = instruction("D-HALF")
+    console.feed.apply_instruction(ins)
+    console.add_history(ins)
+    console.publisher.failing[topics.CONSOLE_ACTIONS] = publish.AUDIT_ATTEMPTS
+    console.publisher.attempts.clear()  # the login's action
+    missing = metrics.AUDIT_MISSING.labels("result-recorded")
+    before = missing._value.get()
+    response = console.client.post("/declarations/D-HALF/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].endswith("message=recorded-audit-missing")
+    assert "its audit record" in console.client.get(response.headers["location"]).text
+    assert console.publisher.attempts.count(topics.CONSOLE_ACTIONS) == publish.AUDIT_ATTEMPTS
+    assert missing._value.get() == before + 1
+    assert any(r.levelname == "ERROR" and "D-HALF:1:scan" in r.getMessage() for r in caplog.records)
+    retry = console.client.post("/declarations/D-HALF/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert retry.headers["location"].endswith("message=already-recorded")
+    assert len(console.publisher.on(topics.INSPECTION_RESULTS)) == 1
+
+
+def test_an_audit_record_that_fails_once_is_retried(console: Console) -> None:
+    console.login("officer.hak")
+    ins = instruction("D-RETRY")
+    console.feed.apply_instruction(ins)
+    console.add_history(ins)
+    console.publisher.failing[topics.CONSOLE_ACTIONS] = 1
+    response = console.client.post("/declarations/D-RETRY/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert response.headers["location"].endswith("message=recorded")
+    assert len(console.publisher.on(topics.INSPECTION_RESULTS)) == 1
+    [(_, action)] = [a for a in console.publisher.on(topics.CONSOLE_ACTIONS) if a[1]["action"] == "result-recorded"]
+    assert action["subject"] == "D-RETRY"
+
+
+def test_a_result_not_acknowledged_produces_no_audit_record(console: Console) -> None:
+    console.login("officer.hak")
+    ins = instruction("D-NOACK")
+    console.feed.apply_instruction(ins)
+    console.add_history(ins)
+    console.publisher.failing[topics.INSPECTION_RESULTS] = 1
+    response = console.client.post("/declarations/D-NOACK/result", data=_form(console, ins.instruction_id))
+    assert response.status_code == 503 and "not recorded" in response.text
+    assert not [a for a in console.publisher.on(topics.CONSOLE_ACTIONS) if a[1]["action"] == "result-recorded"]
+    assert not console.feed.has_result(ins.instruction_id)

@@ -133,3 +133,22 @@ def test_a_review_needs_a_known_warning_a_verdict_a_reason_and_the_csrf_token(co
     assert client.post(f"/analyst/warnings/{wid}/review", data={"verdict": "confirmed", "reason": "x", "csrf_token": csrf},
                        follow_redirects=False).status_code == 303
     assert len(console.publisher.on(topics.WARNING_REVIEWS)) == 1
+
+
+def test_a_review_whose_audit_record_fails_stands_and_is_not_published_again(console: Console) -> None:
+    from console import publish
+
+    archive_records(console.settings.archive_dir, topics.WARNINGS, [warning("D-1")])
+    client = console.login("analyst")
+    csrf = console.csrf(client, "/analyst/warnings")
+    wid = "D-1:1:value-added-implausible"
+    form = {"verdict": "dismissed", "reason": "a known seasonal pattern", "day": NOW.date().isoformat(), "csrf_token": csrf}
+    console.publisher.failing[topics.CONSOLE_ACTIONS] = publish.AUDIT_ATTEMPTS
+    response = client.post(f"/analyst/warnings/{wid}/review", data=form, follow_redirects=False)
+    assert response.status_code == 303 and "message=dismissed" in response.headers["location"]
+    assert response.headers["location"].endswith("audit=missing")
+    assert 'id="audit-missing"' in client.get(response.headers["location"]).text
+    again = client.post(f"/analyst/warnings/{wid}/review", data=form, follow_redirects=False)
+    assert "already-reviewed" in again.headers["location"]
+    assert len(console.publisher.on(topics.WARNING_REVIEWS)) == 1
+    assert not [a for _, a in console.publisher.on(topics.CONSOLE_ACTIONS) if a["action"] == "warning-reviewed"]

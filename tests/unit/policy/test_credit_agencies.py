@@ -105,3 +105,52 @@ def test_a_parsed_credit_state_is_invisible_to_the_garbage_collector():
     untracked = [parsed, parsed.agencies, parsed.qualifications, *parsed.agencies.values(),
                  *(entry.qualifications for entry in parsed.agencies.values())]
     assert [o for o in untracked if gc.is_tracked(o)] == []
+
+
+def _lift(event_id: str, agency: str):
+    return credit_event(event_id=event_id, event_type="focus-list-lifted", credit_class=None, source_agency=agency)
+
+
+def test_lifting_a_focus_list_placement_never_demotes_an_aeo():
+    """A lift by an agency with no focus-list placement changes no class: the AEO stays AEO."""
+    state = fold(credit_event(event_id="C1", credit_class="aeo", source_agency="customs"), _lift("L1", "customs"))
+    assert state.credit_class is CreditClass.AEO and state.agencies["customs"].credit_class is CreditClass.AEO
+    state = fold(credit_event(event_id="T1", credit_class="white-list", source_agency="taxation"), _lift("L1", "customs"))
+    assert state.credit_class is CreditClass.WHITE_LIST
+
+
+def test_a_lift_withdraws_only_the_placing_agencys_placement():
+    placed = (credit_event(event_id="C1", credit_class="aeo", source_agency="customs"),
+              credit_event(event_id="R1", credit_class="focus-list", source_agency="customs risk analysis"))
+    state = fold(*placed)
+    assert state.credit_class is CreditClass.AEO  # customs' class is authoritative: the placement has no effect
+    assert state.agencies["customs risk analysis"].credit_class is CreditClass.FOCUS_LIST
+    state = fold(*placed, _lift("L1", "customs risk analysis"))
+    assert state.credit_class is CreditClass.AEO and state.agencies["customs risk analysis"].credit_class is None
+    # Customs' own placement: lifting it falls back to the other agencies' entries (the latest), else general.
+    state = fold(credit_event(event_id="T1", credit_class="white-list", source_agency="taxation", event_time="2026-11-01T00:00:00+00:00"),
+                 credit_event(event_id="C1", credit_class="focus-list", source_agency="customs"))
+    assert state.credit_class is CreditClass.FOCUS_LIST
+    assert apply_credit_event(state, _lift("L1", "customs")).credit_class is CreditClass.WHITE_LIST
+    alone = fold(credit_event(event_id="C1", credit_class="focus-list", source_agency="customs"), _lift("L1", "customs"))
+    assert alone.credit_class is CreditClass.GENERAL
+    # Another agency's lift leaves customs' placement standing.
+    assert apply_credit_event(state, _lift("L2", "taxation")).credit_class is CreditClass.FOCUS_LIST
+
+
+def test_a_lift_without_customs_falls_back_to_the_latest_other_agency():
+    state = fold(credit_event(event_id="A1", credit_class="white-list", source_agency="taxation", event_time="2026-11-01T00:00:00+00:00"),
+                 credit_event(event_id="A2", credit_class="aeo", source_agency="trade", event_time="2026-11-02T00:00:00+00:00"),
+                 credit_event(event_id="A3", credit_class="focus-list", source_agency="courts", event_time="2026-11-03T00:00:00+00:00"))
+    assert state.credit_class is CreditClass.FOCUS_LIST
+    # Folded in one batch and from the stored state, the same answer.
+    assert apply_credit_event(state, _lift("L1", "courts")).credit_class is CreditClass.AEO
+    back = EnterpriseCredit.from_bytes(state.to_bytes())
+    assert apply_credit_event(back, _lift("L1", "courts")).credit_class is CreditClass.AEO
+    folded = fold_credit_events(back, [_lift("L1", "courts"), _lift("L1", "courts")])
+    assert folded.state.credit_class is CreditClass.AEO and folded.applied == {"focus-list-lifted": 1}
+
+
+def test_a_lift_carries_no_class():
+    with pytest.raises(ValueError, match="carries no credit_class"):
+        credit_event(event_id="L1", event_type="focus-list-lifted", credit_class="general")
