@@ -9,6 +9,7 @@ second submission gets the first one's answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -30,6 +31,7 @@ from console.query import day_window, known_port
 from console.users import Role, User
 from policy.credit import CUSTOMS
 from schemas import (
+    ConsoleAction,
     ConsoleActionKind,
     ConsoleRole,
     CreditClass,
@@ -164,21 +166,31 @@ def add_risk_entry(request: Request, user: Annotated[User, Depends(current_user)
     if entry is None or errors:
         return _risk_page(request, user, form, errors, status_code=422)
     assert isinstance(entry, RiskListEntry)
+    action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_ADDED, entry.entry_id,
+                                f"{entry.list_id}: {entry.kind.value} {entry.value} -> {entry.action.value}; {entry.reason}")
+    return _publish_once(request, f"risk-list-added:{key or entry.entry_id}",
+                         record_of(topics.RISK_LISTS, entry.entry_id, entry), action_rec,
+                         f"/analyst/risk-lists?message=added&entry={entry.entry_id}",
+                         lambda failed: _risk_page(request, user, form, {"value": failed}, status_code=503))
+
+
+def _publish_once(request: Request, once: str, record: Record, action_rec: ConsoleAction, answer_url: str,
+                  refused: Callable[[str], Response]) -> Response:
+    """Publish a form's record and then its console action, once per form (``console.forms``): a
+    form already published gets its first answer again; a record the broker did not acknowledge
+    shows the form again with why (``refused``, a 503)."""
     book = submitted(request)
-    once = f"risk-list-added:{key or entry.entry_id}"
     with book.lock(once):
         done = book.answer(once)
         if done is not None:
             return RedirectResponse(done, status_code=303)
-        action_rec = console_action(user.name, _role(user), ConsoleActionKind.RISK_LIST_ADDED, entry.entry_id,
-                                    f"{entry.list_id}: {entry.kind.value} {entry.value} -> {entry.action.value}; {entry.reason}")
-        audited, failed = _publish(request, record_of(topics.RISK_LISTS, entry.entry_id, entry), action_rec)
+        audited, failed = _publish(request, record, action_rec)
         if failed:
-            return _risk_page(request, user, form, {"value": failed}, status_code=503)
-        answer = audit_note(f"/analyst/risk-lists?message=added&entry={entry.entry_id}", audited)
+            return refused(failed)
+        answer = audit_note(answer_url, audited)
         book.remember(once, answer)
     if audited:
-        metrics.ACTIONS.labels(ConsoleActionKind.RISK_LIST_ADDED.value).inc()
+        metrics.ACTIONS.labels(action_rec.action.value).inc()
     return RedirectResponse(answer, status_code=303)
 
 
@@ -258,24 +270,14 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
     if event is None or errors:
         return _credit_page(request, form, errors, status_code=422)
     assert isinstance(event, CreditEvent)
-    book = submitted(request)
-    once = f"credit-action:{event.event_id}"
-    with book.lock(once):
-        done = book.answer(once)
-        if done is not None:
-            return RedirectResponse(done, status_code=303)
-        action_rec = console_action(user.name, _role(user), ConsoleActionKind.CREDIT_ACTION, event.enterprise_id,
-                                    f"{credit_action} ({event.credit_class.value if event.credit_class else '-'}) by "
-                                    f"{event.source_agency}: {event.reason}")
-        audited, failed = _publish(request, record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_rec)
-        if failed:
-            return _credit_page(request, form, {"enterprise_id": failed}, status_code=503)
-        answer = audit_note(f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}"
-                            f"&agency={quote(event.source_agency[:64])}", audited)
-        book.remember(once, answer)
-    if audited:
-        metrics.ACTIONS.labels(ConsoleActionKind.CREDIT_ACTION.value).inc()
-    return RedirectResponse(answer, status_code=303)
+    action_rec = console_action(user.name, _role(user), ConsoleActionKind.CREDIT_ACTION, event.enterprise_id,
+                                f"{credit_action} ({event.credit_class.value if event.credit_class else '-'}) by "
+                                f"{event.source_agency}: {event.reason}")
+    return _publish_once(request, f"credit-action:{event.event_id}",
+                         record_of(topics.CREDIT_EVENTS, event.enterprise_id, event), action_rec,
+                         f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}"
+                         f"&agency={quote(event.source_agency[:64])}",
+                         lambda failed: _credit_page(request, form, {"enterprise_id": failed}, status_code=503))
 
 
 # ---- figures and dead letters (from the archive) ----------------------------------------------------------
