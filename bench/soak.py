@@ -4,8 +4,8 @@ A fresh broker (Apache Kafka by default), one ``riskctl worker`` with short comp
 settings (seconds instead of minutes and days), and a gateway (the reference
 ``DeclarationPublisher``: batch records of up to 500 declarations) that publishes the simulator's
 declarations under fresh ids at ``--rate`` a second (0: as fast as the worker takes them), never
-more than ``--in-flight`` published and not yet read. At the worker's full rate its expiry gets
-only the event loop's leftovers and falls behind (docs/benchmark.md); an office runs below it.
+more than ``--in-flight`` published and not yet read (``--rate 0``: the worker's full rate, where
+the expiry timer gets only the event loop's leftovers and the micro-batches' own expiry keeps pace).
 Every ``--sample-every`` seconds it samples the worker's resident memory (RSS,
 from /proc), the declaration states it holds (``customs_state_retained``; on RocksDB the store's own
 estimate), the states compacted and deleted so far and the declarations read, prints a progress
@@ -89,9 +89,13 @@ class Sampler:
             "deleted": metric_value(text, "customs_state_expired_total", what="deleted"),
             "pending_machine_checks": metric_value(text, "customs_pending_machine_checks"),
         }
+        # Exact, whatever the store: every declaration read holds one state until its tombstone (the
+        # soak sends no scans, so no orphan scan is deleted); RocksDB's estimate counts deleted keys too.
+        sample["held"] = sample["decided"] - sample["deleted"]
         self.samples.append(sample)
         log(f"soak t={sample['t_s']:>6.0f}s decided {sample['decided']:>10,.0f} RSS {sample['rss_mb']:>7.1f} MB "
-            f"retained {sample['retained']:>9,.0f} compacted {sample['compacted']:>10,.0f} deleted {sample['deleted']:>10,.0f}")
+            f"held {sample['held']:>9,.0f} retained {sample['retained']:>9,.0f} "
+            f"compacted {sample['compacted']:>10,.0f} deleted {sample['deleted']:>10,.0f}")
 
 
 def summarise(samples: list[dict[str, float]], applies_at_s: float) -> dict[str, Any]:
@@ -112,6 +116,7 @@ def summarise(samples: list[dict[str, float]], applies_at_s: float) -> dict[str,
         "rss_mb_per_million_after": round(slope, 2),
         "retained_then": after[0]["retained"], "retained_max_after": max(s["retained"] for s in after),
         "retained_end": after[-1]["retained"],
+        "held_then": after[0]["held"], "held_max_after": max(s["held"] for s in after), "held_end": after[-1]["held"],
         "rss_mb_max_before": max((s["rss_mb"] for s in samples if s["t_s"] < applies_at_s), default=0.0),
     }
 
@@ -199,5 +204,6 @@ def print_summary(results: dict[str, Any]) -> None:
     print(f"  RSS once retention applies ({s['retention_applies_at_s']:.0f} s, {s['decided_then']:,.0f} decided): {s['rss_mb_then']} MB; "
           f"highest after {s['rss_mb_max_after']} MB; at the end ({s['decided_at_end']:,.0f}) {s['rss_mb_end']} MB; "
           f"slope {s['rss_mb_per_million_after']} MB per million decided")
-    print(f"  states held then {s['retained_then']:,.0f}, highest after {s['retained_max_after']:,.0f}, "
-          f"at the end {s['retained_end']:,.0f}")
+    print(f"  states held (decided - deleted) then {s['held_then']:,.0f}, highest after {s['held_max_after']:,.0f}, "
+          f"at the end {s['held_end']:,.0f}; the store's count then {s['retained_then']:,.0f}, highest after "
+          f"{s['retained_max_after']:,.0f}, at the end {s['retained_end']:,.0f}")

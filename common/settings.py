@@ -223,6 +223,11 @@ class Settings(BaseSettings):
     state_expiry_interval_s: float = Field(default=0.2, gt=0, le=60, description="Seconds between state expiry ticks.")
     state_expiry_max_per_tick: int = Field(default=5000, ge=1, le=1_000_000, description=(
         "Most keys one expiry tick looks at (per table): the rest waits for the next tick, so the event loop is never held long."))
+    # The timer gets only the event loop's leftovers at a worker's full rate; the batch that writes
+    # states also expires due ones, so expiry keeps pace with deciding whatever the load.
+    state_expiry_per_write: float = Field(default=3.0, ge=1, le=100, description=(
+        "Due keys each decide_declarations micro-batch expires per declaration state it wrote (at most "
+        "state_expiry_max_per_tick a batch); the expiry timer handles the rest in quiet periods."))
 
     @model_validator(mode="after")
     def _check_replication(self) -> Settings:

@@ -64,9 +64,9 @@ def decide_batch(
     ``states`` must hold an entry (None for unknown) for every declaration id; it is updated with
     each step's new state. ``controller_for(partition)`` is called once per new revision."""
     policy = services.policy
-    # An amendment refused for changing the enterprise is neither scored nor counted by the controller.
+    # An amendment refused for changing the enterprise or the port is neither scored nor counted by the controller.
     to_score = [d for _, d in declarations
-                if classify_declaration(states[d.declaration_id], d.revision, d.enterprise_id) is RevisionKind.NEW]
+                if classify_declaration(states[d.declaration_id], d.revision, d.enterprise_id, d.port) is RevisionKind.NEW]
     scored = services.score(to_score)
     steps: list[Step] = []
     for partition, decl in declarations:
@@ -74,7 +74,7 @@ def decide_batch(
         decision = score = shadow = None
         risk_types: tuple[str, ...] = ()
         versions = Versions(policy.version, None)
-        if classify_declaration(state, decl.revision, decl.enterprise_id) is RevisionKind.NEW:
+        if classify_declaration(state, decl.revision, decl.enterprise_id, decl.port) is RevisionKind.NEW:
             result = _score(scored, services, decl)
             score = result.score
             versions = Versions(policy.version, result.model_version)

@@ -21,7 +21,15 @@ from functools import lru_cache
 from msgspec.structs import replace
 
 from common.timefmt import utc_iso
-from decision.guards import Refusal, amendment_changes_enterprise, enterprise_refusal, hold_pending_control, scan_refusal
+from decision.guards import (
+    Refusal,
+    amendment_changes_enterprise,
+    amendment_changes_port,
+    enterprise_refusal,
+    hold_pending_control,
+    port_refusal,
+    scan_refusal,
+)
 from decision.shadow import Shadow
 from decision.state import (
     SCHEMA_VERSION,
@@ -124,9 +132,11 @@ def scan_summary(scan: ScanResult) -> ScanSummary:
                        list(scan.suspected_categories), scan.port, scan.device_id, scan.event_time.timestamp())
 
 
-def classify_declaration(state: DeclarationState | Fingerprint | None, revision: int, enterprise_id: str | None = None) -> RevisionKind:
+def classify_declaration(state: DeclarationState | Fingerprint | None, revision: int, enterprise_id: str | None = None,
+                         port: str | None = None) -> RevisionKind:
     """What a declaration revision means given the stored state, before any scoring (with
-    ``enterprise_id``: an amendment of a pending control that changes the enterprise is refused)."""
+    ``enterprise_id`` and ``port``: an amendment of a pending control that changes the enterprise
+    or the port is refused)."""
     if isinstance(state, Fingerprint):  # finalised long ago: nothing is new any more
         return _against_fingerprint(state, revision)
     if state is None or state.decl is None:
@@ -140,6 +150,8 @@ def classify_declaration(state: DeclarationState | Fingerprint | None, revision:
         return RevisionKind.LATE_REVISION
     if enterprise_id is not None and amendment_changes_enterprise(state, enterprise_id):
         return RevisionKind.ENTERPRISE_CHANGED
+    if port is not None and amendment_changes_port(state, port):
+        return RevisionKind.PORT_CHANGED
     return RevisionKind.NEW
 
 
@@ -148,7 +160,7 @@ def on_declaration(
     versions: Versions, scan_timeout_s: float, now: float, clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
     risk_types: tuple[str, ...] = (),
 ) -> Step:
-    kind = classify_declaration(state, decl.revision, decl.enterprise_id)
+    kind = classify_declaration(state, decl.revision, decl.enterprise_id, decl.port)
     if isinstance(state, Fingerprint):
         return _recognised(kind)
     if kind is RevisionKind.DUPLICATE:
@@ -161,6 +173,9 @@ def on_declaration(
     if kind is RevisionKind.ENTERPRISE_CHANGED:
         assert state is not None
         return Step(None, outcome=Outcome.REFUSED, refusal=enterprise_refusal(state, decl))
+    if kind is RevisionKind.PORT_CHANGED:
+        assert state is not None
+        return Step(None, outcome=Outcome.REFUSED, refusal=port_refusal(state, decl))
     assert decision is not None, "a new declaration revision needs a decision"
     decision = hold_pending_control(state, decision)
     summary = _summary(decl)

@@ -6,7 +6,9 @@
   arrival (port and device register, a time in the future) is; what needs the declaration (same
   port, not too early) is checked when both are there, also for a scan kept because it came first.
 * An amendment never lowers a pending control (inspect > machine-check > release), and one that
-  names another enterprise than the stored revision is refused.
+  names another enterprise or another port than the stored revision is refused: the pending
+  control binds to the enterprise it was given for, and its scan to the port that must present
+  the goods (a moved port would let that port's scanners release them).
 
 A refusal's reason code is a metric label: the codes are the constants below, never record values.
 """
@@ -30,7 +32,8 @@ SCAN_UNKNOWN_DEVICE = "scan-unknown-device"
 SCAN_PORT_MISMATCH = "scan-port-mismatch"
 SCAN_IMPLAUSIBLE_TIME = "scan-implausible-time"
 ENTERPRISE_CHANGED = "enterprise-changed"
-REASON_CODES = frozenset({SCAN_UNKNOWN_DEVICE, SCAN_PORT_MISMATCH, SCAN_IMPLAUSIBLE_TIME, ENTERPRISE_CHANGED})
+PORT_CHANGED = "port-changed"
+REASON_CODES = frozenset({SCAN_UNKNOWN_DEVICE, SCAN_PORT_MISMATCH, SCAN_IMPLAUSIBLE_TIME, ENTERPRISE_CHANGED, PORT_CHANGED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,19 @@ def enterprise_refusal(state: DeclarationState, decl: Declaration) -> Refusal:
     assert stored is not None
     return Refusal(ENTERPRISE_CHANGED, f"revision {decl.revision} of {decl.declaration_id} names enterprise {decl.enterprise_id}, "
                                        f"revision {stored.revision} named {stored.enterprise_id}: refused, the pending control stands")
+
+
+def amendment_changes_port(state: DeclarationState | None, port: str) -> bool:
+    """A new revision of a declaration whose control is pending, naming another port."""
+    return (state is not None and state.phase is Phase.AWAITING_SCAN and state.decl is not None
+            and state.decl.port != port)
+
+
+def port_refusal(state: DeclarationState, decl: Declaration) -> Refusal:
+    stored = state.decl
+    assert stored is not None
+    return Refusal(PORT_CHANGED, f"revision {decl.revision} of {decl.declaration_id} names port {decl.port}, "
+                                 f"revision {stored.revision} named {stored.port}: refused, the pending control stands")
 
 
 class _Selected(msgspec.Struct):

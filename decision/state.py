@@ -57,6 +57,7 @@ class RevisionKind(enum.Enum):
     STALE = "stale"
     LATE_REVISION = "late-revision"
     ENTERPRISE_CHANGED = "enterprise-changed"  # an amendment of a pending control naming another enterprise: refused
+    PORT_CHANGED = "port-changed"  # an amendment of a pending control naming another port: refused
 
 
 class Instruction(msgspec.Struct, omit_defaults=True):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -492,7 +493,10 @@ class Topology:
         for event in events:
             (scans if event.message.topic == self.scans_topic_name else declarations).append(event)
         out = self.handle_declarations(declarations)
-        return self.handle_scans(scans, out) if scans else out
+        if scans:
+            self.handle_scans(scans, out)
+        self.expire_with_batch(out)
+        return out
 
     def handle_declarations(self, events: Sequence[faust.EventT]) -> OutputBatch:
         now = self.clock()
@@ -823,14 +827,52 @@ class Topology:
         walk_budget = budget  # indexing what the disk held has a budget of its own: expiry goes on meanwhile
         for partition in self._in_turn(self.settled(actives, now)):
             walk_budget -= self._walk_persisted(partition, walk_budget)
-            for index in (self._near_index, self._far_index):
-                for key in index.pop_due(partition, now, max(budget, 0)):
-                    budget -= 1
-                    self._expire_state(out, partition, key, now)
+            budget -= self._expire_due(out, partition, now, budget)
         held = tables.contents(self.state)
         # RocksDB: len() would walk the store; its own estimate (memtables and files) instead.
         metrics.STATE_RETAINED.set(len(held) if isinstance(held, dict) else tables.estimated_keys(self.state))
         return out
+
+    def expire_with_batch(self, out: OutputBatch) -> None:
+        """Expiry that keeps pace with deciding: a micro-batch that wrote N declaration states on a
+        partition also expires up to ``state_expiry_per_write`` x N of that partition's due keys
+        (at most ``state_expiry_max_per_tick`` in all), into the batch's own output, so its
+        fingerprints and tombstones go out and are committed with its instructions. Each decided
+        declaration becomes due twice (compaction, deletion), at the rate it was decided; the timer
+        gets only the event loop's leftovers while the worker runs at its full rate, and is left the
+        quiet periods. Same partitions as the timer: actively owned and settled."""
+        state_changelog = tables.changelog_topic(self.state)
+        written = {partition: len(records) for (topic, partition), records in out.by_partition() if topic == state_changelog}
+        if not written:
+            return
+        actives = self.owned_partitions()
+        if actives is None:
+            return
+        now = self.clock()
+        settled = self.settled(actives, now)
+        budget = self.settings.state_expiry_max_per_tick
+        per_write = self.settings.state_expiry_per_write
+        for partition, writes in written.items():
+            if partition in settled and budget > 0:
+                budget -= self._expire_due(out, partition, now, min(budget, math.ceil(writes * per_write)))
+
+    def _expire_due(self, out: OutputBatch, partition: int, now: float, budget: int) -> int:
+        """Expire up to ``budget`` due keys of ``partition`` (compactions first); returns the keys
+        taken from the indexes. Should an expiry raise (its batch is then undone and retried,
+        ``streams.isolation``), the keys taken go back to their index: an entry is a hint, re-read
+        before acting, so a key indexed twice is harmless, and a key not indexed would never expire."""
+        taken = 0
+        for index in (self._near_index, self._far_index):
+            keys = index.pop_due(partition, now, max(budget - taken, 0))
+            try:
+                for key in keys:
+                    self._expire_state(out, partition, key, now)
+            except BaseException:
+                for key in keys:
+                    index.add(partition, now, key)
+                raise
+            taken += len(keys)
+        return taken
 
     def _expire_state(self, out: OutputBatch, partition: int, key: bytes, now: float) -> None:
         raw = tables.contents(self.state).get(key)

@@ -1,6 +1,6 @@
 """A hostile or broken gateway against a real worker on each broker: 20,000 invented ports, clean
 early scans that do not bind to their declaration, amendments that would lower a control or change
-the enterprise. Each test ends with the worker alive, every good declaration decided exactly once
+the enterprise or the port. Each test ends with the worker alive, every good declaration decided exactly once
 and every bad record in the dead letters with its reason."""
 
 from __future__ import annotations
@@ -85,29 +85,41 @@ def test_unbound_scans_and_hostile_amendments_never_lower_a_control(harness: Har
     # Amendments of pending machine-checks.
     harness.publish(topics.DECLARATIONS, "AMEND-ENT", declaration("AMEND-ENT", "GEN1"))
     harness.publish(topics.DECLARATIONS, "AMEND-HS", declaration("AMEND-HS", "GEN1"))
+    harness.publish(topics.DECLARATIONS, "AMEND-PORT", declaration("AMEND-PORT", "GEN1"))
     harness.flush()
-    pending = lambda h: {"AMEND-ENT", "AMEND-HS"} <= {i["declaration_id"] for i in h.instructions}  # noqa: E731 - a named wait condition
+    pending = lambda h: {"AMEND-ENT", "AMEND-HS", "AMEND-PORT"} <= {i["declaration_id"] for i in h.instructions}  # noqa: E731 - a named wait condition
     harness.read_until(pending, 60, "the machine-checks of the declarations to amend")
     harness.publish(topics.DECLARATIONS, "AMEND-ENT", declaration("AMEND-ENT", "OTHER-ENT", revision=2))  # refused
     harness.publish(topics.DECLARATIONS, "AMEND-HS", {**declaration("AMEND-HS", "GEN1", revision=2), "hs_code": "847130"})  # off the list
+    # Moved to another registered port, whose scanner then clears it (refused: the control stays at HAK-SEA).
+    harness.publish(topics.DECLARATIONS, "AMEND-PORT", {**declaration("AMEND-PORT", "GEN1", revision=2), "port": "YPU-SEA"})
     harness.flush()
-    harness.read_until(lambda h: any(i["declaration_id"] == "AMEND-HS" and i["revision"] == 2 for i in h.instructions), 60,
-                       "revision 2 of AMEND-HS")
+
+    def amended(h: Harness) -> bool:  # both revisions 2 handled: decided, or (AMEND-PORT) refused
+        decided = {(i["declaration_id"], i["revision"]) for i in h.instructions}
+        refused = any(d["reason"] == "port-changed" for d in h.dead_letters)
+        return ("AMEND-HS", 2) in decided and (refused or ("AMEND-PORT", 2) in decided)
+
+    harness.read_until(amended, 60, "revision 2 of AMEND-HS and of AMEND-PORT")
     harness.publish(topics.SCANS, "AMEND-HS", {**scan("AMEND-HS", "clean"), "scan_id": "S-AMEND-HS-2", "revision": 2})
+    harness.publish(topics.SCANS, "AMEND-PORT", {**scan("AMEND-PORT", "clean"), "scan_id": "S-AMEND-PORT-2", "revision": 2,
+                                                 "port": "YPU-SEA", "device_id": "YPU-SEA-XR01"})
     harness.flush()
 
     expected = {"OTHER-PORT": "inspect", "UNREGISTERED": "inspect", "TOO-EARLY": "inspect",  # the deadline, not the scan
-                "BINDS": "release", "AMEND-ENT": "inspect", "AMEND-HS": "release"}
-    harness.read_until(lambda h: set(expected) <= set(h.finals()) and len(h.dead_letters) >= 4, 90,
-                       "a final instruction for every declaration and 4 dead letters")
+                "BINDS": "release", "AMEND-ENT": "inspect", "AMEND-HS": "release", "AMEND-PORT": "inspect"}
+    harness.read_until(lambda h: set(expected) <= set(h.finals()) and len(h.dead_letters) >= 5, 90,
+                       "a final instruction for every declaration and 5 dead letters")
     exactly_once(harness, expected)
     finals = {i["declaration_id"]: i for i in harness.instructions if i["final"]}
-    assert {d: finals[d]["stage"] for d in ("OTHER-PORT", "UNREGISTERED", "TOO-EARLY", "AMEND-ENT")} == dict.fromkeys(
-        ("OTHER-PORT", "UNREGISTERED", "TOO-EARLY", "AMEND-ENT"), "timeout")
+    timed_out = ("OTHER-PORT", "UNREGISTERED", "TOO-EARLY", "AMEND-ENT", "AMEND-PORT")
+    assert {d: finals[d]["stage"] for d in timed_out} == dict.fromkeys(timed_out, "timeout")
     assert (finals["AMEND-ENT"]["revision"], finals["AMEND-ENT"]["enterprise_id"]) == (1, "GEN1")
+    assert (finals["AMEND-PORT"]["revision"], finals["AMEND-PORT"]["port"]) == (1, "HAK-SEA")
+    assert not [i for i in harness.instructions if i["declaration_id"] == "AMEND-PORT" and i["revision"] == 2]
     kept = next(i for i in harness.instructions if i["declaration_id"] == "AMEND-HS" and i["revision"] == 2 and i["stage"] == "declaration")
     assert kept["action"] == "machine-check" and "machine-check of revision 1 kept" in kept["reasons"][-1]
     assert (finals["AMEND-HS"]["revision"], finals["AMEND-HS"]["stage"]) == (2, "scan")
     assert sorted(d["reason"] for d in harness.dead_letters) == [
-        "enterprise-changed", "scan-implausible-time", "scan-port-mismatch", "scan-unknown-device"]
+        "enterprise-changed", "port-changed", "scan-implausible-time", "scan-port-mismatch", "scan-unknown-device"]
     assert worker.alive()

@@ -122,6 +122,28 @@ def test_an_amendment_naming_another_enterprise_is_refused_and_changes_nothing()
     assert on_scan(pending, scan(verdict="suspicious"), T0 + 30, SKEW).instructions[0].action is Action.INSPECT
 
 
+def test_an_amendment_naming_another_port_is_refused_and_changes_nothing():
+    pending = declare(None).state
+    step = declare(pending, RELEASE, revision=2, port="YPU-SEA")
+    assert step.outcome is Outcome.REFUSED and step.state is None and not step.emit and step.deadline is None
+    assert step.refusal is not None and step.refusal.reason == "port-changed" and step.refusal.scan is None
+    assert "YPU-SEA" in step.refusal.detail and "HAK-SEA" in step.refusal.detail
+    assert isinstance(pending, DeclarationState) and pending.decl is not None and pending.decl.port == "HAK-SEA"
+    # The other port's scanner cannot release it; the pending control takes its own port's scan.
+    other = on_scan(pending, scan(port="YPU-SEA", device_id="YPU-SEA-XR01", verdict="clean"), T0 + 30, SKEW)
+    assert other.refusal is not None and other.refusal.reason == "scan-port-mismatch" and not other.instructions
+    assert on_scan(pending, scan(verdict="suspicious"), T0 + 30, SKEW).instructions[0].action is Action.INSPECT
+    # An amendment at the same port is decided (and keeps the control).
+    assert declare(pending, RELEASE, revision=2).instructions[0].action is Action.MACHINE_CHECK
+
+
+def test_a_port_change_before_any_control_or_after_the_final_outcome_is_not_refused():
+    # Nothing pending: a released declaration's later revision is a late revision, not a refusal.
+    released = declare(None, RELEASE).state
+    late = declare(released, RELEASE, revision=2, port="YPU-SEA")
+    assert late.outcome is Outcome.LATE_REVISION and late.refusal is None
+
+
 # ---- decide_batch (the worker's and the backtest's one decision function) -------------------------
 def test_decide_batch_refuses_an_enterprise_change_without_scoring_and_holds_a_pending_control():
     # MID is machine-checked (score 0.6 in the fixture policy), then amended twice in one batch.
@@ -135,4 +157,17 @@ def test_decide_batch_refuses_an_enterprise_change_without_scoring_and_holds_a_p
     assert scorer.calls == [1]  # the refused revision is not scored
     assert controller.observed("HAK-SEA") == 1
     assert steps[1].instructions[0].action is Action.MACHINE_CHECK and states["MID"].decl.revision == 3
+
+
+def test_decide_batch_refuses_a_port_change_without_scoring_and_holds_a_pending_control():
+    states: dict = {"MID": None}
+    decide([declaration(declaration_id="MID")], states, scorer=FixedScorer({"MID": 0.6}))
+    scorer = FixedScorer({"MID": 0.0})
+    steps, controller, _ = decide([declaration(declaration_id="MID", revision=2, port="YPU-SEA"),
+                                   declaration(declaration_id="MID", revision=3)], states, scorer=scorer)
+    assert [s.outcome for s in steps] == [Outcome.REFUSED, Outcome.DECIDED]
+    assert steps[0].refusal is not None and steps[0].refusal.reason == "port-changed"
+    assert scorer.calls == [1]  # the refused revision is not scored
+    assert controller.observed("YPU-SEA") == 0 and controller.observed("HAK-SEA") == 1
+    assert steps[1].instructions[0].action is Action.MACHINE_CHECK and states["MID"].decl.port == "HAK-SEA"
 

@@ -127,3 +127,17 @@ def test_amendments_never_lower_a_pending_control_and_never_change_the_enterpris
     assert "AM1" not in finals(driver)
     driver.send(topics.SCANS, [(b"AM1", scan("AM1", revision=3, verdict="clean", event_time=recent(minutes=0)))])
     assert [(i["revision"], i["stage"], i["action"]) for i in finals(driver)["AM1"]] == [(3, "scan", "release")]
+
+
+def test_an_amendment_moving_a_pending_control_to_another_port_is_refused_and_that_port_s_scanner_releases_nothing(driver):
+    pending = declaration("AM2", enterprise=LISTED, event_time=recent(minutes=0))
+    driver.send(topics.DECLARATIONS, [(b"AM2", pending)])
+    moved = orjson.dumps({**pending, "revision": 2, "port": "YPU-SEA"})
+    driver.send(topics.DECLARATIONS, [(b"AM2", moved)])
+    assert reasons(driver) == ["port-changed"]
+    assert base64.b64decode(driver.dead_letters()[0]["value_b64"]) == moved  # the record as it came
+    driver.send(topics.SCANS, [(b"AM2", scan("AM2", revision=2, verdict="clean", port="YPU-SEA", device_id="YPU-SEA-XR01",
+                                             event_time=recent(minutes=0)))])
+    assert "AM2" not in finals(driver)  # kept for a revision 2 that never counts
+    driver.advance(load_policy(FIXTURE_POLICY).scan.timeout_s + 1)
+    assert [(i["revision"], i["port"], i["stage"], i["action"]) for i in finals(driver)["AM2"]] == [(1, "HAK-SEA", "timeout", "inspect")]
