@@ -15,8 +15,10 @@
    (``bench.console_archive``: 10 million instructions over the 30 days up to today, with shadow
    scores and dead letters); each page is loaded ``--page-runs`` times over HTTP by a logged-in
    user (time to the whole body), and once in Chromium (navigation timing): the officer's queue,
-   a declaration's history, the analyst's figures (the default week, kept by the console and
-   recomputed in the background, and a whole month asked for the first time), the dead letters.
+   a declaration's history (from a queue link, and by the id alone), the analyst's figures (the
+   default week, kept by the console and recomputed in the background; a whole month asked for the
+   first time, which answers at once with a "computing" notice, the seconds until its figures are
+   kept, then the month kept), the dead letters.
 """
 
 from __future__ import annotations
@@ -348,7 +350,7 @@ def _timed_gets(client: httpx.Client, path: str | list[str], runs: int) -> dict[
         if r.status_code != 200:
             raise BenchError(f"GET {p}: HTTP {r.status_code}: {r.text[:200]}")
     return {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-            "runs": len(paths), "bytes": len(r.content)}
+            "max_after_first_ms": round(max(times[1:]), 1) if len(times) > 1 else None, "runs": len(paths), "bytes": len(r.content)}
 
 
 def _figures_ready(client: httpx.Client, query: str, timeout_s: float = 600.0) -> float:
@@ -452,7 +454,11 @@ def print_table(results: dict[str, Any]) -> None:
     if isinstance(pages, dict) and "pages" in pages:
         print("\npage loads over HTTP, a month of decisions in the archive (goal < 300 ms)")
         for page, s in pages["pages"].items():
-            print(f"  {page:32s} first {s['first_ms']:8.1f}  median {s['median_ms']:8.1f}  max {s['max_ms']:8.1f} ms")
+            rest = s.get("max_after_first_ms")
+            print(f"  {page:32s} first {s['first_ms']:8.1f}  median {s['median_ms']:8.1f}  max {s['max_ms']:8.1f} ms"
+                  + (f"  (max after the first {rest:.1f} ms)" if rest is not None else ""))
+        if pages.get("figures_month_ready_s") is not None:
+            print(f"  the month's figures kept {pages['figures_month_ready_s']} s after its first request (computed in the background)")
         for page, s in (pages.get("browser") or {}).items():
             print(f"  browser {page:24s} response {s['response_ms']:8.1f}  loaded {s['loaded_ms']:8.1f} ms")
 

@@ -4,6 +4,7 @@ publisher, sessions, CSRF, the pages and the metrics."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -63,6 +64,8 @@ def archive_history(settings: Settings) -> History:
     from archive.queries import Archive
 
     archive = Archive(from_settings(settings))
+    # The tables are opened (their logs read) behind the console's start, not by the first page that needs them.
+    threading.Thread(target=_open_tables, args=(archive,), name="archive-open", daemon=True).start()
 
     def history(declaration_id: str, day: date | None = None, port: str | None = None) -> tuple[dict[str, Any], list[str]]:
         from audit.explain import explain
@@ -71,6 +74,17 @@ def archive_history(settings: Settings) -> History:
             day, port = located(archive, declaration_id)
         return explain(settings, declaration_id, timeout_s=10.0, archive=archive, day=day, port=port)
     return history
+
+
+def _open_tables(archive: Any) -> None:
+    from archive.queries import HISTORY
+
+    try:
+        for table, _, _ in HISTORY.values():
+            archive.table(table)
+        archive.locate("")  # and the query engine's first run
+    except Exception:  # the first page then opens them and says what is wrong
+        log.warning("the archive's tables could not be opened at start", exc_info=True)
 
 
 def located(archive: Any, declaration_id: str) -> tuple[date | None, str | None]:

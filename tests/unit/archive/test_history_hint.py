@@ -164,3 +164,13 @@ def test_the_console_hints_a_typed_id_with_where_the_archive_files_it(archive_di
             raise OSError("the object store is down")
 
     assert located(Unreadable(), "D1") == (None, None)  # the history read itself then says what is wrong
+
+
+def test_the_console_opens_the_history_tables_before_the_first_page(archive_dir: Path) -> None:
+    from archive.queries import HISTORY
+    from console.app import _open_tables
+
+    archive = Archive(archive_dir, refresh_s=3600)
+    _open_tables(archive)
+    present = {table for table, _, _ in HISTORY.values() if (archive_dir / table / "_delta_log").exists()}
+    assert present and present <= set(archive.tables._held)  # opened once, served as held to the first page
