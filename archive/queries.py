@@ -192,6 +192,19 @@ class Archive:
             return {**self._history(declaration_id, None), "scanned": "full-after-hint"}
         return {**self._history(declaration_id, None), "scanned": "full"}
 
+    def locate(self, declaration_id: str) -> tuple[date, str | None] | None:
+        """Where the archive files a declaration: the day of its earliest revision and its port (None
+        when its revisions name several), from the declarations and centralised items only (the id
+        column and the partition columns: a small read beside a full history), or None when
+        neither holds it. With them :meth:`history` reads the partitions a link from the queue reads."""
+        frames = pl.collect_all([self.scan(table).filter(pl.col("declaration_id") == declaration_id).select("day", "port")
+                                 for table in (t.DECLARATIONS, t.CENTRALISED_ITEMS)])
+        rows = pl.concat(frames)
+        if rows.height == 0:
+            return None
+        ports = rows.get_column("port").unique()
+        return rows.get_column("day").min(), (ports[0] if ports.len() == 1 else None)  # type: ignore[return-value]
+
     def subject_warnings(self, subjects: Iterable[str], before: datetime, limit: int = SUBJECT_WARNINGS_LIMIT) -> list[dict[str, Any]]:
         """Warnings about ``subjects`` (a duty-free shopper token, a vehicle's VIN, a vessel's hull
         number) raised by no declaration, up to ``before`` and at most SUBJECT_LOOKBACK earlier,

@@ -15,8 +15,10 @@
    (``bench.console_archive``: 10 million instructions over the 30 days up to today, with shadow
    scores and dead letters); each page is loaded ``--page-runs`` times over HTTP by a logged-in
    user (time to the whole body), and once in Chromium (navigation timing): the officer's queue,
-   a declaration's history, the analyst's figures (the default week, kept by the console and
-   recomputed in the background, and a whole month asked for the first time), the dead letters.
+   a declaration's history (from a queue link, and by the id alone), the analyst's figures (the
+   default week, kept by the console and recomputed in the background; a whole month asked for the
+   first time, which answers at once with a "computing" notice, the seconds until its figures are
+   kept, then the month kept), the dead letters.
 """
 
 from __future__ import annotations
@@ -348,7 +350,20 @@ def _timed_gets(client: httpx.Client, path: str | list[str], runs: int) -> dict[
         if r.status_code != 200:
             raise BenchError(f"GET {p}: HTTP {r.status_code}: {r.text[:200]}")
     return {"first_ms": round(times[0], 1), "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
-            "runs": len(paths), "bytes": len(r.content)}
+            "max_after_first_ms": round(max(times[1:]), 1) if len(times) > 1 else None, "runs": len(paths), "bytes": len(r.content)}
+
+
+def _figures_ready(client: httpx.Client, query: str, timeout_s: float = 600.0) -> float:
+    """Seconds until the figures of the window (``query``: "?from=..&to=..", or "" for the default week)
+    are kept: the page's own poll, asked every 0.2 s."""
+    start = time.monotonic()
+    while 'id="figures-computing"' in (text := client.get(f"/analyst/figures{query}").text):
+        if time.monotonic() - start > timeout_s:
+            raise BenchError(f"figures{query} not computed in {timeout_s} s")
+        time.sleep(0.2)  # the poll interval; the timeout bounds the wait
+    if 'id="figures-part"' not in text or 'id="figures-failed"' in text or 'id="figures-refused"' in text:
+        raise BenchError(f"figures{query}: {text[-500:]}")
+    return round(time.monotonic() - start, 2)
 
 
 def _browser_load(driver: Any, url: str) -> dict[str, float]:
@@ -388,23 +403,25 @@ def page_loads(args: argparse.Namespace, workdir: Path, archive_dir: Path) -> di
                      .filter(pl.col("declaration_id").is_in(ids)).select("declaration_id", "day", "port").collect().iter_rows())
         month = f"?from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}"
         officer, supervisor, analyst = (login(base, n) for n in ("officer.prb", "supervisor", "analyst"))
-        # The default week is computed by the console's background refresher at start: wait for it
-        # (the first request would otherwise compute it), as an analyst arriving after start-up finds it.
-        start = time.monotonic()
-        analyst.get("/analyst/figures")
-        warm_wait_s = round(time.monotonic() - start, 2)
+        # The default week is computed by the console's background refresher at start: wait for it,
+        # as an analyst arriving after start-up finds it.
+        warm_wait_s = _figures_ready(analyst, "")
         pages = {
             "queue": _timed_gets(officer, f"/queue?port={PROBE_PORT}", args.page_runs),
             "declaration_history": _timed_gets(supervisor, [f"/declarations/{i}" for i in ids[1:]], args.page_runs),
             "declaration_history_hinted": _timed_gets(supervisor, [f"/declarations/{i}{where.get(i, '')}" for i in ids[1:]],
                                                       args.page_runs),
             "figures_week_kept": _timed_gets(analyst, "/analyst/figures", args.page_runs),
-            "figures_month_first_then_kept": _timed_gets(analyst, f"/analyst/figures{month}", args.page_runs),
-            "dead_letters_week": _timed_gets(analyst, "/analyst/dead-letters", args.page_runs),
+            # The first request for the month answers at once ("computing"); the figures follow in the background.
+            "figures_month_first": _timed_gets(analyst, f"/analyst/figures{month}", 1),
         }
+        month_ready_s = _figures_ready(analyst, month)
+        pages["figures_month_kept"] = _timed_gets(analyst, f"/analyst/figures{month}", args.page_runs)
+        pages["dead_letters_week"] = _timed_gets(analyst, "/analyst/dead-letters", args.page_runs)
         computed = re.search(r"in ([0-9.]+) s;", analyst.get("/analyst/figures").text)
         out: dict[str, Any] = {"pages": pages, "figures_week_compute_s": float(computed.group(1)) if computed else None,
-                               "first_figures_request_s": warm_wait_s, "histories_of": len(ids)}
+                               "first_figures_request_s": warm_wait_s, "figures_month_ready_s": month_ready_s,
+                               "histories_of": len(ids)}
         if not args.no_browser and shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER):
             driver = browser()
             browser_login(driver, base, "supervisor")
@@ -437,7 +454,11 @@ def print_table(results: dict[str, Any]) -> None:
     if isinstance(pages, dict) and "pages" in pages:
         print("\npage loads over HTTP, a month of decisions in the archive (goal < 300 ms)")
         for page, s in pages["pages"].items():
-            print(f"  {page:32s} first {s['first_ms']:8.1f}  median {s['median_ms']:8.1f}  max {s['max_ms']:8.1f} ms")
+            rest = s.get("max_after_first_ms")
+            print(f"  {page:32s} first {s['first_ms']:8.1f}  median {s['median_ms']:8.1f}  max {s['max_ms']:8.1f} ms"
+                  + (f"  (max after the first {rest:.1f} ms)" if rest is not None else ""))
+        if pages.get("figures_month_ready_s") is not None:
+            print(f"  the month's figures kept {pages['figures_month_ready_s']} s after its first request (computed in the background)")
         for page, s in (pages.get("browser") or {}).items():
             print(f"  browser {page:24s} response {s['response_ms']:8.1f}  loaded {s['loaded_ms']:8.1f} ms")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -45,6 +45,7 @@ from schemas import (
 router = APIRouter(prefix="/analyst")
 
 MAX_WINDOW_DAYS = 366
+FIGURES_POLL_S = 2  # how often a page waiting for its figures asks again
 DEFAULT_AGENCY = "customs risk analysis"
 # Credit actions an analyst takes from the console: the event each one is, and the class it sets. A
 # lift withdraws only the named agency's own placement (policy.credit): it never demotes an AEO.
@@ -292,17 +293,37 @@ def _archive(request: Request) -> Any:
     return from_settings(request.app.state.settings)
 
 
+def _figures_context(request: Request) -> dict[str, Any]:
+    """The figures part of the page for the request's window: the figures, or why they are not shown yet."""
+    from archive.figures import Figures
+
+    day_from, day_to, port = _window(request)
+    window = (day_from, day_to, port)
+    # Never computed in the request (a month takes seconds): kept, or queued for the background computer.
+    answer = request.app.state.figures.ask(window, retry=request.query_params.get("retry") == "1")
+    query = urlencode({"from": day_from.isoformat(), "to": day_to.isoformat(), **({"port": port} if port else {})})
+    context: dict[str, Any] = {"day_from": day_from, "day_to": day_to, "port": port, "ports": request.app.state.ports,
+                               "query": query, "state": type(answer).__name__.lower(), "answer": answer,
+                               "poll_s": FIGURES_POLL_S}
+    if isinstance(answer, Figures):
+        context.update({**answer.doc, "risk_lists": answer.doc["risk_lists"][:200],
+                        "computed_at": datetime.fromtimestamp(answer.computed_at, UTC).isoformat(), "compute_s": answer.seconds})
+    else:
+        metrics.FIGURES_NOT_READY.labels(context["state"]).inc()
+    return context
+
+
 @router.get("/figures")
 def figures(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
     _analyst(user)
-    day_from, day_to, port = _window(request)
-    # Kept and recomputed in the background (archive.figures): a month of decisions takes seconds.
-    figures = request.app.state.figures.get((day_from, day_to, port))
-    return page(request, "figures.html", {
-        "day_from": day_from, "day_to": day_to, "port": port, "ports": request.app.state.ports,
-        **figures.doc, "risk_lists": figures.doc["risk_lists"][:200],
-        "computed_at": datetime.fromtimestamp(figures.computed_at, UTC).isoformat(), "compute_s": figures.seconds,
-    })
+    return page(request, "figures.html", _figures_context(request))
+
+
+@router.get("/figures/part")
+def figures_part(request: Request, user: Annotated[User, Depends(current_user)]) -> Response:
+    """The figures part alone: what the page's poll swaps in while the window is being computed."""
+    _analyst(user)
+    return page(request, "figures_part.html", _figures_context(request))
 
 
 @router.get("/dead-letters")

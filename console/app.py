@@ -3,6 +3,8 @@ publisher, sessions, CSRF, the pages and the metrics."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +26,8 @@ from console.access import LoginRequired, csrf_guard, csrf_token, session_secret
 from console.live import Feed
 from console.publish import Publisher
 from console.users import User, UserStore
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -60,12 +64,38 @@ def archive_history(settings: Settings) -> History:
     from archive.queries import Archive
 
     archive = Archive(from_settings(settings))
+    # The tables are opened (their logs read) behind the console's start, not by the first page that needs them.
+    threading.Thread(target=_open_tables, args=(archive,), name="archive-open", daemon=True).start()
 
     def history(declaration_id: str, day: date | None = None, port: str | None = None) -> tuple[dict[str, Any], list[str]]:
         from audit.explain import explain
 
+        if day is None:  # an id typed in the search box: where the archive files it, then those partitions only
+            day, port = located(archive, declaration_id)
         return explain(settings, declaration_id, timeout_s=10.0, archive=archive, day=day, port=port)
     return history
+
+
+def _open_tables(archive: Any) -> None:
+    from archive.queries import HISTORY
+
+    try:
+        for table, _, _ in HISTORY.values():
+            archive.table(table)
+        archive.locate("")  # and the query engine's first run
+    except Exception:  # the first page then opens them and says what is wrong
+        log.warning("the archive's tables could not be opened at start", exc_info=True)
+
+
+def located(archive: Any, declaration_id: str) -> tuple[date | None, str | None]:
+    """The day/port hint of a declaration as the archive files it (``Archive.locate``); none when the
+    archive does not hold it or cannot be read now (the full read then decides what to say)."""
+    try:
+        where = archive.locate(declaration_id)
+    except Exception:  # a hint is an optimisation: the history read reports the archive's error
+        log.warning("declaration %s could not be located in the archive", declaration_id[:64], exc_info=True)
+        return None, None
+    return where if where is not None else (None, None)
 
 
 def figure_cache(settings: Settings) -> FigureCache:

@@ -23,3 +23,6 @@ AUDIT_MISSING = Counter("customs_console_audit_records_missing_total",
                         "Console actions not acknowledged after their tries, although their business record was "
                         "(the work stands without its audit record; the console's log holds the action), by action.",
                         ["action"])
+FIGURES_NOT_READY = Counter("customs_console_figures_not_ready_total",
+                            "Figures pages (and their polls) answered without figures: computing, failed, or refused "
+                            "because too many windows are waiting.", ["state"])

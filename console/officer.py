@@ -130,9 +130,14 @@ def history_hint(request: Request, day: str | None, port: str | None) -> Hint:
     return when, port or None
 
 
+def _item_hint(instruction: ControlInstruction) -> Hint:
+    return instruction.event_time.astimezone(UTC).date(), instruction.port
+
+
 def history_query(instruction: ControlInstruction) -> str:
     """The query string of a link to the instruction's declaration history: its event day (UTC) and port."""
-    return "?" + urlencode({"day": instruction.event_time.astimezone(UTC).date().isoformat(), "port": instruction.port})
+    day, port = _item_hint(instruction)
+    return "?" + urlencode({"day": day.isoformat() if day else "", "port": port or ""})
 
 
 templates.env.filters["history_query"] = history_query
@@ -159,8 +164,10 @@ def _declaration_page(request: Request, user: User, declaration_id: str, form: d
                       errors: dict[str, str] | None = None, message: str | None = None, status_code: int = 200,
                       hint: Hint | None = None) -> Response:
     feed: Feed = request.app.state.feed
-    doc = _history(request, declaration_id, hint)
     open_item = feed.find_open(declaration_id)
+    if (hint is None or hint[0] is None) and open_item is not None:
+        hint = _item_hint(open_item.instruction)  # an open declaration typed in: the queue knows where it is filed
+    doc = _history(request, declaration_id, hint)
     ports = _ports_of(doc, open_item)
     if not ports:
         raise HTTPException(404, f"no declaration {declaration_id} in the archive or on the topics")

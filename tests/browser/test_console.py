@@ -315,3 +315,17 @@ def test_analyst_confirms_an_early_warning_and_the_worker_publishes_the_joint_fi
     assert finding["kind"] == "confirmed-warning" and finding["category"] == "value-added-implausible"
     assert (finding["enterprise_id"], finding["hs_code"], finding["port"]) == ("ENT-BROWSER", "240220", "HAK-SEA")
     assert "reason" not in finding and "user" not in finding
+
+
+def test_figures_not_kept_yet_show_a_notice_and_arrive_without_a_reload(office: Office, browser: WebDriver) -> None:
+    login(browser, office, "analyst")
+    today = datetime.now(UTC).date()
+    window = f"from={(today - timedelta(days=29)).isoformat()}&to={today.isoformat()}&port=SYX-AIR"  # nobody asked for it
+    browser.get(f"{office.base_url}/analyst/figures?{window}")
+    notice = browser.find_element(By.ID, "figures-computing").text
+    assert "Computing the figures for" in notice and "SYX-AIR" in notice and "updates by itself" in notice
+    browser.execute_script("window.notReloaded = true;")  # gone if the page were loaded again
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.ID, "models-scope")))
+    assert browser.execute_script("return window.notReloaded === true;")
+    assert not browser.find_elements(By.ID, "figures-computing")
+    assert "of SYX-AIR scored by both" in browser.find_element(By.ID, "models-scope").text

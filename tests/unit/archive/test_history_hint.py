@@ -141,3 +141,36 @@ def test_the_sink_adds_the_new_columns_to_an_older_table_when_it_starts(tmp_path
     assert set(OLD_COLUMNS) <= {f.name for f in tables[t.INSPECTION_RESULTS].schema().fields}
     assert set(OLD_COLUMNS) <= {f.name for f in DeltaTable(str(tmp_path / t.INSPECTION_RESULTS)).schema().fields}
     t.ensure_tables(tmp_path)  # a second start (or a second sink) adds nothing and raises nothing
+
+
+def test_locate_finds_the_day_of_the_first_revision_and_the_port(archive_dir: Path) -> None:
+    archive = Archive(archive_dir)
+    assert archive.locate("D1") == (EARLIER.date(), "HAK-SEA")  # revision 2 is today: the earliest day counts
+    assert archive.locate("D2") == (TODAY, "HAK-SEA")
+    assert archive.locate("D-NOT-ARCHIVED") is None
+    day, port = archive.locate("D1")  # type: ignore[misc]
+    located = archive.history("D1", day, port)
+    assert located["scanned"] == "hinted" and _records(located) == _records(archive.history("D1"))
+
+
+def test_the_console_hints_a_typed_id_with_where_the_archive_files_it(archive_dir: Path) -> None:
+    from console.app import located
+
+    assert located(Archive(archive_dir), "D1") == (EARLIER.date(), "HAK-SEA")
+    assert located(Archive(archive_dir), "D-NOT-ARCHIVED") == (None, None)
+
+    class Unreadable:
+        def locate(self, declaration_id: str) -> None:
+            raise OSError("the object store is down")
+
+    assert located(Unreadable(), "D1") == (None, None)  # the history read itself then says what is wrong
+
+
+def test_the_console_opens_the_history_tables_before_the_first_page(archive_dir: Path) -> None:
+    from archive.queries import HISTORY
+    from console.app import _open_tables
+
+    archive = Archive(archive_dir, refresh_s=3600)
+    _open_tables(archive)
+    present = {table for table, _, _ in HISTORY.values() if (archive_dir / table / "_delta_log").exists()}
+    assert present and present <= set(archive.tables._held)  # opened once, served as held to the first page

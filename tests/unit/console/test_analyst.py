@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from archive.figures import FigureCache, compute
 from clients import topics
+from policy.config import load_policy
 from schemas import RiskListEntry
 from tests.unit.console.conftest import Console
 
@@ -85,15 +94,89 @@ def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
     assert len(console.publisher.on(topics.CREDIT_EVENTS)) == 2
 
 
+def _figures_when_ready(console: Console, query: str) -> str:
+    """The figures part once the background computer has kept them (the page polls the same way)."""
+    deadline = time.monotonic() + 30
+    while 'id="figures-computing"' in (part := console.client.get(f"/analyst/figures/part?{query}").text):
+        assert time.monotonic() < deadline, "the figures were never computed"
+        time.sleep(0.02)  # probe interval; the deadline bounds the wait
+    return part
+
+
 def test_figures_and_dead_letters_read_an_empty_archive(console: Console) -> None:
     console.login("analyst")
     page = console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05")
-    assert page.status_code == 200 and "No decisions in the archive" in page.text
-    assert "of every port scored by both" in page.text
-    assert "of HAK-SEA scored by both" in console.client.get("/analyst/figures?from=2026-12-01&to=2026-12-05&port=HAK-SEA").text
+    assert page.status_code == 200 and ('id="figures-computing"' in page.text or "No decisions in the archive" in page.text)
+    part = _figures_when_ready(console, "from=2026-12-01&to=2026-12-05")
+    assert "No decisions in the archive" in part and "of every port scored by both" in part
+    assert "of HAK-SEA scored by both" in _figures_when_ready(console, "from=2026-12-01&to=2026-12-05&port=HAK-SEA")
     assert console.client.get("/analyst/figures?from=2026-12-05&to=2026-12-01").status_code == 400
     assert console.client.get("/analyst/figures?port=NOWHERE").status_code == 404
+    assert console.client.get("/analyst/figures/part?port=NOWHERE").status_code == 404
     assert console.client.get("/analyst/dead-letters?reason=schema-violation").status_code == 200
+
+
+class GatedFigures:
+    """The figures' computer, held until the test lets it go (or makes it fail)."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.error: str | None = None
+
+    def __call__(self, window: Any) -> dict[str, Any]:
+        assert self.go.wait(10), "the test never let the computation finish"
+        if self.error:
+            raise OSError(self.error)
+        return compute(window, None, load_policy())
+
+
+@pytest.fixture
+def gated(console: Console) -> Iterator[GatedFigures]:
+    gate = GatedFigures()
+    cache = FigureCache(None, load_policy(), computer=gate, max_waiting=2)
+    console.client.app.state.figures = cache  # type: ignore[attr-defined]
+    try:
+        yield gate
+    finally:
+        gate.go.set()
+        cache.stop()
+
+
+def test_figures_not_kept_answer_at_once_and_the_page_polls_until_they_are(console: Console, gated: GatedFigures) -> None:
+    console.login("analyst")
+    page = console.client.get("/analyst/figures?from=2026-11-01&to=2026-11-30&port=HAK-SEA")
+    assert page.status_code == 200 and 'id="figures-computing"' in page.text
+    assert "Computing the figures for 2026-11-01 to 2026-11-30, HAK-SEA" in page.text and "updates by itself" in page.text
+    assert 'hx-get="/analyst/figures/part?from=2026-11-01&amp;to=2026-11-30&amp;port=HAK-SEA"' in page.text
+    assert 'hx-trigger="every 2s"' in page.text and 'hx-swap="outerHTML"' in page.text
+    poll = console.client.get("/analyst/figures/part?from=2026-11-01&to=2026-11-30&port=HAK-SEA", headers={"HX-Request": "true"})
+    assert 'id="figures-computing"' in poll.text and "<html" not in poll.text  # a fragment, not a page
+    gated.go.set()
+    part = _figures_when_ready(console, "from=2026-11-01&to=2026-11-30&port=HAK-SEA")
+    assert "of HAK-SEA scored by both" in part and "hx-trigger" not in part  # the figures stop the polling
+    assert "Computed " in console.client.get("/analyst/figures?from=2026-11-01&to=2026-11-30&port=HAK-SEA").text
+
+
+def test_a_failed_computation_is_shown_as_an_error_and_can_be_retried(console: Console, gated: GatedFigures) -> None:
+    console.login("analyst")
+    gated.error = "the archive cannot be read"
+    gated.go.set()
+    console.client.get("/analyst/figures?from=2026-11-01&to=2026-11-07")
+    part = _figures_when_ready(console, "from=2026-11-01&to=2026-11-07")
+    assert 'id="figures-failed"' in part and "OSError: the archive cannot be read" in part and "hx-trigger" not in part
+    assert 'id="figures-failed"' in console.client.get("/analyst/figures?from=2026-11-01&to=2026-11-07").text
+    gated.error = None
+    retried = console.client.get("/analyst/figures?from=2026-11-01&to=2026-11-07&retry=1").text
+    assert 'id="figures-computing"' in retried or "No decisions in the archive" in retried
+    assert "No decisions in the archive" in _figures_when_ready(console, "from=2026-11-01&to=2026-11-07")
+
+
+def test_a_user_cannot_queue_more_windows_than_the_limit(console: Console, gated: GatedFigures) -> None:
+    console.login("analyst")
+    for day in ("01", "02"):
+        assert 'id="figures-computing"' in console.client.get(f"/analyst/figures?from=2026-11-{day}&to=2026-11-{day}").text
+    refused = console.client.get("/analyst/figures?from=2026-11-03&to=2026-11-03").text
+    assert 'id="figures-refused"' in refused and "2 windows are being computed already" in refused and "hx-trigger" not in refused
 
 
 def _form_key(console: Console, path: str) -> str:

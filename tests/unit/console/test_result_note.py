@@ -52,7 +52,10 @@ def test_the_queue_links_the_history_with_its_day_and_port_and_the_page_passes_t
     assert f"/declarations/D-4?day={day}&amp;port=HAK-SEA" in console.client.get("/queue").text
     assert console.client.get(f"/declarations/D-4?day={day}&port=HAK-SEA").status_code == 200
     assert console.hints[-1] == ("D-4", date.fromisoformat(day), "HAK-SEA")
-    console.client.get("/declarations/D-4")
+    console.client.get("/declarations/D-4")  # typed in the search box: the open queue item knows where it is filed
+    assert console.hints[-1] == ("D-4", date.fromisoformat(day), "HAK-SEA")
+    console.client.post("/declarations/D-4/result", data=_form(console, ins.instruction_id), follow_redirects=False)
+    assert console.client.get("/declarations/D-4").status_code == 200  # no longer open: the archive locates it
     assert console.hints[-1] == ("D-4", None, None)
 
 
