@@ -23,11 +23,9 @@ from msgspec.structs import replace
 from common.timefmt import utc_iso
 from decision.guards import (
     Refusal,
-    amendment_changes_enterprise,
-    amendment_changes_port,
-    enterprise_refusal,
+    amendment_moves,
+    amendment_refusal,
     hold_pending_control,
-    port_refusal,
     scan_refusal,
 )
 from decision.shadow import Shadow
@@ -148,9 +146,9 @@ def classify_declaration(state: DeclarationState | Fingerprint | None, revision:
         return RevisionKind.DUPLICATE
     if state.phase is Phase.FINAL:
         return RevisionKind.LATE_REVISION
-    if enterprise_id is not None and amendment_changes_enterprise(state, enterprise_id):
+    if enterprise_id is not None and amendment_moves(state, "enterprise_id", enterprise_id):
         return RevisionKind.ENTERPRISE_CHANGED
-    if port is not None and amendment_changes_port(state, port):
+    if port is not None and amendment_moves(state, "port", port):
         return RevisionKind.PORT_CHANGED
     return RevisionKind.NEW
 
@@ -172,10 +170,10 @@ def on_declaration(
         return Step(None, outcome=Outcome.LATE_REVISION)
     if kind is RevisionKind.ENTERPRISE_CHANGED:
         assert state is not None
-        return Step(None, outcome=Outcome.REFUSED, refusal=enterprise_refusal(state, decl))
+        return Step(None, outcome=Outcome.REFUSED, refusal=amendment_refusal(state, decl, "enterprise_id"))
     if kind is RevisionKind.PORT_CHANGED:
         assert state is not None
-        return Step(None, outcome=Outcome.REFUSED, refusal=port_refusal(state, decl))
+        return Step(None, outcome=Outcome.REFUSED, refusal=amendment_refusal(state, decl, "port"))
     assert decision is not None, "a new declaration revision needs a decision"
     decision = hold_pending_control(state, decision)
     summary = _summary(decl)

@@ -74,30 +74,24 @@ def scan_refusal(decl: DeclarationSummary, scan: ScanSummary, clock_skew_s: floa
     return None
 
 
-def amendment_changes_enterprise(state: DeclarationState | None, enterprise_id: str) -> bool:
-    """A new revision of a declaration whose control is pending, naming another enterprise."""
+# What an amendment of a pending control may not change (field -> the refusal's reason): the control
+# was given to this enterprise's goods at this port, and another port's scanner must not clear it.
+FIXED_BY_A_PENDING_CONTROL = {"enterprise_id": ENTERPRISE_CHANGED, "port": PORT_CHANGED}
+
+
+def amendment_moves(state: DeclarationState | None, field: str, value: str) -> bool:
+    """A new revision of a declaration whose control is pending, naming another ``field``."""
     return (state is not None and state.phase is Phase.AWAITING_SCAN and state.decl is not None
-            and state.decl.enterprise_id != enterprise_id)
+            and getattr(state.decl, field) != value)
 
 
-def enterprise_refusal(state: DeclarationState, decl: Declaration) -> Refusal:
+def amendment_refusal(state: DeclarationState, decl: Declaration, field: str) -> Refusal:
     stored = state.decl
     assert stored is not None
-    return Refusal(ENTERPRISE_CHANGED, f"revision {decl.revision} of {decl.declaration_id} names enterprise {decl.enterprise_id}, "
-                                       f"revision {stored.revision} named {stored.enterprise_id}: refused, the pending control stands")
-
-
-def amendment_changes_port(state: DeclarationState | None, port: str) -> bool:
-    """A new revision of a declaration whose control is pending, naming another port."""
-    return (state is not None and state.phase is Phase.AWAITING_SCAN and state.decl is not None
-            and state.decl.port != port)
-
-
-def port_refusal(state: DeclarationState, decl: Declaration) -> Refusal:
-    stored = state.decl
-    assert stored is not None
-    return Refusal(PORT_CHANGED, f"revision {decl.revision} of {decl.declaration_id} names port {decl.port}, "
-                                 f"revision {stored.revision} named {stored.port}: refused, the pending control stands")
+    noun = field.removesuffix("_id")
+    return Refusal(FIXED_BY_A_PENDING_CONTROL[field],
+                   f"revision {decl.revision} of {decl.declaration_id} names {noun} {getattr(decl, field)}, "
+                   f"revision {stored.revision} named {getattr(stored, field)}: refused, the pending control stands")
 
 
 class _Selected(msgspec.Struct):
