@@ -25,6 +25,7 @@ from console import metrics
 from console.access import LoginRequired, csrf_guard, csrf_token, session_secret
 from console.live import Feed
 from console.publish import Publisher
+from console.throttle import LoginThrottle
 from console.users import User, UserStore
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     app.state.feed = feed
     app.state.publisher = publisher if publisher is not None else Publisher(settings)
     app.state.users = users if users is not None else UserStore(users_path(settings))
+    app.state.login_throttle = LoginThrottle()
     app.state.ports = port_register(settings)
     app.state.history = history if history is not None else archive_history(settings)
     app.state.figures = figures

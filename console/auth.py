@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -11,6 +12,7 @@ from console import metrics
 from console.access import current_user
 from console.app import page
 from console.publish import PublishError, action_record, console_action
+from console.throttle import LoginThrottle
 from console.users import Role, User, UserStore
 from schemas import ConsoleActionKind, ConsoleRole
 
@@ -38,8 +40,18 @@ def login_form(request: Request) -> Response:
 @router.post("/login")
 def login(request: Request, name: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)]) -> Response:
     store: UserStore = request.app.state.users
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else "-"
+    wait = throttle.wait_s(name, address)
+    if wait > 0:
+        metrics.LOGINS_THROTTLED.inc()
+        refused = page(request, "login.html", {"error": f"too many failed logins: try again in {math.ceil(wait)} s",
+                                               "name": name[:64]}, status_code=429)
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        return refused
     user = store.authenticate(name, password)
     if user is None:
+        throttle.failed(name, address)
         # The name as typed is untrusted: it is recorded only if it could be a user name.
         who = name if name and len(name) <= 64 and set(name) <= _ID_CHARS and name[0].isalnum() else "unknown"
         known = store.get(who)
@@ -55,6 +67,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=64)], password:
     except PublishError as exc:
         return page(request, "login.html", {"error": f"the login could not be recorded, try again ({exc})", "name": name},
                     status_code=503)
+    throttle.succeeded(name, address)
     request.session.clear()  # a fresh session and CSRF token on login: nothing carries over from before
     request.session["user"] = user.name
     return RedirectResponse("/", status_code=303)

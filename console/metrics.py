@@ -19,6 +19,8 @@ FEED_LAG_SECONDS = Histogram("customs_console_feed_delay_seconds",
                              "Instruction decided -> in the console's queue (the broker and the feed).",
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0))
 FEED_UP = Gauge("customs_console_feed_up", "1 while the instruction feed reads the topics, 0 when it has stopped.")
+LOGINS_THROTTLED = Counter("customs_console_logins_throttled_total",
+                           "Logins refused unchecked after too many failures from the address (console.throttle).")
 AUDIT_MISSING = Counter("customs_console_audit_records_missing_total",
                         "Console actions not acknowledged after their tries, although their business record was "
                         "(the work stands without its audit record; the console's log holds the action), by action.",
