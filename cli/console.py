@@ -77,7 +77,10 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level=settings.log_level.lower(),
                 ssl_certfile=str(settings.console_tls_certfile) if settings.console_tls_certfile else None,
                 ssl_keyfile=str(settings.console_tls_keyfile) if settings.console_tls_keyfile else None,
-                proxy_headers=False, server_header=False, access_log=False,
+                # Only a named proxy may say who the user is (console.throttle counts failed logins per address).
+                proxy_headers=settings.console_trusted_proxies is not None,
+                forwarded_allow_ips=settings.console_trusted_proxies,
+                server_header=False, access_log=False,
                 timeout_graceful_shutdown=5)  # open live queues (server-sent events) never end by themselves
     return 0
 

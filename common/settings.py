@@ -274,6 +274,9 @@ class Settings(BaseSettings):
     console_metrics_port: int = Field(default=9467, ge=0, le=65535, description="The console's Prometheus port (0: none).")
     console_tls_certfile: Path | None = Field(default=None, description="PEM certificate: the console serves HTTPS with it.")
     console_tls_keyfile: Path | None = Field(default=None, description="PEM private key of console_tls_certfile.")
+    console_trusted_proxies: str | None = Field(default=None, max_length=1024, pattern=r"^[0-9A-Fa-f.:/,* ]+$", description=(
+        "Comma-separated addresses of reverse proxies whose X-Forwarded-For names the user's address (the "
+        "login throttle counts per address); None: the connection's own address is the user's."))
     console_session_secret: SecretStr | None = Field(default=None, description=(
         "Key that signs session cookies; None: a random key generated once into <data_dir>/console/session.key (0600)."))
     console_session_max_age_s: int = Field(default=10 * 3600, ge=60, le=7 * 86_400, description=(

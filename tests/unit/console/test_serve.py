@@ -70,6 +70,10 @@ def test_the_console_binds_to_loopback_over_http_by_default(monkeypatch: pytest.
     # --host and --port override the settings.
     calls = serve(monkeypatch, _settings(tmp_path), "--host", "0.0.0.0", "--port", "9443")
     assert (calls["host"], calls["port"]) == ("0.0.0.0", 9443)
+    # A named reverse proxy may say who the user is; nobody else may.
+    calls = serve(monkeypatch, _settings(tmp_path, console_trusted_proxies="10.0.0.5"))
+    assert (calls["proxy_headers"], calls["forwarded_allow_ips"]) == (True, "10.0.0.5")
+    assert serve(monkeypatch, _settings(tmp_path))["forwarded_allow_ips"] is None
 
 
 def test_tls_settings_reach_uvicorn_and_make_the_cookie_secure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
