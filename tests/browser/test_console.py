@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
@@ -249,8 +250,14 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     browser.delete_all_cookies()
     login(browser, office, "officer.hak")
     browser.get(f"{office.base_url}/queue")
-    row = WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-declaration="BR-GUN-1"]')))
-    assert "FIREARMS-ALERT/BR-9303" in row.text and hit_reason in row.find_element(By.CSS_SELECTOR, "td.reasons").text
+
+    def row_texts(d: WebDriver) -> tuple[str, str] | None:
+        # The live queue swaps its rows as instructions arrive: a row found may be replaced before it is read.
+        rows = d.find_elements(By.CSS_SELECTOR, 'tr[data-declaration="BR-GUN-1"]')
+        return (rows[0].text, rows[0].find_element(By.CSS_SELECTOR, "td.reasons").text) if rows else None
+
+    row, reasons = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(row_texts)
+    assert "FIREARMS-ALERT/BR-9303" in row and hit_reason in reasons
 
 
 def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser: WebDriver) -> None:
