@@ -91,6 +91,18 @@ def archived_actions(office: Office, action: str, subject: str, since: datetime)
     return found
 
 
+def queue_row(browser: WebDriver, declaration_id: str, *cells: str, timeout_s: float = 30) -> list[str]:
+    """The text of a declaration's row in the live queue, and of the given cells in it. The queue
+    swaps its rows as instructions arrive, so a row found may be replaced before it is read: the
+    read is retried until the row holds still or the deadline passes."""
+    def read(d: WebDriver) -> list[str] | None:
+        rows = d.find_elements(By.CSS_SELECTOR, f'tr[data-declaration="{declaration_id}"]')
+        return [rows[0].text, *(rows[0].find_element(By.CSS_SELECTOR, c).text for c in cells)] if rows else None
+
+    texts: list[str] = WebDriverWait(browser, timeout_s, ignored_exceptions=(StaleElementReferenceException,)).until(read)
+    return texts
+
+
 def assert_when(row: dict[str, Any], since: datetime) -> None:
     at = row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=UTC)
     assert since - timedelta(seconds=1) <= at <= datetime.now(UTC), (at, since)
@@ -115,8 +127,8 @@ def test_officer_sees_a_machine_check_live_and_records_its_result_once(office: O
     h.flush()
     for did in ids:
         WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-declaration="{did}"]')))
-    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-declaration="{ids[0]}"]')
-    assert "machine-check" in row.text and "awaiting scan" in row.text and "BROWSER/BR-8517" in row.text
+    [row] = queue_row(browser, ids[0])
+    assert "machine-check" in row and "awaiting scan" in row and "BROWSER/BR-8517" in row
     assert browser.execute_script("return window.__notReloaded === true")
     assert not browser.find_elements(By.CSS_SELECTOR, 'tr[data-declaration="BR-SYX-1"]')  # another port's
 
@@ -250,13 +262,7 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     browser.delete_all_cookies()
     login(browser, office, "officer.hak")
     browser.get(f"{office.base_url}/queue")
-
-    def row_texts(d: WebDriver) -> tuple[str, str] | None:
-        # The live queue swaps its rows as instructions arrive: a row found may be replaced before it is read.
-        rows = d.find_elements(By.CSS_SELECTOR, 'tr[data-declaration="BR-GUN-1"]')
-        return (rows[0].text, rows[0].find_element(By.CSS_SELECTOR, "td.reasons").text) if rows else None
-
-    row, reasons = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(row_texts)
+    row, reasons = queue_row(browser, "BR-GUN-1", "td.reasons")
     assert "FIREARMS-ALERT/BR-9303" in row and hit_reason in reasons
 
 
