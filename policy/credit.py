@@ -193,7 +193,7 @@ class _Fold:
             self.joint_penalty = self._any_penalty()
         elif kind is CreditEventType.FOCUS_LIST_LIFTED and entry["credit_class"] is CreditClass.FOCUS_LIST:
             entry["credit_class"] = None
-            self.credit_class = self._fallback_class(agency)
+            self.credit_class = self._fallback_class()
         entry["last_event"] = event  # its id, time and reason are written once, in result()
         self.last_event_id = event.event_id
         self.changed = True
@@ -206,20 +206,16 @@ class _Fold:
         old = self.state.agencies.get(CUSTOMS)
         return old is not None and old.credit_class is not None
 
-    def _fallback_class(self, lifting: str) -> CreditClass:
-        """The class the entries give once ``lifting``'s placement is withdrawn: customs', else that of
-        the agency whose entry changed last, else general."""
-        classes: dict[str, tuple[CreditClass, datetime | None]] = {}
-        for name, old in self.state.agencies.items():
-            if old.credit_class is not None:
-                classes[name] = (old.credit_class, _time(old.last_event_time))
+    def _fallback_class(self) -> CreditClass:
+        """The class the entries give once a placement is withdrawn: customs', else that of the agency
+        whose entry changed last, else general. Every entry this fold wrote has its last event, but
+        the lifting agency's, whose class was just cleared."""
+        classes = {name: (old.credit_class, _time(old.last_event_time)) for name, old in self.state.agencies.items()
+                   if old.credit_class is not None and name not in self.agencies}
         for name, fields in self.agencies.items():
-            classes.pop(name, None)
             cls, last = fields["credit_class"], fields.get("last_event")
-            if isinstance(cls, CreditClass) and name != lifting:
-                kept = self.state.agencies.get(name)
-                when = last.event_time if isinstance(last, CreditEvent) else _time(kept.last_event_time if kept else None)
-                classes[name] = (cls, when)
+            if isinstance(cls, CreditClass):
+                classes[name] = (cls, last.event_time if isinstance(last, CreditEvent) else None)
         if CUSTOMS in classes:
             return classes[CUSTOMS][0]
         if not classes:
