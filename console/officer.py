@@ -130,14 +130,14 @@ def history_hint(request: Request, day: str | None, port: str | None) -> Hint:
     return when, port or None
 
 
-def _item_hint(instruction: ControlInstruction) -> Hint:
+def _item_hint(instruction: ControlInstruction) -> tuple[date, str]:
     return instruction.event_time.astimezone(UTC).date(), instruction.port
 
 
 def history_query(instruction: ControlInstruction) -> str:
     """The query string of a link to the instruction's declaration history: its event day (UTC) and port."""
     day, port = _item_hint(instruction)
-    return "?" + urlencode({"day": day.isoformat() if day else "", "port": port or ""})
+    return "?" + urlencode({"day": day.isoformat(), "port": port})
 
 
 templates.env.filters["history_query"] = history_query
