@@ -151,20 +151,6 @@ class FigureCache:
         """Windows asked for and not computed yet (the one being computed included)."""
         return len(self._asked) + (1 if self._busy is not None and self._busy not in self._kept else 0)
 
-    def get(self, window: Window, timeout_s: float = 600.0) -> Figures:
-        """The figures of ``window``, waiting for them if none are kept (for callers that are not pages)."""
-        deadline = time.monotonic() + timeout_s
-        answer = self.ask(window)
-        while not isinstance(answer, Figures):
-            if isinstance(answer, Failed):
-                raise RuntimeError(answer.error)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"figures of {window} not computed in {timeout_s} s")
-            with self._lock:
-                self._wake.wait(timeout=0.5)
-            answer = self.ask(window)
-        return answer
-
     def warm(self, windows: Callable[[], list[Window]], every_s: float) -> None:
         """Recompute the windows ``windows()`` names every ``every_s`` seconds (called each time: "the
         last week" moves at midnight), so that not even their first request waits."""

@@ -32,6 +32,18 @@ def wait_until(done: Any, what: str, timeout_s: float = 10.0) -> None:
         time.sleep(0.01)  # probe interval; the deadline bounds the wait
 
 
+def figures_of(cache: FigureCache, window: Window, timeout_s: float = 10.0) -> Figures:
+    """The window's figures, waiting (on a deadline) for the background computer if none are kept."""
+    answer = cache.ask(window)
+    deadline = time.monotonic() + timeout_s
+    while not isinstance(answer, Figures):
+        assert not isinstance(answer, Failed | Refused), answer
+        assert time.monotonic() < deadline, f"the figures of {window}"
+        time.sleep(0.01)  # probe interval; the deadline bounds the wait
+        answer = cache.ask(window)
+    return answer
+
+
 class Gated(Counting):
     """A computer that waits for the test to let each computation finish (or fail)."""
 
@@ -71,11 +83,11 @@ def test_kept_figures_are_served_and_stale_ones_recomputed_in_the_background() -
     counting = Counting()
     cache = FigureCache(None, load_policy(), max_age_s=3600, computer=counting)
     try:
-        first = cache.get(WEEK)
+        first = figures_of(cache, WEEK)
         assert first.doc == {"n": 1} and cache.ask(WEEK) is first and counting.calls == [WEEK]
         cache.max_age_s = 0.0  # everything kept is now stale: served as it is, recomputed behind the request
         assert cache.ask(WEEK) is first
-        wait_until(lambda: cache.get(WEEK).doc == {"n": 2}, "the stale window recomputed in the background")
+        wait_until(lambda: figures_of(cache, WEEK).doc == {"n": 2}, "the stale window recomputed in the background")
     finally:
         cache.stop()
 
@@ -123,10 +135,10 @@ def test_the_warmer_computes_the_named_windows_before_anyone_asks_and_the_cache_
     cache.warm(lambda: [last_days(7, date(2026, 11, 30))], every_s=3600)
     try:
         wait_until(lambda: counting.calls == [WEEK], "the warmer to compute the last week")
-        assert cache.get(WEEK).doc == {"n": 1} and counting.calls == [WEEK]
+        assert figures_of(cache, WEEK).doc == {"n": 1} and counting.calls == [WEEK]
         for day in (1, 2, 3):
-            cache.get((date(2026, 11, day), date(2026, 11, day), None))
-        cache.get(WEEK)  # pushed out by the last two: computed again
+            figures_of(cache, (date(2026, 11, day), date(2026, 11, day), None))
+        figures_of(cache, WEEK)  # pushed out by the last two: computed again
         assert counting.calls.count(WEEK) == 2
     finally:
         cache.stop()
