@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # is there makes one fetch per gateway batch at moderate load (docs/benchmark.md, "Headroom").
     fetch_min_bytes: int = Field(default=1, ge=1, le=16 << 20, description=(
         "Bytes of records a consumer fetch waits for (at most fetch_max_wait_ms) before the broker answers."))
+    # Faust runs its consumer in a thread of its own and hands every fetch across; on the worker's own
+    # event loop the same consumer skips the hand-offs (streams/runtime/consumer.py, point 5).
+    consumer_in_loop: bool = Field(default=True, description=(
+        "Run the Kafka consumer on the worker's event loop instead of in a thread of its own."))
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
     # Warm copies of each table partition on other workers: a failover then skips re-reading the
     # changelog, but the holder applies every change of the partitions it stands by for: on a small

@@ -26,6 +26,16 @@
    group (``Checkpoint.before_rebalance``), so the tables recovered after the assignment hold every
    decision made before it; the worker exits instead if they are not delivered in time. Faust's own
    producer flush there waits only for records not yet sent, not for requests on the wire.
+
+5. One thread. Faust runs its aiokafka consumer in a thread of its own with its own event loop, and
+   hands every fetch, seek and commit across: a future, ``call_soon_threadsafe`` and a self-pipe
+   wake-up each way, per fetch. At moderate load a fetch brings a handful of declarations, so the
+   hand-offs and the two threads taking turns with the interpreter lock cost more than the
+   declarations (docs/benchmark.md, "Headroom"). With ``in_loop`` the consumer's service runs on the
+   worker's own event loop and its calls are awaited directly: the same aiokafka consumer, fetcher,
+   group coordinator and Faust bookkeeping, without the thread. A handler then holds up heartbeats
+   while it runs, which micro-batches weighed in declarations (``streams.limits``) keep to a small
+   fraction of the session timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode import Service
+from mode.utils.futures import maybe_async
 
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.tables import is_changelog
@@ -53,7 +65,7 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 
 
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
-                      min_bytes: int = 1) -> type:
+                      min_bytes: int = 1, in_loop: bool = True) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
     ``max_wait_ms`` for ``min_bytes`` of records, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
@@ -67,12 +79,48 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
             consumer._fetch_min_bytes = min_bytes
             return consumer
 
+    class InLoopConsumerThread(ConsumerThread):
+        """Faust's consumer thread as a plain service on the worker's event loop (point 5 above)."""
+
+        wait_for_shutdown = False  # nothing in another thread to wait for
+
+        def __init__(self, consumer: Any, *, loop: Any, beacon: Any) -> None:
+            super().__init__(consumer, loop=loop, thread_loop=loop, beacon=beacon)
+
+        async def start(self) -> None:
+            self._thread_started.set()  # what ServiceThread.maybe_start looks at
+            await Service.start(self)  # on_start creates and starts the aiokafka consumer on this loop
+
+        async def call_thread(self, fun: Any, *args: Any, **kwargs: Any) -> Any:
+            return await maybe_async(fun(*args, **kwargs))
+
+        async def cast_thread(self, fun: Any, *args: Any, **kwargs: Any) -> None:
+            await maybe_async(fun(*args, **kwargs))
+
+        def _stopped_set(self) -> None:
+            self._stopped.set()
+
+        async def on_stop(self) -> None:
+            await self.on_thread_stop()  # stops the aiokafka consumer (leaving the group)
+
+        # ServiceThread leaves these to its thread; here Service's own run them.
+        async def _stop_children(self) -> None:
+            await self._default_stop_children()
+
+        async def _stop_futures(self) -> None:
+            await self._default_stop_futures()
+
+        async def _stop_exit_stacks(self) -> None:
+            await self._default_stop_exit_stacks()
+
     class Consumer(faust_aiokafka.Consumer):
         def __post_init__(self) -> None:
             super().__post_init__()
             self._expected: dict[Any, int] = {}  # input partition -> next offset to deliver
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+            if in_loop:
+                return InLoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:

@@ -4,6 +4,7 @@ never started: fetches are handed in by the test, seeks recorded."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,54 @@ def test_in_order_consumer_is_a_faust_aiokafka_consumer() -> None:
 
     cls = in_order_consumer(20)
     assert issubclass(cls, faust_aiokafka.Consumer)
+
+
+class FakeAIOKafkaConsumer:
+    """Stands in for aiokafka's consumer: records the thread each call runs on."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        self.calls.append(("start", threading.get_ident()))
+
+    async def stop(self) -> None:
+        self.calls.append(("stop", threading.get_ident()))
+
+    async def position(self, tp: TP) -> int:
+        self.calls.append(("position", threading.get_ident()))
+        return 42
+
+
+def test_the_consumer_runs_on_the_worker_s_event_loop_without_a_thread(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[tuple[str, int]], int, int, bool, bool]:
+        consumer = worker_consumer(tmp_path)
+        fake = FakeAIOKafkaConsumer()
+        consumer._thread._create_consumer = lambda loop: fake
+        threads_before = threading.active_count()
+        await consumer._thread.maybe_start()
+        threads_running = threading.active_count()
+        position = await consumer.position(DECL0)  # a call Faust hands to its consumer thread
+        started = consumer._thread._started.is_set()
+        await consumer._thread.stop()
+        assert position == 42
+        return fake.calls, threads_before, threads_running, started, consumer._thread.should_stop
+
+    calls, before, running, started, stopped = asyncio.run(scenario())
+    here = threading.get_ident()
+    assert [name for name, _ in calls] == ["start", "position", "stop"]  # stopping leaves the group
+    assert {thread for _, thread in calls} == {here}
+    assert running == before  # no consumer thread was started
+    assert started and stopped
+
+
+def test_the_threaded_consumer_is_still_there_when_asked_for(tmp_path: Path) -> None:
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    async def scenario() -> tuple[type, type]:
+        return type(worker_consumer(tmp_path)._thread), type(worker_consumer(tmp_path, consumer_in_loop=False)._thread)
+
+    in_loop, threaded = asyncio.run(scenario())
+    assert in_loop is not threaded
+    assert issubclass(threaded, faust_aiokafka.AIOKafkaConsumerThread) and threaded.start is faust_aiokafka.AIOKafkaConsumerThread.start
+    assert in_loop.start is not threaded.start and in_loop.call_thread is not threaded.call_thread

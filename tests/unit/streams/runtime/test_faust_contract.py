@@ -31,6 +31,7 @@ from faust.transport import base as faust_transport
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode import threads as mode_threads
 from mode.utils import futures as mode_futures
 
 from common.settings import Settings
@@ -92,6 +93,34 @@ REWRITTEN: dict[str, tuple[Any, str, str]] = {
         faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer,
         "c2701bfc3e6f6cad95c2be36d6a255a86e2c57d18d36cc1082b5fb5c482d99d7",
         "the override sets _fetch_max_wait_ms on the consumer it returns: is the wait still hard-coded, or now a setting?",
+    ),
+    # streams/runtime/consumer.py InLoopConsumerThread: Faust's consumer thread without the thread.
+    "mode.threads.ServiceThread.start": (
+        mode_threads.ServiceThread.start, "f11841038a033a05f2523901082d51dec9b4ef42b226ab2dd4b6223078a10680",
+        "the in-loop thread replaces it (sets _thread_started, starts as a plain Service): does it still only start "
+        "a thread and wait for it, or does it now set up something the service needs?",
+    ),
+    "mode.threads.ServiceThread._serve": (
+        mode_threads.ServiceThread._serve, "67809eae09573ac7b43d0679e70a5394acc739bee5809d30b89e9ea8a7ac4b38",
+        "what the thread runs: the in-loop thread runs _default_start on the worker's loop instead, and skips "
+        "on_thread_started (the method queue it never uses): does _serve now do more?",
+    ),
+    "mode.threads.ServiceThread._shutdown_thread": (
+        mode_threads.ServiceThread._shutdown_thread, "d7377862e73421a2261ef5af3bd2b178a2f058706c3f8e7171d6af2ec3fafab2",
+        "the in-loop thread's on_stop and its _stop_children/_stop_futures/_stop_exit_stacks do what this does in the "
+        "thread: does it still stop only these?",
+    ),
+    "mode.threads.ServiceThread.stop": (
+        mode_threads.ServiceThread.stop, "32d026539c3665b2ceaa8dcdc0c3f49195ceb5b6059947e7104a4b258d1d4efd",
+        "the in-loop thread keeps it (no _thread to join): does it still only call Service.stop and join the thread?",
+    ),
+    "mode.threads.ServiceThread.maybe_start": (
+        mode_threads.ServiceThread.maybe_start, "f0e40d3d648ea6f7b7fba143b7bbda3f55dcc8f2321db18576e609b841cfbfba",
+        "the in-loop thread's start sets _thread_started: is that still what says it started?",
+    ),
+    "mode.threads.QueueServiceThread.call_thread": (
+        mode_threads.QueueServiceThread.call_thread, "479edda75b54734b48dabbb33071259949ded0a6f9fa6f82e81afdc42aff6e55",
+        "the in-loop thread awaits the call directly: is call_thread still the only way Faust hands calls to it?",
     ),
     "faust.streams.Stream.take_events": (
         Stream.take_events, "607d48aead118ba8ea868718a0df87de1c5fcecd10ec542c659b448796728e08",
