@@ -37,8 +37,9 @@ def build_app(bootstrap: str, prefix: str, app_id: str, datadir: str) -> Any:
         broker_session_timeout=10, broker_heartbeat_interval=1, broker_rebalance_timeout=3,
     )
     # The pipeline's own transport tweak (fetch wait 20 ms instead of Faust's 1.5 s, which Tansu
-    # holds in full): without it the agent idles up to 1.5 s after it resumes on its backlog.
-    app.transport.Consumer = in_order_consumer(Settings.model_fields["fetch_max_wait_ms"].default)
+    # holds in full): without it the agent idles up to 1.5 s after it resumes on its backlog. Faust's
+    # consumer keeps its own thread here, as Faust runs it.
+    app.transport.Consumer = in_order_consumer(Settings.model_fields["fetch_max_wait_ms"].default, in_loop=False)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(prefix + topics.DECLARATIONS, **raw)
     sink = app.topic(prefix + topics.INSTRUCTIONS, **raw)
