@@ -25,8 +25,6 @@ from schemas import SCHEMA_VERSION, Declaration, RiskListAction, RiskListEntry, 
 
 # Order of hits in a result: most severe first, so the first hit is the one that decides.
 HIT_SEVERITY = {RiskListAction.INSPECT: 0, RiskListAction.MACHINE_CHECK: 1, RiskListAction.WATCH: 2}
-HS_PREFIX_LENGTHS = (2, 4, 6, 8)
-
 
 class RiskListKeyMismatch(ValueError):
     """A risk-list record whose Kafka key is not its entry_id would make deletes miss it."""
@@ -122,6 +120,10 @@ class RiskListIndex:
         self._entries: dict[str, _Held] = {}
         # kind -> value -> the entries with that value (a tuple: most values are in one list only)
         self._lookup: dict[str, dict[str, tuple[_Held, ...]]] = {kind.value: {} for kind in RiskListKind}
+        # The same dicts in the order matches() reads them (no enum hashing per declaration).
+        self._by_field = tuple(self._lookup[kind.value] for kind in (
+            RiskListKind.HS_CODE, RiskListKind.HS_PREFIX, RiskListKind.ORIGIN, RiskListKind.ROUTE,
+            RiskListKind.ENTERPRISE, RiskListKind.DECLARANT, RiskListKind.SELLER))
         # (valid_until, entry_id) of every entry with an end, earliest first: prune() pops what is due
         # instead of walking the index. A replaced or removed entry leaves a stale item, skipped when
         # popped and dropped when the heap is rebuilt (it never holds more than twice the entries).
@@ -248,17 +250,18 @@ class RiskListIndex:
         when = at if at is not None else declaration.event_time
         d = declaration
         hs = d.hs_code
-        lookup = self._lookup
-        prefixes = lookup[RiskListKind.HS_PREFIX]
-        found = [
-            lookup[RiskListKind.HS_CODE].get(hs),
-            *(prefixes.get(hs[:n]) for n in HS_PREFIX_LENGTHS if n <= len(hs)),
-            lookup[RiskListKind.ORIGIN].get(d.origin_country),
-            lookup[RiskListKind.ROUTE].get(f"{d.departure_country}->{d.origin_country}"),
-            lookup[RiskListKind.ENTERPRISE].get(d.enterprise_id),
-            lookup[RiskListKind.DECLARANT].get(d.declarant_id),
-            lookup[RiskListKind.SELLER].get(d.seller_id) if d.seller_id is not None else None,
-        ]
+        codes, prefixes, origins, routes, enterprises, declarants, sellers = self._by_field
+        # An hs-prefix entry is 2, 4, 6 or 8 digits (schemas.RiskListEntry) and an HsCode 6, 8 or 10:
+        # the 8-digit look-up only for a code that long (a 6-digit code is not its own 8-digit prefix).
+        found = (
+            codes.get(hs), prefixes.get(hs[:2]), prefixes.get(hs[:4]), prefixes.get(hs[:6]),
+            prefixes.get(hs[:8]) if len(hs) >= 8 else None,
+            origins.get(d.origin_country),
+            routes.get(f"{d.departure_country}->{d.origin_country}"),
+            enterprises.get(d.enterprise_id),
+            declarants.get(d.declarant_id),
+            sellers.get(d.seller_id) if d.seller_id is not None else None,
+        )
         hits = [_hit(e) for bucket in found if bucket for e in bucket
                 if e[_FROM] <= when and (e[_UNTIL] is None or when < e[_UNTIL])]
         if len(hits) > 1:
