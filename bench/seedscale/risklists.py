@@ -29,7 +29,6 @@ from clients import topics
 from clients.topics import create_topics
 from common.settings import Settings
 from devkit.brokers import make_broker
-from devkit.launcher import cpu_seconds
 from policy.risklists import RiskListIndex
 from portsim.risklists import REFERENCE_ENTRIES, REFERENCE_LISTS, ReferenceLists, reference_lists
 from schemas import Declaration
@@ -161,26 +160,13 @@ def _publish(settings: Settings, lists: ReferenceLists, held: int, workers: pipe
     pipeline.wait_for(lambda: workers.metric("customs_risk_list_entries") >= held, timeout_s, workers,
                       f"the worker to index {held:,} risk-list entries")
     indexed = time.monotonic() - started
-    settled = _settled(workers.procs[0].proc.pid, timeout_s) - started
+    # Settled: under a tenth of a core (timers, metrics, fetches) for a second.
+    waited = workers.procs[0].wait_settled(busy_below=0.1, timeout_s=timeout_s, interval_s=0.5)
+    if waited >= timeout_s:
+        raise BenchError(f"the worker stayed busy for {timeout_s:.0f}s after indexing the risk lists")
+    settled = time.monotonic() - started
     log(f"risk_lists: {len(lists):,} entries published in {published:.1f}s, indexed {indexed:.1f}s after the first, "
         f"the worker settled after {settled:.1f}s")
     return {"lists_published_s": round(published, 2), "lists_indexed_s": round(indexed, 2), "lists_settled_s": round(settled, 2),
             "indexed_entries": workers.metric("customs_risk_list_entries")}
-
-
-SETTLED_BUSY = 0.1  # share of a core an idle worker stays under (timers, metrics, fetches)
-
-
-def _settled(pid: int, timeout_s: float, window_s: float = 1.0) -> float:
-    """When (``time.monotonic()``) the worker first used less than ``SETTLED_BUSY`` of a core over
-    ``window_s``: done reading back what it wrote."""
-    deadline = time.monotonic() + timeout_s
-    used = cpu_seconds(pid)
-    while time.monotonic() < deadline:
-        time.sleep(window_s)  # the measurement window itself, not a wait for a condition
-        now_used = cpu_seconds(pid)
-        if (now_used - used) / window_s < SETTLED_BUSY:
-            return time.monotonic()
-        used = now_used
-    raise BenchError(f"the worker stayed busy for {timeout_s:.0f}s after indexing the risk lists")
 
