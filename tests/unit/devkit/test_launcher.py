@@ -200,3 +200,30 @@ def test_no_metrics_port_cannot_be_probed(tmp_path: Path) -> None:
 def test_the_demo_ports_are_never_handed_out() -> None:
     assert {9092, 19092, 9464, 9465} <= RESERVED_PORTS
     assert all(free_port() not in RESERVED_PORTS for _ in range(20))
+
+
+def test_a_metric_probe_scrapes_only_that_sample(tmp_path: Path) -> None:
+    """What the worker serves (prometheus-client's exporter) with a probe's ``name[]`` filter: the
+    asked-for samples only, so a benchmark probing a counter often does not make the measured worker
+    render every series each time."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    registry = CollectorRegistry()
+    applied = Counter("customs_test_applied", "probed", registry=registry)
+    other = Histogram("customs_test_other_seconds", "not probed", ["agent"], registry=registry)
+    applied.inc(7)
+    other.labels("decide").observe(0.1)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        worker = object.__new__(WorkerProcess)  # only the endpoint: no riskctl worker needed here
+        worker.settings, worker.metrics_port = Settings(metrics_port=port), port
+        assert worker.metric("customs_test_applied_total") == 7.0
+        probed = worker.metrics_text("customs_test_applied_total")
+        assert "customs_test_applied_total 7.0" in probed and "customs_test_other" not in probed
+        assert "customs_test_other_seconds_count" in worker.metrics_text()  # no names: everything
+        assert worker.metric("customs_test_other_seconds_count", agent="decide") == 1.0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
