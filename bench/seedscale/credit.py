@@ -38,6 +38,9 @@ from portsim.reload import register_reload
 from schemas.creditbatch import parse_credit_event_batch
 
 APPLIED = "customs_credit_events_applied_total"
+BATCH_SECONDS = "customs_batch_seconds"
+FOLD_AGENT = "fold_credit_events"
+LONG_BATCH_S = ("0.05", "0.1", "0.25")  # bucket bounds of customs_batch_seconds: fold micro-batches longer than these
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -107,6 +110,7 @@ def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, dat
 
     events = events_in(records)
     base = workers.metric(APPLIED)
+    fold_before = fold_batches(workers)
     marks: dict[str, float] = {}
     topic = settings.topic(CREDIT_EVENT_BATCHES)
 
@@ -148,13 +152,36 @@ def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, dat
         raise BenchError(f"the reload of {events:,} events was not folded within {timeout_s:.0f}s "
                          f"({workers.metric(APPLIED) - base:,.0f} applied)")
     seconds = marks["folded"] - marks["first"]
+    fold_after = fold_batches(workers)
     p99, measured = p99_within(watcher.latencies, marks["first"], marks["folded"])
     result = {"events": events, "seconds": round(seconds, 1), "events_per_s": round(events / seconds),
               "us_per_event": round(seconds / events * 1e6, 1), "p99_ms_during": p99, "declarations_during": measured,
               "load_outlasted_reload": marks["folded"] <= load_started + load_s, "load_p99_ms": load["p99"],
-              "worker_cpu": {k: v for k, v in load.items() if k.startswith("cpu")}, "load": {**load, "duration_s": load_s}}
-    log(f"credit reload: {events:,} events folded in {seconds:.1f}s; declarations' p99 meanwhile {p99} ms ({measured})")
+              "worker_cpu": {k: v for k, v in load.items() if k.startswith("cpu")}, "load": {**load, "duration_s": load_s},
+              "fold_batches": fold_figures(fold_before, fold_after)}
+    log(f"credit reload: {events:,} events folded in {seconds:.1f}s; declarations' p99 meanwhile {p99} ms ({measured}); "
+        f"fold micro-batches {result['fold_batches']}")
     return result
+
+
+def fold_batches(workers: pipeline.Workers) -> dict[str, float]:
+    """The fold agent's micro-batch counters (handler time, ``customs_batch_seconds`` phase decide):
+    count, sum and the counts at or under each of ``LONG_BATCH_S``."""
+    labels = {"agent": FOLD_AGENT, "phase": "decide"}
+    out = {k: workers.metric(f"{BATCH_SECONDS}_{k}", **labels) for k in ("count", "sum")}
+    out.update({le: workers.metric(f"{BATCH_SECONDS}_bucket", le=le, **labels) for le in LONG_BATCH_S})
+    return out
+
+
+def fold_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The fold's micro-batches between two ``fold_batches`` readings: how many, their mean handler
+    time, and how many held the event loop longer than each of ``LONG_BATCH_S`` seconds (a
+    declaration that arrives then waits at least that long)."""
+    count = after["count"] - before["count"]
+    out: dict[str, Any] = {"count": int(count), "mean_ms": round((after["sum"] - before["sum"]) / count * 1000, 1) if count else None}
+    for le in LONG_BATCH_S:
+        out[f"over_{float(le) * 1000:g}ms"] = int(count - (after[le] - before[le]))
+    return out
 
 
 def run(ctx: Any) -> dict[str, Any]:

@@ -55,3 +55,13 @@ def test_cpu_per_event_is_the_extra_cpu_over_the_declarations_own():
     quiet = {"cpu_us_per_declaration": {"system": 200.0}}
     load = {"offered_rate": 1000.0, "duration_s": 30.0, "cpu_us_per_declaration": {"system": 350.0}}
     assert cpu_us_per_event(load, quiet, 300_000) == 15.0  # 150 us x 30,000 declarations / 300,000 events
+
+
+def test_fold_figures_count_the_long_micro_batches_between_two_readings() -> None:
+    from bench.seedscale.credit import fold_figures
+
+    before = {"count": 10.0, "sum": 0.5, "0.05": 9.0, "0.1": 10.0, "0.25": 10.0}
+    # 20 more batches taking 2.0 s in all: 12 within 50 ms, 5 more within 100 ms, 2 within 250 ms, 1 longer.
+    after = {"count": 30.0, "sum": 2.5, "0.05": 21.0, "0.1": 27.0, "0.25": 29.0}
+    assert fold_figures(before, after) == {"count": 20, "mean_ms": 100.0, "over_50ms": 8, "over_100ms": 3, "over_250ms": 1}
+    assert fold_figures(before, before)["mean_ms"] is None
