@@ -1,8 +1,14 @@
-"""The worker's Faust consumer: Faust's aiokafka consumer with three changes.
+"""The worker's Faust consumer: Faust's aiokafka consumer with these changes.
 
 1. Fetch wait. Faust hard-codes aiokafka's ``fetch_max_wait_ms`` at 1500. A broker answers a fetch
    as soon as data arrives, but some (the embedded Tansu among them) hold it for the whole wait,
    which puts up to that wait into every decision at low traffic. The wait comes from settings.
+   So does aiokafka's prefetch backoff (100 ms by default): while records fetched for one
+   partition wait to be consumed, aiokafka sends no fetch to that partition's broker, for any
+   partition, until that long after they came. A slow agent then holds up the others (during a
+   credit reload, declarations wait for the next fetch); a shorter backoff fetches the other
+   partitions sooner, but at moderate load it also sends fetches that are still in flight when the
+   busy partition is ready for its next one (docs/benchmark.md, "Credit reload").
 
 2. Input partitions are read strictly in order. Around a rebalance Faust's consumer can skip
    records and commit past them: on revoke ``getmany`` drops records it already fetched without
@@ -65,9 +71,10 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 
 
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
-                      min_bytes: int = 1, in_loop: bool = True) -> type:
+                      min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
-    ``max_wait_ms`` for ``min_bytes`` of records, input partitions are delivered and committed strictly in order, no offset
+    ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be consumed hold up the fetches
+    of other partitions for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
     the worker exits)."""
@@ -78,6 +85,10 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
             consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
             consumer._fetch_min_bytes = min_bytes
             return consumer
+
+        async def on_start(self) -> None:
+            await super().on_start()  # starts the aiokafka consumer, which builds its fetcher
+            self._ensure_consumer()._fetcher._prefetch_backoff = prefetch_backoff_ms / 1000
 
     class InLoopConsumerThread(ConsumerThread):
         """Faust's consumer thread as a plain service on the worker's event loop (point 5 above)."""

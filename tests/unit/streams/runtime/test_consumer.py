@@ -7,6 +7,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -228,9 +229,11 @@ class FakeAIOKafkaConsumer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
+        self._fetcher: Any = None
 
     async def start(self) -> None:
         self.calls.append(("start", threading.get_ident()))
+        self._fetcher = SimpleNamespace(_prefetch_backoff=0.1)  # aiokafka builds its fetcher here, with its default
 
     async def stop(self) -> None:
         self.calls.append(("stop", threading.get_ident()))
@@ -260,6 +263,21 @@ def test_the_consumer_runs_on_the_worker_s_event_loop_without_a_thread(tmp_path:
     assert {thread for _, thread in calls} == {here}
     assert running == before  # no consumer thread was started
     assert started and stopped
+
+
+@pytest.mark.parametrize("in_loop", [True, False])
+def test_records_waiting_to_be_consumed_hold_other_fetches_back_only_as_long_as_the_settings_say(tmp_path: Path,
+                                                                                                  in_loop: bool) -> None:
+    async def scenario(**settings: Any) -> float:
+        consumer = worker_consumer(tmp_path, consumer_in_loop=in_loop, **settings)
+        fake = FakeAIOKafkaConsumer()
+        consumer._thread._create_consumer = lambda loop: fake
+        await consumer._thread.on_start()  # what the thread (or the in-loop service) runs to start the consumer
+        backoff: float = fake._fetcher._prefetch_backoff
+        return backoff
+
+    assert asyncio.run(scenario(prefetch_backoff_ms=5)) == 0.005
+    assert asyncio.run(scenario()) == 0.1  # aiokafka's own default unless the settings say otherwise
 
 
 def test_the_threaded_consumer_is_still_there_when_asked_for(tmp_path: Path) -> None:

@@ -254,6 +254,20 @@ def test_aiokafka_starts_its_fetcher_with_the_consumer_s_fetch_wait() -> None:
     assert "fetch_min_bytes=self._fetch_min_bytes" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
 
 
+def test_aiokafka_s_fetcher_reads_its_prefetch_backoff_when_it_buffers_records() -> None:
+    """streams.runtime.consumer sets ``_fetcher._prefetch_backoff`` once the consumer has started:
+    the consumer builds its fetcher in ``start`` and the fetcher reads the attribute each time it
+    buffers a partition's records (or an error), which then holds the node's fetches back that long."""
+    from aiokafka.consumer import fetcher
+
+    assert "self._fetcher = Fetcher(" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "self._prefetch_backoff = prefetch_backoff" in inspect.getsource(fetcher.Fetcher.__init__)
+    source = inspect.getsource(fetcher.Fetcher)
+    assert source.count("backoff=self._prefetch_backoff") == 2
+    assert "backoff = record.calculate_backoff()" in inspect.getsource(fetcher.Fetcher._get_actions_per_node)
+    assert "self._consumer = self._create_consumer(" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.on_start)
+
+
 def test_a_batch_builder_signals_full_with_none_and_takes_any_first_record() -> None:
     batch = BatchBuilder(100, 0)
     assert batch.append(timestamp=None, key=b"k", value=b"x" * 500) is not None  # the first always fits
