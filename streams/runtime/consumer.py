@@ -3,12 +3,12 @@
 1. Fetch wait. Faust hard-codes aiokafka's ``fetch_max_wait_ms`` at 1500. A broker answers a fetch
    as soon as data arrives, but some (the embedded Tansu among them) hold it for the whole wait,
    which puts up to that wait into every decision at low traffic. The wait comes from settings.
-   So does aiokafka's prefetch backoff (100 ms by default): while records fetched for one
-   partition wait to be consumed, aiokafka sends no fetch to that partition's broker, for any
-   partition, until that long after they came. A slow agent then holds up the others (during a
-   credit reload, declarations wait for the next fetch); a shorter backoff fetches the other
-   partitions sooner, but at moderate load it also sends fetches that are still in flight when the
-   busy partition is ready for its next one (docs/benchmark.md, "Credit reload").
+   So does aiokafka's prefetch backoff (100 ms by default): while records fetched from a broker
+   wait to be delivered, aiokafka sends that broker no fetch, for any partition, until that long
+   after they came. When the event loop is busy (a credit reload's fold shares it) fetching and
+   delivering take turns and the declarations wait for both; a shorter backoff fetches while they
+   wait, but at moderate load it also sends fetches that are still in flight when the waiting
+   partitions are ready for their next one (docs/benchmark.md, "Credit reload").
 
 2. Input partitions are read strictly in order. Around a rebalance Faust's consumer can skip
    records and commit past them: on revoke ``getmany`` drops records it already fetched without
