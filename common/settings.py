@@ -72,11 +72,11 @@ class Settings(BaseSettings):
     # is there makes one fetch per gateway batch at moderate load (docs/benchmark.md, "Headroom").
     fetch_min_bytes: int = Field(default=1, ge=1, le=16 << 20, description=(
         "Bytes of records a consumer fetch waits for (at most fetch_max_wait_ms) before the broker answers."))
-    # aiokafka holds every fetch to a broker back while records fetched from it wait to be consumed: a
-    # slow agent then delays all the others; shorter trades that for more fetches in flight at moderate
-    # load (streams/runtime/consumer.py, point 1; docs/benchmark.md, "Credit reload").
+    # aiokafka sends a broker no fetch while records fetched from it wait to be delivered: on a busy
+    # event loop fetching and delivering take turns; shorter trades that for more fetches in flight at
+    # moderate load (streams/runtime/consumer.py, point 1; docs/benchmark.md, "Credit reload").
     prefetch_backoff_ms: int = Field(default=100, ge=0, le=1000, description=(
-        "Longest records waiting to be consumed hold back the fetches of the worker's other partitions."))
+        "Longest records fetched and not yet delivered hold back the worker's next fetch from their broker, for every partition."))
     # Faust runs its consumer in a thread of its own and hands every fetch across; on the worker's own
     # event loop the same consumer skips the hand-offs (streams/runtime/consumer.py, point 5).
     consumer_in_loop: bool = Field(default=True, description=(

@@ -73,8 +73,8 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
                       min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
-    ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be consumed hold up the fetches
-    of other partitions for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
+    ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be delivered hold up the next
+    fetch from their broker for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
     the worker exits)."""
