@@ -33,6 +33,7 @@ from clients.topics import CREDIT_EVENT_BATCHES, create_topics
 from common.settings import Settings
 from decision.batch import CreditBook
 from devkit.brokers import make_broker
+from devkit.launcher import metric_value
 from policy.credit import fold_credit_events
 from portsim.reload import register_reload
 from schemas.creditbatch import parse_credit_event_batch
@@ -166,11 +167,15 @@ def _reload(settings: Settings, workers: pipeline.Workers, watcher: Watcher, dat
 
 def fold_batches(workers: pipeline.Workers) -> dict[str, float]:
     """The fold agent's micro-batch counters (handler time, ``customs_batch_seconds`` phase decide):
-    count, sum and the counts at or under each of ``LONG_BATCH_S``."""
+    count, sum and the counts at or under each of ``LONG_BATCH_S``, from one scrape per worker."""
     labels = {"agent": FOLD_AGENT, "phase": "decide"}
-    out = {k: workers.metric(f"{BATCH_SECONDS}_{k}", **labels) for k in ("count", "sum")}
-    out.update({le: workers.metric(f"{BATCH_SECONDS}_bucket", le=le, **labels) for le in LONG_BATCH_S})
-    return out
+    samples = {k: f"{BATCH_SECONDS}_{k}" for k in ("count", "sum", "bucket")}
+    texts = [w.metrics_text(*samples.values()) for w in workers.procs]
+
+    def total(sample: str, **more: str) -> float:
+        return sum(metric_value(text, samples[sample], **labels, **more) for text in texts)
+
+    return {"count": total("count"), "sum": total("sum"), **{le: total("bucket", le=le) for le in LONG_BATCH_S}}
 
 
 def fold_figures(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:

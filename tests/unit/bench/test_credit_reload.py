@@ -65,3 +65,28 @@ def test_fold_figures_count_the_long_micro_batches_between_two_readings() -> Non
     after = {"count": 30.0, "sum": 2.5, "0.05": 21.0, "0.1": 27.0, "0.25": 29.0}
     assert fold_figures(before, after) == {"count": 20, "mean_ms": 100.0, "over_50ms": 8, "over_100ms": 3, "over_250ms": 1}
     assert fold_figures(before, before)["mean_ms"] is None
+
+
+def test_fold_batches_reads_the_fold_agent_s_histogram_summed_over_the_workers() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from bench.seedscale.credit import LONG_BATCH_S, fold_batches
+
+    def worker(fold: list[float], other: list[float]) -> SimpleNamespace:
+        registry = CollectorRegistry()
+        h = Histogram("customs_batch_seconds", "t", ["agent", "phase"], registry=registry,
+                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+        for v in fold:
+            h.labels("fold_credit_events", "decide").observe(v)
+        for v in other:
+            h.labels("decide_declarations", "decide").observe(v)
+            h.labels("fold_credit_events", "deliver").observe(v)
+        text = generate_latest(registry).decode()
+        return SimpleNamespace(metrics_text=lambda *names: text)
+
+    workers = SimpleNamespace(procs=[worker([0.01, 0.07], [0.3]), worker([0.2, 0.3], [0.9, 0.9])])
+    got = fold_batches(workers)  # type: ignore[arg-type]
+    assert got["count"] == 4.0 and abs(got["sum"] - 0.58) < 1e-9
+    assert [got[le] for le in LONG_BATCH_S] == [1.0, 2.0, 3.0]  # at or under 50, 100, 250 ms
