@@ -112,13 +112,16 @@ def _risk_page(request: Request, user: User, form: dict[str, str] | None = None,
                status_code: int = 200) -> Response:
     feed: Feed = request.app.state.feed
     q = request.query_params.get("q", "")[:100]
-    entries, total = feed.search_risk_entries(q)
+    list_id = request.query_params.get("list", "")[:64] or None
+    entries, total = feed.search_risk_entries(q, list_id)
+    lists, held, dropped = feed.risk_lists()
     now = datetime.now(UTC)
     default = {"entry_id": "", "list_id": "", "kind": "hs-prefix", "value": "", "action": "inspect", "reason": "",
                "source_agency": DEFAULT_AGENCY, "valid_from": now.strftime("%Y-%m-%dT%H:%M"), "valid_until": "",
                FORM_KEY_FIELD: new_form_key()}
     return page(request, "risk_lists.html", {
-        "entries": entries, "total": total, "q": q, "form": form or default, "errors": errors or {},
+        "entries": entries, "total": total, "q": q, "list_id": list_id, "lists": lists, "held": held, "dropped": dropped,
+        "form": form or default, "errors": errors or {},
         "kinds": [k.value for k in RiskListKind], "actions": [a.value for a in RiskListAction], "now": now,
         "caught_up": feed.caught_up.is_set(), "message": request.query_params.get("message"),
         "subject": request.query_params.get("entry", "")[:64],

@@ -32,12 +32,12 @@ from pydantic import ValidationError
 from clients import topics
 from common.settings import Settings
 from console import metrics
+from console.riskentries import HeldEntry, ListSummary, RiskEntries
 from schemas import ControlInstruction, InspectionResult, RiskListEntry
 from schemas.codec import parse
 
 log = logging.getLogger(__name__)
 
-MAX_RISK_ENTRIES = 100_000
 MAX_DECIDED = 200_000
 RETRY_S = 5.0
 
@@ -96,8 +96,7 @@ class Feed:
         self.ports: dict[str, PortQueue] = {}
         self.results = _Bounded(settings.console_known_results_max)  # instruction id -> True
         self.decided = _Bounded(MAX_DECIDED)  # "declaration_id:revision" whose final instruction was seen
-        self.risk_entries: OrderedDict[str, RiskListEntry] = OrderedDict()
-        self.risk_entries_dropped = 0
+        self.risk_entries = RiskEntries(settings.console_risk_entries_max)
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,12 +154,7 @@ class Feed:
             q.version += 1
 
     def apply_risk_entry(self, entry_id: str, entry: RiskListEntry | None) -> None:
-        if entry is None:
-            self.risk_entries.pop(entry_id, None)
-        elif entry_id in self.risk_entries or len(self.risk_entries) < MAX_RISK_ENTRIES:
-            self.risk_entries[entry_id] = entry
-        else:
-            self.risk_entries_dropped += 1
+        self.risk_entries.put(entry_id, entry)
 
     # ---- reads -------------------------------------------------------------------------------------
     def snapshot(self, ports: list[str], limit: int) -> tuple[list[QueueItem], int, int]:
@@ -196,15 +190,14 @@ class Feed:
         with self.lock:
             self.apply_result(result)
 
-    def search_risk_entries(self, text: str, limit: int = 200) -> tuple[list[RiskListEntry], int]:
-        needle = text.strip().lower()
+    def search_risk_entries(self, text: str, list_id: str | None = None, limit: int = 200) -> tuple[list[HeldEntry], int]:
         with self.lock:
-            entries = list(self.risk_entries.values())
-        if needle:
-            entries = [e for e in entries if needle in " ".join((e.entry_id, e.list_id, e.kind.value, e.value, e.reason,
-                                                                  e.source_agency)).lower()]
-        entries.sort(key=lambda e: (e.list_id, e.entry_id))
-        return entries[:limit], len(entries)
+            return self.risk_entries.search(text, list_id, limit)
+
+    def risk_lists(self) -> tuple[list[ListSummary], int, int]:
+        """The lists held, how many entries in all, and how many were not held (the bound reached)."""
+        with self.lock:
+            return self.risk_entries.lists(), len(self.risk_entries), self.risk_entries.dropped
 
     # ---- the consumer thread ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -279,6 +272,8 @@ class Feed:
                 with self.lock:
                     for port, q in self.ports.items():
                         metrics.QUEUE_OPEN.labels(port).set(len(q.items))
+                    metrics.RISK_ENTRIES.set(len(self.risk_entries))
+                    metrics.RISK_ENTRIES_NOT_HELD.set(self.risk_entries.dropped)
         finally:
             consumer.close()
 

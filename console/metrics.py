@@ -15,6 +15,9 @@ PUBLISH_FAILURES = Counter("customs_console_publish_failures_total", "Records th
 ACTIONS = Counter("customs_console_actions_total", "Console actions recorded, by action.", ["action"])
 QUEUE_OPEN = Gauge("customs_console_queue_open", "Open instructions held, by port.", ["port"])
 QUEUE_OVERFLOW = Counter("customs_console_queue_overflow_total", "Open instructions not held because a port's queue was full.", ["port"])
+RISK_ENTRIES = Gauge("customs_console_risk_entries", "Current risk-list entries the console holds (the analyst's page).")
+RISK_ENTRIES_NOT_HELD = Gauge("customs_console_risk_entries_not_held",
+                              "Risk-list records read since the console started but not held: CONSOLE_RISK_ENTRIES_MAX was reached.")
 FEED_LAG_SECONDS = Histogram("customs_console_feed_delay_seconds",
                              "Instruction decided -> in the console's queue (the broker and the feed).",
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0))

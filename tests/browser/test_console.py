@@ -231,6 +231,11 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.ID, "message")))
     assert "BR-9303 published" in browser.find_element(By.ID, "message").text
     WebDriverWait(browser, 30).until(lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, 'tr[data-entry="BR-9303"]'))
+    # The list is in the lists table; its link shows that list's entries only.
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-list="FIREARMS-ALERT"] a').click()
+    WebDriverWait(browser, 10).until(lambda d: "list=FIREARMS-ALERT" in d.current_url)
+    listed = {row.get_attribute("data-entry"): row.text for row in browser.find_elements(By.CSS_SELECTOR, "#entries tr[data-entry]")}
+    assert "BR-9303" in listed and all(text.startswith("FIREARMS-ALERT") for text in listed.values()), listed
 
     h.read_until(lambda x: worker.metric("customs_risk_list_entries") >= entries_before + 1, 30, "the analyst's entry in the worker")
     h.publish(topics.DECLARATIONS, "BR-GUN-1", hs_declaration("BR-GUN-1", "930390"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -72,6 +73,30 @@ def test_search_and_retract(console: Console) -> None:
     assert console.publisher.on(topics.RISK_LISTS) == [("E-1", None)]  # a tombstone
     assert 'data-entry="E-1"' not in console.client.get("/analyst/risk-lists").text
     assert console.client.post("/analyst/risk-lists/E-404/retract", data={"csrf_token": csrf}).status_code == 404
+
+
+def test_the_lists_page_browses_list_by_list_and_says_what_it_does_not_hold(console: Console) -> None:
+    console.login("analyst")
+    for n in range(5):
+        list_id = "JASC-1" if n < 3 else "ORG-2"
+        entry = RiskListEntry.model_validate_json(
+            f'{{"entry_id": "E-{n}", "list_id": "{list_id}", "kind": "hs-prefix", "value": "85{n}1", "action": "watch", '
+            f'"reason": "r", "source_agency": "port police", "valid_from": "2026-01-01T00:00:00+00:00"}}')
+        console.feed.apply_risk_entry(f"E-{n}", entry)
+    page = console.client.get("/analyst/risk-lists").text
+    assert "2 lists, 5 current entries" in page and 'id="entries-dropped"' not in page
+    assert re.search(r'data-list="JASC-1">.*?<td class="num">3</td>', page)
+    assert re.search(r'data-list="ORG-2">.*?<td class="num">2</td>', page)
+    page = console.client.get("/analyst/risk-lists?list=ORG-2").text
+    assert re.findall(r'data-entry="([^"]+)"', page) == ["E-3", "E-4"] and "2 entries match" in page
+    page = console.client.get("/analyst/risk-lists?list=ORG-2&q=8531").text
+    assert re.findall(r'data-entry="([^"]+)"', page) == ["E-3"]
+    console.feed.risk_entries.limit = 5  # the bound reached: one more entry is counted, not held
+    console.feed.apply_risk_entry("E-9", RiskListEntry.model_validate_json(
+        '{"entry_id": "E-9", "list_id": "ORG-2", "kind": "origin", "value": "KP", "action": "inspect", "reason": "r", '
+        '"source_agency": "customs", "valid_from": "2026-01-01T00:00:00+00:00"}'))
+    page = console.client.get("/analyst/risk-lists").text
+    assert 'id="entries-dropped">1 more entry is on the topic' in page and 'data-entry="E-9"' not in page
 
 
 def test_a_credit_action_is_a_credit_class_change(console: Console) -> None:
