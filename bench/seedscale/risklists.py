@@ -8,7 +8,8 @@ reads its own writes back from the table's changelog, which outlasts the gauge) 
 starts. Beside it, in
 this process: the index's memory (tracemalloc), a full sync's seconds (what a worker spends once
 after a start), a tick's cost with the full index (a few changed entries and a prune) and the cost
-of matching one declaration with and without the lists.
+of matching one declaration with and without the lists; and what the analyst's console spends to
+hold the same entries and search them (``console.riskentries``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ from bench.seedscale import Context
 from clients import topics
 from clients.topics import create_topics
 from common.settings import Settings
+from console.riskentries import RiskEntries
 from devkit.brokers import make_broker
 from policy.risklists import RiskListIndex
 from portsim.risklists import REFERENCE_ENTRIES, REFERENCE_LISTS, ReferenceLists, reference_lists
-from schemas import Declaration
+from schemas import Declaration, RiskListEntry
+from schemas.codec import parse
 
 FULL = {"entries": REFERENCE_ENTRIES, "count": 60_000, "enterprises": 70_000}
 QUICK = {"entries": 20_000, "count": 4_000, "enterprises": 3_000}
 TICK_CHANGES = 10  # entries changed between two ticks in the tick-cost figure
+# What an analyst types on the risk-lists page: a list, an HS prefix, a country, a word of a reason, nothing.
+CONSOLE_SEARCHES = ("", "8517", "kp", "smuggling", "no-such-text")
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -60,7 +65,8 @@ def run(ctx: Context) -> dict[str, Any]:
     held = lists.held_at(now, timedelta(seconds=Settings().risk_list_prune_after_s))
     log(f"risk_lists: {len(lists.plans)} lists, {len(lists):,} entries ({held:,} held after pruning)")
     result: dict[str, Any] = {"lists": len(lists.plans), "entries": len(lists), "entries_held": held,
-                              "kinds": sorted({p.kind.value for p in lists.plans}), **index_figures(lists, data, now)}
+                              "kinds": sorted({p.kind.value for p in lists.plans}), **index_figures(lists, data, now),
+                              "console": console_figures(lists)}
     result["no_lists"] = _measure(ctx, data, None, count, "none")
     result["with_lists"] = _measure(ctx, data, lists, count, "ref", held)
     result.update(figures(result["no_lists"], result["with_lists"]))
@@ -123,6 +129,37 @@ def index_figures(lists: ReferenceLists, data: Dataset, now: datetime) -> dict[s
     return {"index_memory_mb": round(memory / 1e6, 1), "index_bytes_per_entry": round(memory / max(len(index), 1)),
             "sync_seconds": round(sync_s, 2), "tick_ms": round(tick_ms, 3), "tick_changed_entries": TICK_CHANGES,
             "match_us_per_declaration": match_us}
+
+
+def console_figures(lists: ReferenceLists) -> dict[str, Any]:
+    """What the console spends on the same entries: memory held, reading them (validated as its feed
+    does), the analyst's page's search (the first 200 matches and their count) and its lists table."""
+    records = list(lists.key_values())
+    gc.collect()
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        held = RiskEntries(limit=len(records) + 1)
+        for key, value in records:
+            held.put(key.decode(), parse(RiskListEntry, value))
+        memory, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    load_s = time.perf_counter() - started  # with tracemalloc on: an upper bound
+    search_ms = {}
+    for text in CONSOLE_SEARCHES:
+        held.search(text)  # the first search of a list sorts it; the page keeps the order until the list changes
+        started = time.perf_counter()
+        _, found = held.search(text)
+        search_ms[text or "(all)"] = {"ms": round((time.perf_counter() - started) * 1000, 2), "matches": found}
+    first_list = held.lists()[0].list_id
+    started = time.perf_counter()
+    summaries = held.lists()
+    held.search("", first_list)
+    lists_ms = (time.perf_counter() - started) * 1000
+    log(f"risk_lists: console holds {len(held):,} entries in {memory / 1e6:.0f} MB, search {search_ms}")
+    return {"entries_held": len(held), "memory_mb": round(memory / 1e6, 1), "bytes_per_entry": round(memory / max(len(held), 1)),
+            "load_seconds": round(load_s, 2), "search_ms": search_ms, "lists": len(summaries), "lists_page_ms": round(lists_ms, 2)}
 
 
 def _measure(ctx: Context, data: Dataset, lists: ReferenceLists | None, count: int, name: str, held: int = 0) -> dict[str, Any]:

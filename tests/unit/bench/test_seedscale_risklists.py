@@ -32,6 +32,18 @@ def test_index_figures_on_a_small_office() -> None:
     assert set(out["match_us_per_declaration"]) == {"no_lists", "with_lists", "declarations_hit_share"}
 
 
+def test_console_figures_hold_every_entry_and_count_the_matches() -> None:
+    data = Dataset.generate(7, 500, 300)
+    lists = reference_lists(data.office.population, datetime.now(UTC), lists=20, entries=3_000)
+    out = risklists.console_figures(lists)
+    assert out["entries_held"] == len(lists) and out["lists"] == len(lists.plans)
+    assert 100 < out["bytes_per_entry"] < 2_000
+    assert set(out["search_ms"]) == {"(all)", "8517", "kp", "smuggling", "no-such-text"}
+    assert out["search_ms"]["(all)"]["matches"] == len(lists) and out["search_ms"]["no-such-text"]["matches"] == 0
+    routes = sum(p.size for p in lists.plans if p.kind.value == "route")  # every route list's reason is about smuggling
+    assert out["search_ms"]["smuggling"]["matches"] >= routes
+
+
 def test_options_default_to_the_reference_volumes_and_quick_shrinks_them() -> None:
     p = argparse.ArgumentParser()
     risklists.add_arguments(p.add_argument_group("risk_lists"))
