@@ -301,6 +301,8 @@ class Settings(BaseSettings):
     console_queue_shown: int = Field(default=200, ge=10, le=5000, description="Rows of the officer's queue page (oldest first).")
     console_risk_entries_max: int = Field(default=1_000_000, ge=1000, le=10_000_000, description=(
         "Most current risk-list entries the console holds (about 400 bytes each); more are counted and the page says so."))
+    console_credit_enterprises_max: int = Field(default=2_000_000, ge=1000, le=50_000_000, description=(
+        "Most enterprises whose credit record the console can show (it keeps where each record is, about 180 bytes each)."))
     console_known_results_max: int = Field(default=500_000, ge=1000, le=10_000_000, description=(
         "Instruction ids with a recorded result the console remembers (idempotent recording; oldest forgotten first)."))
     console_figures_refresh_s: float = Field(default=120.0, ge=5, le=86_400, description=(

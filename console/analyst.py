@@ -1,4 +1,4 @@
-"""The analyst's pages: risk-list entries (search, add, retract), credit actions, figures, dead letters.
+"""The analyst's pages: risk-list entries (search, add, retract), credit actions and records, figures, dead letters.
 
 Every form is validated with the topic's own schema (``RiskListEntry``, ``CreditEvent``) before
 anything is produced; the record is produced, then its console action (``publish.publish_with_audit``:
@@ -9,6 +9,7 @@ second submission gets the first one's answer.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from clients import topics
 from console import metrics
 from console.access import current_user, require
 from console.app import page
+from console.creditrecords import look_up
 from console.forms import FORM_KEY_FIELD, audit_note, derived_id, form_key, new_form_key, submitted
 from console.live import Feed
 from console.publish import PublishError, Record, console_action, publish_with_audit, record_of
@@ -43,6 +45,7 @@ from schemas import (
 )
 
 router = APIRouter(prefix="/analyst")
+log = logging.getLogger(__name__)
 
 MAX_WINDOW_DAYS = 366
 FIGURES_POLL_S = 2  # how often a page waiting for its figures asks again
@@ -282,6 +285,34 @@ def credit_action(request: Request, user: Annotated[User, Depends(current_user)]
                          f"/analyst/credit?message={credit_action}&enterprise={event.enterprise_id}"
                          f"&agency={quote(event.source_agency[:64])}",
                          lambda failed: _credit_page(request, form, {"enterprise_id": failed}, status_code=503))
+
+
+# ---- an enterprise's credit record -----------------------------------------------------------------
+@router.get("/enterprises")
+def find_enterprise(user: Annotated[User, Depends(current_user)], enterprise: str = "") -> Response:
+    _analyst(user)
+    wanted = enterprise.strip()[:64]
+    if not wanted:
+        return RedirectResponse("/analyst/credit", status_code=303)
+    return RedirectResponse(f"/analyst/enterprises/{quote(wanted, safe='')}", status_code=303)
+
+
+@router.get("/enterprises/{enterprise_id}")
+def enterprise_credit(request: Request, enterprise_id: str, user: Annotated[User, Depends(current_user)]) -> Response:
+    """The enterprise's credit record as the workers hold it: the effective state, then each agency's entry."""
+    _analyst(user)
+    if not 0 < len(enterprise_id) <= 64:
+        raise HTTPException(404, "no such enterprise")
+    feed: Feed = request.app.state.feed
+    try:
+        found = look_up(enterprise_id, feed.credit_position(enterprise_id), request.app.state.credit_reader)
+    except Exception as exc:
+        log.warning("credit record of %s not read", enterprise_id, exc_info=True)
+        raise HTTPException(503, f"the credit record could not be read now ({type(exc).__name__}): try again") from None
+    return page(request, "enterprise_credit.html", {
+        "found": found, "caught_up": feed.caught_up.is_set(), "customs": CUSTOMS, "not_held": feed.credit_positions.dropped,
+        "agencies": sorted(found.record.agencies.items()) if found.record else [],
+    }, status_code=200 if found.record or not feed.caught_up.is_set() else 404)
 
 
 # ---- figures and dead letters (from the archive) ----------------------------------------------------------

@@ -23,6 +23,7 @@ from archive.figures import FigureCache, last_days
 from common.settings import Settings
 from console import metrics
 from console.access import LoginRequired, csrf_guard, csrf_token, session_secret
+from console.creditrecords import ChangelogReader, ReadOne
 from console.live import Feed
 from console.publish import Publisher
 from console.throttle import LoginThrottle
@@ -108,14 +109,17 @@ def figure_cache(settings: Settings) -> FigureCache:
 
 
 def create_app(settings: Settings, feed: Feed | None = None, publisher: Publisher | None = None,
-               users: UserStore | None = None, history: History | None = None, start_feed: bool = True) -> FastAPI:
-    """The console. ``feed``/``publisher``/``users``/``history`` default to the real ones (Kafka, the
-    users file, the archive); tests pass fakes. The feed starts with the application and stops with it."""
+               users: UserStore | None = None, history: History | None = None, start_feed: bool = True,
+               credit_reader: ReadOne | None = None) -> FastAPI:
+    """The console. ``feed``/``publisher``/``users``/``history``/``credit_reader`` default to the real
+    ones (Kafka, the users file, the archive, the enterprise-credit changelog); tests pass fakes. The
+    feed starts with the application and stops with it."""
     from console import analyst, auth, officer
     from console import warnings as warning_pages
 
     feed = feed if feed is not None else Feed(settings)
     figures = figure_cache(settings)
+    changelog = ChangelogReader(settings) if credit_reader is None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,6 +134,8 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
                 feed.stop()
             if app.state.publisher is not None:
                 app.state.publisher.close()
+            if changelog is not None:
+                changelog.close()
 
     app = FastAPI(title="Customs risk control console", lifespan=lifespan, dependencies=[Depends(csrf_guard)],
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -141,6 +147,7 @@ def create_app(settings: Settings, feed: Feed | None = None, publisher: Publishe
     app.state.ports = port_register(settings)
     app.state.history = history if history is not None else archive_history(settings)
     app.state.figures = figures
+    app.state.credit_reader = credit_reader if credit_reader is not None else changelog.read  # type: ignore[union-attr]
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="console_session",
                        max_age=settings.console_session_max_age_s, same_site="strict",
                        https_only=settings.console_tls_certfile is not None)

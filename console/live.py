@@ -1,12 +1,14 @@
-"""The live feed: open instructions per port, results already recorded, current risk-list entries.
+"""The live feed: open instructions per port, results already recorded, current risk-list entries,
+where each enterprise's credit record is.
 
-One thread reads the instructions, inspection-results and risk-lists topics with a plain consumer
-(partitions assigned directly: no group, no rebalance, nothing committed): instructions and results
-from ``console_lookback_s`` ago (to rebuild the open queue at start), risk lists from the beginning
-(a compacted topic: its current entries). Everything it holds is bounded: open instructions per port
-(``console_queue_max_per_port``; more are counted, not held), the instruction ids with a result
-(``console_known_results_max``, oldest forgotten first), declarations already decided, risk-list
-entries.
+One thread reads the instructions, inspection-results and risk-lists topics and the enterprise-credit
+changelog with a plain consumer (partitions assigned directly: no group, no rebalance, nothing
+committed): instructions and results from ``console_lookback_s`` ago (to rebuild the open queue at
+start), risk lists and the changelog from the beginning (compacted topics: their current records).
+Everything it holds is bounded: open instructions per port (``console_queue_max_per_port``; more
+are counted, not held), the instruction ids with a result (``console_known_results_max``, oldest
+forgotten first), declarations already decided, risk-list entries (``console_risk_entries_max``),
+credit-record positions (``console_credit_enterprises_max``).
 
 An instruction is open from the moment it is seen until it is finished: a machine-check until the
 declaration's final instruction (a clean scan's release leaves the queue, a suspicious scan or a
@@ -30,8 +32,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartiti
 from pydantic import ValidationError
 
 from clients import topics
+from clients.topics import TABLE_ENTERPRISE_CREDIT, changelog_topic
 from common.settings import Settings
 from console import metrics
+from console.creditrecords import CreditPositions
 from console.riskentries import HeldEntry, ListSummary, RiskEntries
 from schemas import ControlInstruction, InspectionResult, RiskListEntry
 from schemas.codec import parse
@@ -39,6 +43,8 @@ from schemas.codec import parse
 log = logging.getLogger(__name__)
 
 MAX_DECIDED = 200_000
+CREDIT_CHANGELOG = "enterprise-credit changelog"
+MAX_ENTERPRISE_ID_BYTES = 64  # schemas.records.Identifier
 RETRY_S = 5.0
 
 
@@ -97,6 +103,8 @@ class Feed:
         self.results = _Bounded(settings.console_known_results_max)  # instruction id -> True
         self.decided = _Bounded(MAX_DECIDED)  # "declaration_id:revision" whose final instruction was seen
         self.risk_entries = RiskEntries(settings.console_risk_entries_max)
+        self.credit_positions = CreditPositions(settings.console_credit_enterprises_max)
+        self._credit_topic = changelog_topic(settings, TABLE_ENTERPRISE_CREDIT)
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -213,12 +221,12 @@ class Feed:
         metadata = consumer.list_topics(timeout=30)
         since_ms = int((time.time() - self.settings.console_lookback_s) * 1000)
         assignment: list[TopicPartition] = []
-        for logical in (topics.INSTRUCTIONS, topics.INSPECTION_RESULTS, topics.RISK_LISTS):
-            name = self.settings.topic(logical)
+        for logical in (topics.INSTRUCTIONS, topics.INSPECTION_RESULTS, topics.RISK_LISTS, CREDIT_CHANGELOG):
+            name = self._credit_topic if logical == CREDIT_CHANGELOG else self.settings.topic(logical)
             topic = metadata.topics.get(name)
             if topic is None or topic.error is not None:
                 raise RuntimeError(f"topic {name} does not exist: run `riskctl topics create`")
-            if logical == topics.RISK_LISTS:
+            if logical in (topics.RISK_LISTS, CREDIT_CHANGELOG):  # compacted: their current records
                 assignment += [TopicPartition(name, p, OFFSET_BEGINNING) for p in topic.partitions]
                 continue
             wanted = [TopicPartition(name, p, since_ms) for p in topic.partitions]
@@ -265,7 +273,10 @@ class Feed:
                             else:
                                 log.warning("feed: %s", err.str())
                             continue
-                        self._apply(msg.topic() or "", msg.key(), msg.value(), t_ins, t_res)
+                        if msg.topic() == self._credit_topic:
+                            self._credit_record(msg.key(), msg.partition(), msg.offset(), msg.value() is None)
+                        else:
+                            self._apply(msg.topic() or "", msg.key(), msg.value(), t_ins, t_res)
                 if not pending_eof and not self.caught_up.is_set():
                     self.caught_up.set()
                     log.info("feed caught up: %d open instructions", sum(len(q.items) for q in self.ports.values()))
@@ -274,8 +285,19 @@ class Feed:
                         metrics.QUEUE_OPEN.labels(port).set(len(q.items))
                     metrics.RISK_ENTRIES.set(len(self.risk_entries))
                     metrics.RISK_ENTRIES_NOT_HELD.set(self.risk_entries.dropped)
+                    metrics.CREDIT_ENTERPRISES.set(len(self.credit_positions))
+                    metrics.CREDIT_ENTERPRISES_NOT_HELD.set(self.credit_positions.dropped)
         finally:
             consumer.close()
+
+    def _credit_record(self, key: bytes | None, partition: int | None, offset: int | None, deleted: bool) -> None:
+        if key is None or partition is None or offset is None or len(key) > MAX_ENTERPRISE_ID_BYTES:
+            return  # not an enterprise the workers keyed
+        self.credit_positions.put(key.decode("utf-8", "replace"), partition, offset, deleted)
+
+    def credit_position(self, enterprise_id: str) -> tuple[int, int] | None:
+        with self.lock:
+            return self.credit_positions.get(enterprise_id)
 
     def _irrelevant(self, value: bytes | None) -> bool:
         """Most instructions release at declaration time: for a declaration the queue does not hold, such

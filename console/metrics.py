@@ -18,6 +18,10 @@ QUEUE_OVERFLOW = Counter("customs_console_queue_overflow_total", "Open instructi
 RISK_ENTRIES = Gauge("customs_console_risk_entries", "Current risk-list entries the console holds (the analyst's page).")
 RISK_ENTRIES_NOT_HELD = Gauge("customs_console_risk_entries_not_held",
                               "Risk-list records read since the console started but not held: CONSOLE_RISK_ENTRIES_MAX was reached.")
+CREDIT_ENTERPRISES = Gauge("customs_console_credit_enterprises", "Enterprises whose credit record the console can show.")
+CREDIT_ENTERPRISES_NOT_HELD = Gauge("customs_console_credit_enterprises_not_held", (
+    "Enterprise-credit records read since the console started for enterprises it keeps no position of: "
+    "CONSOLE_CREDIT_ENTERPRISES_MAX was reached."))
 FEED_LAG_SECONDS = Histogram("customs_console_feed_delay_seconds",
                              "Instruction decided -> in the console's queue (the broker and the feed).",
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0))

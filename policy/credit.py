@@ -2,7 +2,7 @@
 
 Every agency's entries are kept under its name (``AgencyEntry``: the class it set, its joint
 penalty, the qualification statuses it set, its last event), so an enterprise's record can be shown
-by agency (``riskctl credit show``). They combine into the effective state the policy reads:
+by agency (``riskctl credit show``, the console's credit record page). They combine into the effective state the policy reads:
 
 * **credit class**: customs' class is authoritative. Once customs has classified the enterprise,
   another agency's class change is recorded under that agency but does not change the class; until

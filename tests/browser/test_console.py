@@ -271,6 +271,35 @@ def test_analyst_adds_an_entry_and_the_next_matching_declaration_is_inspected(of
     assert "FIREARMS-ALERT/BR-9303" in row and hit_reason in reasons
 
 
+def test_analyst_places_an_enterprise_on_the_focus_list_and_sees_its_record_by_agency(office: Office, browser: WebDriver) -> None:
+    h = office.harness
+    h.publish(topics.CREDIT_EVENTS, "ENT-RECORD", {
+        "schema_version": 1, "event_id": "TAX-1", "enterprise_id": "ENT-RECORD", "event_type": "joint-penalty-imposed",
+        "source_agency": "tax bureau", "reason": "unpaid taxes", "event_time": datetime.now(UTC).isoformat()})
+    h.flush()
+    login(browser, office, "analyst")
+    browser.get(f"{office.base_url}/analyst/credit")
+    form = browser.find_element(By.ID, "credit-form")
+    form.find_element(By.NAME, "enterprise_id").send_keys("ENT-RECORD")
+    form.find_element(By.NAME, "reason").send_keys("repeated undervaluation")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 15).until(EC.presence_of_element_located((By.ID, "message")))
+    browser.find_element(By.LINK_TEXT, "its credit record").click()
+
+    def both_agencies(d: WebDriver) -> bool:  # the worker folds both events; the console reads its changelog
+        d.refresh()
+        return {r.get_attribute("data-agency") for r in d.find_elements(By.CSS_SELECTOR, "#agencies tr[data-agency]")} == {
+            "customs", "tax bureau"}
+
+    WebDriverWait(browser, 30).until(both_agencies)
+    assert browser.find_element(By.ID, "effective-class").text == "joint-penalty"
+    rows = {r.get_attribute("data-agency"): r.text for r in browser.find_elements(By.CSS_SELECTOR, "#agencies tr[data-agency]")}
+    assert "focus-list" in rows["customs"] and "repeated undervaluation" in rows["customs"]
+    assert "yes" in rows["tax bureau"] and "TAX-1" in rows["tax bureau"] and "unpaid taxes" in rows["tax bureau"]
+    browser.get(f"{office.base_url}/analyst/enterprises/ENT-NEVER-SEEN")
+    assert "treats the enterprise as general" in browser.find_element(By.ID, "no-record").text
+
+
 def test_a_form_posted_without_its_csrf_token_is_refused(office: Office, browser: WebDriver) -> None:
     login(browser, office, "analyst")
     browser.get(f"{office.base_url}/analyst/credit")

@@ -78,6 +78,15 @@ class Console:
     histories: dict[str, dict[str, Any]]
     settings: Settings
     hints: list[tuple[str, Any, Any]] = field(default_factory=list)
+    # The enterprise-credit changelog as the console reads it: (partition, offset) -> (key, value).
+    credit_log: dict[tuple[int, int], tuple[bytes | None, bytes | None]] = field(default_factory=dict)
+
+    def credit_record(self, enterprise_id: str, value: bytes | None, partition: int = 0) -> None:
+        """Append a record to the fake changelog and let the feed see it, as its consumer would."""
+        offset = sum(1 for p, _ in self.credit_log if p == partition)
+        self.credit_log[(partition, offset)] = (enterprise_id.encode(), value)
+        with self.feed.lock:
+            self.feed._credit_record(enterprise_id.encode(), partition, offset, value is None)
 
     def login(self, name: str, password: str = PASSWORD, client: TestClient | None = None) -> TestClient:
         client = client or self.client
@@ -125,6 +134,8 @@ def console(tmp_path: Path) -> Iterator[Console]:
                  "inspection_results": [], "sources": {}}
         return dict(histories.get(did, empty)), []
 
-    app = create_app(settings, feed=feed, publisher=publisher, users=users, history=history, start_feed=False)  # type: ignore[arg-type]
+    credit_log: dict[tuple[int, int], tuple[bytes | None, bytes | None]] = {}
+    app = create_app(settings, feed=feed, publisher=publisher, users=users, history=history, start_feed=False,  # type: ignore[arg-type]
+                     credit_reader=lambda partition, offset: credit_log.get((partition, offset)))
     with TestClient(app) as client:
-        yield Console(client, publisher, feed, users, histories, settings, hints)
+        yield Console(client, publisher, feed, users, histories, settings, hints, credit_log)
