@@ -22,7 +22,6 @@ Order of operations, per micro-batch:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -32,7 +31,7 @@ from decision.services import ScoreResult, Services, selected_risk_types
 from decision.shadow import challenger_action, shadow_of
 from decision.state import DeclarationState, RevisionKind, Stored
 from policy.capacity import CapacityController
-from policy.credit import UNKNOWN_ENTERPRISE, EnterpriseCredit
+from policy.credit import UNKNOWN_ENTERPRISE, EffectiveCredit, EnterpriseCredit
 from policy.decide import decide
 from policy.dutyfree import Standing
 from policy.risklists import RiskHit, RiskListIndex
@@ -43,7 +42,7 @@ from schemas import Action, Declaration
 class References(Protocol):
     """The reference data a decision reads: enterprise credit and risk-list hits."""
 
-    def credit_for(self, declaration: Declaration) -> EnterpriseCredit: ...
+    def credit_for(self, declaration: Declaration) -> EffectiveCredit: ...
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]: ...
 
@@ -113,36 +112,21 @@ def _score(scored: Mapping[tuple[str, int], ScoreResult], services: Services, de
 
 class CreditBook:
     """Enterprises' current credit, read from the folded credit table's contents (enterprise id
-    bytes -> ``EnterpriseCredit`` bytes) and parsed once per enterprise and stored value: most
-    declarations come from enterprises whose credit has not changed since their last one.
+    bytes -> ``EnterpriseCredit`` bytes) at each read. Decisions get the effective view
+    (``EffectiveCredit``: under a microsecond to decode, so nothing is kept per enterprise); the
+    fold gets the whole record with the agencies' entries (``record_of``). A cache of whole records
+    held about 8 KB an enterprise with 20 agencies: 550 MB for the office's 70,000."""
 
-    The parsed states are kept per enterprise, least recently used first out, at most
-    ``max_cached`` of them: a changed credit state replaces its enterprise's entry when next read
-    (the stored bytes differ), and a full cache drops one entry at a time, never all at once."""
-
-    def __init__(self, contents: Callable[[], Mapping[bytes, bytes]], max_cached: int = 200_000) -> None:
+    def __init__(self, contents: Callable[[], Mapping[bytes, bytes]]) -> None:
         self._contents = contents
-        self._max_cached = max_cached
-        self._parsed: OrderedDict[bytes, tuple[bytes, EnterpriseCredit]] = OrderedDict()
 
-    def of(self, enterprise_id: str) -> EnterpriseCredit:
-        key = enterprise_id.encode()
-        raw = self._contents().get(key)
-        if not raw:
-            return UNKNOWN_ENTERPRISE
-        cached = self._parsed.get(key)
-        if cached is not None and (cached[0] is raw or cached[0] == raw):
-            self._parsed.move_to_end(key)
-            return cached[1]
-        credit = EnterpriseCredit.from_bytes(raw)
-        self._parsed[key] = (raw, credit)
-        self._parsed.move_to_end(key)
-        if len(self._parsed) > self._max_cached:
-            self._parsed.popitem(last=False)
-        return credit
+    def of(self, enterprise_id: str) -> EffectiveCredit:
+        raw = self._contents().get(enterprise_id.encode())
+        return EffectiveCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
 
-    def __len__(self) -> int:
-        return len(self._parsed)
+    def record_of(self, enterprise_id: str) -> EnterpriseCredit:
+        raw = self._contents().get(enterprise_id.encode())
+        return EnterpriseCredit.from_bytes(raw) if raw else UNKNOWN_ENTERPRISE
 
 
 class ReferenceData:
@@ -163,7 +147,7 @@ class ReferenceData:
             return []
         return standings_of(self._standings(), declaration.shopper_token)
 
-    def credit_for(self, declaration: Declaration) -> EnterpriseCredit:
+    def credit_for(self, declaration: Declaration) -> EffectiveCredit:
         return self.credit.of(declaration.enterprise_id)
 
     def risk_hits(self, declaration: Declaration) -> list[RiskHit]:

@@ -65,15 +65,17 @@ class AgencyEntry(msgspec.Struct, array_like=True, frozen=True, gc=False):
     last_reason: str | None = None
 
 
-class EnterpriseCredit(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """The effective state (what ``policy.decide`` reads) and the agencies' entries it came from."""
+class EffectiveCredit(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What the policy reads of an enterprise's credit: the effective state, without the agencies'
+    entries it came from. Its fields are the first fields of ``EnterpriseCredit``, in the same
+    positions, so a stored record decodes as either (msgpack arrays; trailing fields are skipped).
+    Decisions read this view: a few hundred bytes and under a microsecond to decode, against about
+    8 KB and 10 µs for the whole record of an enterprise with 20 agencies."""
 
     credit_class: CreditClass = CreditClass.GENERAL
     joint_penalty: bool = False
     # qualification -> "active" | "suspended" | "revoked"
     qualifications: dict[str, str] = msgspec.field(default_factory=dict)
-    last_event_id: str | None = None
-    agencies: dict[str, AgencyEntry] = msgspec.field(default_factory=dict)
 
     @property
     def effective_class(self) -> CreditClass:
@@ -82,6 +84,21 @@ class EnterpriseCredit(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     def qualified_for(self, qualification: Qualification) -> bool:
         return self.qualifications.get(qualification.value) == ACTIVE
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> EffectiveCredit:
+        if raw[:1] == FORMAT_V2:
+            return _EFFECTIVE_DECODER.decode(memoryview(raw)[1:])
+        return EnterpriseCredit.from_bytes(raw)
+
+
+class EnterpriseCredit(EffectiveCredit, array_like=True, frozen=True, gc=False):
+    """An enterprise's whole record: the effective state (what ``policy.decide`` reads), the last
+    event folded, and the agencies' entries it came from (what the fold and ``riskctl credit show``
+    read)."""
+
+    last_event_id: str | None = None
+    agencies: dict[str, AgencyEntry] = msgspec.field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         return FORMAT_V2 + _ENCODER.encode(self)
@@ -99,6 +116,7 @@ class EnterpriseCredit(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(EnterpriseCredit)
+_EFFECTIVE_DECODER = msgspec.msgpack.Decoder(EffectiveCredit)
 
 UNKNOWN_ENTERPRISE = EnterpriseCredit()
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from policy.capacity import NO_OFFSETS, LaneOffsets
 from policy.config import Policy, Thresholds
-from policy.credit import EnterpriseCredit
+from policy.credit import EffectiveCredit
 from policy.dutyfree import Standing, departure_findings
 from policy.risklists import RiskHit
 from policy.valueadded import RatioHistory, WarningProposal, check_value_added
@@ -109,7 +109,7 @@ def _threshold_text(lane: str, value: float, configured: float) -> str:
 def decide(
     policy: Policy,
     declaration: Declaration,
-    credit: EnterpriseCredit,
+    credit: EffectiveCredit,
     score: float,
     hits: Sequence[RiskHit] = (),
     offsets: LaneOffsets | None = None,
@@ -179,7 +179,7 @@ def decide(
     return Decision(action, reason, credit_class, (*(text for _, _, text in proposals), *notes), refs, (mc, insp), rules, warnings)
 
 
-def check_centralised(policy: Policy, credit: EnterpriseCredit, items: Sized) -> None:
+def check_centralised(policy: Policy, credit: EffectiveCredit, items: Sized) -> None:
     """May this enterprise submit a centralised declaration of ``items``? Only effective classes in
     ``batch.allowed_classes`` may (a joint penalty overrides a white-list certification), with 1 to
     ``batch.max_items`` items. Raises BatchNotAllowed (or TooManyItems) saying why."""
@@ -195,7 +195,7 @@ def check_centralised(policy: Policy, credit: EnterpriseCredit, items: Sized) ->
 def decide_items(
     policy: Policy,
     items: Sequence[Declaration],
-    credit: EnterpriseCredit,
+    credit: EffectiveCredit,
     scores: Sequence[float],
     hits: Sequence[Sequence[RiskHit]] | None = None,
     offsets: LaneOffsets | None = None,

@@ -54,7 +54,7 @@ class CreditFold:
                 by_enterprise.setdefault(item[0].enterprise_id, []).append(item)
         applied: Counter[str] = Counter()
         for enterprise_id, group in by_enterprise.items():
-            state = self.book.of(enterprise_id)
+            state = self.book.record_of(enterprise_id)
             folded = fold_credit_events(state, [credit_event for credit_event, _, _ in group])
             for credit_event, exc in folded.refused:
                 msg, in_batch = next((m, b) for e, m, b in group if e is credit_event)

@@ -161,7 +161,7 @@ class Topology:
         self.risk_index = RiskListIndex()  # kept equal to the risk-lists table, entry by entry (tick_reference_data)
         self._risk_list_keys: set[bytes] = set()  # entries written or received since the last tick
         self._risk_index_ready = False  # the index was synced in full since this worker was last ready
-        self.credit_book = CreditBook(lambda: tables.contents(self.credit), settings.credit_cache_entries)
+        self.credit_book = CreditBook(lambda: tables.contents(self.credit))
         self.credit_fold = CreditFold(self.credit, self.credit_book, self.dead_letters, t(topics.CREDIT_EVENT_BATCHES),
                                       lambda: self.settings.credit_batch_max_events)
         # Zero-tariff goods: the register (GlobalTable) and the positioning of registered vehicles and vessels.

@@ -9,10 +9,10 @@ metrics endpoint). ``seconds``: first reload record handed to the producer -> la
 ``p99_ms_during``: the p99 of the declarations published while the reload was being folded;
 ``p99_ms_no_reload`` the same load's p99 without a reload, just before, in the same run.
 
-``book``: in the bench's own process, the reload folded as the worker folds it, every enterprise's
-state parsed into a ``CreditBook`` as declarations would read them, then one full garbage
-collection timed with the book held and without it: what a worker holding the register pays at
-each full collection, independent of the broker and of the machine's other load.
+``book``: in the bench's own process, the reload folded as the worker folds it, then what reading
+the register costs: a stored record's bytes, the record parsed whole (what the fold reads), the
+effective view decisions read (``CreditBook.of``) and one such read, independent of the broker and
+of the machine's other load.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import gc
 import threading
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from common.settings import Settings
 from decision.batch import CreditBook
 from devkit.brokers import make_broker
 from devkit.launcher import metric_value
-from policy.credit import fold_credit_events
+from policy.credit import EffectiveCredit, EnterpriseCredit, fold_credit_events
 from portsim.reload import register_reload
 from schemas.creditbatch import parse_credit_event_batch
 
@@ -68,33 +69,40 @@ def p99_within(latencies: list[tuple[float, float, float]], start: float, end: f
     return (round(float(np.percentile(lat, 99)), 1) if lat else None), len(lat)
 
 
-def book_collection(records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    """The reload folded into a table in this process and read into a ``CreditBook``; the objects
-    the garbage collector tracks and a full collection's time, with the book and without it."""
+def book_figures(records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The reload folded into a table in this process, then what reading it costs: each stored
+    record's bytes, the record parsed whole (what the fold reads, and what a cache of parsed records
+    held per enterprise), the effective view decisions read, and one ``CreditBook.of`` read."""
     table: dict[bytes, bytes] = {}
-    book = CreditBook(lambda: table, 1 << 30)
+    book = CreditBook(lambda: table)
     for _, value in records:
         by_enterprise: dict[str, list[Any]] = {}
         for event, _raw, _error in parse_credit_event_batch(value)[1]:
             if event is not None:
                 by_enterprise.setdefault(event.enterprise_id, []).append(event)
         for enterprise, events in by_enterprise.items():
-            table[enterprise.encode()] = fold_credit_events(book.of(enterprise), events).state.to_bytes()
-    for key in table:
-        book.of(key.decode())
+            table[enterprise.encode()] = fold_credit_events(book.record_of(enterprise), events).state.to_bytes()
+    keys = list(table)
 
-    def collection() -> tuple[int, float]:
+    def held_bytes(parse: Any) -> float:
         gc.collect()
-        started = time.perf_counter()
-        gc.collect()
-        return len(gc.get_objects()), round((time.perf_counter() - started) * 1000, 1)
+        tracemalloc.start()
+        try:
+            parsed = [parse(table[k]) for k in keys]
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        del parsed
+        return held / max(len(keys), 1)
 
-    tracked, ms = collection()
-    enterprises = len(book)
-    del book
-    tracked_without, ms_without = collection()
-    return {"enterprises": enterprises, "tracked_objects_added": tracked - tracked_without,
-            "full_collection_ms": ms, "full_collection_ms_without": ms_without}
+    record, view = held_bytes(EnterpriseCredit.from_bytes), held_bytes(EffectiveCredit.from_bytes)
+    names = [k.decode() for k in keys]
+    started = time.perf_counter()
+    for name in names:
+        book.of(name)
+    read_us = (time.perf_counter() - started) / max(len(names), 1) * 1e6
+    return {"enterprises": len(keys), "record_bytes": round(sum(map(len, table.values())) / max(len(keys), 1)),
+            "parsed_record_bytes": round(record), "effective_view_bytes": round(view), "read_us": round(read_us, 2)}
 
 
 def cpu_us_per_event(load: dict[str, Any], quiet: dict[str, Any], events: int) -> float:
@@ -200,9 +208,9 @@ def run(ctx: Any) -> dict[str, Any]:
     large = reload_records(data, entries, enterprises)
     log(f"credit_reload: {events_in(large):,} events for {enterprises:,} enterprises in {len(large):,} records; "
         f"small: {events_in(small):,}")
-    book = book_collection(large)
-    log(f"credit_reload: the register's credit book adds {book['tracked_objects_added']:,} objects the collector tracks; "
-        f"a full collection {book['full_collection_ms']} ms with it, {book['full_collection_ms_without']} ms without")
+    book = book_figures(large)
+    log(f"credit_reload: a stored record {book['record_bytes']:,} bytes, parsed whole {book['parsed_record_bytes']:,} bytes, "
+        f"the decisions' view {book['effective_view_bytes']:,} bytes; a read {book['read_us']} µs")
     with make_broker(args.broker) as broker:
         settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, topic_prefix="seed-credit.", app_id="seed-credit",
                             data_dir=ctx.workdir / "data")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from bench.seedscale.credit import events_in, p99_within
+from bench.seedscale.credit import book_figures, events_in, p99_within
 from policy.credit import UNKNOWN_ENTERPRISE, fold_credit_events
 from portsim.population import Population
 from portsim.reload import register_reload
@@ -41,6 +41,14 @@ def test_a_reload_folds_to_the_register_it_reloads():
         a = fold_credit_events(UNKNOWN_ENTERPRISE, events).state
         b = fold_credit_events(UNKNOWN_ENTERPRISE, initial.get(eid, [])).state
         assert (a.effective_class, a.qualifications) == (b.effective_class, b.qualifications), eid
+
+
+def test_book_figures_weigh_the_whole_record_against_the_decisions_view():
+    pop = Population(7, 200)
+    records = [(b["batch_id"].encode(), orjson.dumps(b)) for b in register_reload(pop, 200 * 46, 200, AT)]
+    out = book_figures(records)
+    assert out["enterprises"] == 200 and out["record_bytes"] > 1000  # 20 agencies' entries each
+    assert out["parsed_record_bytes"] > 10 * out["effective_view_bytes"] > 0 and out["read_us"] > 0
 
 
 def test_p99_counts_only_the_declarations_published_in_the_window():
