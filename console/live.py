@@ -43,7 +43,6 @@ from schemas.codec import parse
 log = logging.getLogger(__name__)
 
 MAX_DECIDED = 200_000
-CREDIT_CHANGELOG = "enterprise-credit changelog"
 MAX_ENTERPRISE_ID_BYTES = 64  # schemas.records.Identifier
 RETRY_S = 5.0
 
@@ -221,12 +220,14 @@ class Feed:
         metadata = consumer.list_topics(timeout=30)
         since_ms = int((time.time() - self.settings.console_lookback_s) * 1000)
         assignment: list[TopicPartition] = []
-        for logical in (topics.INSTRUCTIONS, topics.INSPECTION_RESULTS, topics.RISK_LISTS, CREDIT_CHANGELOG):
-            name = self._credit_topic if logical == CREDIT_CHANGELOG else self.settings.topic(logical)
+        # (topic, compacted): a compacted topic is read from its start (its current records), the others
+        # from console_lookback_s ago.
+        for name, compacted in ((self.settings.topic(topics.INSTRUCTIONS), False), (self.settings.topic(topics.INSPECTION_RESULTS), False),
+                                (self.settings.topic(topics.RISK_LISTS), True), (self._credit_topic, True)):
             topic = metadata.topics.get(name)
             if topic is None or topic.error is not None:
                 raise RuntimeError(f"topic {name} does not exist: run `riskctl topics create`")
-            if logical in (topics.RISK_LISTS, CREDIT_CHANGELOG):  # compacted: their current records
+            if compacted:
                 assignment += [TopicPartition(name, p, OFFSET_BEGINNING) for p in topic.partitions]
                 continue
             wanted = [TopicPartition(name, p, since_ms) for p in topic.partitions]

@@ -1,8 +1,7 @@
 """The current risk-list entries as the console holds them: all of the office's lists, searchable.
 
-The office keeps about 300,000 entries in 147 lists. Held as pydantic models they took about 1.4 KB
-each, and a search walked every one, joining and lower-casing its fields: half a second a page at
-that size. Here an entry is a small frozen struct outside the garbage collector; the strings that
+The office keeps about 300,000 entries in 147 lists, and the page must find any of them within a
+page load. An entry is a small frozen struct outside the garbage collector; the strings that
 entries of a list share (list, kind, action, reason, agency) are interned, so each is held once;
 and entries are grouped by list, each list sorted on demand and the sort kept until the list
 changes. A search matches the shared strings once per distinct combination ("facet") and only the
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -165,6 +163,3 @@ class RiskEntries:
             kinds, actions, agencies = (tuple(sorted({f[i] for f in lst.facets})) for i in (1, 2, 4))
             summaries.append(ListSummary(name, len(lst.entries), kinds, actions, agencies))
         return summaries
-
-    def __iter__(self) -> Iterator[HeldEntry]:
-        return iter(self._by_id.values())

@@ -114,8 +114,9 @@ class CreditBook:
     """Enterprises' current credit, read from the folded credit table's contents (enterprise id
     bytes -> ``EnterpriseCredit`` bytes) at each read. Decisions get the effective view
     (``EffectiveCredit``: under a microsecond to decode, so nothing is kept per enterprise); the
-    fold gets the whole record with the agencies' entries (``record_of``). A cache of whole records
-    held about 8 KB an enterprise with 20 agencies: 550 MB for the office's 70,000."""
+    fold gets the whole record with the agencies' entries (``record_of``), which is never cached:
+    parsed, it is about 8 KB for an enterprise with 20 agencies (docs/benchmark.md, "The worker's
+    memory during a reload")."""
 
     def __init__(self, contents: Callable[[], Mapping[bytes, bytes]]) -> None:
         self._contents = contents
