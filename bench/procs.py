@@ -101,6 +101,8 @@ class Profile:
         with contextlib.suppress(OSError):
             for line in self.out.read_text().splitlines():  # "frame;frame;...;leaf COUNT"
                 stack, _, count = line.rpartition(" ")
+                if not count.isdigit():
+                    continue  # a frame name that spans lines (py-spy writes it as it gets it)
                 m = re.fullmatch(r"(.*) \((.*?)(:\d+)?\)", stack.rsplit(";", 1)[-1])
                 leaf[f"{m.group(1)} ({Path(m.group(2)).name})" if m else stack.rsplit(";", 1)[-1]] += int(count)
         total = sum(leaf.values()) or 1
