@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # event loop the same consumer skips the hand-offs (streams/runtime/consumer.py, point 5).
     consumer_in_loop: bool = Field(default=True, description=(
         "Run the Kafka consumer on the worker's event loop instead of in a thread of its own."))
+    # A full fetch names every partition the worker reads; in a session only those that moved
+    # (streams/runtime/fetchsession.py). A broker without sessions gets full fetches either way.
+    fetch_sessions: bool = Field(default=True, description=(
+        "Fetch through incremental fetch sessions (KIP-227) where the broker offers them."))
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
     # Warm copies of each table partition on other workers: a failover then skips re-reading the
     # changelog, but the holder applies every change of the partitions it stands by for: on a small

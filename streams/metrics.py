@@ -56,6 +56,9 @@ WORKER_READY = Gauge("customs_worker_ready", "1 once the worker has partitions a
 ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitions actively owned by this worker.")
 
 # --- Office health. Dashboards and alerts in deploy/ use these names. -----------
+# kind: "full" (every partition named; the first of a session, or no session) or "incremental".
+FETCHES = Counter("customs_consumer_fetches_total",
+                  "Fetches the worker's consumer had answered through fetch sessions, full or incremental.", ["kind"])
 CONSUMER_LAG = Gauge(
     "customs_consumer_lag",
     "Records between this worker's position and the high watermark, per input topic and partition it owns "

@@ -113,6 +113,7 @@ class Topology:
         self.services = services
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
         self.failpoint = Failpoint.from_env()  # crash tests only (streams.failpoint)
+        self._fetches_seen = (0, 0)  # status.fetches at the last publish
         self.app = app or faust_app(settings, self.checkpoint)
         t = settings.topic
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
@@ -606,9 +607,13 @@ class Topology:
 
     def _publish_lag(self) -> None:
         """Records behind the partition's high watermark, per owned input partition (on brokers
-        that report watermarks correctly; the embedded Tansu does not)."""
+        that report watermarks correctly; the embedded Tansu does not), and the fetches made."""
         for topic, partition, lag in status.input_lag(self.app):
             metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+        totals = status.fetches(self.app)
+        for kind, total, seen in zip(("full", "incremental"), totals, self._fetches_seen):
+            metrics.FETCHES.labels(kind).inc(max(0, total - seen))
+        self._fetches_seen = totals
 
     def settled(self, actives: set[int], now: float) -> set[int]:
         """The active partitions whose overdue deadlines may fire: those this worker has owned for

@@ -48,7 +48,8 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     )
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint, settings.rebalance_delivery_timeout_s,
-                                           settings.fetch_min_bytes, settings.consumer_in_loop, settings.prefetch_backoff_ms)
+                                           settings.fetch_min_bytes, settings.consumer_in_loop, settings.prefetch_backoff_ms,
+                                           settings.fetch_sessions)
     if settings.worker_idempotent_producer:
         transport.Producer = IdempotentProducer
     return app

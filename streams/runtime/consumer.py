@@ -42,6 +42,10 @@
    group coordinator and Faust bookkeeping, without the thread. A handler then holds up heartbeats
    while it runs, which micro-batches weighed in declarations (``streams.limits``) keep to a small
    fraction of the session timeout.
+
+6. Fetch sessions. aiokafka names every partition the worker reads in every fetch, and the broker
+   answers for each; in a Kafka fetch session (KIP-227) only the partitions that moved travel
+   (``streams.runtime.fetchsession``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 from mode.utils.futures import maybe_async
 
+from streams.runtime import fetchsession
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.tables import is_changelog
 
@@ -71,13 +76,14 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 
 
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
-                      min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100) -> type:
+                      min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100,
+                      sessions: bool = True) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
     ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be delivered hold up the next
     fetch from their broker for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
-    the worker exits)."""
+    the worker exits). With ``sessions`` fetches go through incremental fetch sessions (point 6)."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -88,7 +94,11 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
 
         async def on_start(self) -> None:
             await super().on_start()  # starts the aiokafka consumer, which builds its fetcher
-            self._ensure_consumer()._fetcher._prefetch_backoff = prefetch_backoff_ms / 1000
+            fetcher = self._ensure_consumer()._fetcher
+            fetcher._prefetch_backoff = prefetch_backoff_ms / 1000
+            if sessions:
+                consumer: Any = self.consumer
+                consumer.fetch_sessions = fetchsession.install(fetcher)
 
     class InLoopConsumerThread(ConsumerThread):
         """Faust's consumer thread as a plain service on the worker's event loop (point 5 above)."""
@@ -128,6 +138,7 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
         def __post_init__(self) -> None:
             super().__post_init__()
             self._expected: dict[Any, int] = {}  # input partition -> next offset to deliver
+            self.fetch_sessions: dict[int, fetchsession.FetchSession] = {}  # by broker, once started (point 6)
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             if in_loop:

@@ -33,6 +33,13 @@ def standby_partitions(app: Any) -> set[Any]:
     return standbys
 
 
+def fetches(app: Any) -> tuple[int, int]:
+    """``(full, incremental)``: the fetches the worker's consumer has had answered, over all brokers
+    (``streams.runtime.fetchsession``; both 0 without sessions)."""
+    sessions = app.consumer.fetch_sessions
+    return (sum(s.full_fetches for s in sessions.values()), sum(s.incremental_fetches for s in sessions.values()))
+
+
 def input_lag(app: Any) -> Iterator[tuple[str, int, int]]:
     """``(topic, partition, records behind the high watermark)`` for each actively owned input
     partition whose high watermark and read position are known (on brokers that report

@@ -14,6 +14,7 @@ import pytest
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
+from streams.runtime import fetchsession
 from streams.runtime.consumer import head_unacknowledged, in_order_consumer, is_input
 from tests.unit.streams.runtime.fakes import record, worker_consumer
 
@@ -233,7 +234,9 @@ class FakeAIOKafkaConsumer:
 
     async def start(self) -> None:
         self.calls.append(("start", threading.get_ident()))
-        self._fetcher = SimpleNamespace(_prefetch_backoff=0.1)  # aiokafka builds its fetcher here, with its default
+        # aiokafka builds its fetcher here, with its default backoff.
+        self._fetcher = SimpleNamespace(_prefetch_backoff=0.1, _client=SimpleNamespace(cluster=None),
+                                        _get_actions_per_node=lambda assignment: ([], {}, 0.1, False, []))
 
     async def stop(self) -> None:
         self.calls.append(("stop", threading.get_ident()))
@@ -278,6 +281,20 @@ def test_records_waiting_to_be_consumed_hold_other_fetches_back_only_as_long_as_
 
     assert asyncio.run(scenario(prefetch_backoff_ms=5)) == 0.005
     assert asyncio.run(scenario()) == 0.1  # aiokafka's own default unless the settings say otherwise
+
+
+@pytest.mark.parametrize("sessions", [True, False])
+def test_the_fetcher_fetches_in_sessions_unless_the_settings_say_otherwise(tmp_path: Path, sessions: bool) -> None:
+    async def scenario() -> tuple[Any, Any]:
+        consumer = worker_consumer(tmp_path, fetch_sessions=sessions)
+        fake = FakeAIOKafkaConsumer()
+        consumer._thread._create_consumer = lambda loop: fake
+        await consumer._thread.on_start()
+        return fake._fetcher, consumer.fetch_sessions
+
+    fetcher, installed = asyncio.run(scenario())
+    assert isinstance(fetcher._client, fetchsession._SessionClient) is sessions
+    assert installed == {}  # none until the first fetch
 
 
 def test_the_threaded_consumer_is_still_there_when_asked_for(tmp_path: Path) -> None:

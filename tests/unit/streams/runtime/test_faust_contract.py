@@ -23,7 +23,9 @@ from typing import Any
 import aiokafka
 import faust
 import pytest
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.producer.message_accumulator import BatchBuilder, MessageBatch
+from aiokafka.protocol.fetch import FetchRequest
 from faust.stores import memory
 from faust.stores import rocksdb as rocksdb_store
 from faust.streams import Stream
@@ -126,6 +128,24 @@ REWRITTEN: dict[str, tuple[Any, str, str]] = {
         Stream.take_events, "607d48aead118ba8ea868718a0df87de1c5fcecd10ec542c659b448796728e08",
         "streams/runtime/batching.py take_batches mirrors it (buffering processor, passive drain, "
         "manual acks): carry the change over, and check it still acks a crashed batch and polls a quiet stream",
+    ),
+    # streams/runtime/fetchsession.py: aiokafka's fetcher, its requests put in fetch sessions.
+    "aiokafka Fetcher._get_actions_per_node": (
+        Fetcher._get_actions_per_node, "1dab2cf937d165d0eeacc8da8ed2b0ebd80b321bb6583757e01cdc1013d31635",
+        "install() wraps it: does it still return (fetch requests by node, ...) first, one FetchRequest per node, "
+        "never for a node with a request in flight?",
+    ),
+    "aiokafka Fetcher._proc_fetch_request": (
+        Fetcher._proc_fetch_request, "59bf948fff47eed580671971252454daa614df479733f3bedfefe95bc4d8ad30",
+        "does it still send through self._client.send and read each answered partition's offset from request.topics?",
+    ),
+    "aiokafka Fetcher._fetch_requests_routine": (
+        Fetcher._fetch_requests_routine, "2a8ec5932644c9b04ff222ee7f27c9b0d6a0a7e89ce5a158ed340ceedc2ec7a9",
+        "does it still call _get_actions_per_node each round and keep a node in _in_flight until its fetch is done?",
+    ),
+    "aiokafka FetchRequest.__init__": (
+        FetchRequest.__init__, "f31b6b74cc94dae4a4b6a83f202518b80ae24ef00393885d92f85a56451fbf3f",
+        "SessionFetchRequest copies its fields (_max_wait_ms, _min_bytes, _max_bytes, _isolation_level, topics, _rack_id)",
     ),
 }
 
@@ -266,6 +286,15 @@ def test_aiokafka_s_fetcher_reads_its_prefetch_backoff_when_it_buffers_records()
     assert source.count("backoff=self._prefetch_backoff") == 2
     assert "backoff = record.calculate_backoff()" in inspect.getsource(fetcher.Fetcher._get_actions_per_node)
     assert "self._consumer = self._create_consumer(" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread.on_start)
+
+
+def test_aiokafka_s_client_keeps_one_cluster_metadata_object_and_its_fetcher_is_per_consumer() -> None:
+    """streams.runtime.fetchsession wraps the fetcher's client and keeps the client's ``cluster``
+    (read for every partition of every fetch round) as it was: aiokafka updates that one object in
+    place. The fetcher's client is the consumer's own, so wrapping it touches no other consumer."""
+    assert inspect.getsource(aiokafka.AIOKafkaClient).count("self.cluster =") == 1
+    assert "self._client = client" in inspect.getsource(Fetcher.__init__)
+    assert "self._client," in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
 
 
 def test_a_batch_builder_signals_full_with_none_and_takes_any_first_record() -> None:

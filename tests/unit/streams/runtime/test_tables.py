@@ -12,6 +12,7 @@ from common.settings import Settings
 from streams.outputs import OutputBatch
 from streams.runtime import status, tables
 from streams.runtime.app import faust_app
+from streams.runtime.fetchsession import FetchSession
 
 RAW = {"key_type": bytes, "value_type": bytes}
 
@@ -102,6 +103,18 @@ def test_input_lag_skips_changelogs_and_partitions_without_a_position(tmp_path: 
     lag, actives = asyncio.run(scenario())
     assert lag == [("customs.declarations", 0, 10)]
     assert actives == {decl0, decl1, decl2, changelog}
+
+
+def test_fetches_add_up_every_broker_s_session(tmp_path: Path) -> None:
+    async def scenario() -> tuple[tuple[int, int], tuple[int, int]]:
+        app = _app(tmp_path)
+        before = status.fetches(app)
+        one, two = FetchSession(1), FetchSession(2)
+        one.full_fetches, one.incremental_fetches, two.full_fetches, two.incremental_fetches = 1, 30, 2, 5
+        app.consumer.fetch_sessions.update({1: one, 2: two})
+        return before, status.fetches(app)
+
+    assert asyncio.run(scenario()) == ((0, 0), (3, 35))
 
 
 def _rocksdb_table(tmp_path: Path) -> Any:
