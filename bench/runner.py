@@ -43,9 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                        "`python -m bench seed-scale [--help]`: the office's reference volumes (3.21 million credit "
                                        "entries, 147 risk lists, 93 models, moderate-load headroom) beside the small case; "
                                        "`python -m bench soak [--help]`: one worker decides millions of declarations with short "
-                                       "state lifetimes, its memory sampled; `python -m bench console [--help]`: the console's "
-                                       "(instruction -> visible in the officer's live queue at 3,000 declarations/s, page loads over a "
-                                       "month of decisions). "
+                                       "state lifetimes, its memory sampled; `python -m bench fetch [--help]`: one fetch's CPU cost to the "
+                                       "worker's consumer, in full fetches and in fetch sessions; `python -m bench console [--help]`: "
+                                       "the console's (instruction -> visible in the officer's live queue at 3,000 declarations/s, "
+                                       "page loads over a month of decisions). "
                                        "Progress goes to stderr; the table to stdout; results to --out. "
                                        "Exit status 1 if any run failed (its entry in the JSON holds the error).")
     p.add_argument("--quick", action="store_true", help="small counts and short loads: checks that everything works (about a minute)")
@@ -113,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import seedscale
 
         return seedscale.main(argv[1:])
+    if argv[:1] == ["fetch"]:  # one fetch's cost to the consumer, in full and in sessions (bench/fetch.py)
+        from bench import fetch
+
+        return fetch.main(argv[1:])
     if argv[:1] == ["soak"]:  # millions of declarations on one worker, memory sampled (bench/soak.py)
         from bench import soak
 

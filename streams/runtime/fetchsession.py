@@ -67,7 +67,9 @@ class FetchSession:
         """The next request for ``wanted`` (partition -> fetch offset): everything if there is no
         session, else the partitions that are new or whose offset moved, and those no longer wanted."""
         if self.id == 0:
-            return Plan(0, INITIAL_EPOCH, dict(wanted), [])
+            # Shuffled, as aiokafka does, so that no partition is always first when an answer is
+            # capped; within a session the broker takes turns over the partitions itself.
+            return Plan(0, INITIAL_EPOCH, dict(random.sample(list(wanted.items()), len(wanted))), [])
         held = self.offsets
         send = {tp: offset for tp, offset in wanted.items() if held.get(tp) != offset}
         forgotten = [tp for tp in held if tp not in wanted]
@@ -118,20 +120,24 @@ class SessionFetchRequest(FetchRequest):
 
     def __init__(self, wanted: dict[TP, int], session: FetchSession, *, max_wait_ms: int, min_bytes: int,
                  max_bytes: int, isolation_level: int, partition_max_bytes: int, rack_id: str = "") -> None:
+        plan = session.plan(wanted)
+        # A full fetch names every partition, in the plan's shuffled order (the order it goes out in
+        # without sessions too); the fetcher reads any answer against these.
+        listed = plan.send if plan.full else wanted
         super().__init__(max_wait_ms, min_bytes, max_bytes, isolation_level,
-                         [(topic, [(p, offset, partition_max_bytes) for p, offset in parts]) for topic, parts in _by_topic(wanted.items())],
+                         [(topic, [(p, offset, partition_max_bytes) for p, offset in parts]) for topic, parts in _by_topic(listed.items())],
                          rack_id=rack_id)
         self.session = session
         self.wanted = wanted
         self.partition_max_bytes = partition_max_bytes
-        self.plan = session.plan(wanted)
+        self.plan = plan
         self.sent_version: int | None = None
 
     def build(self, request_struct_class: Any) -> Any:
         version = request_struct_class.API_VERSION
         self.sent_version = version
         if version < 7:
-            return super().build(request_struct_class)  # no sessions: the full list
+            return super().build(request_struct_class)  # no sessions: every partition
         most = self.partition_max_bytes
         fields = ((lambda p, offset: (p, -1, offset, -1, most)) if version >= 9  # v9 adds the leader epoch
                   else (lambda p, offset: (p, offset, -1, most)))
@@ -171,26 +177,42 @@ class _SessionClient:
         return response
 
 
-def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSession]) -> tuple[Any, ...]:
-    """aiokafka's ``Fetcher._get_actions_per_node`` (the same decisions, in the same order, pinned
-    in tests/unit/streams/runtime/test_faust_contract.py), with its fetch requests in sessions.
+class _Rows:
+    """The assignment's partitions with their state and leader, kept until the assignment or the
+    cluster's metadata changes (aiokafka replaces both objects when they do)."""
+
+    def __init__(self) -> None:
+        self.assignment: Any = None
+        self.metadata: Any = None
+        self.rows: list[tuple[Any, Any, int | None]] = []
+
+    def of(self, assignment: Any, cluster: Any) -> list[tuple[Any, Any, int | None]]:
+        if assignment is not self.assignment or cluster._partitions is not self.metadata:
+            leader_for = cluster.leader_for_partition
+            self.rows = [(tp, assignment.state_value(tp), leader_for(tp)) for tp in assignment.tps]
+            self.assignment, self.metadata = assignment, cluster._partitions
+        return self.rows
+
+
+def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSession], rows: _Rows | None = None) -> tuple[Any, ...]:
+    """aiokafka's ``Fetcher._get_actions_per_node`` (the same decisions, pinned in
+    tests/unit/streams/runtime/test_faust_contract.py), with its fetch requests in sessions.
 
     It runs twice per fetch (once when the answer comes, once when its records are taken) over
     every partition the worker reads, so it does without aiokafka's per-partition debug log and
-    method hops: the partition's state and leader are looked up directly."""
+    method hops, and keeps each partition's state and leader until the assignment or the metadata
+    changes. A full fetch's partitions are shuffled (``FetchSession.plan``); in a session the
+    broker takes turns over them itself."""
     fetchable: dict[int, list[tuple[Any, int]]] = {}
     awaiting_reset: dict[int, list[Any]] = collections.defaultdict(list)
-    backoff_by_nodes: dict[int, list[float]] = {}
+    backoff_by_nodes: dict[int | None, list[float]] = {}  # aiokafka keys an unknown leader as None too
     resume_futures = []
     invalid_metadata = False
     records = fetcher._records
     in_flight = fetcher._in_flight
-    leader_for = fetcher._client.cluster.leader_for_partition
-    node_for = fetcher._select_read_replica if fetcher._preferred_read_replica else leader_for
-    state_of = assignment.state_value
-    for tp in assignment.tps:
-        tp_state = state_of(tp)
-        node_id = node_for(tp)
+    select = fetcher._select_read_replica if fetcher._preferred_read_replica else None
+    for tp, tp_state, leader_id in (rows or _Rows()).of(assignment, fetcher._client.cluster):
+        node_id = select(tp) if select else leader_id
         if tp in records:
             # Records not yet taken hold back their node's next fetch, for at most the backoff.
             backoff = records[tp].calculate_backoff()
@@ -201,8 +223,7 @@ def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSes
         elif node_id is None or node_id == -1:
             invalid_metadata = True
         elif not tp_state.has_valid_position:
-            leader_id = leader_for(tp)  # offsets are listed by the leader only (KIP-392)
-            if leader_id is None or leader_id == -1:
+            if leader_id is None or leader_id == -1:  # offsets are listed by the leader only (KIP-392)
                 invalid_metadata = True
             else:
                 awaiting_reset[leader_id].append(tp)
@@ -215,7 +236,6 @@ def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSes
     for node_id, partition_data in fetchable.items():
         if node_id in backoff_by_nodes or node_id in awaiting_reset:
             continue
-        random.shuffle(partition_data)  # as aiokafka: no partition always first when an answer is capped
         session = sessions.get(node_id) or sessions.setdefault(node_id, FetchSession(node_id))
         fetch_requests.append((node_id, SessionFetchRequest(
             dict(partition_data), session, max_wait_ms=fetcher._fetch_max_wait_ms, min_bytes=fetcher._fetch_min_bytes,
@@ -229,5 +249,6 @@ def install(fetcher: Any) -> dict[int, FetchSession]:
     """Fetch through sessions from now on; returns the sessions by broker id (for metrics)."""
     sessions: dict[int, FetchSession] = {}
     fetcher._client = _SessionClient(fetcher._client)
-    fetcher._get_actions_per_node = lambda assignment: actions_per_node(fetcher, assignment, sessions)
+    rows = _Rows()
+    fetcher._get_actions_per_node = lambda assignment: actions_per_node(fetcher, assignment, sessions, rows)
     return sessions

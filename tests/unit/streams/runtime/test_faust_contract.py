@@ -293,6 +293,17 @@ def test_aiokafka_s_client_keeps_one_cluster_metadata_object_and_its_fetcher_is_
     (read for every partition of every fetch round) as it was: aiokafka updates that one object in
     place. The fetcher's client is the consumer's own, so wrapping it touches no other consumer."""
     assert inspect.getsource(aiokafka.AIOKafkaClient).count("self.cluster =") == 1
+    # The fetch rounds keep each partition's state and leader until one of these objects is replaced:
+    # a metadata update replaces the partitions map, a new assignment its partitions and states.
+    from aiokafka.cluster import ClusterMetadata
+    from aiokafka.consumer.subscription_state import Assignment
+
+    update = inspect.getsource(ClusterMetadata.update_metadata)
+    assert "self._partitions = _new_partitions" in update
+    assert "self._partitions[" not in update  # never changed in place
+    assert "partitions = self._partitions[partition.topic]" in inspect.getsource(ClusterMetadata.leader_for_partition)
+    assert "self._topic_partitions = frozenset(topic_partitions)" in inspect.getsource(Assignment.__init__)
+    assert inspect.getsource(Assignment).count("self._tp_state[tp] =") == 1
     assert "self._client = client" in inspect.getsource(Fetcher.__init__)
     assert "self._client," in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
 

@@ -21,6 +21,7 @@ from streams.runtime.fetchsession import (
     MAX_EPOCH,
     FetchSession,
     SessionFetchRequest,
+    _Rows,
     actions_per_node,
     install,
 )
@@ -102,7 +103,8 @@ def test_a_full_fetch_in_sessions_names_every_partition_and_asks_for_a_session()
     assert (got.session_id, got.session_epoch, got.forgotten_topics_data, got.rack_id) == (0, 0, [], "r1")
     assert sorted((t, p[0], p[2], p[4]) for t, parts in got.topics for p in parts) == [
         ("a", 0, 5, 1000), ("a", 1, 3, 1000), ("b", 0, 9, 1000)]
-    assert req.topics == [("a", [(0, 5, 1000), (1, 3, 1000)]), ("b", [(0, 9, 1000)])]
+    assert sorted((t, p, o, m) for t, parts in req.topics for p, o, m in parts) == [
+        ("a", 0, 5, 1000), ("a", 1, 3, 1000), ("b", 0, 9, 1000)]
 
 
 @pytest.mark.parametrize("struct", [FetchRequest_v7, FetchRequest_v9, FetchRequest_v11])
@@ -130,8 +132,15 @@ def test_a_broker_without_sessions_gets_the_plain_request() -> None:
 
 # ---- the fetcher: aiokafka's own, never started against a broker -----------------------------------
 class Cluster:
+    """aiokafka's ClusterMetadata as the fetcher reads it: a metadata update replaces ``_partitions``."""
+
     def __init__(self, leaders: dict[TopicPartition, int | None]) -> None:
         self.leaders = leaders
+        self._partitions: dict[str, Any] = {}
+
+    def update(self, leaders: dict[TopicPartition, int | None]) -> None:
+        self.leaders = leaders
+        self._partitions = {}
 
     def leader_for_partition(self, tp: TopicPartition) -> int | None:
         return self.leaders.get(tp)
@@ -204,6 +213,31 @@ def test_the_decisions_are_aiokafka_s_own(states: list[tuple[Any, ...]], in_flig
     assert {n: sorted(tps) for n, tps in their_resets.items()} == {n: sorted(tps) for n, tps in our_resets.items()}
     assert (their_backoff, their_invalid, len(their_resume)) == (our_backoff, our_invalid, len(our_resume))
     assert all(isinstance(req, SessionFetchRequest) for _, req in our_fetches)
+
+
+def test_partitions_and_leaders_are_looked_up_again_when_the_metadata_or_the_assignment_changes() -> None:
+    a0, b0 = TopicPartition("a", 0), TopicPartition("b", 0)
+
+    async def scenario() -> list[dict[int, set[Any]]]:
+        fetcher, assignment = fetcher_for({a0: 1, b0: 1})
+        for tp in (a0, b0):
+            assignment.state_value(tp).seek(3)
+        rows, seen = _Rows(), []
+
+        def fetches(assignment: Any) -> dict[int, set[Any]]:
+            requests = actions_per_node(fetcher, assignment, {}, rows)[0]
+            return {node: {(t, p) for t, parts in req.topics for p, _, _ in parts} for node, req in requests}
+
+        seen.append(fetches(assignment))
+        fetcher._client.cluster.update({a0: 1, b0: 2})  # b0's leadership moved
+        seen.append(fetches(assignment))
+        fetcher._subscriptions.assign_from_user([a0])
+        moved = fetcher._subscriptions.subscription.assignment
+        moved.state_value(a0).seek(4)
+        seen.append(fetches(moved))
+        return seen
+
+    assert asyncio.run(scenario()) == [{1: {("a", 0), ("b", 0)}}, {1: {("a", 0)}, 2: {("b", 0)}}, {1: {("a", 0)}}]
 
 
 class Answer:

@@ -1,0 +1,176 @@
+"""``python -m bench fetch``: what one fetch costs the worker's consumer, in full and in fetch sessions.
+
+The consumer is the worker's own (aiokafka), reading as many partitions as a worker does (its
+inputs and the global tables' changelogs), of which a few are busy: a separate process publishes
+``--rate`` records a second of ``--record-bytes`` each (a gateway batch of a few declarations) to
+two topics' partitions. At moderate load every record is a fetch of its own, so the consumer's CPU
+per fetch is the fixed cost per fetch cycle that the headroom targets are about
+(docs/benchmark.md, "Headroom at moderate load"). Each round reads for ``--seconds`` in full fetches
+(aiokafka's own) and then in sessions (``streams.runtime.fetchsession``) on one Apache Kafka broker;
+the summary gives the median of the rounds and the ratio, with the broker's CPU beside them. The
+consumer's CPU is this process's own (the publisher is another process). Results as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench.common import log, machine
+from common.settings import Settings
+from devkit.brokers import ensure_kafka_jars, make_broker
+from streams.runtime import fetchsession
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PUBLISHER = r"""
+import sys, time
+from confluent_kafka import Producer
+bootstrap, rate, topics, seconds, size = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(","), float(sys.argv[4]), int(sys.argv[5])
+producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+start, n = time.monotonic(), 0
+while time.monotonic() - start < seconds:
+    wait = start + n / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    producer.produce(topics[n % len(topics)], value=b"x" * size, partition=(n // len(topics)) % 2)
+    producer.poll(0)
+    n += 1
+producer.flush(30)
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench fetch", description=__doc__.splitlines()[0],
+                                epilog="Progress (one line per run) goes to stderr, the summary to stdout, every run to --out.")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of (full, sessions) runs (default 5)")
+    p.add_argument("--seconds", type=float, default=15.0, help="seconds each run reads (default 15)")
+    p.add_argument("--rate", type=float, default=300.0,
+                   help="records published a second (default 300: about what a worker fetches at 1,000 declarations/s)")
+    p.add_argument("--record-bytes", type=int, default=600, help="bytes per record (default 600)")
+    p.add_argument("--partitions", type=int, default=39,
+                   help="partitions the consumer reads, 4 of them busy (default 39: a worker's on the default topics)")
+    p.add_argument("--fetch-max-wait-ms", type=int, default=Settings.model_fields["fetch_max_wait_ms"].default,
+                   help="the consumer's longest fetch wait (default: the worker's FETCH_MAX_WAIT_MS default, %(default)s)")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "fetch.json")
+    args = p.parse_args(argv)
+    if args.partitions < 4 or args.rounds < 1 or args.rate <= 0 or args.seconds <= 0:
+        p.error("--partitions at least 4, --rounds at least 1, --rate and --seconds above 0")
+    return args
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _create(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()]).values():
+        future.result(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while any(len(admin.list_topics(t, timeout=5).topics[t].partitions) != n for t, n in topics.items()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not in the metadata after {timeout_s:.0f} s")
+
+
+def _layout(partitions: int) -> dict[str, int]:
+    """Topics of two partitions (the first two busy) and, for an odd count, one of one."""
+    topics = {f"bench-fetch-{i}": 2 for i in range(partitions // 2)}
+    if partitions % 2:
+        topics[f"bench-fetch-{partitions // 2}"] = 1
+    return topics
+
+
+async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int], sessions: bool, broker_pid: int) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest",
+                                fetch_max_wait_ms=args.fetch_max_wait_ms, fetch_min_bytes=1)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        opened = fetchsession.install(consumer._fetcher) if sessions else {}
+        client = consumer._fetcher._client
+        plain_send = client.send
+        fetches = 0
+
+        async def counted(node_id: int, request: Any, **kwargs: Any) -> Any:
+            nonlocal fetches
+            fetches += request.API_KEY == 1  # Fetch
+            return await plain_send(node_id, request, **kwargs)
+
+        client.send = counted
+        await consumer.getmany(timeout_ms=500)  # connected, positions known, the session (if any) opened
+        busy = list(topics)[:2]
+        publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(busy),
+                                      str(args.seconds), str(args.record_bytes)])
+        cpu0, broker0, fetches0, t0, records = _own_cpu_s(), _proc_cpu_s(broker_pid), fetches, time.monotonic(), 0
+        while publisher.poll() is None:
+            got = await consumer.getmany(timeout_ms=100)
+            records += sum(len(batch) for batch in got.values())
+        cpu, broker, n, wall = _own_cpu_s() - cpu0, _proc_cpu_s(broker_pid) - broker0, fetches - fetches0, time.monotonic() - t0
+        if publisher.returncode:
+            raise RuntimeError(f"the publisher exited with {publisher.returncode}")
+        return {"sessions": sessions, "records": records, "fetches": n, "fetches_per_s": round(n / wall, 1),
+                "consumer_cpu_us_per_fetch": round(cpu / max(n, 1) * 1e6, 1), "consumer_cores": round(cpu / wall, 3),
+                "broker_cpu_us_per_fetch": round(broker / max(n, 1) * 1e6, 1), "broker_cores": round(broker / wall, 3),
+                "incremental_fetches": sum(s.incremental_fetches for s in opened.values())}
+    finally:
+        await consumer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    ensure_kafka_jars()
+    broker = make_broker("kafka")
+    broker.start()
+    runs: list[dict[str, Any]] = []
+    try:
+        topics = _layout(args.partitions)
+        _create(broker.bootstrap_servers, topics)
+        assert broker.pid is not None
+        for round_ in range(1, args.rounds + 1):
+            for sessions in (False, True):
+                run = asyncio.run(_run(args, broker.bootstrap_servers, topics, sessions, broker.pid))
+                runs.append({"round": round_, **run})
+                log(f"round {round_}/{args.rounds}, {'sessions' if sessions else 'full fetches'}: {run['fetches']} fetches "
+                    f"({run['fetches_per_s']}/s), consumer {run['consumer_cpu_us_per_fetch']:.0f} µs a fetch, "
+                    f"broker {run['broker_cpu_us_per_fetch']:.0f} µs a fetch")
+    finally:
+        broker.stop()
+
+    def median(sessions: bool, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs if r["sessions"] is sessions), 1)
+
+    summary = {key: {"full": median(False, key), "sessions": median(True, key),
+                     "ratio": round(median(True, key) / median(False, key), 3) if median(False, key) else None}
+               for key in ("consumer_cpu_us_per_fetch", "broker_cpu_us_per_fetch", "fetches_per_s")}
+    for key, row in summary.items():
+        print(f"{key:28s} full {row['full']:>8.1f}   sessions {row['sessions']:>8.1f}   ratio {row['ratio']}")
+    config = {k: str(v) for k, v in vars(args).items() if k != "out"}
+    config.update({"wall_time_s": round(time.monotonic() - started, 1),
+                   "load_average_at_end": [round(x, 2) for x in os.getloadavg()]})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": machine(), "config": config, "summary": summary, "runs": runs}, indent=2) + "\n")
+    log(f"wrote {args.out}")
+    return 0
