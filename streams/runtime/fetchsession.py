@@ -1,7 +1,7 @@
 """Incremental fetch sessions (Kafka's KIP-227) for the worker's aiokafka fetcher.
 
 aiokafka sends every fetch as a full one: the request names every partition the worker reads (its
-input topics and the global tables' changelogs, some 30), and the broker answers for each of them,
+input topics and the global tables' changelogs, 30-40), and the broker answers for each of them,
 records or not. Both sides encode and decode all of them on every fetch, so at moderate load, where
 a fetch brings a gateway batch or two, that costs more than the records (docs/benchmark.md,
 "Headroom"). With a session the broker keeps the partitions and their fetch offsets: a request names
