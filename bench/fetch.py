@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.common import log, machine
 from common.settings import Settings
-from devkit.brokers import ensure_kafka_jars, make_broker
+from devkit.brokers import create_topics, ensure_kafka_jars, make_broker
+from devkit.launcher import cpu_seconds
 from streams.runtime import fetchsession
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,27 +70,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _create(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()]).values():
-        future.result(timeout=timeout_s)
-    deadline = time.monotonic() + timeout_s
-    while any(len(admin.list_topics(t, timeout=5).topics[t].partitions) != n for t, n in topics.items()):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"topics not in the metadata after {timeout_s:.0f} s")
-
-
 def _layout(partitions: int) -> dict[str, int]:
     """Topics of two partitions (the first two busy) and, for an odd count, one of one."""
     topics = {f"bench-fetch-{i}": 2 for i in range(partitions // 2)}
@@ -123,11 +101,12 @@ async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int],
         busy = list(topics)[:2]
         publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(busy),
                                       str(args.seconds), str(args.record_bytes)])
-        cpu0, broker0, fetches0, t0, records = _own_cpu_s(), _proc_cpu_s(broker_pid), fetches, time.monotonic(), 0
+        own = os.getpid()
+        cpu0, broker0, fetches0, t0, records = cpu_seconds(own), cpu_seconds(broker_pid), fetches, time.monotonic(), 0
         while publisher.poll() is None:
             got = await consumer.getmany(timeout_ms=100)
             records += sum(len(batch) for batch in got.values())
-        cpu, broker, n, wall = _own_cpu_s() - cpu0, _proc_cpu_s(broker_pid) - broker0, fetches - fetches0, time.monotonic() - t0
+        cpu, broker, n, wall = cpu_seconds(own) - cpu0, cpu_seconds(broker_pid) - broker0, fetches - fetches0, time.monotonic() - t0
         if publisher.returncode:
             raise RuntimeError(f"the publisher exited with {publisher.returncode}")
         return {"sessions": sessions, "records": records, "fetches": n, "fetches_per_s": round(n / wall, 1),
@@ -147,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     try:
         topics = _layout(args.partitions)
-        _create(broker.bootstrap_servers, topics)
+        create_topics(broker.bootstrap_servers, topics)
         assert broker.pid is not None
         for round_ in range(1, args.rounds + 1):
             for sessions in (False, True):

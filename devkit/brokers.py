@@ -900,6 +900,32 @@ class ApacheKafkaBroker(Broker):
 # factory + foreground runner (the CLI)
 
 
+def create_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None,
+                  timeout: float = 30.0) -> None:
+    """Create topics (name -> partitions, one replica each) on a test or bench broker and wait until
+    the metadata shows all their partitions. The pipeline's own topics: ``clients.topics``."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # heavy import, only when needed
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    configs = configs or {}
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=n, replication_factor=1, config=configs.get(name, {}))
+         for name, n in topics.items()],
+        operation_timeout=timeout, request_timeout=timeout,
+    )
+    for fut in futures.values():
+        fut.result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=5)
+        missing = {n: p for n, p in topics.items()
+                   if n not in md.topics or len(md.topics[n].partitions) != p or md.topics[n].error is not None}
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics not visible in metadata after {timeout}s: {missing}")
+
+
 def make_broker(kind: str, **kwargs: Any) -> Broker:
     """``make_broker("tansu" | "kafka", port=..., ...)``: an unstarted broker of that kind."""
     if kind == "tansu":

@@ -22,37 +22,15 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from devkit.brokers import ApacheKafkaBroker, Broker
+from devkit.brokers import ApacheKafkaBroker, Broker, create_topics
 
 pytestmark = pytest.mark.integration
 
 
 # ------------------------------------------------------------------------------------------------
 # client helpers
-
-
-def create_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, dict[str, str]] | None = None,
-                  timeout: float = 30.0) -> None:
-    """Create topics (name -> partitions) and wait until the metadata shows all their partitions."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    configs = configs or {}
-    futures = admin.create_topics(
-        [NewTopic(name, num_partitions=n, replication_factor=1, config=configs.get(name, {}))
-         for name, n in topics.items()],
-        operation_timeout=timeout, request_timeout=timeout,
-    )
-    for _name, fut in futures.items():
-        fut.result(timeout=timeout)
-    deadline = time.monotonic() + timeout
-    while True:
-        md = admin.list_topics(timeout=5)
-        missing = {n: p for n, p in topics.items()
-                   if n not in md.topics or len(md.topics[n].partitions) != p or md.topics[n].error is not None}
-        if not missing:
-            return
-        assert time.monotonic() < deadline, f"topics not visible in metadata after {timeout}s: {missing}"
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]], timeout: float = 60.0) -> int:

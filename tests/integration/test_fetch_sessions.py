@@ -13,9 +13,8 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from devkit.brokers import Broker
+from devkit.brokers import Broker, create_topics
 from streams.runtime import fetchsession
-from tests.integration.test_brokers import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.settings import Settings
+from devkit.brokers import create_topics
 from portsim.gateway import PortGateway, now_iso
 from portsim.station import InspectionStation, StationCrash
 from portsim.traffic import PortOffice
@@ -42,17 +42,8 @@ def settings(broker: Any, unique_name: str, tmp_path: Path) -> Settings:
     )
     names = [s.topic(t) for t in ("instructions", "inspection-results", "declarations", "scans", "credit-events",
                                      "credit-event-batches")]
-    admin = AdminClient(s.confluent_config())
-    for fut in admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
-                                   operation_timeout=30, request_timeout=30).values():
-        fut.result(timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        md = admin.list_topics(timeout=5).topics
-        if all(n in md and len(md[n].partitions) == PARTITIONS and md[n].error is None for n in names):
-            return s
-        assert time.monotonic() < deadline, "topics not visible in metadata"
-        time.sleep(0.2)
+    create_topics(broker.bootstrap_servers, dict.fromkeys(names, PARTITIONS))
+    return s
 
 
 def instructions_for(office: PortOffice, first: int, n: int) -> list[dict]:
