@@ -342,7 +342,7 @@ class Topology:
             log.info("risk lists: %d entries changed, %d active", changed, len(self.risk_index))
         metrics.RISK_LIST_ENTRIES.set(len(self.risk_index))
         self.zero_tariff.publish_gauges()
-        self._publish_lag()
+        self._publish_consumer_metrics()
         self.publish_selection_rates(self._active_declaration_partitions())
 
     def _sync_risk_index(self) -> int:
@@ -605,7 +605,7 @@ class Topology:
                 metrics.SELECTION_RATE_TARGET.labels(port, lane).set(target)
         return realised
 
-    def _publish_lag(self) -> None:
+    def _publish_consumer_metrics(self) -> None:
         """Records behind the partition's high watermark, per owned input partition (on brokers
         that report watermarks correctly; the embedded Tansu does not), and the fetches made."""
         for topic, partition, lag in status.input_lag(self.app):
