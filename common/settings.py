@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     credit_fold_share: float = Field(default=0.5, gt=0, le=1, description=(
         "Most share of the event loop the credit fold takes while events keep coming (it pauses after each micro-batch "
         "for the rest): a bulk reload leaves the declarations their turn. 1: no pause."))
+    credit_batches_buffered: int = Field(default=64, ge=1, le=4096, description=(
+        "Credit-event records waiting for the fold past which the worker stops fetching credit-event batches until it "
+        "catches up: a bulk reload is read as it is folded, not into memory at once (with FETCH_SESSIONS)."))
     risk_list_prune_after_s: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400.0, description=(
         "Seconds after an entry's valid_until before the risk-list index drops it (declarations with older event "
         "times then no longer see it)."))

@@ -91,8 +91,9 @@ from streams.limits import BatchTooLarge, record_weight
 from streams.outputs import OutputBatch
 from streams.runtime import status, tables
 from streams.runtime.app import faust_app
-from streams.runtime.batching import take_batches
+from streams.runtime.batching import Waiting, take_batches
 from streams.runtime.checkpoint import Checkpoint, exit_hard
+from streams.runtime.fetchsession import FetchBounds
 from streams.zerotariff import ZeroTariffStreams
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class Topology:
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
         self.failpoint = Failpoint.from_env()  # crash tests only (streams.failpoint)
         self._fetches_seen = (0, 0)  # status.fetches at the last publish
-        self.app = app or faust_app(settings, self.checkpoint)
+        self.fetch_bounds = FetchBounds()  # topics not fetched while their agent has enough waiting (below)
+        self.app = app or faust_app(settings, self.checkpoint, self.fetch_bounds)
         t = settings.topic
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         # Single declarations, gateway batches and scans feed the same agent (and share partitions).
@@ -200,10 +202,15 @@ class Topology:
             "fold_duty_free_purchases": (self.duty_free.purchases, self.duty_free.handle_purchases),
             "index_duty_free_links": (self.duty_free.links_topic, self.duty_free.handle_links),
         }
-        # A fold that can arrive in bulk takes at most this share of the event loop (streams.credit).
+        # A fold that can arrive in bulk takes at most this share of the event loop (streams.credit),
+        # and its batch records are fetched as it folds them, not all at once (FetchBounds).
         loop_shares = {"fold_credit_events": self.settings.credit_fold_share}
+        fold_waiting = Waiting()
+        self.fetch_bounds.bound(self.settings.topic(topics.CREDIT_EVENT_BATCHES), fold_waiting,
+                                self.settings.credit_batches_buffered)
+        waiting = {"fold_credit_events": fold_waiting}
         for name, (topic, handler) in self.agents.items():
-            app.agent(topic, name=name)(self._batch_agent(name, handler, loop_shares.get(name, 1.0)))
+            app.agent(topic, name=name)(self._batch_agent(name, handler, loop_shares.get(name, 1.0), waiting.get(name)))
         # Timers: (seconds between firings, synchronous body); the test driver fires the same bodies
         # as its clock advances.
         self.timers: dict[str, tuple[float, Callable[[], OutputBatch | None]]] = {
@@ -239,7 +246,7 @@ class Topology:
         for scenario, version in self.services.scorer.shadow_versions().items():
             metrics.SHADOW_MODEL.labels(scenario, version).set(1)
 
-    def _batch_agent(self, name: str, handler: Any, loop_share: float = 1.0) -> Any:
+    def _batch_agent(self, name: str, handler: Any, loop_share: float = 1.0, waiting: Waiting | None = None) -> Any:
         s = self.settings
 
         # Records that carry declarations weigh as many as they may carry (streams.limits).
@@ -250,7 +257,7 @@ class Topology:
         async def agent(stream: faust.StreamT) -> None:
             in_flight: list[asyncio.Future] = []  # the previous micro-batch's deliveries
             try:
-                async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight):
+                async for events in take_batches(stream, s.batch_max, s.batch_within_s, weight, waiting):
                     started = time.perf_counter()
                     in_flight = await self._run_batch(name, handler, events, in_flight)
                     if loop_share < 1.0:

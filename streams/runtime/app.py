@@ -15,11 +15,12 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from common.settings import Settings
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.consumer import in_order_consumer
+from streams.runtime.fetchsession import FetchBounds
 
 
-def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust.App:
+def faust_app(settings: Settings, checkpoint: Checkpoint | None = None, bounds: FetchBounds | None = None) -> faust.App:
     """The worker's app (not started: ``faust.Worker`` starts it), its consumer guarded by
-    ``checkpoint`` (``streams.runtime.consumer.in_order_consumer``)."""
+    ``checkpoint`` (``streams.runtime.consumer.in_order_consumer``) and fetching within ``bounds``."""
     servers = ";".join(s.strip() for s in settings.kafka_bootstrap_servers.split(","))
     app = faust.App(
         settings.app_id,
@@ -49,7 +50,7 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None) -> faust
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint, settings.rebalance_delivery_timeout_s,
                                            settings.fetch_min_bytes, settings.consumer_in_loop, settings.prefetch_backoff_ms,
-                                           settings.fetch_sessions)
+                                           settings.fetch_sessions, bounds)
     if settings.worker_idempotent_producer:
         transport.Producer = IdempotentProducer
     return app

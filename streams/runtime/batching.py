@@ -33,11 +33,24 @@ import faust
 from mode.utils.futures import notify
 
 
+class Waiting:
+    """How many records wait in the stream buffer ``take_batches`` reads (0 until it starts): the
+    channel Faust delivers an agent's records to, which they leave as the agent takes them."""
+
+    def __init__(self) -> None:
+        self._queue: Any = None
+
+    def __call__(self) -> int:
+        return 0 if self._queue is None else int(self._queue.qsize())
+
+
 async def take_batches(stream: faust.StreamT, max_: int, within: float,
-                       weight: Callable[[faust.EventT], int] | None = None) -> AsyncIterator[list[faust.EventT]]:
+                       weight: Callable[[faust.EventT], int] | None = None,
+                       waiting: Waiting | None = None) -> AsyncIterator[list[faust.EventT]]:
     """Lists of events weighing up to ``max_`` together (``weight``: 1 per event by default; a
     single heavier event makes a list of its own); a list is yielded ``within`` seconds after the
-    agent asked for it (or after its first event, when none was waiting), or as soon as it is full."""
+    agent asked for it (or after its first event, when none was waiting), or as soon as it is full.
+    ``waiting``, if given, counts the records buffered for the stream from then on."""
     s: Any = stream  # Faust's Stream: the buffering hooks below are its own (see take_events)
     events: list[faust.EventT] = []
     total = 0  # the weight of ``events``
@@ -74,7 +87,10 @@ async def take_batches(stream: faust.StreamT, max_: int, within: float,
     enable_acks = s.enable_acks
     s.enable_acks = False  # acked below, once the agent has handled the batch
     s.add_processor(add_to_buffer)
-    s._enable_passive(aiter(s.channel))
+    channel = aiter(s.channel)  # the channel Faust's conductor delivers to (Topic.__aiter__)
+    if waiting is not None:
+        waiting._queue = channel.queue
+    s._enable_passive(channel)
     try:
         while not s.should_stop:
             deadline = s.loop.time() + within

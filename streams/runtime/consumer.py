@@ -45,7 +45,8 @@
 
 6. Fetch sessions. aiokafka names every partition the worker reads in every fetch, and the broker
    answers for each; in a Kafka fetch session (KIP-227) only the partitions that moved travel
-   (``streams.runtime.fetchsession``).
+   (``streams.runtime.fetchsession``). The same fetch loop leaves out the partitions of a topic whose
+   agent already has enough of its records waiting (``FetchBounds``: the credit fold's batches).
 """
 
 from __future__ import annotations
@@ -77,13 +78,14 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
                       min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100,
-                      sessions: bool = True) -> type:
+                      sessions: bool = True, bounds: fetchsession.FetchBounds | None = None) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
     ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be delivered hold up the next
     fetch from their broker for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
-    the worker exits). With ``sessions`` fetches go through incremental fetch sessions (point 6)."""
+    the worker exits). With ``sessions`` fetches go through incremental fetch sessions (point 6),
+    leaving out the partitions ``bounds`` holds."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -98,7 +100,7 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
             fetcher._prefetch_backoff = prefetch_backoff_ms / 1000
             if sessions:
                 consumer: Any = self.consumer
-                consumer.fetch_sessions = fetchsession.install(fetcher)
+                consumer.fetch_sessions = fetchsession.install(fetcher, bounds)
 
     class InLoopConsumerThread(ConsumerThread):
         """Faust's consumer thread as a plain service on the worker's event loop (point 5 above)."""

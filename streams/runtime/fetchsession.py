@@ -23,7 +23,7 @@ from __future__ import annotations
 import collections
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,6 +177,36 @@ class _SessionClient:
         return response
 
 
+class FetchBounds:
+    """Topics whose partitions are not fetched while enough of their records wait to be handled.
+
+    Faust reads ahead into an agent's stream buffer (its channel, up to ``stream_buffer_maxsize``
+    records) as fast as the broker sends, and stops fetching a partition only when that buffer is
+    nearly full; when it is full, the delivery of *every* partition waits for that agent. For an
+    agent that works through a bulk load at a pace of its own (the credit fold during a reload:
+    records of up to 1,000 events, about 100 KB each), that is the whole load in memory within
+    seconds and the other agents' records delivered behind it (docs/benchmark.md, "The reload's
+    first seconds"). A bound here keeps such a topic's partitions out of the fetch while ``waiting()``
+    is at least ``most``: the broker keeps the rest, and nothing is paused or blocked in Faust.
+    """
+
+    def __init__(self) -> None:
+        self._bounds: dict[str, tuple[Callable[[], int], int]] = {}
+
+    def bound(self, topic: str, waiting: Callable[[], int], most: int) -> None:
+        """Fetch ``topic``'s partitions only while ``waiting()`` (records buffered, not yet handled) is under ``most``."""
+        if most < 1:
+            raise ValueError(f"a fetch bound needs at least one record, got {most}")
+        self._bounds[topic] = (waiting, most)
+
+    def held(self, tp: Any) -> bool:
+        bound = self._bounds.get(tp[0])
+        return bound is not None and bound[0]() >= bound[1]
+
+    def __bool__(self) -> bool:
+        return bool(self._bounds)
+
+
 class _Rows:
     """The assignment's partitions with their state and leader, kept until the assignment or the
     cluster's metadata changes (aiokafka replaces both objects when they do)."""
@@ -194,7 +224,8 @@ class _Rows:
         return self.rows
 
 
-def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSession], rows: _Rows | None = None) -> tuple[Any, ...]:
+def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSession], rows: _Rows | None = None,
+                     bounds: FetchBounds | None = None) -> tuple[Any, ...]:
     """aiokafka's ``Fetcher._get_actions_per_node`` (the same decisions, pinned in
     tests/unit/streams/runtime/test_faust_contract.py), with its fetch requests in sessions.
 
@@ -202,7 +233,7 @@ def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSes
     every partition the worker reads, so it does without aiokafka's per-partition debug log and
     method hops, and keeps each partition's state and leader until the assignment or the metadata
     changes. A full fetch's partitions are shuffled (``FetchSession.plan``); in a session the
-    broker takes turns over them itself."""
+    broker takes turns over them itself. A partition ``bounds`` holds is left out, as a paused one is."""
     fetchable: dict[int, list[tuple[Any, int]]] = {}
     awaiting_reset: dict[int, list[Any]] = collections.defaultdict(list)
     backoff_by_nodes: dict[int | None, list[float]] = {}  # aiokafka keys an unknown leader as None too
@@ -211,7 +242,10 @@ def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSes
     records = fetcher._records
     in_flight = fetcher._in_flight
     select = fetcher._select_read_replica if fetcher._preferred_read_replica else None
+    held = bounds.held if bounds else None
     for tp, tp_state, leader_id in (rows or _Rows()).of(assignment, fetcher._client.cluster):
+        if held is not None and held(tp):
+            continue
         node_id = select(tp) if select else leader_id
         if tp in records:
             # Records not yet taken hold back their node's next fetch, for at most the backoff.
@@ -245,10 +279,11 @@ def actions_per_node(fetcher: Any, assignment: Any, sessions: dict[int, FetchSes
     return fetch_requests, awaiting_reset, backoff, invalid_metadata, resume_futures
 
 
-def install(fetcher: Any) -> dict[int, FetchSession]:
-    """Fetch through sessions from now on; returns the sessions by broker id (for metrics)."""
+def install(fetcher: Any, bounds: FetchBounds | None = None) -> dict[int, FetchSession]:
+    """Fetch through sessions from now on, not fetching what ``bounds`` holds; returns the
+    sessions by broker id (for metrics)."""
     sessions: dict[int, FetchSession] = {}
     fetcher._client = _SessionClient(fetcher._client)
     rows = _Rows()
-    fetcher._get_actions_per_node = lambda assignment: actions_per_node(fetcher, assignment, sessions, rows)
+    fetcher._get_actions_per_node = lambda assignment: actions_per_node(fetcher, assignment, sessions, rows, bounds)
     return sessions

@@ -201,7 +201,7 @@ def test_an_agent_that_stops_on_an_exception_takes_the_worker_with_it(monkeypatc
     """Not a silent agent restart by Faust (which acknowledges records nobody handled)."""
     run = Run(set())
 
-    async def one_batch(stream: Any, max_: int, within: float, weight: Any) -> Any:
+    async def one_batch(stream: Any, max_: int, within: float, weight: Any, waiting: Any = None) -> Any:
         yield ["an event"]
 
     async def broken(*args: Any) -> list[asyncio.Future]:
@@ -245,7 +245,7 @@ def test_an_agent_with_a_loop_share_pauses_after_each_micro_batch_in_proportion(
     clock = [100.0]
     slept: list[float] = []
 
-    async def two_batches(stream: Any, max_: int, within: float, weight: Any) -> Any:
+    async def two_batches(stream: Any, max_: int, within: float, weight: Any, waiting: Any = None) -> Any:
         yield ["an event"]
         yield ["another"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from streams.runtime.batching import take_batches
+from streams.runtime.batching import Waiting, take_batches
 
 QUIET_S = 0.1
 
@@ -143,3 +143,33 @@ def test_a_batch_is_bounded_by_the_weight_of_its_events() -> None:
     for batch in batches:
         assert sum(batch) <= 6 or len(batch) == 1, batches  # only an event heavier than the bound stands alone
     assert [9] in batches
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+def test_waiting_counts_the_records_buffered_for_the_stream_until_the_agent_takes_them() -> None:
+    async def scenario() -> list[int]:
+        channel, stream = await _stream()
+        waiting = Waiting()
+        seen = [waiting()]  # 0 before the stream is read
+        batches = take_batches(stream, 1, 0.001, waiting=waiting)
+        first = asyncio.ensure_future(batches.__anext__())
+        await channel.send(value=0)
+        await asyncio.wait_for(first, timeout=5)
+        for value in range(1, 6):  # the agent is busy with its first batch meanwhile
+            await channel.send(value=value)
+        await _until(lambda: waiting() == 5)  # nothing is taken while the agent is busy
+        seen.append(waiting())
+        for _ in range(5):
+            await asyncio.wait_for(batches.__anext__(), timeout=5)
+        seen.append(waiting())
+        await batches.aclose()
+        await stream.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 5, 0]

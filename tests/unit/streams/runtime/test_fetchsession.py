@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from streams.runtime.fetchsession import (
     INITIAL_EPOCH,
     MAX_EPOCH,
+    FetchBounds,
     FetchSession,
     SessionFetchRequest,
     _Rows,
@@ -279,3 +280,40 @@ def test_a_failed_or_cancelled_fetch_forgets_the_session(failure: BaseException)
 
     sessions = asyncio.run(scenario())
     assert (sessions[1].id, sessions[1].epoch) == (0, INITIAL_EPOCH)
+
+
+# ---- fetch bounds --------------------------------------------------------------------------------
+def test_a_bounded_topic_is_not_fetched_while_enough_of_its_records_wait() -> None:
+    a0, b0, b1 = TopicPartition("a", 0), TopicPartition("b", 0), TopicPartition("b", 1)
+    waiting = [0]
+    bounds = FetchBounds()
+    bounds.bound("b", lambda: waiting[0], 3)
+
+    async def scenario() -> list[tuple[set[Any], float]]:
+        fetcher, assignment = fetcher_for({a0: 1, b0: 1, b1: 2})
+        for tp in (a0, b0, b1):
+            assignment.state_value(tp).seek(0)
+        seen = []
+        for n in (2, 3, 7, 0):
+            waiting[0] = n
+            requests, _, backoff, _, _ = actions_per_node(fetcher, assignment, {}, None, bounds)
+            seen.append(({(t, p) for _, req in requests for t, parts in req.topics for p, _, _ in parts}, backoff))
+        fetcher._records[b0] = Pending(0.05)  # records fetched before the bound: they hold nothing back while it holds
+        waiting[0] = 5
+        requests, _, backoff, _, _ = actions_per_node(fetcher, assignment, {}, None, bounds)
+        seen.append(({(t, p) for _, req in requests for t, parts in req.topics for p, _, _ in parts}, backoff))
+        return seen
+
+    everything = {("a", 0), ("b", 0), ("b", 1)}
+    seen = asyncio.run(scenario())
+    assert [fetched for fetched, _ in seen] == [everything, {("a", 0)}, {("a", 0)}, everything, {("a", 0)}]
+    assert len({backoff for _, backoff in seen}) == 1  # a held partition's records never shorten the wait
+
+
+def test_a_fetch_bound_needs_a_topic_bound_and_at_least_one_record() -> None:
+    bounds = FetchBounds()
+    assert not bounds and not bounds.held(TopicPartition("a", 0))
+    with pytest.raises(ValueError, match="at least one record"):
+        bounds.bound("a", lambda: 0, 0)
+    bounds.bound("a", lambda: 1, 1)
+    assert bounds and bounds.held(TopicPartition("a", 0)) and not bounds.held(TopicPartition("b", 0))
