@@ -59,6 +59,9 @@ ASSIGNED_PARTITIONS = Gauge("customs_assigned_partitions", "Declaration partitio
 # kind: "full" (every partition named; the first of a session, or no session) or "incremental".
 FETCHES = Counter("customs_consumer_fetches_total",
                   "Fetches the worker's consumer had answered through fetch sessions, full or incremental.", ["kind"])
+FETCH_HOLDS = Counter("customs_consumer_fetch_holds_total",
+                      "Partition fetches left out because the topic's agent already had enough records waiting "
+                      "(CREDIT_BATCHES_BUFFERED: a bulk reload read as it is folded).", ["topic"])
 CONSUMER_LAG = Gauge(
     "customs_consumer_lag",
     "Records between this worker's position and the high watermark, per input topic and partition it owns "

@@ -115,6 +115,7 @@ class Topology:
         self.checkpoint = Checkpoint()  # the at-least-once protocol: no commit before outputs are delivered
         self.failpoint = Failpoint.from_env()  # crash tests only (streams.failpoint)
         self._fetches_seen = (0, 0)  # status.fetches at the last publish
+        self._holds_seen: dict[str, int] = {}  # fetch_bounds.holds at the last publish
         self.fetch_bounds = FetchBounds()  # topics not fetched while their agent has enough waiting (below)
         self.app = app or faust_app(settings, self.checkpoint, self.fetch_bounds)
         t = settings.topic
@@ -614,13 +615,17 @@ class Topology:
 
     def _publish_consumer_metrics(self) -> None:
         """Records behind the partition's high watermark, per owned input partition (on brokers
-        that report watermarks correctly; the embedded Tansu does not), and the fetches made."""
+        that report watermarks correctly; the embedded Tansu does not), the fetches made and those
+        left out by the fetch bounds."""
         for topic, partition, lag in status.input_lag(self.app):
             metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
         totals = status.fetches(self.app)
         for kind, total, seen in zip(("full", "incremental"), totals, self._fetches_seen):
             metrics.FETCHES.labels(kind).inc(max(0, total - seen))
         self._fetches_seen = totals
+        for topic, holds in self.fetch_bounds.holds.items():
+            metrics.FETCH_HOLDS.labels(topic).inc(max(0, holds - self._holds_seen.get(topic, 0)))
+            self._holds_seen[topic] = holds
 
     def settled(self, actives: set[int], now: float) -> set[int]:
         """The active partitions whose overdue deadlines may fire: those this worker has owned for

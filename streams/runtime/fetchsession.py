@@ -192,6 +192,7 @@ class FetchBounds:
 
     def __init__(self) -> None:
         self._bounds: dict[str, tuple[Callable[[], int], int]] = {}
+        self.holds: dict[str, int] = {}  # by topic: fetch rounds that left its partitions out
 
     def bound(self, topic: str, waiting: Callable[[], int], most: int) -> None:
         """Fetch ``topic``'s partitions only while ``waiting()`` (records buffered, not yet handled) is under ``most``."""
@@ -201,7 +202,10 @@ class FetchBounds:
 
     def held(self, tp: Any) -> bool:
         bound = self._bounds.get(tp[0])
-        return bound is not None and bound[0]() >= bound[1]
+        if bound is None or bound[0]() < bound[1]:
+            return False
+        self.holds[tp[0]] = self.holds.get(tp[0], 0) + 1
+        return True
 
     def __bool__(self) -> bool:
         return bool(self._bounds)

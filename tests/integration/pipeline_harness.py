@@ -52,10 +52,11 @@ class Harness:
         self.dead_letters: list[dict[str, Any]] = []
         self.workers: list[WorkerProcess] = []
 
-    def start_worker(self, metrics_port: int | None = None) -> WorkerProcess:
+    def start_worker(self, metrics_port: int | None = None, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        """A worker on the harness's settings; ``extra_env`` sets any other (``{"BATCH_MAX": "40"}``)."""
         s = self.settings.model_copy(update={"metrics_port": metrics_port or free_port(),
                                              "data_dir": self.tmp_path / f"worker{len(self.workers)}"})
-        worker = WorkerProcess(s, self.tmp_path / f"worker{len(self.workers)}.log")
+        worker = WorkerProcess(s, self.tmp_path / f"worker{len(self.workers)}.log", extra_env)
         self.workers.append(worker)
         return worker
 

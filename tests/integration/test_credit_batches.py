@@ -44,3 +44,30 @@ def test_a_batch_changes_decisions_and_a_bad_event_is_dead_lettered_alone(harnes
     # The penalty from courts wins; taxation's class does not override customs' aeo (policy/credit.py).
     assert first["IT-CB-D2"]["credit_class"] == "joint-penalty" and first["IT-CB-D2"]["action"] != "release"
     assert first["IT-CB-D3"]["credit_class"] == "general"
+
+
+def test_a_reload_past_the_fetch_bound_is_read_as_it_is_folded_and_nothing_is_lost(broker, unique_name, tmp_path) -> None:
+    """With room for one waiting credit record, micro-batches of two records and the fold given a
+    tenth of the loop, the worker keeps leaving the batch topic out of its fetches (the bound
+    holds) and still folds every event."""
+    harness = Harness(pipeline_settings(broker.bootstrap_servers, unique_name, tmp_path, partitions=1), tmp_path)
+    try:
+        worker = harness.start_worker(extra_env={"CREDIT_BATCHES_BUFFERED": "1", "CREDIT_FOLD_SHARE": "0.1", "BATCH_MAX": "40"})
+        worker.wait_ready()
+        records, per_record = 60, 20
+        for r in range(records):
+            events = [credit(f"IT-RB-{r}-{e}", f"RB-{r}-{e}", event_type="credit-class-changed", credit_class="aeo")
+                      for e in range(per_record)]
+            harness.publish(topics.CREDIT_EVENT_BATCHES, f"IT-RB-{r}", {"batch_id": f"IT-RB-{r}", "publisher": "customs", "events": events})
+        harness.publish(topics.DECLARATIONS, "IT-RB-D1", declaration("IT-RB-D1", "IT-RB-59-19"))
+        harness.flush()
+        applied = lambda: metric_value(worker.metrics_text(), "customs_credit_events_applied_total")  # noqa: E731 - read in the waits below
+        harness.read_until(lambda h: applied() >= records * per_record and any(i["declaration_id"] == "IT-RB-D1" for i in h.instructions),
+                           120, "every reload event folded and the declaration decided")
+        assert applied() == records * per_record
+        # The bound held: published with the consumer's other figures, once a second.
+        harness.read_until(lambda h: metric_value(worker.metrics_text(), "customs_consumer_fetch_holds_total") > 0, 30,
+                           "fetches of the batch topic left out while records waited for the fold")
+        assert not harness.dead_letters
+    finally:
+        harness.close()

@@ -308,6 +308,7 @@ def test_a_bounded_topic_is_not_fetched_while_enough_of_its_records_wait() -> No
     seen = asyncio.run(scenario())
     assert [fetched for fetched, _ in seen] == [everything, {("a", 0)}, {("a", 0)}, everything, {("a", 0)}]
     assert len({backoff for _, backoff in seen}) == 1  # a held partition's records never shorten the wait
+    assert bounds.holds == {"b": 3 * 2}  # both of b's partitions left out in the three rounds at 3, 7 and 5
 
 
 def test_a_fetch_bound_needs_a_topic_bound_and_at_least_one_record() -> None:
