@@ -1,4 +1,4 @@
-"""``python -m bench fetch``: what one fetch costs the worker's consumer, in full and in fetch sessions.
+"""``python -m bench fetch``: what one fetch costs the worker's consumer, in full and in fetch sessions, against librdkafka.
 
 The consumer is the worker's own (aiokafka), reading as many partitions as a worker does (its
 inputs and the global tables' changelogs), of which a few are busy: a separate process publishes
@@ -7,8 +7,11 @@ two topics' partitions. At moderate load every record is a fetch of its own, so 
 per fetch is the fixed cost per fetch cycle that the headroom targets are about
 (docs/benchmark.md, "Headroom at moderate load"). Each round reads for ``--seconds`` in full fetches
 (aiokafka's own) and then in sessions (``streams.runtime.fetchsession``) on one Apache Kafka broker;
-the summary gives the median of the rounds and the ratio, with the broker's CPU beside them. The
-consumer's CPU is this process's own (the publisher is another process). Results as JSON.
+and then with librdkafka (confluent-kafka's consumer, by assignment as aiokafka here, its fetches
+counted from its statistics), the consumer in C that docs/benchmark.md ("Cold caches") points to;
+the summary gives the median of the rounds and the ratios against full fetches, with the broker's
+CPU beside them. The consumer's CPU is this process's own, every thread (the publisher is another
+process). Results as JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer
+from confluent_kafka import TopicPartition as KafkaPartition
 
 from bench.common import log, machine
 from common.settings import Settings
@@ -78,6 +83,55 @@ def _layout(partitions: int) -> dict[str, int]:
     return topics
 
 
+KINDS = ("full", "sessions", "librdkafka")  # aiokafka's own fetches, in fetch sessions, and librdkafka's
+
+
+def _publish(args: argparse.Namespace, bootstrap: str, topics: dict[str, int]) -> subprocess.Popen[bytes]:
+    busy = list(topics)[:2]
+    return subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(busy),
+                             str(args.seconds), str(args.record_bytes)])
+
+
+def _figures(kind: str, records: int, fetches: float, wall: float, cpu: float, broker: float) -> dict[str, Any]:
+    return {"kind": kind, "records": records, "fetches": round(fetches), "fetches_per_s": round(fetches / wall, 1),
+            "consumer_cpu_us_per_fetch": round(cpu / max(fetches, 1) * 1e6, 1), "consumer_cores": round(cpu / wall, 3),
+            "consumer_cpu_us_per_record": round(cpu / max(records, 1) * 1e6, 1),
+            "broker_cpu_us_per_fetch": round(broker / max(fetches, 1) * 1e6, 1), "broker_cores": round(broker / wall, 3)}
+
+
+def _run_librdkafka(args: argparse.Namespace, bootstrap: str, topics: dict[str, int], broker_pid: int) -> dict[str, Any]:
+    """The same partitions read by librdkafka (its own fetcher threads; ``consume`` hands over what
+    they fetched). Fetches are counted from its statistics, once a second: the rate between the
+    first and the last report while the publisher ran."""
+    reports: list[tuple[float, int]] = []
+
+    def on_stats(text: str) -> None:
+        brokers = json.loads(text).get("brokers", {}).values()
+        reports.append((time.monotonic(), sum(int(b.get("req", {}).get("Fetch", 0)) for b in brokers)))
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-fetch", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": args.fetch_max_wait_ms, "fetch.min.bytes": 1,
+                         "statistics.interval.ms": 1000, "stats_cb": on_stats})
+    try:
+        consumer.assign([KafkaPartition(t, p, OFFSET_END) for t, n in topics.items() for p in range(n)])
+        consumer.consume(num_messages=1000, timeout=0.5)  # connected, positions known
+        publisher = _publish(args, bootstrap, topics)
+        own = os.getpid()
+        cpu0, broker0, t0, records, first = cpu_seconds(own), cpu_seconds(broker_pid), time.monotonic(), 0, len(reports)
+        while publisher.poll() is None:
+            records += sum(1 for m in consumer.consume(num_messages=1000, timeout=0.1) if m.error() is None)
+        cpu, broker, wall = cpu_seconds(own) - cpu0, cpu_seconds(broker_pid) - broker0, time.monotonic() - t0
+        if publisher.returncode:
+            raise RuntimeError(f"the publisher exited with {publisher.returncode}")
+        window = reports[first:]
+        if len(window) < 2:
+            raise RuntimeError("librdkafka sent fewer than two statistics reports while the publisher ran")
+        (ta, fa), (tb, fb) = window[0], window[-1]
+        return _figures("librdkafka", records, (fb - fa) / (tb - ta) * wall, wall, cpu, broker)
+    finally:
+        consumer.close()
+
+
 async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int], sessions: bool, broker_pid: int) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest",
                                 fetch_max_wait_ms=args.fetch_max_wait_ms, fetch_min_bytes=1)
@@ -98,9 +152,7 @@ async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int],
 
         client.send = counted
         await consumer.getmany(timeout_ms=500)  # connected, positions known, the session (if any) opened
-        busy = list(topics)[:2]
-        publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(busy),
-                                      str(args.seconds), str(args.record_bytes)])
+        publisher = _publish(args, bootstrap, topics)
         own = os.getpid()
         cpu0, broker0, fetches0, t0, records = cpu_seconds(own), cpu_seconds(broker_pid), fetches, time.monotonic(), 0
         while publisher.poll() is None:
@@ -109,12 +161,26 @@ async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int],
         cpu, broker, n, wall = cpu_seconds(own) - cpu0, cpu_seconds(broker_pid) - broker0, fetches - fetches0, time.monotonic() - t0
         if publisher.returncode:
             raise RuntimeError(f"the publisher exited with {publisher.returncode}")
-        return {"sessions": sessions, "records": records, "fetches": n, "fetches_per_s": round(n / wall, 1),
-                "consumer_cpu_us_per_fetch": round(cpu / max(n, 1) * 1e6, 1), "consumer_cores": round(cpu / wall, 3),
-                "broker_cpu_us_per_fetch": round(broker / max(n, 1) * 1e6, 1), "broker_cores": round(broker / wall, 3),
+        return {**_figures("sessions" if sessions else "full", records, n, wall, cpu, broker),
                 "incremental_fetches": sum(s.incremental_fetches for s in opened.values())}
     finally:
         await consumer.stop()
+
+
+SUMMARISED = ("consumer_cpu_us_per_fetch", "consumer_cores", "consumer_cpu_us_per_record", "broker_cpu_us_per_fetch",
+              "fetches_per_s")
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each figure: the median of the rounds for each kind, and each kind's ratio to full fetches."""
+    summary: dict[str, dict[str, Any]] = {}
+    for key in SUMMARISED:
+        digits = 3 if key.endswith("_cores") else 1
+        row: dict[str, Any] = {kind: round(statistics.median(r[key] for r in runs if r["kind"] == kind), digits) for kind in KINDS}
+        for kind in KINDS[1:]:
+            row[f"{kind}_ratio"] = round(row[kind] / row["full"], 3) if row["full"] else None
+        summary[key] = row
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,23 +195,22 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(broker.bootstrap_servers, topics)
         assert broker.pid is not None
         for round_ in range(1, args.rounds + 1):
-            for sessions in (False, True):
-                run = asyncio.run(_run(args, broker.bootstrap_servers, topics, sessions, broker.pid))
+            for kind in KINDS:
+                if kind == "librdkafka":
+                    run = _run_librdkafka(args, broker.bootstrap_servers, topics, broker.pid)
+                else:
+                    run = asyncio.run(_run(args, broker.bootstrap_servers, topics, kind == "sessions", broker.pid))
                 runs.append({"round": round_, **run})
-                log(f"round {round_}/{args.rounds}, {'sessions' if sessions else 'full fetches'}: {run['fetches']} fetches "
-                    f"({run['fetches_per_s']}/s), consumer {run['consumer_cpu_us_per_fetch']:.0f} µs a fetch, "
+                log(f"round {round_}/{args.rounds}, {kind}: {run['fetches']} fetches ({run['fetches_per_s']}/s), "
+                    f"consumer {run['consumer_cpu_us_per_fetch']:.0f} µs a fetch ({run['consumer_cores']} of a core), "
                     f"broker {run['broker_cpu_us_per_fetch']:.0f} µs a fetch")
     finally:
         broker.stop()
 
-    def median(sessions: bool, key: str) -> float:
-        return round(statistics.median(r[key] for r in runs if r["sessions"] is sessions), 1)
-
-    summary = {key: {"full": median(False, key), "sessions": median(True, key),
-                     "ratio": round(median(True, key) / median(False, key), 3) if median(False, key) else None}
-               for key in ("consumer_cpu_us_per_fetch", "broker_cpu_us_per_fetch", "fetches_per_s")}
+    summary = summarise(runs)
     for key, row in summary.items():
-        print(f"{key:28s} full {row['full']:>8.1f}   sessions {row['sessions']:>8.1f}   ratio {row['ratio']}")
+        print(f"{key:28s} " + "   ".join(f"{kind} {row[kind]:>8}" for kind in KINDS) + "   ratios to full "
+              + ", ".join(f"{kind} {row[f'{kind}_ratio']}" for kind in KINDS[1:]))
     config = {k: str(v) for k, v in vars(args).items() if k != "out"}
     config.update({"wall_time_s": round(time.monotonic() - started, 1),
                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]})
