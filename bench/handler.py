@@ -20,14 +20,13 @@ import itertools
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from bench.common import log, machine
+from bench.common import Dataset, log, machine
 from clients import topics
 from common.settings import Settings
 from decision.services import Services
@@ -67,22 +66,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Declarations:
-    """Fresh simulated declarations, never two with the same id (a repeated one is not decided again)."""
+    """Fresh simulated declarations (the benchmark's ``Dataset``, never two with the same id: a
+    repeated one is not decided again) in gateway batch records."""
 
     def __init__(self, seed: int) -> None:
-        from portsim.traffic import PortOffice
-
-        self.office = PortOffice(seed=seed, enterprises=5000)
-        self.index = 0
+        self.data = Dataset.generate(seed, enterprises=5000, count=0)
         self.batch_ids = itertools.count()
 
     def micro_batch(self, n: int, per_record: int) -> Records:
-        stamp = datetime.now(UTC).isoformat()
-        decls = []
-        for record, _ in self.office.declaration_dicts(n, first_index=self.index):
-            record["event_time"] = stamp
-            decls.append(record)
-        self.index += n
+        decls = self.data.more(n)
         out: Records = []
         for i in range(0, n, per_record):
             bid = f"HB-{next(self.batch_ids)}"
