@@ -85,11 +85,6 @@ class Settings(BaseSettings):
     # (streams/runtime/fetchsession.py). A broker without sessions gets full fetches either way.
     fetch_sessions: bool = Field(default=True, description=(
         "Fetch through incremental fetch sessions (KIP-227) where the broker offers them."))
-    # aiokafka fetches in Python, librdkafka in C for a quarter of the CPU a fetch; either way aiokafka
-    # keeps the group and the commits (streams/runtime/rdkafka_fetch.py).
-    fetch_client: Literal["aiokafka", "librdkafka"] = Field(default="aiokafka", description=(
-        "Which client fetches the worker's records: 'aiokafka' (in Python, with FETCH_SESSIONS) or 'librdkafka' (in C); "
-        "aiokafka's consumer keeps the group membership and the offset commits either way."))
     batch_max: int = Field(default=2000, ge=1, le=100_000, description="Max declarations per micro-batch.")
     # Warm copies of each table partition on other workers: a failover then skips re-reading the
     # changelog, but the holder applies every change of the partitions it stands by for: on a small

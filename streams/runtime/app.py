@@ -50,8 +50,7 @@ def faust_app(settings: Settings, checkpoint: Checkpoint | None = None, bounds: 
     transport: Any = app.transport  # Transport.Consumer is the class its create_consumer() builds
     transport.Consumer = in_order_consumer(settings.fetch_max_wait_ms, checkpoint, settings.rebalance_delivery_timeout_s,
                                            settings.fetch_min_bytes, settings.consumer_in_loop, settings.prefetch_backoff_ms,
-                                           settings.fetch_sessions, bounds,
-                                           settings.confluent_config() if settings.fetch_client == "librdkafka" else None)
+                                           settings.fetch_sessions, bounds)
     if settings.worker_idempotent_producer:
         transport.Producer = IdempotentProducer
     return app

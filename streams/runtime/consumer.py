@@ -47,11 +47,6 @@
    answers for each; in a Kafka fetch session (KIP-227) only the partitions that moved travel
    (``streams.runtime.fetchsession``). The same fetch loop leaves out the partitions of a topic whose
    agent already has enough of its records waiting (``FetchBounds``: the credit fold's batches).
-
-7. librdkafka fetches. With ``FETCH_CLIENT=librdkafka`` librdkafka makes the fetches, in C, and
-   hands the records to aiokafka's fetcher as if it had fetched them
-   (``streams.runtime.rdkafka_fetch``); aiokafka keeps the group, the positions and the commits, so
-   points 2 to 5 hold unchanged, and the same ``FetchBounds`` pause the credit fold's partitions.
 """
 
 from __future__ import annotations
@@ -64,7 +59,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 from mode.utils.futures import maybe_async
 
-from streams.runtime import fetchsession, rdkafka_fetch
+from streams.runtime import fetchsession
 from streams.runtime.checkpoint import Checkpoint
 from streams.runtime.tables import is_changelog
 
@@ -83,16 +78,14 @@ def head_unacknowledged(acked: Sequence[int], committed: int | None) -> bool:
 
 def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, rebalance_delivery_s: float = 30.0,
                       min_bytes: int = 1, in_loop: bool = True, prefetch_backoff_ms: int = 100,
-                      sessions: bool = True, bounds: fetchsession.FetchBounds | None = None,
-                      librdkafka: dict[str, Any] | None = None) -> type:
+                      sessions: bool = True, bounds: fetchsession.FetchBounds | None = None) -> type:
     """The worker's Faust consumer class, for ``app.transport.Consumer``: fetches wait at most
     ``max_wait_ms`` for ``min_bytes`` of records, records waiting to be delivered hold up the next
     fetch from their broker for at most ``prefetch_backoff_ms``, input partitions are delivered and committed strictly in order, no offset
     is committed before ``checkpoint`` (if given) has every output sent so far delivered, and no
     rebalance proceeds before it has them all delivered (at most ``rebalance_delivery_s``, then
     the worker exits). With ``sessions`` fetches go through incremental fetch sessions (point 6),
-    leaving out the partitions ``bounds`` holds; with ``librdkafka`` (its connection settings)
-    librdkafka fetches instead (point 7), within the same bounds."""
+    leaving out the partitions ``bounds`` holds."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -105,10 +98,8 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
             await super().on_start()  # starts the aiokafka consumer, which builds its fetcher
             fetcher = self._ensure_consumer()._fetcher
             fetcher._prefetch_backoff = prefetch_backoff_ms / 1000
-            consumer: Any = self.consumer
-            if librdkafka is not None:
-                consumer.rdkafka_feed = rdkafka_fetch.install(fetcher, librdkafka, bounds, consumer.reading)
-            elif sessions:
+            if sessions:
+                consumer: Any = self.consumer
                 consumer.fetch_sessions = fetchsession.install(fetcher, bounds)
 
     class InLoopConsumerThread(ConsumerThread):
@@ -150,18 +141,11 @@ def in_order_consumer(max_wait_ms: int, checkpoint: Checkpoint | None = None, re
             super().__post_init__()
             self._expected: dict[Any, int] = {}  # input partition -> next offset to deliver
             self.fetch_sessions: dict[int, fetchsession.FetchSession] = {}  # by broker, once started (point 6)
-            self.rdkafka_feed: rdkafka_fetch.RdkafkaFeed | None = None  # once started, with librdkafka (point 7)
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             if in_loop:
                 return InLoopConsumerThread(self, loop=self.loop, beacon=self.beacon)
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-        def reading(self, tp: Any) -> bool:
-            """Whether Faust reads ``tp`` now: it pauses partitions (a table's own changelog once
-            recovered, a full stream buffer) in its own bookkeeping, not in aiokafka's."""
-            active = self._active_partitions
-            return active is None or tp in active
 
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
             if not is_input(tp):
