@@ -86,10 +86,25 @@ def _layout(partitions: int) -> dict[str, int]:
 KINDS = ("full", "sessions", "librdkafka")  # aiokafka's own fetches, in fetch sessions, and librdkafka's
 
 
-def _publish(args: argparse.Namespace, bootstrap: str, topics: dict[str, int]) -> subprocess.Popen[bytes]:
-    busy = list(topics)[:2]
-    return subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(busy),
-                             str(args.seconds), str(args.record_bytes)])
+class _Window:
+    """One measured read: the publisher's run on the first two topics, and this process's CPU (every
+    thread), the broker's and the wall time over it."""
+
+    def __init__(self, args: argparse.Namespace, bootstrap: str, topics: dict[str, int], broker_pid: int) -> None:
+        self.publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, bootstrap, str(args.rate), ",".join(list(topics)[:2]),
+                                           str(args.seconds), str(args.record_bytes)])
+        self.broker_pid = broker_pid
+        self.cpu0, self.broker0, self.t0 = cpu_seconds(os.getpid()), cpu_seconds(broker_pid), time.monotonic()
+
+    def open(self) -> bool:
+        return self.publisher.poll() is None
+
+    def close(self) -> tuple[float, float, float]:
+        """``(consumer CPU s, broker CPU s, wall s)`` since the window opened; the publisher must have succeeded."""
+        measured = (cpu_seconds(os.getpid()) - self.cpu0, cpu_seconds(self.broker_pid) - self.broker0, time.monotonic() - self.t0)
+        if self.publisher.returncode:
+            raise RuntimeError(f"the publisher exited with {self.publisher.returncode}")
+        return measured
 
 
 def _figures(kind: str, records: int, fetches: float, wall: float, cpu: float, broker: float) -> dict[str, Any]:
@@ -115,14 +130,10 @@ def _run_librdkafka(args: argparse.Namespace, bootstrap: str, topics: dict[str, 
     try:
         consumer.assign([KafkaPartition(t, p, OFFSET_END) for t, n in topics.items() for p in range(n)])
         consumer.consume(num_messages=1000, timeout=0.5)  # connected, positions known
-        publisher = _publish(args, bootstrap, topics)
-        own = os.getpid()
-        cpu0, broker0, t0, records, first = cpu_seconds(own), cpu_seconds(broker_pid), time.monotonic(), 0, len(reports)
-        while publisher.poll() is None:
+        measured, records, first = _Window(args, bootstrap, topics, broker_pid), 0, len(reports)
+        while measured.open():
             records += sum(1 for m in consumer.consume(num_messages=1000, timeout=0.1) if m.error() is None)
-        cpu, broker, wall = cpu_seconds(own) - cpu0, cpu_seconds(broker_pid) - broker0, time.monotonic() - t0
-        if publisher.returncode:
-            raise RuntimeError(f"the publisher exited with {publisher.returncode}")
+        cpu, broker, wall = measured.close()
         window = reports[first:]
         if len(window) < 2:
             raise RuntimeError("librdkafka sent fewer than two statistics reports while the publisher ran")
@@ -152,15 +163,12 @@ async def _run(args: argparse.Namespace, bootstrap: str, topics: dict[str, int],
 
         client.send = counted
         await consumer.getmany(timeout_ms=500)  # connected, positions known, the session (if any) opened
-        publisher = _publish(args, bootstrap, topics)
-        own = os.getpid()
-        cpu0, broker0, fetches0, t0, records = cpu_seconds(own), cpu_seconds(broker_pid), fetches, time.monotonic(), 0
-        while publisher.poll() is None:
+        measured, fetches0, records = _Window(args, bootstrap, topics, broker_pid), fetches, 0
+        while measured.open():
             got = await consumer.getmany(timeout_ms=100)
             records += sum(len(batch) for batch in got.values())
-        cpu, broker, n, wall = cpu_seconds(own) - cpu0, cpu_seconds(broker_pid) - broker0, fetches - fetches0, time.monotonic() - t0
-        if publisher.returncode:
-            raise RuntimeError(f"the publisher exited with {publisher.returncode}")
+        n = fetches - fetches0
+        cpu, broker, wall = measured.close()
         return {**_figures("sessions" if sessions else "full", records, n, wall, cpu, broker),
                 "incremental_fetches": sum(s.incremental_fetches for s in opened.values())}
     finally:
