@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,10 @@ def throughput(settings: Settings, workers: Workers, watcher: Watcher, data: Dat
         sent.append(data.write(settings, records, batching=batching))  # with credit traffic: a lifecycle event every 200
 
     warm_up(what, watcher, write, data.warmup, timeout_s, workers.dead)
-    before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}
+    before = BatchCounters.read(workers)
     pids = [w.proc.pid for w in workers.procs]
     result = timed_backlog(what, watcher, pids, write, data.records[:count], timeout_s, workers.dead, profile)
-    batches = workers.metric("customs_batch_declarations_count") - before["count"]
-    result["mean_micro_batch"] = round((workers.metric("customs_batch_declarations_sum") - before["sum"]) / max(batches, 1), 1)
+    result.update(BatchCounters.read(workers).since(before))
     result["input_records"] = sent[-1]
     if len(workers.procs) > 1:
         result["per_worker"] = [{"partitions": w.metric("customs_assigned_partitions"),
@@ -134,14 +134,36 @@ def latency(settings: Settings, workers: Workers, watcher: Watcher, data: Datase
     """End-to-end latency at an offered load (``bench.common.offered_load``), plus the quantiles the
     worker itself saw in its decision-latency histogram."""
     hist_before = decision_histogram(workers)
-    batches_before = {k: workers.metric(f"customs_batch_declarations_{k}") for k in ("sum", "count")}
+    before = BatchCounters.read(workers)
     result = offered_load(f"pipeline {settings.app_id}", settings, watcher, data, rate, duration_s, warmup_s, timeout_s,
                           linger_ms, [w.proc.pid for w in workers.procs], workers.dead, profile)
     result["worker_side"] = worker_quantiles(hist_before, decision_histogram(workers))
-    batches = workers.metric("customs_batch_declarations_count") - batches_before["count"]
-    result["mean_micro_batch"] = round((workers.metric("customs_batch_declarations_sum") - batches_before["sum"]) / max(batches, 1), 1)
-    log(f"pipeline latency at {rate:,.0f}/s: worker side {result['worker_side']}")
+    result.update(BatchCounters.read(workers).since(before))
+    log(f"pipeline latency at {rate:,.0f}/s: worker side {result['worker_side']}, micro-batches of {result['mean_micro_batch']}, "
+        f"handlers' CPU {result['handler_cpu_us_per_declaration']} us a declaration")
     return result
+
+
+@dataclass(frozen=True)
+class BatchCounters:
+    """The workers' micro-batch counters: declarations decided, micro-batches, and the CPU their
+    handlers spent (``customs_handler_cpu_seconds_total``, every agent's)."""
+
+    declarations: float
+    batches: float
+    handler_cpu_s: float
+
+    @classmethod
+    def read(cls, workers: Workers) -> BatchCounters:
+        return cls(workers.metric("customs_batch_declarations_sum"), workers.metric("customs_batch_declarations_count"),
+                   workers.metric("customs_handler_cpu_seconds_total"))
+
+    def since(self, before: BatchCounters) -> dict[str, float]:
+        """``mean_micro_batch`` (declarations) and ``handler_cpu_us_per_declaration`` between two reads:
+        beside the process's CPU per declaration it says how much of it is the decisions themselves."""
+        decided = self.declarations - before.declarations
+        return {"mean_micro_batch": round(decided / max(self.batches - before.batches, 1.0), 1),
+                "handler_cpu_us_per_declaration": round((self.handler_cpu_s - before.handler_cpu_s) * 1e6 / max(decided, 1.0), 1)}
 
 
 def decision_histogram(workers: Workers) -> list[float]:

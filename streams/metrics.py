@@ -92,6 +92,12 @@ BATCH_SECONDS = Histogram(
     "and handing this one to the producer).",
     ["agent", "phase"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+# The rest of process_cpu_seconds_total is what a micro-batch costs around its decisions: the Kafka
+# clients, Faust's delivery, the producer and the event loop.
+HANDLER_CPU = Counter(
+    "customs_handler_cpu_seconds_total",
+    "CPU time of the thread deciding micro-batches (the decide phase of customs_batch_seconds), by agent.", ["agent"],
+)
 RISK_LIST_ENTRIES = Gauge("customs_risk_list_entries", "Risk-list entries active in this worker's index.")
 
 

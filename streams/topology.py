@@ -281,7 +281,7 @@ class Topology:
         previous one is acknowledged (one batch in flight per agent: bounded memory, and a failed
         delivery stops the agent before it sends anything after it). Steps 1-3 of the protocol in
         ``streams.runtime.checkpoint``."""
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         handed = self.checkpoint.handed()  # undecided until its outputs are acknowledged (the stall gauge)
         # No cyclic collection inside a handler: a collection there would walk the whole live batch
         # (docs/benchmark.md). Outside, the batch's objects are freed and a collection, when due,
@@ -298,6 +298,7 @@ class Topology:
             self._failed_in_row[agent] = 0
         publish_metrics(out)
         decided = time.perf_counter()
+        metrics.HANDLER_CPU.labels(agent).inc(time.thread_time() - cpu_started)
         self.failpoint.before_send(agent, out)
         futures = await self.checkpoint.produce(self.app, out, in_flight)
         self.checkpoint.settle(handed, futures)

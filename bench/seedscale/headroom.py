@@ -4,8 +4,9 @@ On one broker (Apache Kafka by default), in the same run: the raw-client ceiling
 and the pipeline (one worker) each decide a backlog at saturation, then take the same offered loads
 of 1,000/s and 3,000/s (``bench.common.offered_load``). Reported: the pipeline's p99 at each load
 beside the ceiling's and their ratio, and the worker's CPU per declaration at each load and at
-saturation. The issue's targets (``TARGETS``) are reported with whether this run met them: on a
-shared machine the ratios of the same run are the figures to read, not the absolute ones.
+saturation, with the part of it its handlers spent deciding (``handler_cpu_us_per_decl_*``). The
+issue's targets (``TARGETS``) are reported with whether this run met them: on a shared machine the
+ratios of the same run are the figures to read, not the absolute ones.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def run(ctx: Context) -> dict[str, Any]:
                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
                    "ceiling": raw, "pipeline": pipe})
     log("headroom: " + ", ".join(f"{k}={result[k]}" for k in ("p99_ms_3k", "ceiling_p99_ms_3k", "p99_ratio_3k",
-                                                             "cpu_us_per_decl_3k", "cpu_us_per_decl_1k", "cpu_us_per_decl_saturation")))
+                                                             "cpu_us_per_decl_3k", "cpu_us_per_decl_1k", "cpu_us_per_decl_saturation",
+                                                             "handler_cpu_us_per_decl_3k", "handler_cpu_us_per_decl_1k")))
     return result
 
 
@@ -105,7 +107,9 @@ def figures(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]:
         out[f"ceiling_p50_ms_{suffix}"] = theirs["p50"]
         out[f"cpu_us_per_decl_{suffix}"] = mine["cpu_us_per_declaration"]["system"]
         out[f"ceiling_cpu_us_per_decl_{suffix}"] = theirs["cpu_us_per_declaration"]["system"]
+        out[f"handler_cpu_us_per_decl_{suffix}"] = mine.get("handler_cpu_us_per_declaration")
     out["cpu_us_per_decl_saturation"] = pipe["cpu_us_per_declaration"]["system"]
+    out["handler_cpu_us_per_decl_saturation"] = pipe.get("handler_cpu_us_per_declaration")
     out["ceiling_cpu_us_per_decl_saturation"] = raw["cpu_us_per_declaration"]["system"]
     out["throughput"] = pipe["throughput"]
     out["ceiling_throughput"] = raw["throughput"]

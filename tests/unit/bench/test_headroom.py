@@ -11,11 +11,13 @@ from bench.seedscale import headroom
 
 
 def _load(p99: float, cpu: float) -> dict[str, Any]:
-    return {"p50": p99 / 3, "p99": p99, "cpu_us_per_declaration": {"system": cpu, "broker": 40.0}}
+    return {"p50": p99 / 3, "p99": p99, "cpu_us_per_declaration": {"system": cpu, "broker": 40.0},
+            "handler_cpu_us_per_declaration": cpu / 2}
 
 
 def _system(p99_1k: float, p99_3k: float, cpu_1k: float, cpu_3k: float, cpu_sat: float, tp: float) -> dict[str, Any]:
     return {"throughput": tp, "mean_micro_batch": 1800.0, "cpu_us_per_declaration": {"system": cpu_sat},
+            "handler_cpu_us_per_declaration": cpu_sat * 0.7,
             "latency_ms": {"1000": _load(p99_1k, cpu_1k), "3000": _load(p99_3k, cpu_3k)}}
 
 
@@ -27,6 +29,8 @@ def test_figures_put_the_pipeline_beside_the_ceiling_of_the_same_run() -> None:
     assert (f["p99_ms_1k"], f["ceiling_p99_ms_1k"], f["p99_ratio_1k"]) == (31.0, 20.0, 1.55)
     assert (f["cpu_us_per_decl_1k"], f["cpu_us_per_decl_3k"], f["cpu_us_per_decl_saturation"]) == (240.0, 160.0, 80.0)
     assert f["ceiling_cpu_us_per_decl_3k"] == 40.0 and f["throughput"] == 10_000.0
+    assert (f["handler_cpu_us_per_decl_1k"], f["handler_cpu_us_per_decl_3k"], f["handler_cpu_us_per_decl_saturation"]) == \
+        (120.0, 80.0, 56.0)
     assert f["targets_met"] == {"p99_ratio_3k": False, "cpu_us_per_decl_3k": False, "cpu_us_per_decl_1k": True}
 
 

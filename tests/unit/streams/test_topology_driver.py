@@ -192,6 +192,39 @@ def test_no_garbage_collection_inside_a_handler_and_it_is_back_on_after(driver, 
     assert seen == [False] and gc.isenabled()
 
 
+def test_a_micro_batch_counts_its_thread_cpu_as_the_agents_handler_cpu(driver):
+    """``customs_handler_cpu_seconds_total``: the CPU the handler burnt, at least, and no more than
+    the decide phase's wall time (a handler that waits burns none)."""
+    import asyncio
+    import threading
+
+    from streams import metrics
+    from streams.outputs import OutputBatch
+
+    burnt: list[float] = []
+
+    def busy(events):
+        started = time.thread_time()
+        while time.thread_time() - started < 0.02:
+            pass
+        burnt.append(time.thread_time() - started)
+        return OutputBatch()
+
+    def waits(events):
+        threading.Event().wait(0.05)  # the handler's work: waiting, which is not CPU
+        return OutputBatch()
+
+    counter = metrics.HANDLER_CPU.labels("cpu-test")
+    decide = metrics.BATCH_SECONDS.labels("cpu-test", "decide")
+    before, wall_before = counter._value.get(), decide._sum.get()
+    asyncio.run(driver.topology._run_batch("cpu-test", busy, [], []))
+    cpu = counter._value.get() - before
+    assert burnt[0] <= cpu <= decide._sum.get() - wall_before + 0.001  # the two clocks' granularity apart
+    before = counter._value.get()
+    asyncio.run(driver.topology._run_batch("cpu-test", waits, [], []))
+    assert counter._value.get() - before < 0.025
+
+
 def test_advancing_the_clock_fires_the_deadline_timer_without_new_traffic(driver):
     driver.send(topics.DECLARATIONS, [(b"MID", decl("MID"))])
     [mc] = driver.instructions()
