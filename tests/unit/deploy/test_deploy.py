@@ -40,7 +40,8 @@ WORKER_JOB = "customs-worker"
 IMAGE = "customs-riskcontrol"
 
 # Series that Prometheus makes itself, and labels it attaches to every scraped series.
-BUILTIN_SERIES = {"up"}
+# Series Prometheus or prometheus-client expose on their own: name -> kind.
+BUILTIN_SERIES = {"up": "gauge", "process_cpu_seconds_total": "counter"}
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "deployment", "office"}
 # Environment variables a riskctl container may set that are not Settings fields.
 EXTRA_ENV = {"RISKCTL_SETTINGS", "PYTHONUNBUFFERED"}
@@ -306,7 +307,7 @@ def test_promql_uses_real_metrics_and_labels(where: str, expr: str) -> None:
     unknown = promql_grouping_labels(expr) - known_labels()
     assert not unknown, f"{where}: grouping by unknown label(s) {sorted(unknown)}"
     for func, name in re.findall(r"\b(rate|irate|increase)\(\s*([A-Za-z_:][\w:]*)", _strip(expr)):
-        kind = CATALOGUE.get(name, ("recording rule", set()))[0]
+        kind = CATALOGUE.get(name, (BUILTIN_SERIES.get(name, "recording rule"), set()))[0]
         counter_like = kind == "counter" or (kind == "histogram" and name.endswith(("_bucket", "_sum", "_count")))
         assert counter_like, f"{where}: {func}() over {name}, which is a {kind}, not a counter"
 
