@@ -107,9 +107,9 @@ def figures(raw: dict[str, Any], pipe: dict[str, Any]) -> dict[str, Any]:
         out[f"ceiling_p50_ms_{suffix}"] = theirs["p50"]
         out[f"cpu_us_per_decl_{suffix}"] = mine["cpu_us_per_declaration"]["system"]
         out[f"ceiling_cpu_us_per_decl_{suffix}"] = theirs["cpu_us_per_declaration"]["system"]
-        out[f"handler_cpu_us_per_decl_{suffix}"] = mine.get("handler_cpu_us_per_declaration")
+        out[f"handler_cpu_us_per_decl_{suffix}"] = mine["handler_cpu_us_per_declaration"]
     out["cpu_us_per_decl_saturation"] = pipe["cpu_us_per_declaration"]["system"]
-    out["handler_cpu_us_per_decl_saturation"] = pipe.get("handler_cpu_us_per_declaration")
+    out["handler_cpu_us_per_decl_saturation"] = pipe["handler_cpu_us_per_declaration"]
     out["ceiling_cpu_us_per_decl_saturation"] = raw["cpu_us_per_declaration"]["system"]
     out["throughput"] = pipe["throughput"]
     out["ceiling_throughput"] = raw["throughput"]

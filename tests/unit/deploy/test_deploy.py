@@ -39,8 +39,8 @@ DASHBOARD_FILE = GRAFANA / "dashboards" / "customs-office.json"
 WORKER_JOB = "customs-worker"
 IMAGE = "customs-riskcontrol"
 
-# Series that Prometheus makes itself, and labels it attaches to every scraped series.
-# Series Prometheus or prometheus-client expose on their own: name -> kind.
+# Series that Prometheus or prometheus-client make on their own (name -> kind), and labels
+# Prometheus attaches to every scraped series.
 BUILTIN_SERIES = {"up": "gauge", "process_cpu_seconds_total": "counter"}
 TARGET_LABELS = {"job", "instance", "pod", "namespace", "deployment", "office"}
 # Environment variables a riskctl container may set that are not Settings fields.
